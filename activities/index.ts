@@ -1,0 +1,23 @@
+import type { ActivityDeps } from './deps';
+import { createIncidentActivities } from './incidents';
+import { createLogActivities } from './logs';
+import { createPolicyActivities } from './policies';
+import { createRunActivities } from './runs';
+import { createSkillActivities } from './skills';
+import { createTraceActivities } from './traces';
+
+export type { ActivityDeps, LlmConfig } from './deps';
+
+/** Every activity the worker registers, bound to its dependencies (db, metrics, LLM settings). */
+export function createActivities(deps: ActivityDeps) {
+  return {
+    ...createRunActivities(deps),
+    ...createTraceActivities(deps),
+    ...createIncidentActivities(deps),
+    ...createPolicyActivities(deps),
+    ...createLogActivities(deps),
+    ...createSkillActivities(deps),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;

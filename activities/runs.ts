@@ -1,0 +1,89 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { and, eq, sql } from 'drizzle-orm';
+import { FINALIZE_RUN } from '../core/audit';
+import type { OutboundEvent } from '../core/events';
+import type { FailureCode } from '../core/outcome';
+import { assertTransition, type RunPhase, type RunStatus } from '../core/phases';
+import type { SagaPhase } from '../core/saga';
+import { runs } from '../db/schema';
+import { recordAck } from './audit';
+import type { ActivityDeps } from './deps';
+import { writeEvents } from './outbox';
+
+export interface TransitionInput {
+  runId: string;
+  from: RunPhase;
+  to: RunPhase;
+  status: RunStatus;
+}
+
+export interface FinalizeRunInput extends TransitionInput {
+  tenantId: string;
+  sagaPhase: SagaPhase;
+  error?: { code: FailureCode; message: string } | null;
+  events?: OutboundEvent[];
+}
+
+export function createRunActivities({ db, metrics }: ActivityDeps) {
+  /** Moves the stored run from `from` to `to`; a retry after the move committed is a no-op. */
+  async function recordTransition(input: TransitionInput): Promise<void> {
+    assertTransition(input.from, input.to, input.status);
+    const moved = await db
+      .update(runs)
+      .set({
+        phase: input.to,
+        status: input.status,
+        updatedAt: sql`now()`,
+        ...(input.to === 'EXECUTING' ? { startedAt: sql`coalesce(${runs.startedAt}, now())` } : {}),
+      })
+      .where(and(eq(runs.id, input.runId), eq(runs.phase, input.from)))
+      .returning({ id: runs.id });
+    if (moved.length > 0) {
+      metrics.phaseTransitions.inc({ from: input.from, to: input.to });
+      return;
+    }
+    await assertAlreadyAt(input.runId, input.to);
+  }
+
+  async function assertAlreadyAt(runId: string, phase: RunPhase): Promise<void> {
+    const [current] = await db.select({ phase: runs.phase }).from(runs).where(eq(runs.id, runId));
+    if (!current) throw ApplicationFailure.nonRetryable(`run ${runId} does not exist`, 'RunNotFound');
+    if (current.phase !== phase) {
+      throw ApplicationFailure.nonRetryable(
+        `run ${runId} is stored in phase ${current.phase}, cannot move it to ${phase}`,
+        'IllegalTransition',
+      );
+    }
+  }
+
+  /** The run's final status, its `finalize_run` ack and any closing events, in one transaction. */
+  async function finalizeRun(input: FinalizeRunInput): Promise<void> {
+    assertTransition(input.from, input.to, input.status);
+    const moved = await db.transaction(async (tx) => {
+      const rows = await tx
+        .update(runs)
+        .set({
+          phase: input.to,
+          status: input.status,
+          sagaPhase: input.sagaPhase,
+          errorCode: input.error?.code ?? null,
+          errorMessage: input.error?.message ?? null,
+          finishedAt: sql`now()`,
+          updatedAt: sql`now()`,
+        })
+        .where(and(eq(runs.id, input.runId), eq(runs.phase, input.from)))
+        .returning({ id: runs.id });
+      await recordAck(tx, { runId: input.runId, action: FINALIZE_RUN, status: 'OK', resultId: input.runId });
+      await writeEvents(tx, input, input.events ?? []);
+      return rows.length > 0;
+    });
+    if (moved) {
+      metrics.phaseTransitions.inc({ from: input.from, to: input.to });
+      metrics.runsFinished.inc({ status: input.status });
+      return;
+    }
+    await assertAlreadyAt(input.runId, input.to);
+  }
+
+  return { recordTransition, finalizeRun };
+}

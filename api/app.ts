@@ -1,0 +1,67 @@
+import express, { type Express } from 'express';
+import type { Client } from '@temporalio/client';
+import type Redis from 'ioredis';
+import type { ObservabilityMode } from '../core/policy';
+import type { Db } from '../db/client';
+import type { Logger } from '../lib/logger';
+import type { ApiMetrics } from '../lib/metrics';
+import { authenticate } from './auth';
+import { errorHandler, HttpError } from './errors';
+import { runRoutes } from './runs';
+
+export interface ApiDeps {
+  db: Db;
+  temporal: Client;
+  redis: Redis;
+  metrics: ApiMetrics;
+  logger: Logger;
+  taskQueue: string;
+  bodyLimit: string;
+  defaultObservabilityMode: ObservabilityMode;
+  runDeadlineSeconds: number;
+}
+
+export function createApp(deps: ApiDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+
+  app.use((req, res, next) => {
+    const end = deps.metrics.httpRequests.startTimer();
+    res.on('finish', () => {
+      const route = req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
+      end({ method: req.method, route, status: String(res.statusCode) });
+    });
+    next();
+  });
+
+  app.get('/healthz', async (_req, res) => {
+    const checks = await Promise.allSettled([
+      deps.db.execute('select 1'),
+      deps.redis.ping(),
+      deps.temporal.connection.workflowService.getSystemInfo({}),
+    ]);
+    const [postgres, redis, temporal] = checks.map((c) => (c.status === 'fulfilled' ? 'ok' : `down: ${String(c.reason)}`));
+    const healthy = checks.every((c) => c.status === 'fulfilled');
+    res.status(healthy ? 200 : 503).json({ status: healthy ? 'ok' : 'degraded', postgres, redis, temporal });
+  });
+
+  app.get('/metrics', async (_req, res) => {
+    res.set('content-type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+
+  app.use('/api/v1', express.json({ limit: deps.bodyLimit, strict: true }), authenticate(deps.db));
+  app.use('/api/v1', (req, _res, next) => {
+    if (req.method === 'POST' && !req.is('application/json') && req.get('content-length') !== '0') {
+      throw new HttpError(415, 'send the body as application/json');
+    }
+    next();
+  });
+  app.use('/api/v1/runs', runRoutes(deps));
+
+  app.use((req, _res) => {
+    throw new HttpError(404, `no route for ${req.method} ${req.path}`);
+  });
+  app.use(errorHandler((err) => deps.logger.error({ err }, 'unhandled error')));
+  return app;
+}

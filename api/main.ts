@@ -1,0 +1,43 @@
+import Redis from 'ioredis';
+import { connectDatabase } from '../db/client';
+import { loadConfig } from '../lib/config';
+import { createLogger } from '../lib/logger';
+import { createApiMetrics } from '../lib/metrics';
+import { connectClient } from '../lib/temporal';
+import { createApp } from './app';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger('api', config.LOG_LEVEL);
+  const database = connectDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX });
+  const redis = new Redis(config.REDIS_URL, { lazyConnect: false, maxRetriesPerRequest: 2 });
+  redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
+  const temporal = await connectClient(config);
+  const app = createApp({
+    db: database.db,
+    temporal,
+    redis,
+    metrics: createApiMetrics(),
+    logger,
+    taskQueue: config.TEMPORAL_TASK_QUEUE,
+    bodyLimit: config.API_BODY_LIMIT,
+    defaultObservabilityMode: config.OBSERVABILITY_MODE,
+    runDeadlineSeconds: config.RUN_TIMEOUT_SECONDS + config.RUN_DEADLINE_GRACE_SECONDS,
+  });
+  const server = app.listen(config.API_PORT, config.API_HOST, () => {
+    logger.info({ url: `http://${config.API_HOST}:${config.API_PORT}` }, 'api listening');
+  });
+  const shutdown = (signal: string) => {
+    logger.info({ signal }, 'api shutting down');
+    server.close(() => {
+      void Promise.allSettled([database.close(), redis.quit(), temporal.connection.close()]).then(() => process.exit(0));
+    });
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+}
+
+main().catch((err: unknown) => {
+  console.error(`api failed: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,27 @@
+import type { FailedStatus } from './phases';
+
+/** Why a run failed; stored on the run and carried by its incident. */
+export type FailureCode =
+  | 'AUTHORIZATION_DENIED'
+  | 'STEP_FAILED'
+  | 'BUDGET_EXCEEDED'
+  | 'OBSERVABILITY_REQUIRED'
+  | 'GOVERNANCE_ERROR'
+  | 'POLICY_TERMINATED'
+  | 'PAUSE_TIMEOUT'
+  | 'STOPPED';
+
+export type RunOutcome =
+  | { kind: 'succeeded' }
+  | { kind: 'failed'; status: FailedStatus; code: FailureCode; message: string };
+
+export const FAILURE_SEVERITY: Readonly<Record<FailureCode, 'LOW' | 'MEDIUM' | 'HIGH' | 'CRITICAL'>> = {
+  AUTHORIZATION_DENIED: 'MEDIUM',
+  STEP_FAILED: 'HIGH',
+  BUDGET_EXCEEDED: 'HIGH',
+  OBSERVABILITY_REQUIRED: 'HIGH',
+  GOVERNANCE_ERROR: 'CRITICAL',
+  POLICY_TERMINATED: 'HIGH',
+  PAUSE_TIMEOUT: 'HIGH',
+  STOPPED: 'LOW',
+};

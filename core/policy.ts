@@ -1,0 +1,53 @@
+import { z } from 'zod';
+import { SKILL_NAMES, type SkillName } from './plan';
+
+export const OBSERVABILITY_MODES = ['STRICT', 'DEGRADED', 'PERMISSIVE'] as const;
+export type ObservabilityMode = (typeof OBSERVABILITY_MODES)[number];
+
+export const PAUSE_TIMEOUT_BEHAVIORS = ['TERMINATE', 'CONTINUE', 'ESCALATE'] as const;
+export type PauseTimeoutBehavior = (typeof PAUSE_TIMEOUT_BEHAVIORS)[number];
+
+const skillName = z.enum(SKILL_NAMES as [SkillName, ...SkillName[]]);
+
+/** A tenant's policy document; each accepted change is stored as a new version. */
+export const policyRules = z
+  .object({
+    enabled: z.boolean(),
+    budgetPerRunUsd: z.number().positive().max(1_000_000),
+    maxSteps: z.number().int().positive().max(10_000),
+    maxTokens: z.number().int().positive().max(1_000_000_000),
+    allowedSkills: z.array(skillName).min(1),
+    approvalSkills: z.array(skillName),
+    /** Percent of the run's budget at which the run is flagged and `threshold.exceeded` recorded. */
+    warningThresholdPct: z.number().min(1).max(100),
+    midRunChecks: z.boolean(),
+    checkIntervalSeconds: z.number().min(0).max(86_400),
+    pauseSlaSeconds: z.number().positive().max(30 * 86_400),
+    pauseWarningSeconds: z.number().min(0).max(30 * 86_400),
+    pauseTimeoutBehavior: z.enum(PAUSE_TIMEOUT_BEHAVIORS),
+    /** Overrides the environment's default mode when set. */
+    observabilityMode: z.enum(OBSERVABILITY_MODES).nullable(),
+  })
+  .strict()
+  .refine((p) => p.pauseWarningSeconds < p.pauseSlaSeconds, {
+    message: 'pauseWarningSeconds must be shorter than pauseSlaSeconds',
+    path: ['pauseWarningSeconds'],
+  });
+
+export type PolicyRules = z.infer<typeof policyRules>;
+
+export const DEFAULT_POLICY: PolicyRules = {
+  enabled: true,
+  budgetPerRunUsd: 5,
+  maxSteps: 50,
+  maxTokens: 2_000_000,
+  allowedSkills: [...SKILL_NAMES],
+  approvalSkills: [],
+  warningThresholdPct: 80,
+  midRunChecks: true,
+  checkIntervalSeconds: 30,
+  pauseSlaSeconds: 3600,
+  pauseWarningSeconds: 300,
+  pauseTimeoutBehavior: 'TERMINATE',
+  observabilityMode: null,
+};

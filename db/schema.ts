@@ -1,0 +1,247 @@
+import { sql } from 'drizzle-orm';
+import {
+  bigserial,
+  boolean,
+  check,
+  doublePrecision,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
+import type { PlanStep } from '../core/plan';
+import type { PolicyRules } from '../core/policy';
+
+const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
+
+export const tenants = pgTable('tenants', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  name: text('name').notNull().unique(),
+  status: text('status', { enum: ['active', 'suspended'] }).notNull().default('active'),
+  createdAt: createdAt(),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+export const apiKeys = pgTable(
+  'api_keys',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    /** sha256 of the key; the key itself is shown once and never stored. */
+    keyHash: text('key_hash').notNull().unique(),
+    keyPrefix: text('key_prefix').notNull(),
+    role: text('role', { enum: ['admin', 'member', 'viewer'] }).notNull(),
+    label: text('label'),
+    createdAt: createdAt(),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+  },
+  (t) => [index('api_keys_tenant_idx').on(t.tenantId)],
+);
+
+export const policies = pgTable(
+  'policies',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    version: integer('version').notNull(),
+    rules: jsonb('rules').$type<PolicyRules>().notNull(),
+    changedBy: text('changed_by'),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('policies_tenant_version_uq').on(t.tenantId, t.version)],
+);
+
+export const runs = pgTable(
+  'runs',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    apiKeyId: uuid('api_key_id').references(() => apiKeys.id),
+    idempotencyKey: text('idempotency_key'),
+    /** sha256 of the submitted body, so a reused Idempotency-Key with another body is refused. */
+    requestHash: text('request_hash').notNull(),
+    plan: jsonb('plan').$type<PlanStep[]>().notNull(),
+    budgetUsd: doublePrecision('budget_usd').notNull(),
+    status: text('status').notNull(),
+    phase: text('phase').notNull(),
+    authorizationDecision: text('authorization_decision', { enum: ['ALLOWED', 'DENIED'] }).notNull(),
+    authorizationReason: text('authorization_reason'),
+    policyVersion: integer('policy_version').notNull(),
+    costUsd: doublePrecision('cost_usd').notNull().default(0),
+    tokens: integer('tokens').notNull().default(0),
+    stepsCompleted: integer('steps_completed').notNull().default(0),
+    riskLevel: text('risk_level').notNull().default('LOW'),
+    observabilityMode: text('observability_mode').notNull(),
+    observabilityStatus: text('observability_status').notNull().default('OK'),
+    observabilityError: text('observability_error'),
+    sagaPhase: text('saga_phase').notNull().default('NOT_STARTED'),
+    errorCode: text('error_code'),
+    errorMessage: text('error_message'),
+    createdAt: createdAt(),
+    startedAt: timestamp('started_at', { withTimezone: true }),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('runs_tenant_idempotency_uq')
+      .on(t.tenantId, t.idempotencyKey)
+      .where(sql`${t.idempotencyKey} is not null`),
+    index('runs_tenant_created_idx').on(t.tenantId, t.createdAt),
+    index('runs_status_idx').on(t.status),
+  ],
+);
+
+export const traces = pgTable('traces', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  runId: uuid('run_id')
+    .notNull()
+    .unique()
+    .references(() => runs.id),
+  tenantId: uuid('tenant_id').notNull(),
+  status: text('status', { enum: ['running', 'completed'] }).notNull(),
+  outcome: text('outcome'),
+  rolledBack: boolean('rolled_back').notNull().default(false),
+  startedAt: createdAt(),
+  completedAt: timestamp('completed_at', { withTimezone: true }),
+});
+
+export const traceSteps = pgTable(
+  'trace_steps',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id),
+    stepIndex: integer('step_index').notNull(),
+    skill: text('skill').notNull(),
+    model: text('model').notNull(),
+    tokensIn: integer('tokens_in').notNull(),
+    tokensOut: integer('tokens_out').notNull(),
+    costUsd: doublePrecision('cost_usd').notNull(),
+    durationMs: integer('duration_ms').notNull(),
+    outputPreview: text('output_preview'),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('trace_steps_run_step_uq').on(t.runId, t.stepIndex)],
+);
+
+/** The incident domain's record of a run: a failure incident, or a recorded "no incident" outcome. */
+export const incidents = pgTable(
+  'incidents',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id),
+    tenantId: uuid('tenant_id').notNull(),
+    /** Idempotency key within the run: 'outcome' for the final record, others for mid-run incidents. */
+    dedupeKey: text('dedupe_key').notNull(),
+    kind: text('kind', { enum: ['failure', 'none', 'escalation', 'observability'] }).notNull(),
+    severity: text('severity', { enum: ['NONE', 'LOW', 'MEDIUM', 'HIGH', 'CRITICAL'] }).notNull(),
+    errorCode: text('error_code'),
+    message: text('message').notNull(),
+    rolledBack: boolean('rolled_back').notNull().default(false),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('incidents_run_dedupe_uq').on(t.runId, t.dedupeKey)],
+);
+
+export const policyEvaluations = pgTable(
+  'policy_evaluations',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id),
+    tenantId: uuid('tenant_id').notNull(),
+    /** 'final' for the run's closing evaluation, 'check:<n>' for mid-run checks. */
+    dedupeKey: text('dedupe_key').notNull(),
+    kind: text('kind', { enum: ['final', 'mid_run'] }).notNull(),
+    stepIndex: integer('step_index'),
+    decision: text('decision').notNull(),
+    reason: text('reason').notNull(),
+    violations: jsonb('violations').$type<unknown[]>().notNull().default([]),
+    policyVersion: integer('policy_version').notNull(),
+    rolledBack: boolean('rolled_back').notNull().default(false),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('policy_evaluations_run_dedupe_uq').on(t.runId, t.dedupeKey)],
+);
+
+export const runLogs = pgTable('run_logs', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  runId: uuid('run_id')
+    .notNull()
+    .unique()
+    .references(() => runs.id),
+  tenantId: uuid('tenant_id').notNull(),
+  status: text('status').notNull(),
+  record: jsonb('record').$type<Record<string, unknown>>().notNull(),
+  createdAt: createdAt(),
+});
+
+export const auditExpectations = pgTable(
+  'audit_expectations',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id),
+    domain: text('domain').notNull(),
+    action: text('action').notNull(),
+    /** Null makes the contract invalid; the reconciler reports it. */
+    deadlineAt: timestamp('deadline_at', { withTimezone: true }),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('audit_expectations_run_action_uq').on(t.runId, t.domain, t.action)],
+);
+
+export const domainAcks = pgTable(
+  'domain_acks',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id),
+    domain: text('domain').notNull(),
+    action: text('action').notNull(),
+    status: text('status', { enum: ['OK', 'FAILED', 'ROLLED_BACK'] }).notNull(),
+    resultId: uuid('result_id'),
+    error: text('error'),
+    rolledBack: boolean('rolled_back').notNull().default(false),
+    rollbackReason: text('rollback_reason'),
+    metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull().default({}),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    // One ack of each kind per action: a retried activity or compensation never adds a second.
+    uniqueIndex('domain_acks_run_action_status_uq').on(t.runId, t.domain, t.action, t.status),
+    check('domain_acks_rollback_ck', sql`(${t.status} = 'ROLLED_BACK') = ${t.rolledBack}`),
+  ],
+);
+
+/** Events leave only through here, written in the transaction of the change they describe. */
+export const outbox = pgTable(
+  'outbox',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    topic: text('topic').notNull(),
+    runId: uuid('run_id'),
+    tenantId: uuid('tenant_id'),
+    dedupeKey: text('dedupe_key').notNull().unique(),
+    payload: jsonb('payload').$type<Record<string, unknown>>().notNull(),
+    createdAt: createdAt(),
+    publishedAt: timestamp('published_at', { withTimezone: true }),
+  },
+  (t) => [index('outbox_unpublished_idx').on(t.id).where(sql`${t.publishedAt} is null`)],
+);

@@ -1,0 +1,64 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The worker's metrics. The Temporal SDK's own runtime metrics are served beside these. */
+export function createWorkerMetrics(registry = new Registry()) {
+  collectDefaultMetrics({ register: registry, prefix: 'governed_worker_' });
+  return {
+    registry,
+    runsFinished: new Counter({
+      name: 'governed_runs_finished_total',
+      help: 'Runs that reached a terminal phase, by final status',
+      labelNames: ['status'] as const,
+      registers: [registry],
+    }),
+    phaseTransitions: new Counter({
+      name: 'governed_run_phase_transitions_total',
+      help: 'Run phase transitions recorded',
+      labelNames: ['from', 'to'] as const,
+      registers: [registry],
+    }),
+    stepDuration: new Histogram({
+      name: 'governed_step_duration_seconds',
+      help: 'Duration of one plan step (skill call)',
+      labelNames: ['skill', 'outcome'] as const,
+      buckets: [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    stepCost: new Counter({
+      name: 'governed_step_cost_usd_total',
+      help: 'Spend reported by plan steps',
+      labelNames: ['skill'] as const,
+      registers: [registry],
+    }),
+    domainWrites: new Counter({
+      name: 'governed_domain_writes_total',
+      help: 'Domain writes by domain, action and result (inserted, existing for an idempotent replay)',
+      labelNames: ['domain', 'action', 'result'] as const,
+      registers: [registry],
+    }),
+  };
+}
+
+export type WorkerMetrics = ReturnType<typeof createWorkerMetrics>;
+
+export function createApiMetrics(registry = new Registry()) {
+  collectDefaultMetrics({ register: registry, prefix: 'governed_api_' });
+  return {
+    registry,
+    httpRequests: new Histogram({
+      name: 'governed_http_request_duration_seconds',
+      help: 'HTTP requests by route, method and status',
+      labelNames: ['method', 'route', 'status'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    runsSubmitted: new Counter({
+      name: 'governed_runs_submitted_total',
+      help: 'Runs accepted by the API, by authorization decision',
+      labelNames: ['decision'] as const,
+      registers: [registry],
+    }),
+  };
+}
+
+export type ApiMetrics = ReturnType<typeof createApiMetrics>;

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test command: lint (with the workflow determinism rules), type-check, then every test
+# against the real Temporal dev server (installed by temporal-dev.sh when missing), Postgres
+# and Redis. Extra arguments go to vitest (a file, or -t "name").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TEMPORAL_CLI=$(bash ./temporal-dev.sh cli-path)
+export TEMPORAL_CLI
+npx --no-install eslint .
+npx --no-install tsc -p tsconfig.json --noEmit
+report=$(mktemp)
+status=0
+npx --no-install vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+' "$report" 2>/dev/null || true
+rm -f "$report"
+exit "$status"

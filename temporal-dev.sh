@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Local Temporal for governed runs: finds or installs the Temporal CLI (and tctl), then runs the
+# dev server with a file-backed store, the Web UI and our search attributes.
+#
+#   ./temporal-dev.sh [start]     start in the background (no-op when already up), wait until healthy
+#   ./temporal-dev.sh stop        stop the server this script started
+#   ./temporal-dev.sh status      say whether it is up
+#   ./temporal-dev.sh install     install the CLIs only
+#   ./temporal-dev.sh cli-path    print the temporal CLI's path (installing it if needed)
+#   ./temporal-dev.sh tctl-path   print tctl's path, or fail with the reason it is missing
+#
+# Environment: TEMPORAL_PORT (7233), TEMPORAL_UI_PORT (8233), TEMPORAL_IP (127.0.0.1),
+# TEMPORAL_NAMESPACE (default), TEMPORAL_DATA_DIR (./.temporal), GOVERNED_RUNS_CACHE
+# (~/.cache/governed-runs: where the CLIs are installed, outside the work tree).
+set -euo pipefail
+
+TEMPORAL_CLI_VERSION=v1.5.1 # later tags carry a replace directive and cannot be go-installed
+TCTL_VERSION=v1.18.4
+SEARCH_ATTRIBUTES=(RunPhase RunStatus TenantId PauseReason)
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache=${GOVERNED_RUNS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/governed-runs}
+bin_dir=$cache/bin
+port=${TEMPORAL_PORT:-7233}
+ui_port=${TEMPORAL_UI_PORT:-8233}
+ip=${TEMPORAL_IP:-127.0.0.1}
+namespace=${TEMPORAL_NAMESPACE:-default}
+data_dir=${TEMPORAL_DATA_DIR:-$here/.temporal}
+pid_file=$data_dir/server-$port.pid
+log_file=$data_dir/server-$port.log
+
+say() { printf 'temporal-dev: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+# go install into the cache; prints nothing on stdout.
+go_install() {
+  local module=$1 name=$2
+  command -v go >/dev/null 2>&1 || return 2
+  mkdir -p "$bin_dir"
+  say "installing $name with 'go install $module' into $bin_dir (takes a few minutes the first time)"
+  local started=$SECONDS
+  if GOBIN=$bin_dir GOFLAGS=-mod=mod go install "$module" >"$cache/go-install-$name.log" 2>&1; then
+    say "$name installed in $((SECONDS - started))s"
+  else
+    say "go install of $name failed; its output:"
+    sed 's/^/  /' "$cache/go-install-$name.log" >&2
+    return 1
+  fi
+}
+
+temporal_cli() {
+  if [ -n "${TEMPORAL_CLI:-}" ] && [ -x "$TEMPORAL_CLI" ]; then echo "$TEMPORAL_CLI"; return; fi
+  if command -v temporal >/dev/null 2>&1; then command -v temporal; return; fi
+  if [ -x "$bin_dir/temporal" ]; then echo "$bin_dir/temporal"; return; fi
+  local rc=0
+  go_install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION" temporal || rc=$?
+  if [ "$rc" -eq 0 ] && [ -x "$bin_dir/temporal" ]; then echo "$bin_dir/temporal"; return; fi
+  if [ "$rc" -eq 2 ]; then
+    die "no Temporal CLI: 'temporal' is not on PATH, not in $bin_dir, and Go is not installed to build it.
+  Install Go (https://go.dev/doc/install) and run this again, or install the CLI yourself
+  (brew install temporal, or a release from github.com/temporalio/cli) and put it on PATH,
+  or point TEMPORAL_CLI at the binary."
+  fi
+  die "no Temporal CLI: 'go install github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION' failed (output above).
+  Check that the Go module proxy is reachable (go env GOPROXY), or install the CLI yourself and put it on PATH."
+}
+
+tctl_cli() {
+  if command -v tctl >/dev/null 2>&1; then command -v tctl; return; fi
+  if [ -x "$bin_dir/tctl" ]; then echo "$bin_dir/tctl"; return; fi
+  if [ -f "$cache/tctl-unavailable" ]; then
+    say "tctl is unavailable here (an earlier install failed; delete $cache/tctl-unavailable to retry):"
+    sed 's/^/  /' "$cache/tctl-unavailable" >&2
+    return 1
+  fi
+  if go_install "github.com/temporalio/tctl/cmd/tctl@$TCTL_VERSION" tctl && [ -x "$bin_dir/tctl" ]; then
+    echo "$bin_dir/tctl"
+    return
+  fi
+  cp "$cache/go-install-tctl.log" "$cache/tctl-unavailable" 2>/dev/null || echo "go is not installed" >"$cache/tctl-unavailable"
+  say "tctl could not be installed; the 'temporal' CLI drives every operator command as well"
+  return 1
+}
+
+healthy() {
+  "$1" operator cluster health --address "$ip:$port" >/dev/null 2>&1
+}
+
+register_search_attributes() {
+  local cli=$1 name
+  for name in "${SEARCH_ATTRIBUTES[@]}"; do
+    local out
+    if ! out=$("$cli" operator search-attribute create --address "$ip:$port" --namespace "$namespace" \
+      --name "$name" --type Keyword 2>&1); then
+      case "$out" in
+      *"already exists"* | *"already registered"*) ;;
+      *) die "could not register search attribute $name: $out" ;;
+      esac
+    fi
+  done
+}
+
+start() {
+  local cli
+  cli=$(temporal_cli)
+  tctl_cli >/dev/null 2>&1 || say "tctl is not available ('./temporal-dev.sh tctl-path' says why); the temporal CLI does everything it does"
+  if healthy "$cli"; then
+    register_search_attributes "$cli"
+    say "already running on $ip:$port (Web UI http://$ip:$ui_port)"
+    return
+  fi
+  mkdir -p "$data_dir"
+  local args=(server start-dev --ip "$ip" --port "$port" --ui-port "$ui_port" --namespace "$namespace"
+    --db-filename "$data_dir/temporal-$port.sqlite"
+    --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal
+    --log-level warn)
+  local name
+  for name in "${SEARCH_ATTRIBUTES[@]}"; do args+=(--search-attribute "$name=Keyword"); done
+  nohup "$cli" "${args[@]}" >"$log_file" 2>&1 &
+  echo $! >"$pid_file"
+  local waited=0
+  until healthy "$cli"; do
+    if ! kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+      say "the dev server exited; its log ($log_file):"
+      tail -n 30 "$log_file" >&2
+      exit 1
+    fi
+    [ "$waited" -ge 60 ] && die "the dev server did not become healthy in 60s; see $log_file"
+    sleep 1
+    waited=$((waited + 1))
+  done
+  register_search_attributes "$cli"
+  say "running on $ip:$port, Web UI http://$ip:$ui_port, data in $data_dir (pid $(cat "$pid_file"))"
+}
+
+stop() {
+  if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+    kill "$(cat "$pid_file")"
+    rm -f "$pid_file"
+    say "stopped"
+  else
+    say "not running (no live pid in $pid_file)"
+  fi
+}
+
+case "${1:-start}" in
+start) start ;;
+stop) stop ;;
+status)
+  if healthy "$(temporal_cli)"; then say "up on $ip:$port"; else say "down"; exit 1; fi
+  ;;
+install)
+  temporal_cli >/dev/null
+  tctl_cli >/dev/null || true
+  ;;
+cli-path) temporal_cli ;;
+tctl-path) tctl_cli ;;
+*) die "unknown command '$1' (start | stop | status | install | cli-path | tctl-path)" ;;
+esac

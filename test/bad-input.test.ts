@@ -1,0 +1,142 @@
+import { count, eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { auditExpectations, runs } from '../db/schema';
+import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
+
+let stack: Stack;
+let tenant: TestTenant;
+let other: TestTenant;
+
+beforeAll(async () => {
+  stack = await startStack();
+  tenant = await stack.createTenant();
+  other = await stack.createTenant();
+});
+afterAll(() => stack?.close());
+
+async function writtenRows(tenantId: string) {
+  const [runRows] = await stack.db.select({ n: count() }).from(runs).where(eq(runs.tenantId, tenantId));
+  const [expectationRows] = await stack.db
+    .select({ n: count() })
+    .from(auditExpectations)
+    .innerJoin(runs, eq(runs.id, auditExpectations.runId))
+    .where(eq(runs.tenantId, tenantId));
+  return { runs: runRows!.n, expectations: expectationRows!.n };
+}
+
+describe('bad input gets a 4xx with a reason and writes nothing', () => {
+  const cases: { name: string; status: number; reason: RegExp; send: () => Promise<{ status: number; body: any }> }[] = [
+    {
+      name: 'malformed JSON',
+      status: 400,
+      reason: /malformed JSON/,
+      send: () => stack.request('POST', '/api/v1/runs', { apiKey: tenant.apiKey, rawBody: '{"plan": [' }),
+    },
+    {
+      name: 'an empty plan',
+      status: 400,
+      reason: /plan must have at least one step/,
+      send: () => stack.request('POST', '/api/v1/runs', { apiKey: tenant.apiKey, body: { plan: [] } }),
+    },
+    {
+      name: 'a missing plan',
+      status: 400,
+      reason: /plan/,
+      send: () => stack.request('POST', '/api/v1/runs', { apiKey: tenant.apiKey, body: { budgetUsd: 1 } }),
+    },
+    {
+      name: 'an unknown skill',
+      status: 400,
+      reason: /unknown skill 'shell\.exec'/,
+      send: () => stack.request('POST', '/api/v1/runs', { apiKey: tenant.apiKey, body: { plan: [{ skill: 'shell.exec', input: {} }] } }),
+    },
+    {
+      name: 'a step input its skill rejects',
+      status: 400,
+      reason: /plan\.0\.input\.prompt/,
+      send: () => stack.request('POST', '/api/v1/runs', { apiKey: tenant.apiKey, body: { plan: [{ skill: 'sim.llm', input: { prompt: 42 } }] } }),
+    },
+    {
+      name: 'a negative budget',
+      status: 400,
+      reason: /budgetUsd must be greater than 0/,
+      send: () => stack.request('POST', '/api/v1/runs', { apiKey: tenant.apiKey, body: { plan: simPlan(1), budgetUsd: -1 } }),
+    },
+    {
+      name: 'an unexpected field',
+      status: 400,
+      reason: /budget/,
+      send: () => stack.request('POST', '/api/v1/runs', { apiKey: tenant.apiKey, body: { plan: simPlan(1), budget: 3 } }),
+    },
+    {
+      name: 'a body that is not an object',
+      status: 400,
+      reason: /JSON object/,
+      send: () => stack.request('POST', '/api/v1/runs', { apiKey: tenant.apiKey, rawBody: '[1,2]' }),
+    },
+    {
+      name: 'an oversized body',
+      status: 413,
+      reason: /larger than the \d+ byte limit/,
+      send: () =>
+        stack.request('POST', '/api/v1/runs', { apiKey: tenant.apiKey, body: { plan: [{ skill: 'sim.llm', input: { prompt: 'x'.repeat(100_000) } }] } }),
+    },
+    {
+      name: 'a body that is not JSON',
+      status: 415,
+      reason: /application\/json/,
+      send: () => stack.request('POST', '/api/v1/runs', { apiKey: tenant.apiKey, rawBody: 'plan=1', headers: { 'content-type': 'text/plain' } }),
+    },
+    {
+      name: 'a bad Idempotency-Key',
+      status: 400,
+      reason: /Idempotency-Key/,
+      send: () => stack.request('POST', '/api/v1/runs', { apiKey: tenant.apiKey, body: { plan: simPlan(1) }, headers: { 'idempotency-key': 'x'.repeat(300) } }),
+    },
+    {
+      name: 'a missing API key',
+      status: 401,
+      reason: /missing API key/,
+      send: () => stack.request('POST', '/api/v1/runs', { body: { plan: simPlan(1) } }),
+    },
+    {
+      name: 'a wrong API key',
+      status: 401,
+      reason: /invalid or revoked API key/,
+      send: () => stack.request('POST', '/api/v1/runs', { apiKey: 'gr_not-a-real-key', body: { plan: simPlan(1) } }),
+    },
+  ];
+
+  for (const c of cases) {
+    it(`refuses ${c.name}`, async () => {
+      const before = await writtenRows(tenant.tenantId);
+      const res = await c.send();
+      expect(res.status).toBe(c.status);
+      expect(res.body.error).toMatch(c.reason);
+      expect(await writtenRows(tenant.tenantId)).toEqual(before);
+    });
+  }
+
+  it("hides another tenant's run, and rejects a malformed run id", async () => {
+    const runId = await stack.submitRun(other.apiKey, { plan: simPlan(1) });
+    const foreign = await stack.request('GET', `/api/v1/runs/${runId}`, { apiKey: tenant.apiKey });
+    expect(foreign.status).toBe(404);
+    expect(foreign.body.error).toMatch(/not found/);
+    const own = await stack.request('GET', `/api/v1/runs/${runId}`, { apiKey: other.apiKey });
+    expect(own.status).toBe(200);
+    const listed = await stack.request('GET', '/api/v1/runs', { apiKey: tenant.apiKey });
+    expect(listed.body.runs.map((r: { runId: string }) => r.runId)).not.toContain(runId);
+    const malformed = await stack.request('GET', '/api/v1/runs/not-a-uuid', { apiKey: tenant.apiKey });
+    expect(malformed.status).toBe(400);
+    expect(malformed.body.error).toMatch(/UUID/);
+  });
+
+  it('rejects bad list filters and cursors', async () => {
+    const badPhase = await stack.request('GET', '/api/v1/runs?phase=DANCING', { apiKey: tenant.apiKey });
+    expect(badPhase.status).toBe(400);
+    expect(badPhase.body.error).toMatch(/phase/);
+    const badCursor = await stack.request('GET', '/api/v1/runs?cursor=zzz', { apiKey: tenant.apiKey });
+    expect(badCursor.status).toBe(400);
+    expect(badCursor.body.error).toMatch(/cursor/);
+  });
+});

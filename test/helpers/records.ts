@@ -1,0 +1,34 @@
+import { eq } from 'drizzle-orm';
+import { expect } from 'vitest';
+import { RUN_EXPECTATIONS } from '../../core/audit';
+import type { Db } from '../../db/client';
+import { auditExpectations, domainAcks, incidents, outbox, policyEvaluations, runLogs, traceSteps, traces } from '../../db/schema';
+
+export async function governanceRecords(db: Db, runId: string) {
+  const [incidentRows, evaluations, traceRows, steps, logs, acks, expectations, events] = await Promise.all([
+    db.select().from(incidents).where(eq(incidents.runId, runId)),
+    db.select().from(policyEvaluations).where(eq(policyEvaluations.runId, runId)),
+    db.select().from(traces).where(eq(traces.runId, runId)),
+    db.select().from(traceSteps).where(eq(traceSteps.runId, runId)),
+    db.select().from(runLogs).where(eq(runLogs.runId, runId)),
+    db.select().from(domainAcks).where(eq(domainAcks.runId, runId)),
+    db.select().from(auditExpectations).where(eq(auditExpectations.runId, runId)),
+    db.select().from(outbox).where(eq(outbox.runId, runId)),
+  ]);
+  return { incidents: incidentRows, evaluations, traces: traceRows, steps, logs, acks, expectations, events };
+}
+
+/** The closing invariant: one of each domain record, and exactly one OK ack per expectation. */
+export async function expectFullGovernanceRecords(db: Db, runId: string) {
+  const records = await governanceRecords(db, runId);
+  expect(records.incidents.filter((i) => i.dedupeKey === 'outcome')).toHaveLength(1);
+  expect(records.evaluations.filter((e) => e.kind === 'final')).toHaveLength(1);
+  expect(records.traces).toHaveLength(1);
+  expect(records.traces[0]!.status).toBe('completed');
+  expect(records.logs).toHaveLength(1);
+  const okAcks = records.acks.filter((a) => a.status === 'OK').map((a) => `${a.domain}/${a.action}`);
+  expect(okAcks.sort()).toEqual(RUN_EXPECTATIONS.map((e) => `${e.domain}/${e.action}`).sort());
+  expect(records.expectations).toHaveLength(RUN_EXPECTATIONS.length);
+  expect(records.expectations.every((e) => e.deadlineAt !== null)).toBe(true);
+  return records;
+}

@@ -1,0 +1,188 @@
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, type LogLevel, type Worker } from '@temporalio/worker';
+import { eq } from 'drizzle-orm';
+import Redis from 'ioredis';
+import { inject } from 'vitest';
+import { createApp } from '../../api/app';
+import type { ApiRole } from '../../core/authorization';
+import { isTerminalPhase, type RunPhase } from '../../core/phases';
+import type { PolicyRules } from '../../core/policy';
+import { connectDatabase, type Database } from '../../db/client';
+import { runs } from '../../db/schema';
+import { createApiKey, createTenant } from '../../db/tenancy';
+import { createLogger } from '../../lib/logger';
+import { createApiMetrics, createWorkerMetrics } from '../../lib/metrics';
+import { createWorker } from '../../worker/create-worker';
+import { FaultInjector } from '../../worker/faults';
+
+export interface StackOptions {
+  /** Where the worker reaches Postgres; a test may route it through a proxy it can cut. */
+  workerDatabaseUrl?: string;
+  llmBaseUrl?: string;
+  maxDomainAttempts?: number;
+}
+
+export interface TestTenant {
+  tenantId: string;
+  apiKey: string;
+  name: string;
+}
+
+export interface Stack {
+  baseUrl: string;
+  database: Database;
+  db: Database['db'];
+  client: Client;
+  redis: Redis;
+  worker: Worker;
+  workerMetrics: ReturnType<typeof createWorkerMetrics>;
+  faults: FaultInjector;
+  taskQueue: string;
+  createTenant(options?: { role?: ApiRole; policy?: Partial<PolicyRules> }): Promise<TestTenant>;
+  createKey(tenantId: string, role: ApiRole): Promise<string>;
+  request(method: string, path: string, options?: { apiKey?: string; body?: unknown; rawBody?: string; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers }>;
+  submitRun(apiKey: string, body: unknown, headers?: Record<string, string>): Promise<string>;
+  waitForPhase(runId: string, phases: RunPhase[] | 'terminal', timeoutMs?: number): Promise<typeof runs.$inferSelect>;
+  close(): Promise<void>;
+}
+
+/**
+ * The whole product against the shared real services: a worker on its own task queue (prebuilt
+ * bundle), the HTTP API on an ephemeral loopback port, a Temporal client, Postgres and Redis.
+ */
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  installQuietRuntime();
+  const databaseUrl = inject('databaseUrl');
+  const address = inject('temporalAddress');
+  const logger = createLogger('test', process.env.TEST_LOG_LEVEL ?? 'silent');
+  const taskQueue = `test-${randomUUID()}`;
+
+  const database = connectDatabase(databaseUrl, { max: 5 });
+  const workerDatabase = options.workerDatabaseUrl ? connectDatabase(options.workerDatabaseUrl, { max: 5 }) : database;
+  const redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: 2 });
+  const nativeConnection = await NativeConnection.connect({ address });
+  const connection = await Connection.connect({ address });
+  const client = new Client({ connection });
+  const faults = new FaultInjector();
+  const workerMetrics = createWorkerMetrics();
+
+  const worker = await createWorker({
+    connection: nativeConnection,
+    namespace: 'default',
+    taskQueue,
+    workflowBundlePath: inject('workflowBundlePath'),
+    maxDomainAttempts: options.maxDomainAttempts ?? 3,
+    faults,
+    deps: {
+      db: workerDatabase.db,
+      metrics: workerMetrics,
+      logger,
+      llm: { baseUrl: options.llmBaseUrl ?? 'http://127.0.0.1:9/v1', apiKey: 'test-key', model: 'gpt-4o-mini', timeoutMs: 10_000 },
+    },
+  });
+  const workerRun = worker.run();
+
+  const app = createApp({
+    db: database.db,
+    temporal: client,
+    redis,
+    metrics: createApiMetrics(),
+    logger,
+    taskQueue,
+    bodyLimit: '64kb',
+    defaultObservabilityMode: 'DEGRADED',
+    runDeadlineSeconds: 120,
+  });
+  const server: Server = await new Promise((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+  const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  const stack: Stack = {
+    baseUrl,
+    database,
+    db: database.db,
+    client,
+    redis,
+    worker,
+    workerMetrics,
+    faults,
+    taskQueue,
+
+    async createTenant({ role = 'admin', policy } = {}) {
+      const name = `t-${randomUUID().slice(0, 12)}`;
+      const created = await createTenant(database.db, { name, role, policy });
+      return { tenantId: created.tenantId, apiKey: created.apiKey, name };
+    },
+
+    async createKey(tenantId, role) {
+      return (await createApiKey(database.db, tenantId, role)).apiKey;
+    },
+
+    async request(method, path, { apiKey, body, rawBody, headers = {} } = {}) {
+      const response = await fetch(`${baseUrl}${path}`, {
+        method,
+        headers: {
+          ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}),
+          ...(body !== undefined || rawBody !== undefined ? { 'content-type': 'application/json' } : {}),
+          ...headers,
+        },
+        body: rawBody ?? (body === undefined ? undefined : JSON.stringify(body)),
+      });
+      const text = await response.text();
+      let parsed: unknown = text;
+      try {
+        parsed = text ? JSON.parse(text) : null;
+      } catch {
+        // not JSON: keep the text
+      }
+      return { status: response.status, body: parsed, headers: response.headers };
+    },
+
+    async submitRun(apiKey, body, headers) {
+      const res = await stack.request('POST', '/api/v1/runs', { apiKey, body, headers });
+      if (res.status !== 202) throw new Error(`submit answered ${res.status}: ${JSON.stringify(res.body)}`);
+      return res.body.runId as string;
+    },
+
+    async waitForPhase(runId, phases, timeoutMs = 45_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const [run] = await database.db.select().from(runs).where(eq(runs.id, runId));
+        if (run && (phases === 'terminal' ? isTerminalPhase(run.phase as RunPhase) : phases.includes(run.phase as RunPhase))) {
+          return run;
+        }
+        if (Date.now() > deadline) throw new Error(`run ${runId} still in ${run?.phase ?? 'nowhere'} after ${timeoutMs}ms`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+
+    async close() {
+      await new Promise((r) => server.close(r));
+      worker.shutdown();
+      await workerRun;
+      await nativeConnection.close();
+      await connection.close();
+      redis.disconnect();
+      if (workerDatabase !== database) await workerDatabase.close();
+      await database.close();
+    },
+  };
+  return stack;
+}
+
+export function simPlan(n: number, input: Record<string, unknown> = {}) {
+  return Array.from({ length: n }, (_, i) => ({ skill: 'sim.llm', input: { prompt: `step ${i} of a test run`, ...input } }));
+}
+
+let runtimeInstalled = false;
+
+/** The SDK logs every worker state change at INFO; tests keep its errors only. */
+function installQuietRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  Runtime.install({ logger: new DefaultLogger((process.env.TEST_SDK_LOG_LEVEL ?? 'ERROR') as LogLevel) });
+}

@@ -1,0 +1,164 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { and, eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
+import { runs } from '../db/schema';
+import { runStateQuery } from '../workflows/messages';
+import { expectFullGovernanceRecords } from './helpers/records';
+import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
+
+let stack: Stack;
+let tenant: TestTenant;
+
+beforeAll(async () => {
+  stack = await startStack();
+  tenant = await stack.createTenant();
+});
+afterAll(() => stack?.close());
+
+describe('a governed run, end to end', () => {
+  it('takes a 3-step sim.llm run to COMPLETED with every domain record written once', async () => {
+    const runId = await stack.submitRun(tenant.apiKey, { plan: simPlan(3), budgetUsd: 1.5 });
+    const run = await stack.waitForPhase(runId, 'terminal');
+    expect(run).toMatchObject({ phase: 'COMPLETED', status: 'succeeded', stepsCompleted: 3, sagaPhase: 'EVENTS_PUBLISHED' });
+    expect(run.costUsd).toBeGreaterThan(0);
+
+    const records = await expectFullGovernanceRecords(stack.db, runId);
+    expect(records.steps.map((s) => s.stepIndex)).toEqual([0, 1, 2]);
+    expect(records.steps.reduce((sum, s) => sum + s.costUsd, 0)).toBeCloseTo(run.costUsd, 6);
+    expect(records.incidents[0]).toMatchObject({ kind: 'none', severity: 'NONE' });
+    expect(records.evaluations[0]).toMatchObject({ decision: 'COMPLIANT' });
+    expect(records.acks.every((a) => a.status === 'OK')).toBe(true);
+    expect(records.events.map((e) => e.topic).sort()).toEqual(['policy.evaluated', 'run.completed', 'trace.completed']);
+
+    const handle = stack.client.workflow.getHandle(runId);
+    // The stored run is final once finalizeRun commits; the workflow closes right after.
+    expect(await handle.result()).toMatchObject({ phase: 'COMPLETED', status: 'succeeded' });
+    const description = await handle.describe();
+    expect(description.status.name).toBe('COMPLETED');
+    expect(description.typedSearchAttributes.get(RUN_PHASE)).toBe('COMPLETED');
+    expect(description.typedSearchAttributes.get(RUN_STATUS)).toBe('succeeded');
+    expect(description.typedSearchAttributes.get(TENANT_ID)).toBe(tenant.tenantId);
+    const state = await handle.query(runStateQuery);
+    expect(state).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 3, totalSteps: 3 });
+
+    const api = await stack.request('GET', `/api/v1/runs/${runId}`, { apiKey: tenant.apiKey });
+    expect(api.status).toBe(200);
+    expect(api.body.run).toMatchObject({ id: runId, phase: 'COMPLETED', status: 'succeeded', stepsCompleted: 3 });
+    expect(api.body.trace.steps).toHaveLength(3);
+    expect(api.body.incidents).toHaveLength(1);
+    expect(api.body.policyEvaluations).toHaveLength(1);
+    expect(api.body.run.requestHash).toBeUndefined();
+
+    if (process.env.RECORD_HISTORY) {
+      // The CLI's JSON is the format historyFromJSON reads back in the replay test.
+      const json = execFileSync(inject('temporalCliPath'), ['workflow', 'show', '--workflow-id', runId, '--output', 'json', '--address', inject('temporalAddress')]);
+      writeFileSync(path.join(__dirname, 'histories', 'run-3-steps.json'), json);
+    }
+  });
+
+  it('fails a run whose authorization was denied, with an incident', async () => {
+    const viewer = await stack.createKey(tenant.tenantId, 'viewer');
+    const res = await stack.request('POST', '/api/v1/runs', { apiKey: viewer, body: { plan: simPlan(2) } });
+    expect(res.status).toBe(202);
+    expect(res.body.authorizationDecision).toBe('DENIED');
+    const run = await stack.waitForPhase(res.body.runId, 'terminal');
+    expect(run).toMatchObject({ phase: 'FAILED', status: 'failed_policy', errorCode: 'AUTHORIZATION_DENIED', stepsCompleted: 0 });
+    expect(run.authorizationReason).toMatch(/viewer/);
+    const records = await expectFullGovernanceRecords(stack.db, res.body.runId);
+    expect(records.incidents[0]).toMatchObject({ kind: 'failure', errorCode: 'AUTHORIZATION_DENIED' });
+    expect(records.evaluations[0]).toMatchObject({ decision: 'VIOLATION' });
+    expect(records.steps).toHaveLength(0);
+  });
+
+  it('denies a skill the tenant policy does not allow', async () => {
+    const restricted = await stack.createTenant({ policy: { allowedSkills: ['llm.chat'] } });
+    const res = await stack.request('POST', '/api/v1/runs', { apiKey: restricted.apiKey, body: { plan: simPlan(1) } });
+    expect(res.body.authorizationDecision).toBe('DENIED');
+    const run = await stack.waitForPhase(res.body.runId, 'terminal');
+    expect(run).toMatchObject({ status: 'failed_policy', errorCode: 'AUTHORIZATION_DENIED' });
+    expect(run.authorizationReason).toMatch(/sim\.llm/);
+  });
+
+  it('fails a run whose step still fails after its retries', async () => {
+    const plan = [...simPlan(1), { skill: 'sim.llm', input: { prompt: 'broken', fail: true } }, ...simPlan(1)];
+    const runId = await stack.submitRun(tenant.apiKey, { plan });
+    const run = await stack.waitForPhase(runId, 'terminal');
+    expect(run).toMatchObject({ phase: 'FAILED', status: 'failed', errorCode: 'STEP_FAILED', stepsCompleted: 1 });
+    expect(run.errorMessage).toMatch(/step 1 \(sim\.llm\) failed: simulated failure on attempt 3/);
+    const records = await expectFullGovernanceRecords(stack.db, runId);
+    expect(records.incidents[0]).toMatchObject({ kind: 'failure', errorCode: 'STEP_FAILED', severity: 'HIGH' });
+    expect(records.events.map((e) => e.topic)).toContain('run.failed');
+  });
+
+  it('lets a step that fails twice succeed on its third attempt', async () => {
+    const runId = await stack.submitRun(tenant.apiKey, { plan: [{ skill: 'sim.llm', input: { prompt: 'flaky', failAttempts: 2 } }] });
+    const run = await stack.waitForPhase(runId, 'terminal');
+    expect(run).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 1 });
+  });
+
+  it('stops a run that spends over its budget after the step that crossed it', async () => {
+    // Each step reports 10,000 completion tokens = $0.06 at sim-1 prices; the budget allows one.
+    const runId = await stack.submitRun(tenant.apiKey, { plan: simPlan(4, { completionTokens: 10_000 }), budgetUsd: 0.1 });
+    const run = await stack.waitForPhase(runId, 'terminal');
+    expect(run).toMatchObject({ phase: 'FAILED', status: 'failed_policy', errorCode: 'BUDGET_EXCEEDED', stepsCompleted: 2 });
+    expect(run.costUsd).toBeGreaterThan(0.1);
+    const records = await expectFullGovernanceRecords(stack.db, runId);
+    expect(records.incidents[0]).toMatchObject({ kind: 'failure', errorCode: 'BUDGET_EXCEEDED' });
+    expect(records.steps).toHaveLength(2);
+  });
+
+  it('gives the same run and one workflow for a repeated Idempotency-Key', async () => {
+    const body = { plan: simPlan(1) };
+    const headers = { 'idempotency-key': `key-${Date.now()}` };
+    const first = await stack.request('POST', '/api/v1/runs', { apiKey: tenant.apiKey, body, headers });
+    const firstExecution = (await stack.client.workflow.getHandle(first.body.runId).describe()).runId;
+    const second = await stack.request('POST', '/api/v1/runs', { apiKey: tenant.apiKey, body, headers });
+    expect(first.status).toBe(202);
+    expect(second.status).toBe(202);
+    expect(second.body.runId).toBe(first.body.runId);
+    expect(second.headers.get('idempotent-replayed')).toBe('true');
+    await stack.waitForPhase(first.body.runId, 'terminal');
+    const third = await stack.request('POST', '/api/v1/runs', { apiKey: tenant.apiKey, body, headers });
+    expect(third.body.runId).toBe(first.body.runId);
+    expect((await stack.client.workflow.getHandle(first.body.runId).describe()).runId).toBe(firstExecution);
+
+    const rows = await stack.db
+      .select({ id: runs.id })
+      .from(runs)
+      .where(and(eq(runs.tenantId, tenant.tenantId), eq(runs.idempotencyKey, headers['idempotency-key'])));
+    expect(rows).toHaveLength(1);
+
+    const other = await stack.request('POST', '/api/v1/runs', { apiKey: tenant.apiKey, body: { plan: simPlan(2) }, headers });
+    expect(other.status).toBe(422);
+    expect(other.body.error).toMatch(/different request body/);
+  });
+
+  it('lists the tenant runs by status and phase, paged', async () => {
+    const res = await stack.request('GET', '/api/v1/runs?phase=COMPLETED&limit=2', { apiKey: tenant.apiKey });
+    expect(res.status).toBe(200);
+    expect(res.body.runs).toHaveLength(2);
+    expect(res.body.runs.every((r: { phase: string }) => r.phase === 'COMPLETED')).toBe(true);
+    const next = await stack.request('GET', `/api/v1/runs?phase=COMPLETED&limit=2&cursor=${res.body.nextCursor}`, { apiKey: tenant.apiKey });
+    expect(next.status).toBe(200);
+    const ids = new Set([...res.body.runs, ...next.body.runs].map((r: { runId: string }) => r.runId));
+    expect(ids.size).toBe(res.body.runs.length + next.body.runs.length);
+    const failed = await stack.request('GET', '/api/v1/runs?status=failed_policy', { apiKey: tenant.apiKey });
+    expect(failed.body.runs.length).toBeGreaterThanOrEqual(2);
+    expect(failed.body.runs.every((r: { status: string }) => r.status === 'failed_policy')).toBe(true);
+  });
+
+  it('serves health and Prometheus metrics', async () => {
+    const health = await stack.request('GET', '/healthz');
+    expect(health.status).toBe(200);
+    expect(health.body).toMatchObject({ postgres: 'ok', redis: 'ok', temporal: 'ok' });
+    const metrics = await stack.request('GET', '/metrics');
+    expect(metrics.body).toMatch(/governed_runs_submitted_total\{decision="ALLOWED"\} \d+/);
+    const workerMetrics = await stack.workerMetrics.registry.metrics();
+    expect(workerMetrics).toMatch(/governed_runs_finished_total\{status="succeeded"\} [1-9]/);
+    expect(workerMetrics).toMatch(/governed_run_phase_transitions_total\{from="EXECUTING",to="GOVERNANCE_CHECK"\} [1-9]/);
+    expect(workerMetrics).toMatch(/governed_step_duration_seconds_count\{skill="sim.llm",outcome="ok"\} [1-9]/);
+  });
+});

@@ -1,0 +1,39 @@
+import path from 'node:path';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities, type ActivityDeps } from '../activities';
+import type { FaultInjector } from './faults';
+import { RetryBudgetInterceptor } from './interceptors';
+
+export interface CreateWorkerOptions {
+  connection: NativeConnection;
+  namespace: string;
+  taskQueue: string;
+  deps: ActivityDeps;
+  /** A bundle built by `npm run build:workflow`; without it the workflows are bundled at start-up. */
+  workflowBundlePath?: string;
+  /** Attempts before an activity's non-transient error becomes final. */
+  maxDomainAttempts?: number;
+  /** Tests only. */
+  faults?: FaultInjector;
+  tuning?: Pick<WorkerOptions, 'maxConcurrentActivityTaskExecutions' | 'maxConcurrentWorkflowTaskExecutions' | 'maxCachedWorkflows'>;
+}
+
+/** A directory, so webpack resolves its index whether the sources are .ts (tsx, vitest) or .js. */
+export const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows');
+
+export async function createWorker(options: CreateWorkerOptions): Promise<Worker> {
+  const maxAttempts = options.maxDomainAttempts ?? 5;
+  return Worker.create({
+    connection: options.connection,
+    namespace: options.namespace,
+    taskQueue: options.taskQueue,
+    ...(options.workflowBundlePath
+      ? { workflowBundle: { codePath: options.workflowBundlePath } }
+      : { workflowsPath: WORKFLOWS_PATH }),
+    activities: createActivities(options.deps),
+    interceptors: {
+      activity: [(ctx) => ({ inbound: new RetryBudgetInterceptor(ctx, maxAttempts, options.faults) })],
+    },
+    ...options.tuning,
+  });
+}

@@ -1,0 +1,60 @@
+import { existsSync } from 'node:fs';
+import { Runtime, makeTelemetryFilterString } from '@temporalio/worker';
+import { connectDatabase } from '../db/client';
+import { loadConfig } from '../lib/config';
+import { createLogger } from '../lib/logger';
+import { createWorkerMetrics } from '../lib/metrics';
+import { serveMetrics } from '../lib/metrics-server';
+import { connectWorkerConnection } from '../lib/temporal';
+import { createWorker } from './create-worker';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger('worker', config.LOG_LEVEL);
+  Runtime.install({
+    telemetryOptions: {
+      logging: { filter: makeTelemetryFilterString({ core: 'WARN' }), forward: {} },
+      metrics: { prometheus: { bindAddress: `127.0.0.1:${config.WORKER_SDK_METRICS_PORT}` } },
+    },
+  });
+  if (config.WORKFLOW_BUNDLE_PATH && !existsSync(config.WORKFLOW_BUNDLE_PATH)) {
+    throw new Error(`WORKFLOW_BUNDLE_PATH ${config.WORKFLOW_BUNDLE_PATH} does not exist; run 'npm run build:workflow'`);
+  }
+
+  const database = connectDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX });
+  const metrics = createWorkerMetrics();
+  const metricsServer = await serveMetrics(metrics.registry, config.WORKER_METRICS_PORT);
+  const connection = await connectWorkerConnection(config);
+  const worker = await createWorker({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: config.TEMPORAL_TASK_QUEUE,
+    workflowBundlePath: config.WORKFLOW_BUNDLE_PATH,
+    deps: {
+      db: database.db,
+      metrics,
+      logger,
+      llm: { baseUrl: config.LLM_BASE_URL, apiKey: config.LLM_API_KEY, model: config.LLM_MODEL, timeoutMs: config.LLM_TIMEOUT_MS },
+    },
+  });
+  logger.info(
+    {
+      taskQueue: config.TEMPORAL_TASK_QUEUE,
+      bundle: config.WORKFLOW_BUNDLE_PATH ?? 'bundled at start-up',
+      metrics: `:${config.WORKER_METRICS_PORT}/metrics`,
+      sdkMetrics: `:${config.WORKER_SDK_METRICS_PORT}/metrics`,
+    },
+    'worker started',
+  );
+  // Worker.run resolves after SIGINT/SIGTERM once in-flight tasks have drained.
+  await worker.run();
+  metricsServer.close();
+  await connection.close();
+  await database.close();
+  logger.info('worker stopped');
+}
+
+main().catch((err: unknown) => {
+  console.error(`worker failed: ${err instanceof Error ? err.stack : String(err)}`);
+  process.exit(1);
+});

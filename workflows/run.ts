@@ -1,0 +1,267 @@
+import {
+  ActivityFailure,
+  CancellationScope,
+  isCancellation,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { OutboundEvent } from '../core/events';
+import type { FailureCode, RunOutcome } from '../core/outcome';
+import { assertTransition, type FailedStatus, type RunPhase, type RunStatus } from '../core/phases';
+import { addUsd } from '../core/pricing';
+import type { SagaPhase } from '../core/saga';
+import { PAUSE_REASON, RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
+import { runStateQuery, type RunState, type RunWorkflowInput } from './messages';
+
+/**
+ * Domain writes retry until the database answers: an outage makes the run wait, not fail.
+ * A write that keeps failing for another reason is made final by the worker's interceptor.
+ */
+const domain = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
+});
+
+/** A skill call is retried a few times, then the step (and the run) fails. */
+const skills = proxyActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
+  retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 3 },
+});
+
+function failed(status: FailedStatus, code: FailureCode, message: string): RunOutcome {
+  return { kind: 'failed', status, code, message };
+}
+
+function describeFailure(err: unknown): string {
+  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
+  const { runId, tenantId } = input;
+  const state: RunState = {
+    runId,
+    tenantId,
+    phase: 'CREATED',
+    status: 'queued',
+    totalSteps: input.plan.length,
+    stepsCompleted: 0,
+    costUsd: 0,
+    tokens: 0,
+    budgetUsd: input.budgetUsd,
+    observabilityStatus: 'OK',
+    sagaPhase: 'NOT_STARTED',
+    error: null,
+  };
+  setHandler(runStateQuery, () => state);
+  publishState();
+
+  function publishState(): void {
+    upsertSearchAttributes([
+      { key: RUN_PHASE, value: state.phase },
+      { key: RUN_STATUS, value: state.status },
+      { key: TENANT_ID, value: tenantId },
+      { key: PAUSE_REASON, value: null },
+    ]);
+    const lines = [
+      `**${state.phase}** (${state.status})`,
+      `steps ${state.stepsCompleted}/${state.totalSteps} · cost $${state.costUsd.toFixed(6)} of $${state.budgetUsd}`,
+      `governance saga: ${state.sagaPhase} · observability: ${state.observabilityStatus}`,
+    ];
+    if (state.error) lines.push(`error: ${state.error.code}: ${state.error.message}`);
+    setCurrentDetails(lines.join('\n\n'));
+  }
+
+  /** Checks the edge in workflow code first: an illegal transition is a bug and fails the task loudly. */
+  async function transition(to: RunPhase, status: RunStatus): Promise<void> {
+    assertTransition(state.phase, to, status);
+    await domain.recordTransition({ runId, from: state.phase, to, status });
+    state.phase = to;
+    state.status = status;
+    publishState();
+  }
+
+  function setSagaPhase(phase: SagaPhase): void {
+    state.sagaPhase = phase;
+    publishState();
+  }
+
+  /** Observability guard (seed FIX-004): a trace that cannot start is handled per mode. */
+  async function startTraceGuarded(): Promise<RunOutcome | null> {
+    try {
+      await domain.startTrace({ runId, tenantId });
+      return null;
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      const error = describeFailure(err);
+      await domain.recordTraceStartFailure({ runId, mode: input.observabilityMode, error });
+      if (input.observabilityMode === 'STRICT') {
+        return failed('failed', 'OBSERVABILITY_REQUIRED', `trace could not start (STRICT mode): ${error}`);
+      }
+      if (input.observabilityMode === 'DEGRADED') {
+        state.observabilityStatus = 'DEGRADED';
+        publishState();
+      }
+      return null;
+    }
+  }
+
+  async function executePlan(): Promise<RunOutcome> {
+    for (const [stepIndex, step] of input.plan.entries()) {
+      let result;
+      try {
+        result = await skills.executeStep({ runId, stepIndex, step });
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        return failed('failed', 'STEP_FAILED', `step ${stepIndex} (${step.skill}) failed: ${describeFailure(err)}`);
+      }
+      state.costUsd = addUsd(state.costUsd, result.costUsd);
+      state.tokens += result.tokensIn + result.tokensOut;
+      state.stepsCompleted = stepIndex + 1;
+      await domain.recordTraceStep({
+        runId,
+        stepIndex,
+        skill: step.skill,
+        result,
+        progress: { costUsd: state.costUsd, tokens: state.tokens, stepsCompleted: state.stepsCompleted },
+      });
+      publishState();
+      if (state.costUsd > input.budgetUsd) {
+        return failed(
+          'failed_policy',
+          'BUDGET_EXCEEDED',
+          `spent $${state.costUsd} after step ${stepIndex}, over the run's budget of $${input.budgetUsd}`,
+        );
+      }
+    }
+    return { kind: 'succeeded' };
+  }
+
+  function outcomeEvents(outcome: RunOutcome): OutboundEvent[] {
+    const summary = { phase: state.phase, costUsd: state.costUsd, stepsCompleted: state.stepsCompleted };
+    const runEvent: OutboundEvent =
+      outcome.kind === 'succeeded'
+        ? { topic: 'run.completed', dedupeKey: `${runId}:run.completed`, payload: summary }
+        : { topic: 'run.failed', dedupeKey: `${runId}:run.failed`, payload: { ...summary, code: outcome.code, reason: outcome.message } };
+    const events: OutboundEvent[] = [
+      runEvent,
+      { topic: 'policy.evaluated', dedupeKey: `${runId}:policy.evaluated`, payload: { outcome: outcome.kind } },
+      { topic: 'trace.completed', dedupeKey: `${runId}:trace.completed`, payload: { outcome: outcome.kind } },
+    ];
+    if (outcome.kind === 'failed') {
+      events.push({ topic: 'incident.created', dedupeKey: `${runId}:incident.created`, payload: { code: outcome.code } });
+    }
+    return events;
+  }
+
+  /**
+   * The transaction coordinator as a saga (seed FIX-001): incident, policy evaluation, trace
+   * completion. Each compensation is registered before its step, because a step can commit and
+   * still time out; compensations run newest first and cope with nothing to undo.
+   */
+  async function runGovernanceSaga(outcome: RunOutcome): Promise<{ committed: true } | { committed: false; error: string }> {
+    const compensations: ((reason: string) => Promise<unknown>)[] = [];
+    try {
+      compensations.unshift((reason) => domain.rollbackIncident({ runId, reason, undoesPhase: 'INCIDENT_CREATED' }));
+      await domain.createIncident({ runId, tenantId, outcome });
+      setSagaPhase('INCIDENT_CREATED');
+
+      compensations.unshift((reason) => domain.rollbackPolicyEvaluation({ runId, reason, undoesPhase: 'POLICY_EVALUATED' }));
+      await domain.evaluatePolicy({ runId, tenantId, outcome });
+      setSagaPhase('POLICY_EVALUATED');
+
+      compensations.unshift((reason) => domain.rollbackTraceCompletion({ runId, reason, undoesPhase: 'TRACE_COMPLETED' }));
+      await domain.completeTrace({ runId, tenantId, outcome: outcome.kind, events: outcomeEvents(outcome) });
+      setSagaPhase('TRACE_COMPLETED');
+      // The last step's transaction committed the saga and wrote its events to the outbox.
+      setSagaPhase('COMMITTED');
+      setSagaPhase('EVENTS_PUBLISHED');
+      return { committed: true };
+    } catch (err) {
+      const error = describeFailure(err);
+      const reason = `governance saga failed after ${state.sagaPhase}: ${error}`;
+      await CancellationScope.nonCancellable(async () => {
+        for (const compensate of compensations) await compensate(reason);
+      });
+      setSagaPhase('ROLLED_BACK');
+      return { committed: false, error: reason };
+    }
+  }
+
+  async function finish(outcome: RunOutcome): Promise<void> {
+    let final = outcome;
+    if (final.kind === 'succeeded') await transition('GOVERNANCE_CHECK', 'running');
+    const saga = await runGovernanceSaga(final);
+    const closingEvents: OutboundEvent[] = [];
+    if (!saga.committed) {
+      final = failed('failed', 'GOVERNANCE_ERROR', saga.error);
+      closingEvents.push({
+        topic: 'run.failed',
+        dedupeKey: `${runId}:run.failed`,
+        payload: { code: 'GOVERNANCE_ERROR', reason: saga.error, sagaPhase: state.sagaPhase },
+      });
+    }
+    if (final.kind === 'succeeded') await transition('FINALIZING', 'running');
+
+    const to: RunPhase = final.kind === 'succeeded' ? 'COMPLETED' : 'FAILED';
+    const status: RunStatus = final.kind === 'succeeded' ? 'succeeded' : final.status;
+    const error = final.kind === 'failed' ? { code: final.code, message: final.message } : null;
+    assertTransition(state.phase, to, status);
+    await domain.createRunLog({
+      runId,
+      tenantId,
+      status,
+      record: {
+        outcome: final.kind,
+        error,
+        plan: input.plan.map((s) => s.skill),
+        stepsCompleted: state.stepsCompleted,
+        costUsd: state.costUsd,
+        tokens: state.tokens,
+        budgetUsd: input.budgetUsd,
+        observabilityStatus: state.observabilityStatus,
+        sagaPhase: state.sagaPhase,
+        authorization: input.authorization,
+      },
+    });
+    await domain.finalizeRun({
+      runId,
+      tenantId,
+      from: state.phase,
+      to,
+      status,
+      sagaPhase: state.sagaPhase,
+      error,
+      events: closingEvents,
+    });
+    state.phase = to;
+    state.status = status;
+    state.error = error;
+    publishState();
+  }
+
+  async function execute(): Promise<RunOutcome> {
+    const guardFailure = await startTraceGuarded();
+    if (guardFailure) return guardFailure;
+    if (input.authorization.decision === 'DENIED') {
+      return failed('failed_policy', 'AUTHORIZATION_DENIED', `authorization denied: ${input.authorization.reason ?? 'no reason given'}`);
+    }
+    await transition('AUTHORIZED', 'queued');
+    await transition('EXECUTING', 'running');
+    return executePlan();
+  }
+
+  let outcome: RunOutcome;
+  try {
+    outcome = await execute();
+  } catch (err) {
+    if (!isCancellation(err)) throw err;
+    outcome = failed('cancelled', 'STOPPED', 'run cancelled');
+  }
+  // Whatever ended the run, its governance records and final status are written to the end.
+  await CancellationScope.nonCancellable(() => finish(outcome));
+  return state;
+}
