@@ -1,3 +1,4 @@
+import { createControlActivities } from './control';
 import type { ActivityDeps } from './deps';
 import { createIncidentActivities } from './incidents';
 import { createLogActivities } from './logs';
@@ -17,6 +18,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createPolicyActivities(deps),
     ...createLogActivities(deps),
     ...createSkillActivities(deps),
+    ...createControlActivities(deps),
   };
 }
 

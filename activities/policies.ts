@@ -1,6 +1,10 @@
 import { and, eq } from 'drizzle-orm';
 import { EVALUATE_POLICY } from '../core/audit';
 import type { RunOutcome } from '../core/outcome';
+import type { SkillName } from '../core/plan';
+import type { PolicyRules } from '../core/policy';
+import { decidePolicy, type PolicyCheckResult } from '../core/policy-check';
+import { currentPolicy, policyVersion, tenantStatus } from '../db/tenancy';
 import { policyEvaluations, runs } from '../db/schema';
 import { recordAck } from './audit';
 import { ackRollback, type CompensationInput } from './compensation';
@@ -20,7 +24,71 @@ export function finalEvaluation(outcome: RunOutcome): { decision: 'COMPLIANT' | 
   };
 }
 
+export interface PolicyCheckRequest {
+  runId: string;
+  tenantId: string;
+  /** The run's n-th check; keys its evaluation row. */
+  checkNumber: number;
+  stepIndex: number;
+  knownPolicyVersion: number;
+  runBudgetUsd: number;
+  costUsd: number;
+  tokens: number;
+  stepsCompleted: number;
+  remainingSkills: SkillName[];
+  nextStepApproved: boolean;
+  stopRequested: boolean;
+}
+
+export interface PolicyCheckResponse extends PolicyCheckResult {
+  policyVersion: number;
+  rules: PolicyRules;
+}
+
 export function createPolicyActivities({ db, metrics }: ActivityDeps) {
+  /**
+   * A fresh decision from the current policy, tenant status and the run's spend, recorded as a
+   * mid-run policy evaluation with its reason and violations.
+   */
+  async function checkPolicy(input: PolicyCheckRequest): Promise<PolicyCheckResponse> {
+    const end = metrics.policyCheckDuration.startTimer();
+    const response = await db.transaction(async (tx) => {
+      const current = await currentPolicy(tx, input.tenantId);
+      const known = (await policyVersion(tx, input.tenantId, input.knownPolicyVersion)) ?? current;
+      const result = decidePolicy({
+        current,
+        known,
+        tenantStatus: await tenantStatus(tx, input.tenantId),
+        stopRequested: input.stopRequested,
+        runBudgetUsd: input.runBudgetUsd,
+        costUsd: input.costUsd,
+        tokens: input.tokens,
+        stepsCompleted: input.stepsCompleted,
+        remainingSkills: input.remainingSkills,
+        nextStepApproved: input.nextStepApproved,
+      });
+      const inserted = await tx
+        .insert(policyEvaluations)
+        .values({
+          runId: input.runId,
+          tenantId: input.tenantId,
+          dedupeKey: `check:${input.checkNumber}`,
+          kind: 'mid_run',
+          stepIndex: input.stepIndex,
+          decision: result.decision,
+          reason: result.reason,
+          violations: result.violations,
+          policyVersion: current.version,
+        })
+        .onConflictDoNothing()
+        .returning({ id: policyEvaluations.id });
+      if (inserted.length) metrics.policyChecks.inc({ decision: result.decision });
+      return { ...result, policyVersion: current.version, rules: current.rules };
+    });
+    end();
+    return response;
+  }
+
   async function evaluatePolicy(input: { runId: string; tenantId: string; outcome: RunOutcome }): Promise<{ evaluationId: string }> {
     const evaluation = finalEvaluation(input.outcome);
     return db.transaction(async (tx) => {
@@ -64,5 +132,5 @@ export function createPolicyActivities({ db, metrics }: ActivityDeps) {
     });
   }
 
-  return { evaluatePolicy, rollbackPolicyEvaluation };
+  return { checkPolicy, evaluatePolicy, rollbackPolicyEvaluation };
 }

@@ -66,6 +66,8 @@ export function createRunActivities({ db, metrics }: ActivityDeps) {
           phase: input.to,
           status: input.status,
           sagaPhase: input.sagaPhase,
+          pauseReason: null,
+          pausedAt: null,
           errorCode: input.error?.code ?? null,
           errorMessage: input.error?.message ?? null,
           finishedAt: sql`now()`,

@@ -1,4 +1,4 @@
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq, ne, sql } from 'drizzle-orm';
 import { COMPLETE_TRACE, START_TRACE } from '../core/audit';
 import type { OutboundEvent } from '../core/events';
 import type { ObservabilityMode } from '../core/policy';
@@ -61,8 +61,11 @@ export function createTraceActivities({ db, metrics }: ActivityDeps) {
     skill: string;
     result: StepResult;
     progress: RunProgress;
-  }): Promise<void> {
-    await db.transaction(async (tx) => {
+    /** Spend at which the run is flagged HIGH risk and `threshold.exceeded` recorded, once. */
+    warningAtUsd?: number | null;
+    tenantId?: string;
+  }): Promise<{ thresholdCrossed: boolean }> {
+    return db.transaction(async (tx) => {
       const inserted = await tx
         .insert(traceSteps)
         .values({
@@ -83,6 +86,20 @@ export function createTraceActivities({ db, metrics }: ActivityDeps) {
         .set({ ...input.progress, updatedAt: sql`now()` })
         .where(and(eq(runs.id, input.runId), sql`${runs.stepsCompleted} <= ${input.progress.stepsCompleted}`));
       metrics.domainWrites.inc({ domain: 'logs', action: 'trace_step', result: inserted.length ? 'inserted' : 'existing' });
+      if (input.warningAtUsd == null || !input.tenantId || input.progress.costUsd < input.warningAtUsd) return { thresholdCrossed: false };
+      const flagged = await tx
+        .update(runs)
+        .set({ riskLevel: 'HIGH' })
+        .where(and(eq(runs.id, input.runId), ne(runs.riskLevel, 'HIGH')))
+        .returning({ id: runs.id });
+      await writeEvents(tx, { runId: input.runId, tenantId: input.tenantId }, [
+        {
+          topic: 'threshold.exceeded',
+          dedupeKey: `${input.runId}:threshold.exceeded`,
+          payload: { costUsd: input.progress.costUsd, warningAtUsd: input.warningAtUsd, stepIndex: input.stepIndex, riskLevel: 'HIGH' },
+        },
+      ]);
+      return { thresholdCrossed: flagged.length > 0 };
     });
   }
 

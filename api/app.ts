@@ -7,6 +7,8 @@ import type { Logger } from '../lib/logger';
 import type { ApiMetrics } from '../lib/metrics';
 import { authenticate } from './auth';
 import { errorHandler, HttpError } from './errors';
+import { policyRoutes } from './policies';
+import { runControlRoutes } from './run-controls';
 import { runRoutes } from './runs';
 
 export interface ApiDeps {
@@ -57,7 +59,8 @@ export function createApp(deps: ApiDeps): Express {
     }
     next();
   });
-  app.use('/api/v1/runs', runRoutes(deps));
+  app.use('/api/v1/runs', runRoutes(deps), runControlRoutes(deps));
+  app.use('/api/v1', policyRoutes(deps));
 
   app.use((req, _res) => {
     throw new HttpError(404, `no route for ${req.method} ${req.path}`);

@@ -99,6 +99,7 @@ export async function submitRun(
     budgetUsd,
     authorization,
     observabilityMode,
+    policyVersion: policy.version,
   };
   await startRunWorkflow(deps, input);
   return { runId: created, authorizationDecision: authorization.decision, replayed: false };
@@ -125,6 +126,7 @@ async function replay(deps: SubmitDeps, caller: Caller, idempotencyKey: string, 
           ? { decision: 'ALLOWED', reason: null }
           : { decision: 'DENIED', reason: existing.authorizationReason ?? 'denied' },
       observabilityMode: existing.observabilityMode as ObservabilityMode,
+      policyVersion: existing.policyVersion,
     });
   }
   return { runId: existing.id, authorizationDecision: existing.authorizationDecision, replayed: true };

@@ -85,6 +85,9 @@ export const runs = pgTable(
     observabilityStatus: text('observability_status').notNull().default('OK'),
     observabilityError: text('observability_error'),
     sagaPhase: text('saga_phase').notNull().default('NOT_STARTED'),
+    /** Set while the run waits in a PAUSE, cleared on resume. */
+    pauseReason: text('pause_reason'),
+    pausedAt: timestamp('paused_at', { withTimezone: true }),
     errorCode: text('error_code'),
     errorMessage: text('error_message'),
     createdAt: createdAt(),
@@ -228,6 +231,29 @@ export const domainAcks = pgTable(
     uniqueIndex('domain_acks_run_action_status_uq').on(t.runId, t.domain, t.action, t.status),
     check('domain_acks_rollback_ck', sql`(${t.status} = 'ROLLED_BACK') = ${t.rolledBack}`),
   ],
+);
+
+/**
+ * Every operator or system control of a run (pause, resume, stop, policy change, pause expiry),
+ * accepted or not: an ignored signal is recorded here with why.
+ */
+export const runControlEvents = pgTable(
+  'run_control_events',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id),
+    /** Idempotency key within the run, chosen by the workflow. */
+    dedupeKey: text('dedupe_key').notNull(),
+    kind: text('kind').notNull(),
+    actor: text('actor'),
+    authority: text('authority'),
+    accepted: boolean('accepted').notNull(),
+    detail: text('detail'),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('run_control_events_run_dedupe_uq').on(t.runId, t.dedupeKey)],
 );
 
 /** Events leave only through here, written in the transaction of the change they describe. */

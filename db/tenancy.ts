@@ -1,4 +1,4 @@
-import { desc, eq, sql } from 'drizzle-orm';
+import { and, desc, eq, sql } from 'drizzle-orm';
 import type { ApiRole, TenantStatus } from '../core/authorization';
 import { DEFAULT_POLICY, type PolicyRules } from '../core/policy';
 import { generateApiKey, hashApiKey } from '../lib/api-keys';
@@ -19,6 +19,31 @@ export async function currentPolicy(db: DbOrTx, tenantId: string): Promise<Curre
     .limit(1);
   if (!row) throw new Error(`tenant ${tenantId} has no policy`);
   return { version: row.version, rules: { ...DEFAULT_POLICY, ...row.rules } };
+}
+
+export async function policyVersion(db: DbOrTx, tenantId: string, version: number): Promise<CurrentPolicy | undefined> {
+  const [row] = await db
+    .select({ version: policies.version, rules: policies.rules })
+    .from(policies)
+    .where(and(eq(policies.tenantId, tenantId), eq(policies.version, version)));
+  return row && { version: row.version, rules: { ...DEFAULT_POLICY, ...row.rules } };
+}
+
+export async function tenantStatus(db: DbOrTx, tenantId: string): Promise<TenantStatus> {
+  const [row] = await db.select({ status: tenants.status }).from(tenants).where(eq(tenants.id, tenantId));
+  if (!row) throw new Error(`tenant ${tenantId} does not exist`);
+  return row.status;
+}
+
+/** Stores `rules` as the tenant's next policy version. */
+export async function savePolicy(db: Db, tenantId: string, rules: PolicyRules, changedBy: string): Promise<CurrentPolicy> {
+  return db.transaction(async (tx) => {
+    // Serialises concurrent changes of one tenant's policy.
+    await tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).for('update');
+    const { version } = await currentPolicy(tx, tenantId);
+    await tx.insert(policies).values({ tenantId, version: version + 1, rules, changedBy });
+    return { version: version + 1, rules };
+  });
 }
 
 /** A new tenant with policy version 1 and its first API key; the key is returned once, never stored. */

@@ -36,6 +36,37 @@ export function createWorkerMetrics(registry = new Registry()) {
       labelNames: ['domain', 'action', 'result'] as const,
       registers: [registry],
     }),
+    policyChecks: new Counter({
+      name: 'governed_policy_checks_total',
+      help: 'Mid-run policy checks by decision',
+      labelNames: ['decision'] as const,
+      registers: [registry],
+    }),
+    policyCheckDuration: new Histogram({
+      name: 'governed_policy_check_duration_seconds',
+      help: 'Time to read the policy state and decide',
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: [registry],
+    }),
+    pauses: new Counter({
+      name: 'governed_run_pauses_total',
+      help: 'Runs paused, by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    pauseDuration: new Histogram({
+      name: 'governed_run_pause_duration_seconds',
+      help: 'How long runs stayed paused, by reason and how the pause ended',
+      labelNames: ['reason', 'ended_by'] as const,
+      buckets: [1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600],
+      registers: [registry],
+    }),
+    pauseTimeouts: new Counter({
+      name: 'governed_run_pause_timeouts_total',
+      help: 'Pauses that ran out their SLA, by the timeout behaviour applied',
+      labelNames: ['behavior'] as const,
+      registers: [registry],
+    }),
   };
 }
 

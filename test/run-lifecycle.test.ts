@@ -29,7 +29,9 @@ describe('a governed run, end to end', () => {
     expect(records.steps.map((s) => s.stepIndex)).toEqual([0, 1, 2]);
     expect(records.steps.reduce((sum, s) => sum + s.costUsd, 0)).toBeCloseTo(run.costUsd, 6);
     expect(records.incidents[0]).toMatchObject({ kind: 'none', severity: 'NONE' });
-    expect(records.evaluations[0]).toMatchObject({ decision: 'COMPLIANT' });
+    expect(records.evaluations.find((e) => e.kind === 'final')).toMatchObject({ decision: 'COMPLIANT' });
+    // One mid-run check before the first step; the default 30 s interval covers the rest.
+    expect(records.evaluations.filter((e) => e.kind === 'mid_run').map((e) => [e.stepIndex, e.decision])).toEqual([[0, 'CONTINUE']]);
     expect(records.acks.every((a) => a.status === 'OK')).toBe(true);
     expect(records.events.map((e) => e.topic).sort()).toEqual(['policy.evaluated', 'run.completed', 'trace.completed']);
 
@@ -49,13 +51,13 @@ describe('a governed run, end to end', () => {
     expect(api.body.run).toMatchObject({ id: runId, phase: 'COMPLETED', status: 'succeeded', stepsCompleted: 3 });
     expect(api.body.trace.steps).toHaveLength(3);
     expect(api.body.incidents).toHaveLength(1);
-    expect(api.body.policyEvaluations).toHaveLength(1);
+    expect(api.body.policyEvaluations.map((e: { kind: string }) => e.kind)).toEqual(['mid_run', 'final']);
     expect(api.body.run.requestHash).toBeUndefined();
 
     if (process.env.RECORD_HISTORY) {
       // The CLI's JSON is the format historyFromJSON reads back in the replay test.
       const json = execFileSync(inject('temporalCliPath'), ['workflow', 'show', '--workflow-id', runId, '--output', 'json', '--address', inject('temporalAddress')]);
-      writeFileSync(path.join(__dirname, 'histories', 'run-3-steps.json'), json);
+      writeFileSync(path.join(__dirname, 'histories', `${process.env.RECORD_HISTORY}.json`), json);
     }
   });
 
@@ -69,7 +71,7 @@ describe('a governed run, end to end', () => {
     expect(run.authorizationReason).toMatch(/viewer/);
     const records = await expectFullGovernanceRecords(stack.db, res.body.runId);
     expect(records.incidents[0]).toMatchObject({ kind: 'failure', errorCode: 'AUTHORIZATION_DENIED' });
-    expect(records.evaluations[0]).toMatchObject({ decision: 'VIOLATION' });
+    expect(records.evaluations.find((e) => e.kind === 'final')).toMatchObject({ decision: 'VIOLATION' });
     expect(records.steps).toHaveLength(0);
   });
 

@@ -1,35 +1,26 @@
 import {
   ActivityFailure,
   CancellationScope,
+  allHandlersFinished,
+  condition,
   isCancellation,
-  proxyActivities,
+  patched,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
-import type { Activities } from '../activities';
 import type { OutboundEvent } from '../core/events';
 import type { FailureCode, RunOutcome } from '../core/outcome';
 import { assertTransition, type FailedStatus, type RunPhase, type RunStatus } from '../core/phases';
 import { addUsd } from '../core/pricing';
 import type { SagaPhase } from '../core/saga';
 import { PAUSE_REASON, RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
+import { domain, skills } from './activity-proxies';
+import { createRunGovernor } from './governor';
 import { runStateQuery, type RunState, type RunWorkflowInput } from './messages';
 
-/**
- * Domain writes retry until the database answers: an outage makes the run wait, not fail.
- * A write that keeps failing for another reason is made final by the worker's interceptor.
- */
-const domain = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
-});
-
-/** A skill call is retried a few times, then the step (and the run) fails. */
-const skills = proxyActivities<Activities>({
-  startToCloseTimeout: '10 minutes',
-  retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 3 },
-});
+/** Runs recorded before mid-run policy checks existed replay without them. */
+export const MID_RUN_POLICY_PATCH = 'mid-run-policy-checks';
 
 function failed(status: FailedStatus, code: FailureCode, message: string): RunOutcome {
   return { kind: 'failed', status, code, message };
@@ -56,21 +47,34 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
     sagaPhase: 'NOT_STARTED',
     error: null,
   };
+  let upserted: string | null = null;
   setHandler(runStateQuery, () => state);
+  const governor = patched(MID_RUN_POLICY_PATCH) ? createRunGovernor({ input, state, publishState }) : null;
   publishState();
 
   function publishState(): void {
-    upsertSearchAttributes([
-      { key: RUN_PHASE, value: state.phase },
-      { key: RUN_STATUS, value: state.status },
-      { key: TENANT_ID, value: tenantId },
-      { key: PAUSE_REASON, value: null },
-    ]);
+    const pauseReason = state.pause?.reason ?? null;
+    const attributes = `${state.phase}|${state.status}|${pauseReason}`;
+    // Each upsert is a history event: runs with the patch upsert only what changed.
+    if (!governor || attributes !== upserted) {
+      upsertSearchAttributes([
+        { key: RUN_PHASE, value: state.phase },
+        { key: RUN_STATUS, value: state.status },
+        { key: TENANT_ID, value: tenantId },
+        { key: PAUSE_REASON, value: pauseReason },
+      ]);
+      upserted = attributes;
+    }
     const lines = [
       `**${state.phase}** (${state.status})`,
       `steps ${state.stepsCompleted}/${state.totalSteps} · cost $${state.costUsd.toFixed(6)} of $${state.budgetUsd}`,
       `governance saga: ${state.sagaPhase} · observability: ${state.observabilityStatus}`,
     ];
+    if (state.pause) {
+      const p = state.pause;
+      lines.push(`**PAUSED** (${p.reason}) since ${p.since}, expires ${p.expiresAt}: ${p.detail}; resume by ${p.allowedAuthorities.join(', ')}`);
+    }
+    if (state.lastCheck) lines.push(`last policy check: ${state.lastCheck.decision} before step ${state.lastCheck.stepIndex} (${state.lastCheck.reason})`);
     if (state.error) lines.push(`error: ${state.error.code}: ${state.error.message}`);
     setCurrentDetails(lines.join('\n\n'));
   }
@@ -111,6 +115,8 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
 
   async function executePlan(): Promise<RunOutcome> {
     for (const [stepIndex, step] of input.plan.entries()) {
+      const verdict = await governor?.beforeStep(stepIndex);
+      if (verdict) return verdict;
       let result;
       try {
         result = await skills.executeStep({ runId, stepIndex, step });
@@ -127,14 +133,12 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
         skill: step.skill,
         result,
         progress: { costUsd: state.costUsd, tokens: state.tokens, stepsCompleted: state.stepsCompleted },
+        ...(governor ? { warningAtUsd: governor.warningAtUsd(), tenantId } : {}),
       });
       publishState();
-      if (state.costUsd > input.budgetUsd) {
-        return failed(
-          'failed_policy',
-          'BUDGET_EXCEEDED',
-          `spent $${state.costUsd} after step ${stepIndex}, over the run's budget of $${input.budgetUsd}`,
-        );
+      const budget = governor?.budgetUsd() ?? input.budgetUsd;
+      if (state.costUsd > budget) {
+        return failed('failed_policy', 'BUDGET_EXCEEDED', `spent $${state.costUsd} after step ${stepIndex}, over the run's budget of $${budget}`);
       }
     }
     return { kind: 'succeeded' };
@@ -261,7 +265,10 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
     if (!isCancellation(err)) throw err;
     outcome = failed('cancelled', 'STOPPED', 'run cancelled');
   }
+  governor?.clearPause();
   // Whatever ended the run, its governance records and final status are written to the end.
   await CancellationScope.nonCancellable(() => finish(outcome));
+  // Signals that arrived late are still recorded before the workflow closes.
+  await condition(allHandlersFinished);
   return state;
 }

@@ -3,6 +3,8 @@ import type { ApiRole } from '../../core/authorization';
 import { connectDatabase } from '../../db/client';
 import { createApiKey, createTenant, findTenantByName, setTenantStatus } from '../../db/tenancy';
 import { loadConfig } from '../../lib/config';
+import { connectClient } from '../../lib/temporal';
+import { pushPolicyChange } from '../policy-push';
 
 const ROLES: ApiRole[] = ['admin', 'member', 'viewer'];
 
@@ -77,8 +79,19 @@ for (const [command, status] of [
     .description(`mark a tenant ${status}`)
     .requiredOption('--name <name>', 'tenant name', parseName)
     .action(async (opts: { name: string }) => {
-      await withDb(async (db) => setTenantStatus(db, await requireTenant(db, opts.name), status));
-      console.log(`tenant ${opts.name} is ${status}`);
+      await withDb(async (db) => {
+        const tenantId = await requireTenant(db, opts.name);
+        await setTenantStatus(db, tenantId, status);
+        console.log(`tenant ${opts.name} is ${status}`);
+        try {
+          const temporal = await connectClient(loadConfig());
+          const signalled = await pushPolicyChange(db, temporal, tenantId, { actor: 'cli', reason: `tenant ${status}` });
+          await temporal.connection.close();
+          console.log(`told ${signalled} running run(s) to re-check their policy`);
+        } catch (err) {
+          console.error(`warning: running runs were not told (${err instanceof Error ? err.message : String(err)}); they see the change at their next check interval`);
+        }
+      });
     });
 }
 

@@ -1,0 +1,102 @@
+import { eq, sql } from 'drizzle-orm';
+import type { EventTopic } from '../core/events';
+import type { PauseReason } from '../core/policy-check';
+import type { PauseTimeoutBehavior } from '../core/policy';
+import type { DbOrTx } from '../db/client';
+import { runControlEvents, runs } from '../db/schema';
+import type { ActivityDeps } from './deps';
+import { insertIncidentOnce } from './incidents';
+import { writeEvents } from './outbox';
+
+export interface ControlEventInput {
+  runId: string;
+  tenantId: string;
+  /** Unique within the run; the workflow derives it from its own counters. */
+  dedupeKey: string;
+  kind: string;
+  actor?: string | null;
+  authority?: string | null;
+  accepted: boolean;
+  detail?: string | null;
+}
+
+async function insertControlEvent(tx: DbOrTx, input: ControlEventInput, topic?: EventTopic): Promise<void> {
+  await tx
+    .insert(runControlEvents)
+    .values({
+      runId: input.runId,
+      dedupeKey: input.dedupeKey,
+      kind: input.kind,
+      actor: input.actor ?? null,
+      authority: input.authority ?? null,
+      accepted: input.accepted,
+      detail: input.detail ?? null,
+    })
+    .onConflictDoNothing();
+  if (topic) {
+    await writeEvents(tx, input, [
+      {
+        topic,
+        dedupeKey: `${input.runId}:${input.dedupeKey}`,
+        payload: { kind: input.kind, actor: input.actor ?? null, authority: input.authority ?? null, detail: input.detail ?? null },
+      },
+    ]);
+  }
+}
+
+/** The run-control domain: pauses, resumes, expiry warnings, timeouts and refused signals. */
+export function createControlActivities({ db, metrics }: ActivityDeps) {
+  /** A signal the run ignored (wrong state or authority), kept with the reason. */
+  async function recordRejectedSignal(input: Omit<ControlEventInput, 'accepted'>): Promise<void> {
+    await db.transaction((tx) => insertControlEvent(tx, { ...input, accepted: false }, 'signal.rejected'));
+  }
+
+  async function recordPause(input: ControlEventInput & { reason: PauseReason }): Promise<void> {
+    const inserted = await db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(runs)
+        .set({ pauseReason: input.reason, pausedAt: sql`now()`, updatedAt: sql`now()` })
+        .where(eq(runs.id, input.runId))
+        .returning({ id: runs.id });
+      await insertControlEvent(tx, input, 'run.paused');
+      return Boolean(row);
+    });
+    if (inserted) metrics.pauses.inc({ reason: input.reason });
+  }
+
+  async function recordPauseWarning(input: ControlEventInput): Promise<void> {
+    await db.transaction((tx) => insertControlEvent(tx, input, 'pause.expiring'));
+  }
+
+  async function recordResume(input: ControlEventInput & { reason: PauseReason; pausedForMs: number; endedBy: 'operator' | 'timeout' }): Promise<void> {
+    await db.transaction(async (tx) => {
+      await tx.update(runs).set({ pauseReason: null, pausedAt: null, updatedAt: sql`now()` }).where(eq(runs.id, input.runId));
+      await insertControlEvent(tx, input, 'run.resumed');
+    });
+    metrics.pauseDuration.observe({ reason: input.reason, ended_by: input.endedBy }, input.pausedForMs / 1000);
+  }
+
+  /** The SLA ran out. ESCALATE raises a high-severity incident before the pause's last period. */
+  async function recordPauseTimeout(input: ControlEventInput & { behavior: PauseTimeoutBehavior; reason: PauseReason; escalation: boolean }): Promise<void> {
+    await db.transaction(async (tx) => {
+      await insertControlEvent(tx, input);
+      if (input.escalation) {
+        await insertIncidentOnce(tx, {
+          runId: input.runId,
+          tenantId: input.tenantId,
+          dedupeKey: `escalation:${input.dedupeKey}`,
+          kind: 'escalation',
+          severity: 'HIGH',
+          errorCode: 'PAUSE_SLA_EXPIRED',
+          message: `pause (${input.reason}) ran past its SLA without a resume; escalated`,
+        });
+        await writeEvents(tx, input, [
+          { topic: 'incident.created', dedupeKey: `${input.runId}:escalation:${input.dedupeKey}`, payload: { code: 'PAUSE_SLA_EXPIRED', severity: 'HIGH' } },
+        ]);
+      }
+    });
+    metrics.pauseTimeouts.inc({ behavior: input.behavior });
+  }
+
+  return { recordRejectedSignal, recordPause, recordPauseWarning, recordResume, recordPauseTimeout };
+}

@@ -1,0 +1,358 @@
+import { condition, setHandler } from '@temporalio/workflow';
+import type { PolicyCheckResponse } from '../activities/policies';
+import type { FailureCode, RunOutcome } from '../core/outcome';
+import type { PauseTimeoutBehavior } from '../core/policy';
+import {
+  DEFAULT_RESUME_AUTHORITIES,
+  PAUSE_REASONS,
+  RESUME_AUTHORITIES,
+  canResume,
+  type PauseReason,
+} from '../core/policy-check';
+import { isTerminalPhase } from '../core/phases';
+import { domain } from './activity-proxies';
+import {
+  pauseSignal,
+  policyChangedSignal,
+  resumeSignal,
+  resumeUpdate,
+  stopSignal,
+  type ControlRequest,
+  type PauseRequest,
+  type RunState,
+  type RunWorkflowInput,
+} from './messages';
+import { workflowNow } from './time';
+
+/** What the run keeps of its tenant's policy between checks. */
+interface PolicySettings {
+  version: number;
+  budgetPerRunUsd: number;
+  checkIntervalMs: number;
+  approvalSkills: readonly string[];
+  warningThresholdPct: number;
+  pauseSlaMs: number;
+  pauseWarningMs: number;
+  pauseTimeoutBehavior: PauseTimeoutBehavior;
+}
+
+function settingsFrom(check: PolicyCheckResponse): PolicySettings {
+  const { rules } = check;
+  return {
+    version: check.policyVersion,
+    budgetPerRunUsd: rules.budgetPerRunUsd,
+    checkIntervalMs: rules.checkIntervalSeconds * 1000,
+    approvalSkills: rules.approvalSkills,
+    warningThresholdPct: rules.warningThresholdPct,
+    pauseSlaMs: rules.pauseSlaSeconds * 1000,
+    pauseWarningMs: rules.pauseWarningSeconds * 1000,
+    pauseTimeoutBehavior: rules.pauseTimeoutBehavior,
+  };
+}
+
+function heldAuthorities(request: ControlRequest): string[] {
+  return [request.authority, ...(request.authorities ?? [])].filter((a): a is string => typeof a === 'string');
+}
+
+type PauseEnd = { ended: 'resumed' } | { ended: 'stopped' } | { ended: 'outcome'; outcome: RunOutcome };
+
+export interface GovernorContext {
+  input: RunWorkflowInput;
+  state: RunState;
+  publishState(): void;
+}
+
+/**
+ * Policy as a live force during execution (seed FIX-005, §11.2, §13.5): before each step the run
+ * asks for a fresh decision when its check interval has passed in workflow time, a control signal
+ * arrived, or the next skill needs approval; a PAUSE is a durable wait for a resume with the
+ * policy's SLA as its deadline.
+ */
+export function createRunGovernor({ input, state, publishState }: GovernorContext) {
+  const { runId, tenantId } = input;
+  let settings: PolicySettings | null = null;
+  let knownPolicyVersion = input.policyVersion ?? 0;
+  let lastCheckAt: number | null = null;
+  let checkNumber = 0;
+  let pauseNumber = 0;
+  let signalNumber = 0;
+  let checkRequested = false;
+  let approvedStep = -1;
+  let stopRequest: ControlRequest | null = null;
+  let pauseRequest: PauseRequest | null = null;
+  let resumeRequest: ControlRequest | null = null;
+
+  state.pause = null;
+  state.lastCheck = null;
+  state.policyVersion = knownPolicyVersion;
+
+  const controllable = () => !isTerminalPhase(state.phase) && state.phase !== 'GOVERNANCE_CHECK' && state.phase !== 'FINALIZING';
+
+  function rejectSignal(kind: string, request: ControlRequest | undefined, why: string): Promise<void> {
+    signalNumber += 1;
+    return domain.recordRejectedSignal({
+      runId,
+      tenantId,
+      dedupeKey: `signal:${signalNumber}`,
+      kind,
+      actor: request?.actor ?? null,
+      authority: request?.authority ?? null,
+      detail: why,
+    });
+  }
+
+  /** Why a resume cannot be accepted now, or null when it can. */
+  function resumeRefusal(request: ControlRequest | undefined): string | null {
+    if (!state.pause) return `run is not paused (phase ${state.phase})`;
+    const held = heldAuthorities(request ?? {});
+    if (held.length === 0) return `a resume must name its authority (one of ${RESUME_AUTHORITIES.join(', ')})`;
+    if (!canResume(state.pause.allowedAuthorities, held)) {
+      return `authority ${held.join('/')} may not resume a ${state.pause.reason} pause (allowed: ${state.pause.allowedAuthorities.join(', ')})`;
+    }
+    return null;
+  }
+
+  setHandler(pauseSignal, async (request) => {
+    const reason = request?.pauseReason ?? 'MANUAL_PAUSE';
+    if (!PAUSE_REASONS.includes(reason)) return rejectSignal('pause', request, `unknown pause reason '${String(reason)}'`);
+    if (!controllable()) return rejectSignal('pause', request, `run cannot be paused in phase ${state.phase}`);
+    if (state.pause || pauseRequest) return rejectSignal('pause', request, 'run is already paused');
+    pauseRequest = { ...request, pauseReason: reason };
+    checkRequested = true;
+  });
+
+  setHandler(resumeSignal, async (request) => {
+    const refusal = resumeRefusal(request);
+    if (refusal) return rejectSignal('resume', request, refusal);
+    resumeRequest = request ?? {};
+  });
+
+  setHandler(
+    resumeUpdate,
+    async (request) => {
+      resumeRequest = request;
+      await condition(() => state.pause === null || isTerminalPhase(state.phase));
+      return state;
+    },
+    {
+      validator: (request) => {
+        const refusal = resumeRefusal(request);
+        if (refusal) throw new Error(refusal);
+      },
+    },
+  );
+
+  setHandler(stopSignal, async (request) => {
+    if (!controllable()) return rejectSignal('stop', request, `run cannot be stopped in phase ${state.phase}`);
+    stopRequest ??= request ?? {};
+    checkRequested = true;
+  });
+
+  setHandler(policyChangedSignal, async () => {
+    checkRequested = true;
+  });
+
+  function checkDue(stepIndex: number): boolean {
+    if (checkRequested || stopRequest || pauseRequest || !settings || lastCheckAt === null) return true;
+    const nextSkill = input.plan[stepIndex]!.skill;
+    if (settings.approvalSkills.includes(nextSkill) && approvedStep !== stepIndex) return true;
+    return workflowNow() - lastCheckAt >= settings.checkIntervalMs;
+  }
+
+  async function check(stepIndex: number): Promise<PolicyCheckResponse> {
+    checkRequested = false;
+    checkNumber += 1;
+    const result = await domain.checkPolicy({
+      runId,
+      tenantId,
+      checkNumber,
+      stepIndex,
+      knownPolicyVersion,
+      runBudgetUsd: input.budgetUsd,
+      costUsd: state.costUsd,
+      tokens: state.tokens,
+      stepsCompleted: state.stepsCompleted,
+      remainingSkills: input.plan.slice(stepIndex).map((s) => s.skill),
+      nextStepApproved: approvedStep === stepIndex,
+      stopRequested: stopRequest !== null,
+    });
+    lastCheckAt = workflowNow();
+    settings = settingsFrom(result);
+    state.lastCheck = { decision: result.decision, reason: result.reason, stepIndex };
+    return result;
+  }
+
+  function acceptPolicy(result: PolicyCheckResponse): void {
+    knownPolicyVersion = result.policyVersion;
+    state.policyVersion = knownPolicyVersion;
+  }
+
+  function terminationOutcome(result: PolicyCheckResponse): RunOutcome {
+    const types = result.violations.map((v) => v.type);
+    if (types.includes('MANUAL_STOP')) {
+      const by = stopRequest?.actor ? ` by ${stopRequest.actor}` : '';
+      const why = stopRequest?.reason ? `: ${stopRequest.reason}` : '';
+      return { kind: 'failed', status: 'cancelled', code: 'STOPPED', message: `run stopped${by}${why}` };
+    }
+    const code: FailureCode = types.includes('BUDGET_EXCEEDED') ? 'BUDGET_EXCEEDED' : 'POLICY_TERMINATED';
+    return { kind: 'failed', status: 'failed_policy', code, message: `terminated by policy: ${result.reason}` };
+  }
+
+  function setPause(pause: RunState['pause']): void {
+    state.pause = pause;
+    publishState();
+  }
+
+  /** The durable wait: a resume, a stop, or the SLA running out (with a warning before it). */
+  async function pause(reason: PauseReason, detail: string, request: PauseRequest | null): Promise<PauseEnd> {
+    const policy = settings!;
+    pauseNumber += 1;
+    const number = pauseNumber;
+    const startedAt = workflowNow();
+    const allowedAuthorities = request?.allowedAuthorities?.length ? request.allowedAuthorities : [...DEFAULT_RESUME_AUTHORITIES[reason]];
+    const actor = request?.actor ?? 'policy';
+    setPause({
+      number,
+      reason,
+      detail,
+      allowedAuthorities,
+      since: new Date(startedAt).toISOString(),
+      expiresAt: new Date(startedAt + policy.pauseSlaMs).toISOString(),
+      escalated: false,
+    });
+    await domain.recordPause({
+      runId,
+      tenantId,
+      dedupeKey: `pause:${number}`,
+      kind: 'pause',
+      actor,
+      authority: request?.authority ?? 'SYSTEM_AUTO',
+      accepted: true,
+      detail: `${reason}: ${detail}`,
+      reason,
+    });
+
+    const interrupted = () => resumeRequest !== null || stopRequest !== null;
+    const resumed = async (by: ControlRequest, endedBy: 'operator' | 'timeout'): Promise<PauseEnd> => {
+      await domain.recordResume({
+        runId,
+        tenantId,
+        dedupeKey: `resume:${number}`,
+        kind: 'resume',
+        actor: by.actor ?? null,
+        authority: heldAuthorities(by)[0] ?? null,
+        accepted: true,
+        detail: endedBy === 'timeout' ? 'resumed automatically when the pause SLA ran out (CONTINUE)' : (by.reason ?? null),
+        reason,
+        pausedForMs: workflowNow() - startedAt,
+        endedBy,
+      });
+      resumeRequest = null;
+      setPause(null);
+      return { ended: 'resumed' };
+    };
+
+    for (let period = 1; ; period += 1) {
+      const periodStart = workflowNow();
+      state.pause!.expiresAt = new Date(periodStart + policy.pauseSlaMs).toISOString();
+      publishState();
+      const untilWarning = policy.pauseSlaMs - policy.pauseWarningMs;
+      let woke = await condition(interrupted, untilWarning);
+      if (!woke && policy.pauseWarningMs > 0) {
+        await domain.recordPauseWarning({
+          runId,
+          tenantId,
+          dedupeKey: `pause-warning:${number}:${period}`,
+          kind: 'pause_expiring',
+          actor: 'system',
+          authority: 'SYSTEM_AUTO',
+          accepted: true,
+          detail: `${reason} pause expires in ${policy.pauseWarningMs / 1000}s (then ${policy.pauseTimeoutBehavior})`,
+        });
+        woke = await condition(interrupted, policy.pauseWarningMs);
+      }
+      if (woke) {
+        if (stopRequest) {
+          setPause(null);
+          return { ended: 'stopped' };
+        }
+        return resumed(resumeRequest!, 'operator');
+      }
+
+      const escalation = policy.pauseTimeoutBehavior === 'ESCALATE' && !state.pause!.escalated;
+      await domain.recordPauseTimeout({
+        runId,
+        tenantId,
+        dedupeKey: `pause-timeout:${number}:${period}`,
+        kind: 'pause_timeout',
+        actor: 'system',
+        authority: 'SYSTEM_AUTO',
+        accepted: true,
+        detail: `${reason} pause ran out its SLA of ${policy.pauseSlaMs / 1000}s`,
+        behavior: policy.pauseTimeoutBehavior,
+        reason,
+        escalation,
+      });
+      if (policy.pauseTimeoutBehavior === 'CONTINUE') {
+        return resumed({ actor: 'system', authority: 'SYSTEM_AUTO' }, 'timeout');
+      }
+      if (escalation) {
+        state.pause!.escalated = true;
+        continue;
+      }
+      const afterEscalation = state.pause!.escalated ? ' nor within the escalation period' : '';
+      setPause(null);
+      return {
+        ended: 'outcome',
+        outcome: {
+          kind: 'failed',
+          status: 'failed_policy',
+          code: 'PAUSE_TIMEOUT',
+          message: `${reason} pause was not resumed within its SLA${afterEscalation} (${policy.pauseTimeoutBehavior})`,
+        },
+      };
+    }
+  }
+
+  /**
+   * Runs before step `stepIndex`: null lets the step run, an outcome ends the run. Loops because a
+   * resumed pause is followed by a fresh check of the policy as it is now.
+   */
+  async function beforeStep(stepIndex: number): Promise<RunOutcome | null> {
+    while (checkDue(stepIndex)) {
+      const result = await check(stepIndex);
+      publishState();
+      if (result.decision === 'TERMINATE') return terminationOutcome(result);
+      if (result.decision === 'CONTINUE' || result.decision === 'SKIP') {
+        acceptPolicy(result);
+        if (!pauseRequest) return null;
+        const request = pauseRequest;
+        pauseRequest = null;
+        const end = await pause(request.pauseReason ?? 'MANUAL_PAUSE', request.reason ?? 'paused by an operator', request);
+        if (end.ended === 'outcome') return end.outcome;
+        checkRequested = true;
+        continue;
+      }
+      // PAUSE: the policy asks for a human.
+      const end = await pause(result.pauseReason ?? 'POLICY_CHANGE', result.reason, null);
+      if (end.ended === 'outcome') return end.outcome;
+      if (end.ended === 'resumed') {
+        // A resume accepts what the pause was about: the changed policy, or the step needing approval.
+        acceptPolicy(result);
+        if (result.violations.some((v) => v.type === 'APPROVAL_REQUIRED')) approvedStep = stepIndex;
+      }
+      checkRequested = true;
+    }
+    return null;
+  }
+
+  return {
+    beforeStep,
+    /** The hard limit after each step: the run's budget, or a lower one its accepted policy set. */
+    budgetUsd: () => Math.min(input.budgetUsd, settings?.budgetPerRunUsd ?? input.budgetUsd),
+    warningAtUsd: () => (settings ? (Math.min(input.budgetUsd, settings.budgetPerRunUsd) * settings.warningThresholdPct) / 100 : null),
+    clearPause: () => {
+      if (state.pause) setPause(null);
+    },
+  };
+}
