@@ -16,6 +16,8 @@ declare module 'vitest' {
     redisUrl: string;
     workflowBundlePath: string;
     temporalCliPath: string;
+    /** Empty when tctl could not be installed on this machine. */
+    tctlPath: string;
   }
 }
 
@@ -24,6 +26,14 @@ const root = path.join(__dirname, '..', '..');
 function temporalCliPath(): string {
   if (process.env.TEMPORAL_CLI) return process.env.TEMPORAL_CLI;
   return execFileSync('bash', [path.join(root, 'temporal-dev.sh'), 'cli-path'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+}
+
+function tctlPath(): string {
+  try {
+    return execFileSync('bash', [path.join(root, 'temporal-dev.sh'), 'tctl-path'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return '';
+  }
 }
 
 /**
@@ -56,6 +66,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('redisUrl', process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
   project.provide('workflowBundlePath', workflowBundlePath);
   project.provide('temporalCliPath', cli);
+  project.provide('tctlPath', tctlPath());
 
   return async () => {
     await env.teardown();
