@@ -1,8 +1,8 @@
-import { and, eq, ne, sql } from 'drizzle-orm';
+import { and, eq, inArray, isNull, ne, sql } from 'drizzle-orm';
 import { COMPLETE_TRACE, START_TRACE } from '../core/audit';
-import type { OutboundEvent } from '../core/events';
+import { SAGA_EVENT_TOPICS, sagaEventKey, type OutboundEvent } from '../core/events';
 import type { ObservabilityMode } from '../core/policy';
-import { runs, traceSteps, traces } from '../db/schema';
+import { outbox, runs, traceSteps, traces } from '../db/schema';
 import { recordAck } from './audit';
 import { ackRollback, type CompensationInput } from './compensation';
 import type { ActivityDeps } from './deps';
@@ -45,12 +45,15 @@ export function createTraceActivities({ db, metrics }: ActivityDeps) {
         error: input.error,
         metadata: { observabilityMode: input.mode },
       });
-      if (input.mode === 'DEGRADED') {
-        await tx
-          .update(runs)
-          .set({ observabilityStatus: 'DEGRADED', observabilityError: input.error, updatedAt: sql`now()` })
-          .where(eq(runs.id, input.runId));
-      }
+      // Every mode keeps the error on the run; only DEGRADED runs on without a trace by design.
+      await tx
+        .update(runs)
+        .set({
+          observabilityError: input.error,
+          ...(input.mode === 'DEGRADED' ? { observabilityStatus: 'DEGRADED' } : {}),
+          updatedAt: sql`now()`,
+        })
+        .where(eq(runs.id, input.runId));
     });
   }
 
@@ -133,6 +136,19 @@ export function createTraceActivities({ db, metrics }: ActivityDeps) {
         .set({ rolledBack: true })
         .where(and(eq(traces.runId, input.runId), eq(traces.status, 'completed')))
         .returning({ id: traces.id });
+      if (trace) {
+        // The outcome events were committed with the completion: withdraw those not yet sent.
+        await tx
+          .update(outbox)
+          .set({ retractedAt: sql`now()` })
+          .where(
+            and(
+              eq(outbox.runId, input.runId),
+              inArray(outbox.dedupeKey, SAGA_EVENT_TOPICS.map((topic) => sagaEventKey(input.runId, topic))),
+              isNull(outbox.publishedAt),
+            ),
+          );
+      }
       return ackRollback(tx, COMPLETE_TRACE, input, trace?.id);
     });
   }

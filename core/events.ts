@@ -17,3 +17,11 @@ export interface OutboundEvent {
   dedupeKey: string;
   payload: Record<string, unknown>;
 }
+
+/** The events the governance saga commits with its last step, announcing the run's outcome. */
+export const SAGA_EVENT_TOPICS = ['run.completed', 'run.failed', 'policy.evaluated', 'trace.completed', 'incident.created'] as const;
+export type SagaEventTopic = (typeof SAGA_EVENT_TOPICS)[number];
+
+export function sagaEventKey(runId: string, topic: SagaEventTopic): string {
+  return `${runId}:${topic}`;
+}

@@ -268,6 +268,8 @@ export const outbox = pgTable(
     payload: jsonb('payload').$type<Record<string, unknown>>().notNull(),
     createdAt: createdAt(),
     publishedAt: timestamp('published_at', { withTimezone: true }),
+    /** Set when a compensation withdrew the event before it was published; it is never sent. */
+    retractedAt: timestamp('retracted_at', { withTimezone: true }),
   },
-  (t) => [index('outbox_unpublished_idx').on(t.id).where(sql`${t.publishedAt} is null`)],
+  (t) => [index('outbox_unpublished_idx').on(t.id).where(sql`${t.publishedAt} is null and ${t.retractedAt} is null`)],
 );

@@ -9,8 +9,12 @@ export interface FaultRule {
   activity: string;
   /** Only calls for this run (the activity's first argument's `runId`). */
   runId?: string;
-  /** `fail` throws; `stall` sleeps (cancellably) before the call, to trip its timeout. */
-  mode: 'fail' | 'stall';
+  /**
+   * `fail` throws before the call; `failAfter` lets the call commit and then throws, as a step
+   * that succeeded but whose completion was lost; `stall` sleeps (cancellably) before the call,
+   * to trip its timeout.
+   */
+  mode: 'fail' | 'failAfter' | 'stall';
   /** How many calls to affect; absent means every call. */
   times?: number;
   stallMs?: number;
@@ -39,17 +43,29 @@ export class FaultInjector {
   }
 
   async beforeActivity(activity: string, args: readonly unknown[]): Promise<void> {
-    const runId = (args[0] as { runId?: unknown } | undefined)?.runId;
-    for (const entry of this.rules) {
-      const { rule } = entry;
-      if (rule.activity !== activity || (rule.runId !== undefined && rule.runId !== runId)) continue;
-      if (rule.times !== undefined && entry.hits >= rule.times) continue;
-      entry.hits += 1;
-      if (rule.mode === 'stall') {
-        await Context.current().sleep(rule.stallMs ?? 60_000);
-      } else {
-        throw new InjectedFault(`injected fault in ${activity} (call ${entry.hits})`);
-      }
+    for (const entry of this.firing(activity, args, ['fail', 'stall'])) {
+      if (entry.rule.mode === 'stall') await Context.current().sleep(entry.rule.stallMs ?? 60_000);
+      else throw new InjectedFault(`injected fault in ${activity} (call ${entry.hits})`);
     }
+  }
+
+  afterActivity(activity: string, args: readonly unknown[]): void {
+    for (const entry of this.firing(activity, args, ['failAfter'])) {
+      throw new InjectedFault(`injected fault after ${activity} committed (call ${entry.hits})`);
+    }
+  }
+
+  /** The rules that fire for this call, each counted as hit. */
+  private firing(activity: string, args: readonly unknown[], modes: FaultRule['mode'][]): { rule: FaultRule; hits: number }[] {
+    const runId = (args[0] as { runId?: unknown } | undefined)?.runId;
+    const fired = this.rules.filter(
+      ({ rule, hits }) =>
+        rule.activity === activity &&
+        modes.includes(rule.mode) &&
+        (rule.runId === undefined || rule.runId === runId) &&
+        (rule.times === undefined || hits < rule.times),
+    );
+    for (const entry of fired) entry.hits += 1;
+    return fired;
   }
 }

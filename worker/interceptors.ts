@@ -44,7 +44,9 @@ export class RetryBudgetInterceptor implements ActivityInboundCallsInterceptor {
   async execute(input: ActivityExecuteInput, next: Next<ActivityInboundCallsInterceptor, 'execute'>): Promise<unknown> {
     try {
       await this.faults?.beforeActivity(this.ctx.info.activityType, input.args);
-      return await next(input);
+      const result = await next(input);
+      this.faults?.afterActivity(this.ctx.info.activityType, input.args);
+      return result;
     } catch (err) {
       if (err instanceof ApplicationFailure || err instanceof CancelledFailure || isTransientError(err)) throw err;
       if (this.ctx.info.attempt >= this.maxAttempts) {

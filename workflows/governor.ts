@@ -1,4 +1,4 @@
-import { condition, setHandler } from '@temporalio/workflow';
+import { CancellationScope, condition, setHandler } from '@temporalio/workflow';
 import type { PolicyCheckResponse } from '../activities/policies';
 import type { FailureCode, RunOutcome } from '../core/outcome';
 import type { PauseTimeoutBehavior } from '../core/policy';
@@ -88,17 +88,19 @@ export function createRunGovernor({ input, state, publishState }: GovernorContex
 
   const controllable = () => !isTerminalPhase(state.phase) && state.phase !== 'GOVERNANCE_CHECK' && state.phase !== 'FINALIZING';
 
+  /** Recorded even when the run is being cancelled: a refused signal must not go unseen. */
   function rejectSignal(kind: string, request: ControlRequest | undefined, why: string): Promise<void> {
     signalNumber += 1;
-    return domain.recordRejectedSignal({
+    const number = signalNumber;
+    return CancellationScope.nonCancellable(() => domain.recordRejectedSignal({
       runId,
       tenantId,
-      dedupeKey: `signal:${signalNumber}`,
+      dedupeKey: `signal:${number}`,
       kind,
       actor: request?.actor ?? null,
       authority: request?.authority ?? null,
       detail: why,
-    });
+    }));
   }
 
   /** Why a resume cannot be accepted now, or null when it can. */

@@ -9,7 +9,7 @@ import {
   setHandler,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
-import type { OutboundEvent } from '../core/events';
+import { sagaEventKey, type OutboundEvent } from '../core/events';
 import type { FailureCode, RunOutcome } from '../core/outcome';
 import { assertTransition, type FailedStatus, type RunPhase, type RunStatus } from '../core/phases';
 import { addUsd } from '../core/pricing';
@@ -148,15 +148,15 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
     const summary = { phase: state.phase, costUsd: state.costUsd, stepsCompleted: state.stepsCompleted };
     const runEvent: OutboundEvent =
       outcome.kind === 'succeeded'
-        ? { topic: 'run.completed', dedupeKey: `${runId}:run.completed`, payload: summary }
-        : { topic: 'run.failed', dedupeKey: `${runId}:run.failed`, payload: { ...summary, code: outcome.code, reason: outcome.message } };
+        ? { topic: 'run.completed', dedupeKey: sagaEventKey(runId, 'run.completed'), payload: summary }
+        : { topic: 'run.failed', dedupeKey: sagaEventKey(runId, 'run.failed'), payload: { ...summary, code: outcome.code, reason: outcome.message } };
     const events: OutboundEvent[] = [
       runEvent,
-      { topic: 'policy.evaluated', dedupeKey: `${runId}:policy.evaluated`, payload: { outcome: outcome.kind } },
-      { topic: 'trace.completed', dedupeKey: `${runId}:trace.completed`, payload: { outcome: outcome.kind } },
+      { topic: 'policy.evaluated', dedupeKey: sagaEventKey(runId, 'policy.evaluated'), payload: { outcome: outcome.kind } },
+      { topic: 'trace.completed', dedupeKey: sagaEventKey(runId, 'trace.completed'), payload: { outcome: outcome.kind } },
     ];
     if (outcome.kind === 'failed') {
-      events.push({ topic: 'incident.created', dedupeKey: `${runId}:incident.created`, payload: { code: outcome.code } });
+      events.push({ topic: 'incident.created', dedupeKey: sagaEventKey(runId, 'incident.created'), payload: { code: outcome.code } });
     }
     return events;
   }
@@ -204,7 +204,8 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
       final = failed('failed', 'GOVERNANCE_ERROR', saga.error);
       closingEvents.push({
         topic: 'run.failed',
-        dedupeKey: `${runId}:run.failed`,
+        // Its own key: a retracted saga run.failed must not swallow this one.
+        dedupeKey: `${runId}:run.failed:rolled-back`,
         payload: { code: 'GOVERNANCE_ERROR', reason: saga.error, sagaPhase: state.sagaPhase },
       });
     }
