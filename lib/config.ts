@@ -19,6 +19,8 @@ const envSchema = z.object({
   WORKER_SDK_METRICS_PORT: port.default(9465),
   /** Use the prebuilt bundle at this path instead of bundling workflows at start-up. */
   WORKFLOW_BUNDLE_PATH: z.string().optional(),
+  /** Attempts before an activity error that is not a connection problem becomes final. */
+  DOMAIN_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(5),
   OBSERVABILITY_MODE: z.enum(OBSERVABILITY_MODES).default('DEGRADED'),
   RUN_TIMEOUT_SECONDS: z.coerce.number().positive().default(3600),
   RUN_DEADLINE_GRACE_SECONDS: z.coerce.number().min(0).default(300),

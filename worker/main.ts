@@ -30,6 +30,7 @@ async function main(): Promise<void> {
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     workflowBundlePath: config.WORKFLOW_BUNDLE_PATH,
+    maxDomainAttempts: config.DOMAIN_MAX_ATTEMPTS,
     deps: {
       db: database.db,
       metrics,
