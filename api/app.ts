@@ -54,7 +54,8 @@ export function createApp(deps: ApiDeps): Express {
 
   app.use('/api/v1', express.json({ limit: deps.bodyLimit, strict: true }), authenticate(deps.db));
   app.use('/api/v1', (req, _res, next) => {
-    if (req.method === 'POST' && !req.is('application/json') && req.get('content-length') !== '0') {
+    // req.is() is null when there is no body, false when the body is of another type.
+    if (req.is('application/json') === false && req.get('content-length') !== '0') {
       throw new HttpError(415, 'send the body as application/json');
     }
     next();

@@ -136,8 +136,9 @@ describe('manual pause', () => {
     const member = await stack.createKey(tenant.tenantId, 'member');
     const runId = await stack.submitRun(member, { plan: simPlan(3, { latencyMs: 800 }) });
     await stack.waitForPhase(runId, ['EXECUTING']);
-    const pause = await stack.request('POST', `/api/v1/runs/${runId}/pause`, { apiKey: member, body: { reason: 'checking output' } });
-    expect(pause.status).toBe(202);
+    // As an operator would from a shell: curl with no body at all.
+    const { stdout } = await run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'POST', `${stack.baseUrl}/api/v1/runs/${runId}/pause`, '-H', `authorization: Bearer ${member}`]);
+    expect(stdout).toBe('202');
     const paused = await waitForPause(stack.db, runId);
     expect(paused.pauseReason).toBe('MANUAL_PAUSE');
     const viewer = await stack.createKey(tenant.tenantId, 'viewer');
