@@ -200,6 +200,11 @@ export function createRunGovernor({ input, state, publishState }: GovernorContex
     return { kind: 'failed', status: 'failed_policy', code, message: `terminated by policy: ${result.reason}` };
   }
 
+  /** A control event the run records on its own behalf (timers, not people). */
+  function systemEvent(kind: string, dedupeKey: string, detail: string) {
+    return { runId, tenantId, dedupeKey, kind, actor: 'system', authority: 'SYSTEM_AUTO', accepted: true, detail };
+  }
+
   function setPause(pause: RunState['pause']): void {
     state.pause = pause;
     publishState();
@@ -261,16 +266,9 @@ export function createRunGovernor({ input, state, publishState }: GovernorContex
       const untilWarning = policy.pauseSlaMs - policy.pauseWarningMs;
       let woke = await condition(interrupted, untilWarning);
       if (!woke && policy.pauseWarningMs > 0) {
-        await domain.recordPauseWarning({
-          runId,
-          tenantId,
-          dedupeKey: `pause-warning:${number}:${period}`,
-          kind: 'pause_expiring',
-          actor: 'system',
-          authority: 'SYSTEM_AUTO',
-          accepted: true,
-          detail: `${reason} pause expires in ${policy.pauseWarningMs / 1000}s (then ${policy.pauseTimeoutBehavior})`,
-        });
+        await domain.recordPauseWarning(
+          systemEvent('pause_expiring', `pause-warning:${number}:${period}`, `${reason} pause expires in ${policy.pauseWarningMs / 1000}s (then ${policy.pauseTimeoutBehavior})`),
+        );
         woke = await condition(interrupted, policy.pauseWarningMs);
       }
       if (woke) {
@@ -283,14 +281,7 @@ export function createRunGovernor({ input, state, publishState }: GovernorContex
 
       const escalation = policy.pauseTimeoutBehavior === 'ESCALATE' && !state.pause!.escalated;
       await domain.recordPauseTimeout({
-        runId,
-        tenantId,
-        dedupeKey: `pause-timeout:${number}:${period}`,
-        kind: 'pause_timeout',
-        actor: 'system',
-        authority: 'SYSTEM_AUTO',
-        accepted: true,
-        detail: `${reason} pause ran out its SLA of ${policy.pauseSlaMs / 1000}s`,
+        ...systemEvent('pause_timeout', `pause-timeout:${number}:${period}`, `${reason} pause ran out its SLA of ${policy.pauseSlaMs / 1000}s`),
         behavior: policy.pauseTimeoutBehavior,
         reason,
         escalation,
