@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { and, eq, sql } from 'drizzle-orm';
 import { RUN_EXPECTATIONS } from '../core/audit';
 import { authorizeRun } from '../core/authorization';
@@ -148,18 +148,31 @@ async function startRunWorkflow(deps: SubmitDeps, input: RunWorkflowInput): Prom
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) return;
-    // The run must not sit in CREATED with no workflow behind it: close it with the reason.
-    await deps.db
-      .update(runs)
-      .set({
-        phase: 'FAILED',
-        status: 'failed',
-        errorCode: 'WORKFLOW_START_FAILED',
-        errorMessage: err instanceof Error ? err.message : String(err),
-        finishedAt: sql`now()`,
-        updatedAt: sql`now()`,
-      })
-      .where(and(eq(runs.id, input.runId), eq(runs.phase, 'CREATED')));
+    // A start that timed out may still have happened: only a workflow known not to exist is a
+    // failed start. Otherwise the run stays CREATED, a retry with the same Idempotency-Key starts
+    // it, and its finalize_run deadline reports it if nobody does.
+    if (await workflowMissing(deps.temporal, input.runId)) {
+      await deps.db
+        .update(runs)
+        .set({
+          phase: 'FAILED',
+          status: 'failed',
+          errorCode: 'WORKFLOW_START_FAILED',
+          errorMessage: err instanceof Error ? err.message : String(err),
+          finishedAt: sql`now()`,
+          updatedAt: sql`now()`,
+        })
+        .where(and(eq(runs.id, input.runId), eq(runs.phase, 'CREATED')));
+    }
     throw new HttpError(503, 'the run was recorded but could not be started; retry later', { runId: input.runId });
+  }
+}
+
+async function workflowMissing(temporal: Client, runId: string): Promise<boolean> {
+  try {
+    await temporal.workflow.getHandle(runId).describe();
+    return false;
+  } catch (err) {
+    return err instanceof WorkflowNotFoundError;
   }
 }

@@ -1,5 +1,5 @@
 import { count, eq } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { auditExpectations, runs } from '../db/schema';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
 
@@ -138,5 +138,49 @@ describe('bad input gets a 4xx with a reason and writes nothing', () => {
     const badCursor = await stack.request('GET', '/api/v1/runs?cursor=zzz', { apiKey: tenant.apiKey });
     expect(badCursor.status).toBe(400);
     expect(badCursor.body.error).toMatch(/cursor/);
+  });
+});
+
+describe('Temporal unreachable at submit', () => {
+  it('answers 503, keeps the run CREATED with its audit contract, and a retry with the same key starts it', async () => {
+    const { Client, Connection } = await import('@temporalio/client');
+    const { createApp } = await import('../api/app');
+    const { createApiMetrics } = await import('../lib/metrics');
+    const { createLogger } = await import('../lib/logger');
+    const connection = await Connection.connect({ address: inject('temporalAddress') });
+    const deadClient = new Client({ connection });
+    await connection.close();
+    const app = createApp({
+      db: stack.db,
+      temporal: deadClient,
+      redis: stack.redis,
+      metrics: createApiMetrics(),
+      logger: createLogger('test', 'silent'),
+      taskQueue: stack.taskQueue,
+      bodyLimit: '64kb',
+      defaultObservabilityMode: 'DEGRADED',
+      runDeadlineSeconds: 120,
+    });
+    const server = await new Promise<import('node:http').Server>((resolve) => {
+      const s = app.listen(0, '127.0.0.1', () => resolve(s));
+    });
+    const port = (server.address() as import('node:net').AddressInfo).port;
+    const headers = { authorization: `Bearer ${tenant.apiKey}`, 'content-type': 'application/json', 'idempotency-key': `outage-${Date.now()}` };
+    const body = JSON.stringify({ plan: simPlan(1) });
+    const refused = await fetch(`http://127.0.0.1:${port}/api/v1/runs`, { method: 'POST', headers, body });
+    server.close();
+    expect(refused.status).toBe(503);
+    const { runId, error } = (await refused.json()) as { runId: string; error: string };
+    expect(error).toMatch(/could not be started; retry later/);
+
+    const [stored] = await stack.db.select().from(runs).where(eq(runs.id, runId));
+    expect(stored).toMatchObject({ phase: 'CREATED', status: 'queued' });
+    const [expectations] = await stack.db.select({ n: count() }).from(auditExpectations).where(eq(auditExpectations.runId, runId));
+    expect(expectations!.n).toBe(6);
+
+    const retried = await stack.request('POST', '/api/v1/runs', { apiKey: tenant.apiKey, body: { plan: simPlan(1) }, headers: { 'idempotency-key': headers['idempotency-key'] } });
+    expect(retried.status).toBe(202);
+    expect(retried.body.runId).toBe(runId);
+    expect((await stack.waitForPhase(runId, 'terminal')).phase).toBe('COMPLETED');
   });
 });
