@@ -3,8 +3,9 @@ import { EVALUATE_POLICY } from '../core/audit';
 import type { RunOutcome } from '../core/outcome';
 import type { SkillName } from '../core/plan';
 import type { PolicyRules } from '../core/policy';
-import { decidePolicy, type PolicyCheckResult } from '../core/policy-check';
+import { decidePolicy, summarizeViolations, type PolicyCheckResult, type PolicyDecision, type Violation } from '../core/policy-check';
 import { currentPolicy, policyVersion, tenantStatus } from '../db/tenancy';
+import type { DbOrTx } from '../db/client';
 import { policyEvaluations, runs } from '../db/schema';
 import { recordAck } from './audit';
 import { ackRollback, type CompensationInput } from './compensation';
@@ -45,6 +46,24 @@ export interface PolicyCheckResponse extends PolicyCheckResult {
   rules: PolicyRules;
 }
 
+async function recordedCheck(tx: DbOrTx, input: PolicyCheckRequest): Promise<PolicyCheckResponse | null> {
+  const [recorded] = await tx
+    .select()
+    .from(policyEvaluations)
+    .where(and(eq(policyEvaluations.runId, input.runId), eq(policyEvaluations.dedupeKey, `check:${input.checkNumber}`)));
+  if (!recorded) return null;
+  const rules = (await policyVersion(tx, input.tenantId, recorded.policyVersion))?.rules ?? (await currentPolicy(tx, input.tenantId)).rules;
+  const violations = recorded.violations as Violation[];
+  return {
+    decision: recorded.decision as PolicyDecision,
+    reason: recorded.reason,
+    violations,
+    pauseReason: recorded.decision === 'SKIP' ? null : summarizeViolations(violations).pauseReason,
+    policyVersion: recorded.policyVersion,
+    rules,
+  };
+}
+
 export function createPolicyActivities({ db, metrics }: ActivityDeps) {
   /**
    * A fresh decision from the current policy, tenant status and the run's spend, recorded as a
@@ -52,8 +71,12 @@ export function createPolicyActivities({ db, metrics }: ActivityDeps) {
    */
   async function checkPolicy(input: PolicyCheckRequest): Promise<PolicyCheckResponse> {
     const end = metrics.policyCheckDuration.startTimer();
-    const response = await db.transaction(async (tx) => {
+    const response = await db.transaction(async (tx): Promise<PolicyCheckResponse> => {
       const current = await currentPolicy(tx, input.tenantId);
+      // A retry of a check that already committed returns the recorded decision, not a new one:
+      // the run must act on exactly what the evaluation row says.
+      const recorded = await recordedCheck(tx, input);
+      if (recorded) return recorded;
       const known = (await policyVersion(tx, input.tenantId, input.knownPolicyVersion)) ?? current;
       const result = decidePolicy({
         current,
@@ -82,7 +105,9 @@ export function createPolicyActivities({ db, metrics }: ActivityDeps) {
         })
         .onConflictDoNothing()
         .returning({ id: policyEvaluations.id });
-      if (inserted.length) metrics.policyChecks.inc({ decision: result.decision });
+      // Lost a race with a concurrent attempt of the same check: its row is the decision.
+      if (!inserted.length) return (await recordedCheck(tx, input))!;
+      metrics.policyChecks.inc({ decision: result.decision });
       return { ...result, policyVersion: current.version, rules: current.rules };
     });
     end();

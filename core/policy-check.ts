@@ -92,7 +92,7 @@ function tightenedLimits(known: PolicyRules, current: PolicyRules, remaining: re
  */
 export function decidePolicy(input: PolicyCheckInput): PolicyCheckResult {
   if (input.stopRequested) {
-    return result([{ type: 'MANUAL_STOP', detail: 'an operator asked the run to stop' }]);
+    return summarizeViolations([{ type: 'MANUAL_STOP', detail: 'an operator asked the run to stop' }]);
   }
   const { rules } = input.current;
   if (!rules.midRunChecks) {
@@ -124,10 +124,11 @@ export function decidePolicy(input: PolicyCheckInput): PolicyCheckResult {
   if (next && rules.approvalSkills.includes(next) && !input.nextStepApproved) {
     violations.push({ type: 'APPROVAL_REQUIRED', detail: `skill ${next} needs approval before it runs` });
   }
-  return result(violations);
+  return summarizeViolations(violations);
 }
 
-function result(violations: Violation[]): PolicyCheckResult {
+/** The decision a set of findings makes (also used to rebuild a recorded decision). */
+export function summarizeViolations(violations: Violation[]): PolicyCheckResult {
   if (violations.length === 0) return { decision: 'CONTINUE', reason: 'no violation', violations, pauseReason: null };
   const terminating = violations.filter((v) => VIOLATION_DECISION[v.type] === 'TERMINATE');
   const deciding = terminating.length ? terminating : violations;

@@ -172,3 +172,41 @@ describe('policy enforced mid-run', () => {
     expect((await storedRun(stack.db, runId)).status).toBe('succeeded');
   });
 });
+
+describe('checkPolicy retried after it committed', () => {
+  it('returns the recorded decision, not a fresh one', async () => {
+    const { createPolicyActivities } = await import('../activities/policies');
+    const { createWorkerMetrics } = await import('../lib/metrics');
+    const { createLogger } = await import('../lib/logger');
+    const { setTenantStatus } = await import('../db/tenancy');
+    const { checkPolicy } = createPolicyActivities({
+      db: stack.db,
+      metrics: createWorkerMetrics(),
+      logger: createLogger('test', 'silent'),
+      llm: { baseUrl: 'http://127.0.0.1:9/v1', model: 'x', timeoutMs: 1000 },
+    });
+    const tenant = await stack.createTenant();
+    const runId = await stack.submitRun(tenant.apiKey, { plan: simPlan(1) });
+    await stack.waitForPhase(runId, 'terminal');
+    const request = {
+      runId,
+      tenantId: tenant.tenantId,
+      checkNumber: 99,
+      stepIndex: 0,
+      knownPolicyVersion: 1,
+      runBudgetUsd: 1,
+      costUsd: 0,
+      tokens: 0,
+      stepsCompleted: 0,
+      remainingSkills: ['sim.llm' as const],
+      nextStepApproved: false,
+      stopRequested: false,
+    };
+    expect((await checkPolicy(request)).decision).toBe('CONTINUE');
+    await setTenantStatus(stack.db, tenant.tenantId, 'suspended');
+    expect((await checkPolicy(request)).decision).toBe('CONTINUE');
+    expect((await checkPolicy({ ...request, checkNumber: 100 })).decision).toBe('TERMINATE');
+    const recorded = (await midRunEvaluations(stack.db, runId)).filter((e) => e.dedupeKey === 'check:99');
+    expect(recorded).toHaveLength(1);
+  });
+});
