@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { asc, eq } from 'drizzle-orm';
 import { expect } from 'vitest';
 import { RUN_EXPECTATIONS } from '../../core/audit';
 import type { Db } from '../../db/client';
@@ -6,14 +6,14 @@ import { auditExpectations, domainAcks, incidents, outbox, policyEvaluations, ru
 
 export async function governanceRecords(db: Db, runId: string) {
   const [incidentRows, evaluations, traceRows, steps, logs, acks, expectations, events] = await Promise.all([
-    db.select().from(incidents).where(eq(incidents.runId, runId)),
-    db.select().from(policyEvaluations).where(eq(policyEvaluations.runId, runId)),
+    db.select().from(incidents).where(eq(incidents.runId, runId)).orderBy(asc(incidents.createdAt)),
+    db.select().from(policyEvaluations).where(eq(policyEvaluations.runId, runId)).orderBy(asc(policyEvaluations.createdAt)),
     db.select().from(traces).where(eq(traces.runId, runId)),
-    db.select().from(traceSteps).where(eq(traceSteps.runId, runId)),
+    db.select().from(traceSteps).where(eq(traceSteps.runId, runId)).orderBy(asc(traceSteps.stepIndex)),
     db.select().from(runLogs).where(eq(runLogs.runId, runId)),
-    db.select().from(domainAcks).where(eq(domainAcks.runId, runId)),
+    db.select().from(domainAcks).where(eq(domainAcks.runId, runId)).orderBy(asc(domainAcks.createdAt)),
     db.select().from(auditExpectations).where(eq(auditExpectations.runId, runId)),
-    db.select().from(outbox).where(eq(outbox.runId, runId)),
+    db.select().from(outbox).where(eq(outbox.runId, runId)).orderBy(asc(outbox.id)),
   ]);
   return { incidents: incidentRows, evaluations, traces: traceRows, steps, logs, acks, expectations, events };
 }
