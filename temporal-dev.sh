@@ -8,6 +8,7 @@
 #   ./temporal-dev.sh install     install the CLIs only
 #   ./temporal-dev.sh cli-path    print the temporal CLI's path (installing it if needed)
 #   ./temporal-dev.sh tctl-path   print tctl's path, or fail with the reason it is missing
+#   ./temporal-dev.sh tuning-args print the dev server's queue-throttle arguments, one a line
 #
 # Environment: TEMPORAL_PORT (7233), TEMPORAL_UI_PORT (8233), TEMPORAL_IP (127.0.0.1),
 # TEMPORAL_NAMESPACE (default), TEMPORAL_DATA_DIR (./.temporal), GOVERNED_RUNS_CACHE
@@ -17,6 +18,14 @@ set -euo pipefail
 TEMPORAL_CLI_VERSION=v1.5.1 # later tags carry a replace directive and cannot be go-installed
 TCTL_VERSION=v1.18.4
 SEARCH_ATTRIBUTES=(RunPhase RunStatus TenantId PauseReason)
+# The dev server has one history shard and reads its transfer and timer queues at 20 reads/s by
+# default, so once the first twenty are spent every task (and every timer or retry backoff) waits
+# ~40 ms. The test harness and the bench read these through `./temporal-dev.sh tuning-args`; a
+# self-hosted cluster with very few history shards needs the same care.
+DEV_SERVER_TUNING=(
+  --dynamic-config-value history.transferProcessorMaxPollRPS=1000
+  --dynamic-config-value history.timerProcessorMaxPollRPS=1000
+)
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${GOVERNED_RUNS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/governed-runs}
@@ -113,7 +122,7 @@ start() {
   local args=(server start-dev --ip "$ip" --port "$port" --ui-port "$ui_port" --namespace "$namespace"
     --db-filename "$data_dir/temporal-$port.sqlite"
     --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal
-    --log-level warn)
+    --log-level warn "${DEV_SERVER_TUNING[@]}")
   local name
   for name in "${SEARCH_ATTRIBUTES[@]}"; do args+=(--search-attribute "$name=Keyword"); done
   nohup "$cli" "${args[@]}" >"$log_file" 2>&1 &
@@ -155,5 +164,6 @@ install)
   ;;
 cli-path) temporal_cli ;;
 tctl-path) tctl_cli ;;
-*) die "unknown command '$1' (start | stop | status | install | cli-path | tctl-path)" ;;
+tuning-args) printf '%s\n' "${DEV_SERVER_TUNING[@]}" ;;
+*) die "unknown command '$1' (start | stop | status | install | cli-path | tctl-path | tuning-args)" ;;
 esac

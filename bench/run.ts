@@ -8,7 +8,6 @@
  * Prints submit-to-COMPLETED latency of sequential runs (p50/p95/max), the wall time and rate of a
  * concurrent batch, and the process's memory after each phase.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -28,6 +27,7 @@ import { runs } from '../db/schema';
 import { createTenant } from '../db/tenancy';
 import { createLogger } from '../lib/logger';
 import { createApiMetrics, createWorkerMetrics } from '../lib/metrics';
+import { devServerTuningArgs, temporalCliPath } from '../lib/dev-server';
 import { buildWorkflowBundle } from '../worker/build-bundle';
 import { createWorker } from '../worker/create-worker';
 
@@ -38,6 +38,8 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '3' },
     /** `file` is the store temporal-dev.sh runs; `memory` isolates our own cost from SQLite's. */
     store: { type: 'string', default: 'file' },
+    /** Reproduces the dev server's default queue throttle (20 reads/s), for before/after figures. */
+    'untuned-server': { type: 'boolean', default: false },
   },
 });
 const SEQUENTIAL = Number(values.sequential);
@@ -56,8 +58,8 @@ function memory(label: string): void {
 
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
-  const root = path.join(__dirname, '..');
-  const cli = execFileSync('bash', [path.join(root, 'temporal-dev.sh'), 'cli-path'], { encoding: 'utf8' }).trim();
+  const cli = temporalCliPath();
+  const tuning = values['untuned-server'] ? [] : devServerTuningArgs();
   const work = mkdtempSync(path.join(os.tmpdir(), 'governed-bench-'));
   const env = await TestWorkflowEnvironment.createLocal({
     server: {
@@ -66,9 +68,9 @@ async function main(): Promise<void> {
       ...(values.store === 'file'
         ? {
             dbFilename: path.join(work, 'temporal.sqlite'),
-            extraArgs: ['--sqlite-pragma', 'journal_mode=wal', '--sqlite-pragma', 'synchronous=normal'],
+            extraArgs: ['--sqlite-pragma', 'journal_mode=wal', '--sqlite-pragma', 'synchronous=normal', ...tuning],
           }
-        : {}),
+        : { extraArgs: tuning }),
       searchAttributes: [...RUN_SEARCH_ATTRIBUTES],
     },
   });

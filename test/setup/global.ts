@@ -7,6 +7,7 @@ import postgres from 'postgres';
 import type { TestProject } from 'vitest/node';
 import { RUN_SEARCH_ATTRIBUTES } from '../../core/search-attributes';
 import { runMigrations } from '../../db/migrate';
+import { devServerTuningArgs, temporalCliPath } from '../../lib/dev-server';
 import { buildWorkflowBundle } from '../../worker/build-bundle';
 
 declare module 'vitest' {
@@ -22,11 +23,6 @@ declare module 'vitest' {
 }
 
 const root = path.join(__dirname, '..', '..');
-
-function temporalCliPath(): string {
-  if (process.env.TEMPORAL_CLI) return process.env.TEMPORAL_CLI;
-  return execFileSync('bash', [path.join(root, 'temporal-dev.sh'), 'cli-path'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
-}
 
 function tctlPath(): string {
   try {
@@ -48,6 +44,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       ip: '127.0.0.1',
       searchAttributes: [...RUN_SEARCH_ATTRIBUTES],
       log: { format: 'pretty', level: 'error' },
+      extraArgs: devServerTuningArgs(),
     },
   });
 
