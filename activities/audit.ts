@@ -1,5 +1,6 @@
 import { and, eq } from 'drizzle-orm';
-import type { AckStatus, AuditAction } from '../core/audit';
+import { FINALIZE_RUN, type AckStatus, type AuditAction } from '../core/audit';
+import { markRunFinalized } from '../db/audit';
 import type { DbOrTx } from '../db/client';
 import { domainAcks } from '../db/schema';
 
@@ -33,7 +34,11 @@ export async function recordAck(tx: DbOrTx, ack: AckInput): Promise<{ inserted: 
     })
     .onConflictDoNothing()
     .returning({ id: domainAcks.id });
-  return { inserted: rows.length > 0 };
+  const inserted = rows.length > 0;
+  if (inserted && ack.status === 'OK' && ack.action.domain === FINALIZE_RUN.domain && ack.action.action === FINALIZE_RUN.action) {
+    await markRunFinalized(tx, ack.runId);
+  }
+  return { inserted };
 }
 
 export async function hasAck(tx: DbOrTx, runId: string, action: AuditAction, status: AckStatus): Promise<boolean> {

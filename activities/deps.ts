@@ -1,3 +1,4 @@
+import type { Client } from '@temporalio/client';
 import type { Db } from '../db/client';
 import type { Logger } from '../lib/logger';
 import type { WorkerMetrics } from '../lib/metrics';
@@ -14,4 +15,6 @@ export interface ActivityDeps {
   metrics: WorkerMetrics;
   logger: Logger;
   llm: LlmConfig;
+  /** For what only Temporal knows: whether a stale run's workflow still runs. */
+  temporal: Client;
 }

@@ -3,6 +3,7 @@ import type { ActivityDeps } from './deps';
 import { createIncidentActivities } from './incidents';
 import { createLogActivities } from './logs';
 import { createPolicyActivities } from './policies';
+import { createReconcilerActivities } from './reconciler';
 import { createRunActivities } from './runs';
 import { createSkillActivities } from './skills';
 import { createTraceActivities } from './traces';
@@ -19,6 +20,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createLogActivities(deps),
     ...createSkillActivities(deps),
     ...createControlActivities(deps),
+    ...createReconcilerActivities(deps),
   };
 }
 

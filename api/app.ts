@@ -5,6 +5,8 @@ import type { ObservabilityMode } from '../core/policy';
 import type { Db } from '../db/client';
 import type { Logger } from '../lib/logger';
 import type { ApiMetrics } from '../lib/metrics';
+import { lastAuditPass } from '../db/audit';
+import { auditRoutes } from './audit';
 import { authenticate } from './auth';
 import { errorHandler, HttpError } from './errors';
 import { policyRoutes } from './policies';
@@ -21,6 +23,8 @@ export interface ApiDeps {
   bodyLimit: string;
   defaultObservabilityMode: ObservabilityMode;
   runDeadlineSeconds: number;
+  /** The reconciler's interval: `/healthz` turns degraded when no pass finished in three. */
+  auditIntervalSeconds: number;
 }
 
 export function createApp(deps: ApiDeps): Express {
@@ -37,18 +41,46 @@ export function createApp(deps: ApiDeps): Express {
     next();
   });
 
+  const startedAt = Date.now();
+  /** Seconds since the last reconciliation pass, or null before the first. */
+  async function auditPassAge(): Promise<number | null> {
+    const last = await lastAuditPass(deps.db);
+    return last ? Math.max(0, (Date.now() - last.finishedAt.getTime()) / 1000) : null;
+  }
+
   app.get('/healthz', async (_req, res) => {
     const checks = await Promise.allSettled([
       deps.db.execute('select 1'),
       deps.redis.ping(),
       deps.temporal.connection.workflowService.getSystemInfo({}),
+      auditPassAge(),
     ]);
-    const [postgres, redis, temporal] = checks.map((c) => (c.status === 'fulfilled' ? 'ok' : `down: ${String(c.reason)}`));
-    const healthy = checks.every((c) => c.status === 'fulfilled');
-    res.status(healthy ? 200 : 503).json({ status: healthy ? 'ok' : 'degraded', postgres, redis, temporal });
+    const [postgres, redis, temporal] = checks.slice(0, 3).map((c) => (c.status === 'fulfilled' ? 'ok' : `down: ${String(c.reason)}`));
+    const age = checks[3]!.status === 'fulfilled' ? (checks[3].value as number | null) : undefined;
+    const allowed = 3 * deps.auditIntervalSeconds;
+    const audit =
+      age === undefined
+        ? 'unknown: the audit store could not be read'
+        : age === null
+          ? (Date.now() - startedAt) / 1000 <= allowed
+            ? 'waiting for the first reconciliation pass'
+            : `late: no reconciliation pass has finished (expected every ${deps.auditIntervalSeconds}s)`
+          : age <= allowed
+            ? 'ok'
+            : `late: last reconciliation pass finished ${Math.round(age)}s ago (expected every ${deps.auditIntervalSeconds}s)`;
+    const healthy = checks.every((c) => c.status === 'fulfilled') && !audit.startsWith('late');
+    res.status(healthy ? 200 : 503).json({
+      status: healthy ? 'ok' : 'degraded',
+      postgres,
+      redis,
+      temporal,
+      audit,
+      auditLastPassAgeSeconds: age === null || age === undefined ? null : Math.round(age),
+    });
   });
 
   app.get('/metrics', async (_req, res) => {
+    deps.metrics.auditLastPassAge.set((await auditPassAge().catch(() => null)) ?? -1);
     res.set('content-type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
 
@@ -60,6 +92,8 @@ export function createApp(deps: ApiDeps): Express {
     }
     next();
   });
+  // Before the run routes: reading a run's audit is not a control action, viewers may do it.
+  app.use('/api/v1', auditRoutes(deps));
   app.use('/api/v1/runs', runRoutes(deps), runControlRoutes(deps));
   app.use('/api/v1', policyRoutes(deps));
 

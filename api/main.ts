@@ -23,6 +23,7 @@ async function main(): Promise<void> {
     bodyLimit: config.API_BODY_LIMIT,
     defaultObservabilityMode: config.OBSERVABILITY_MODE,
     runDeadlineSeconds: config.RUN_TIMEOUT_SECONDS + config.RUN_DEADLINE_GRACE_SECONDS,
+    auditIntervalSeconds: config.AUDIT_RECONCILE_INTERVAL,
   });
   const server = app.listen(config.API_PORT, config.API_HOST, () => {
     logger.info({ url: `http://${config.API_HOST}:${config.API_PORT}` }, 'api listening');

@@ -10,6 +10,7 @@ import { runs } from '../db/schema';
 import { pauseSignal, resumeUpdate, stopSignal, type ControlRequest } from '../workflows/messages';
 import { callerOf, requireRole, type Caller } from './auth';
 import { HttpError } from './errors';
+import { parseRunId } from './paging';
 
 const controlBody = z
   .object({
@@ -30,8 +31,8 @@ export function runControlRoutes(deps: { db: Db; temporal: Client }): Router {
   const router = Router();
   router.use('/:id/:action', requireRole('admin', 'member'));
 
-  async function controllableRun(id: string, res: Response) {
-    if (!z.uuid().safeParse(id).success) throw new HttpError(400, 'run id must be a UUID');
+  async function controllableRun(param: string, res: Response) {
+    const id = parseRunId(param);
     const caller = callerOf(res);
     const [run] = await deps.db
       .select({ id: runs.id, phase: runs.phase, apiKeyId: runs.apiKeyId })

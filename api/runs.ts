@@ -8,10 +8,9 @@ import { domainAcks, incidents, policyEvaluations, runLogs, runs, traceSteps, tr
 import { runStateQuery, type RunState } from '../workflows/messages';
 import { callerOf } from './auth';
 import { HttpError } from './errors';
+import { decodeCursor, encodeCursor, parseRunId } from './paging';
 import { submitRun, type SubmitDeps } from './submit-run';
 import type { ApiMetrics } from '../lib/metrics';
-
-const runId = z.uuid({ message: 'run id must be a UUID' });
 
 const listQuery = z
   .object({
@@ -21,18 +20,6 @@ const listQuery = z
     cursor: z.string().max(200).optional(),
   })
   .strict();
-
-/** Opaque page cursor: the last row's creation time and id. */
-function encodeCursor(createdAt: Date, id: string): string {
-  return Buffer.from(`${createdAt.toISOString()}|${id}`).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  const [iso, id] = Buffer.from(cursor, 'base64url').toString().split('|');
-  const createdAt = new Date(iso ?? '');
-  if (!id || Number.isNaN(createdAt.getTime()) || !runId.safeParse(id).success) throw new HttpError(400, 'invalid cursor');
-  return { createdAt, id };
-}
 
 export interface RunRoutesDeps extends SubmitDeps {
   temporal: Client;
@@ -61,7 +48,7 @@ export function runRoutes(deps: RunRoutesDeps): Router {
     if (phase) filters.push(eq(runs.phase, phase));
     if (cursor) {
       const after = decodeCursor(cursor);
-      filters.push(or(lt(runs.createdAt, after.createdAt), and(eq(runs.createdAt, after.createdAt), lt(runs.id, after.id))));
+      filters.push(or(lt(runs.createdAt, after.at), and(eq(runs.createdAt, after.at), lt(runs.id, after.id))));
     }
     const rows = await deps.db
       .select({
@@ -85,14 +72,13 @@ export function runRoutes(deps: RunRoutesDeps): Router {
   });
 
   router.get('/:id', async (req, res) => {
-    const id = runId.safeParse(req.params.id);
-    if (!id.success) throw new HttpError(400, 'run id must be a UUID');
+    const id = parseRunId(req.params.id);
     const [run] = await deps.db
       .select()
       .from(runs)
-      .where(and(eq(runs.id, id.data), eq(runs.tenantId, callerOf(res).tenantId)));
+      .where(and(eq(runs.id, id), eq(runs.tenantId, callerOf(res).tenantId)));
     // Another tenant's run answers exactly like a missing one.
-    if (!run) throw new HttpError(404, `run ${id.data} not found`);
+    if (!run) throw new HttpError(404, `run ${id} not found`);
     const [trace, steps, incidentRows, evaluations, logRows, acks, live] = await Promise.all([
       deps.db.select().from(traces).where(eq(traces.runId, run.id)),
       deps.db.select().from(traceSteps).where(eq(traceSteps.runId, run.id)).orderBy(asc(traceSteps.stepIndex)),

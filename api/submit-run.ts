@@ -1,13 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { and, eq, sql } from 'drizzle-orm';
-import { RUN_EXPECTATIONS } from '../core/audit';
 import { authorizeRun } from '../core/authorization';
 import { describeZodError, submitRunBody, toPlan } from '../core/plan';
 import type { ObservabilityMode } from '../core/policy';
 import { RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
 import type { Db } from '../db/client';
-import { auditExpectations, runs } from '../db/schema';
+import { declareRunContract } from '../db/audit';
+import { runs } from '../db/schema';
 import { currentPolicy } from '../db/tenancy';
 import type { RunWorkflowInput } from '../workflows/messages';
 import { runWorkflow } from '../workflows/run';
@@ -79,14 +79,7 @@ export async function submitRun(
       .onConflictDoNothing({ target: [runs.tenantId, runs.idempotencyKey], where: sql`${runs.idempotencyKey} is not null` })
       .returning({ id: runs.id });
     if (!row) return null;
-    await tx.insert(auditExpectations).values(
-      RUN_EXPECTATIONS.map((e) => ({
-        runId: row.id,
-        domain: e.domain,
-        action: e.action,
-        deadlineAt: sql`now() + make_interval(secs => ${deps.runDeadlineSeconds})`,
-      })),
-    );
+    await declareRunContract(tx, { runId: row.id, tenantId: caller.tenantId, deadlineSeconds: deps.runDeadlineSeconds });
     return row.id;
   });
 

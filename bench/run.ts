@@ -85,15 +85,15 @@ async function main(): Promise<void> {
   const logger = createLogger('bench', 'silent');
   const taskQueue = 'bench';
 
+  const client = new Client({ connection: await Connection.connect({ address: env.address }) });
   const worker = await createWorker({
     connection: await NativeConnection.connect({ address: env.address }),
     namespace: 'default',
     taskQueue,
     workflowBundlePath: await buildWorkflowBundle(path.join(work, 'bundle.js')),
-    deps: { db: database.db, metrics: createWorkerMetrics(), logger, llm: { baseUrl: 'http://127.0.0.1:9/v1', model: 'x', timeoutMs: 1000 } },
+    deps: { db: database.db, metrics: createWorkerMetrics(), logger, llm: { baseUrl: 'http://127.0.0.1:9/v1', model: 'x', timeoutMs: 1000 }, temporal: client },
   });
   const workerRun = worker.run();
-  const client = new Client({ connection: await Connection.connect({ address: env.address }) });
   const app = createApp({
     db: database.db,
     temporal: client,
@@ -104,6 +104,7 @@ async function main(): Promise<void> {
     bodyLimit: '256kb',
     defaultObservabilityMode: 'DEGRADED',
     runDeadlineSeconds: 3600,
+    auditIntervalSeconds: 60,
   });
   const server = app.listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));

@@ -1,3 +1,5 @@
+import type { AuditCheck } from './audit-reconciliation';
+
 /** Topics that leave through the outbox. */
 export type EventTopic =
   | 'run.completed'
@@ -9,7 +11,15 @@ export type EventTopic =
   | 'run.paused'
   | 'run.resumed'
   | 'pause.expiring'
-  | 'signal.rejected';
+  | 'signal.rejected'
+  | AuditEventTopic;
+
+/** What the reconciler announces, one topic per check of the seed's validation matrix (and phantom). */
+export type AuditEventTopic = `audit.reconciliation.${AuditCheck}`;
+
+export function auditEventTopic(check: AuditCheck): AuditEventTopic {
+  return `audit.reconciliation.${check}`;
+}
 
 export interface OutboundEvent {
   topic: EventTopic;

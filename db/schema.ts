@@ -13,6 +13,7 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
+import type { AuditCheck, AuditVerdict, RunAuditReport } from '../core/audit-reconciliation';
 import type { PlanStep } from '../core/plan';
 import type { PolicyRules } from '../core/policy';
 
@@ -149,7 +150,7 @@ export const incidents = pgTable(
     tenantId: uuid('tenant_id').notNull(),
     /** Idempotency key within the run: 'outcome' for the final record, others for mid-run incidents. */
     dedupeKey: text('dedupe_key').notNull(),
-    kind: text('kind', { enum: ['failure', 'none', 'escalation', 'observability'] }).notNull(),
+    kind: text('kind', { enum: ['failure', 'none', 'escalation', 'observability', 'audit'] }).notNull(),
     severity: text('severity', { enum: ['NONE', 'LOW', 'MEDIUM', 'HIGH', 'CRITICAL'] }).notNull(),
     errorCode: text('error_code'),
     message: text('message').notNull(),
@@ -272,4 +273,105 @@ export const outbox = pgTable(
     retractedAt: timestamp('retracted_at', { withTimezone: true }),
   },
   (t) => [index('outbox_unpublished_idx').on(t.id).where(sql`${t.publishedAt} is null and ${t.retractedAt} is null`)],
+);
+
+/**
+ * The audit state of one run, created with the run at T0. `due_at` is when the reconciler must look
+ * at it next: the deadline at T0, now when `finalize_run` is acked, null once reconciled, and now
+ * again when any evidence of a reconciled run changes (a trigger, see migration 0004).
+ */
+export const auditReconciliations = pgTable(
+  'audit_reconciliations',
+  {
+    runId: uuid('run_id')
+      .primaryKey()
+      .references(() => runs.id),
+    tenantId: uuid('tenant_id').notNull(),
+    dueAt: timestamp('due_at', { withTimezone: true }),
+    finalizedAt: timestamp('finalized_at', { withTimezone: true }),
+    /** Null until the first pass; then the verdict of the last one. */
+    verdict: text('verdict').$type<AuditVerdict>(),
+    report: jsonb('report').$type<RunAuditReport>(),
+    passes: integer('passes').notNull().default(0),
+    reconciledAt: timestamp('reconciled_at', { withTimezone: true }),
+    firstDetectedAt: timestamp('first_detected_at', { withTimezone: true }),
+    lastSeenAt: timestamp('last_seen_at', { withTimezone: true }),
+    resolvedAt: timestamp('resolved_at', { withTimezone: true }),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    index('audit_reconciliations_due_idx').on(t.dueAt).where(sql`${t.dueAt} is not null`),
+    index('audit_reconciliations_unfinalized_idx').on(t.createdAt).where(sql`${t.finalizedAt} is null`),
+  ],
+);
+
+/** One check's finding on one run (seed §9.3), with the incident it opened and what was announced. */
+export const auditFindings = pgTable(
+  'audit_findings',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id),
+    tenantId: uuid('tenant_id').notNull(),
+    check: text('check').$type<AuditCheck>().notNull(),
+    severity: text('severity', { enum: ['HIGH', 'MEDIUM'] }).notNull(),
+    subjects: jsonb('subjects').$type<string[]>().notNull(),
+    /** Every subject an event has announced, so a later pass announces only what is new. */
+    announced: jsonb('announced').$type<string[]>().notNull(),
+    announcements: integer('announcements').notNull().default(0),
+    summary: text('summary').notNull(),
+    incidentId: uuid('incident_id').references(() => incidents.id),
+    firstDetectedAt: timestamp('first_detected_at', { withTimezone: true }).notNull().defaultNow(),
+    lastSeenAt: timestamp('last_seen_at', { withTimezone: true }).notNull().defaultNow(),
+    resolvedAt: timestamp('resolved_at', { withTimezone: true }),
+  },
+  (t) => [
+    uniqueIndex('audit_findings_run_check_uq').on(t.runId, t.check),
+    index('audit_findings_open_idx').on(t.tenantId, t.firstDetectedAt, t.id).where(sql`${t.resolvedAt} is null`),
+  ],
+);
+
+/** Each completed reconciliation pass; `/healthz` and the pass-age metric read the latest. */
+export const auditPasses = pgTable(
+  'audit_passes',
+  {
+  id: bigserial('id', { mode: 'number' }).primaryKey(),
+  /** The pass's first workflow execution, carried through continue-as-new: one row per pass. */
+  passId: text('pass_id').notNull().unique(),
+  startedAt: timestamp('started_at', { withTimezone: true }).notNull(),
+  finishedAt: timestamp('finished_at', { withTimezone: true }).notNull().defaultNow(),
+  dueRuns: integer('due_runs').notNull(),
+  verdicts: jsonb('verdicts').$type<Partial<Record<AuditVerdict, number>>>().notNull(),
+  findingsOpened: integer('findings_opened').notNull(),
+  findingsResolved: integer('findings_resolved').notNull(),
+  },
+  (t) => [index('audit_passes_finished_idx').on(t.finishedAt)],
+);
+
+export interface StaleRunEntry {
+  runId: string;
+  tenantId: string;
+  phase: string;
+  status: string;
+  lastProgressAt: string;
+  deadlineAt: string;
+  ageSeconds: number;
+  overdueSeconds: number;
+  temporalStatus: string;
+  reason: string;
+}
+
+/** What the stale-run cron workflow found, one row per report. */
+export const staleRunReports = pgTable(
+  'stale_run_reports',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    /** The cron execution that wrote it: a retried write adds no second report. */
+    executionId: text('execution_id').notNull().unique(),
+    generatedAt: timestamp('generated_at', { withTimezone: true }).notNull().defaultNow(),
+    staleCount: integer('stale_count').notNull(),
+    runs: jsonb('runs').$type<StaleRunEntry[]>().notNull(),
+  },
+  (t) => [index('stale_run_reports_generated_idx').on(t.generatedAt)],
 );

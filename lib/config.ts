@@ -3,6 +3,20 @@ import { OBSERVABILITY_MODES } from '../core/policy';
 
 const port = z.coerce.number().int().min(0).max(65_535);
 
+const UNIT_SECONDS: Record<string, number> = { '': 1, s: 1, m: 60, h: 3600 };
+
+const INTERVAL = /^(\d+)\s*([smh]?)$/;
+
+/** `90`, `90s`, `5m` or `1h`, as whole seconds. */
+const interval = z
+  .string()
+  .regex(INTERVAL, 'an interval such as 60, 60s, 5m or 1h')
+  .transform((v) => {
+    const [, amount, unit] = INTERVAL.exec(v)!;
+    return Number(amount) * UNIT_SECONDS[unit!]!;
+  })
+  .pipe(z.number().int().min(1));
+
 const envSchema = z.object({
   DATABASE_URL: z.string().default('postgres://postgres@127.0.0.1:5432/governed_runs'),
   DATABASE_POOL_MAX: z.coerce.number().int().positive().default(10),
@@ -24,6 +38,13 @@ const envSchema = z.object({
   OBSERVABILITY_MODE: z.enum(OBSERVABILITY_MODES).default('DEGRADED'),
   RUN_TIMEOUT_SECONDS: z.coerce.number().positive().default(3600),
   RUN_DEADLINE_GRACE_SECONDS: z.coerce.number().min(0).default(300),
+  /** How often the `audit-reconciler` Schedule starts a pass. */
+  AUDIT_RECONCILE_INTERVAL: interval.default(60),
+  /** When the `stale-run-report` cron workflow writes a report (five-field cron, UTC). */
+  STALE_REPORT_CRON: z
+    .string()
+    .regex(/^\S+(\s+\S+){4}$/, 'a five-field cron expression such as "*/5 * * * *"')
+    .default('*/5 * * * *'),
   LLM_BASE_URL: z.string().default('https://api.openai.com/v1'),
   LLM_API_KEY: z.string().optional(),
   LLM_MODEL: z.string().default('gpt-4o-mini'),

@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** The worker's metrics. The Temporal SDK's own runtime metrics are served beside these. */
 export function createWorkerMetrics(registry = new Registry()) {
@@ -67,6 +67,39 @@ export function createWorkerMetrics(registry = new Registry()) {
       labelNames: ['behavior'] as const,
       registers: [registry],
     }),
+    auditRunsReconciled: new Counter({
+      name: 'governed_audit_runs_reconciled_total',
+      help: 'Runs reconciled against their audit contract, by verdict',
+      labelNames: ['verdict'] as const,
+      registers: [registry],
+    }),
+    runNeverFinalized: new Counter({
+      name: 'governed_run_never_finalized_total',
+      help: 'Runs found stale: finalize_run not acked after its deadline (seed §9.1)',
+      registers: [registry],
+    }),
+    unexpectedDomainActions: new Counter({
+      name: 'governed_unexpected_domain_action_total',
+      help: 'Drift found by the reconciler: acks nobody expected and domain rows no ack names (seed §9.2)',
+      registers: [registry],
+    }),
+    auditPassDuration: new Histogram({
+      name: 'governed_audit_pass_duration_seconds',
+      help: 'Wall time of one reconciliation pass, first page to recorded',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
+      registers: [registry],
+    }),
+    auditDueRuns: new Histogram({
+      name: 'governed_audit_due_runs',
+      help: 'Runs due per reconciliation pass',
+      buckets: [0, 1, 10, 100, 1000, 10_000, 100_000],
+      registers: [registry],
+    }),
+    staleRuns: new Gauge({
+      name: 'governed_stale_runs',
+      help: 'Runs in the latest stale-run report',
+      registers: [registry],
+    }),
   };
 }
 
@@ -87,6 +120,11 @@ export function createApiMetrics(registry = new Registry()) {
       name: 'governed_runs_submitted_total',
       help: 'Runs accepted by the API, by authorization decision',
       labelNames: ['decision'] as const,
+      registers: [registry],
+    }),
+    auditLastPassAge: new Gauge({
+      name: 'governed_audit_last_pass_age_seconds',
+      help: 'Seconds since the last reconciliation pass finished (-1 before the first)',
       registers: [registry],
     }),
   };

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 ./temporal-dev.sh start
 npm run --silent db:migrate
 npm run --silent build:workflow
+# The reconciler's Schedule and the stale-run report's cron workflow, created or updated once per namespace.
+npm run --silent audit:schedules
 export WORKFLOW_BUNDLE_PATH=${WORKFLOW_BUNDLE_PATH:-$PWD/dist/workflow-bundle.js}
 
 pids=()
@@ -36,6 +38,7 @@ cat <<MSG
   Worker     metrics on :${WORKER_METRICS_PORT:-9464}/metrics, SDK metrics on :${WORKER_SDK_METRICS_PORT:-9465}/metrics
 
   Create a tenant and key:  npm run --silent tenant:create -- --name acme --json
+  Audit:     temporal schedule list (audit-reconciler), npm run --silent report:stale
   Ctrl-C stops the worker and the API.
 
 MSG

@@ -145,22 +145,10 @@ describe('Temporal unreachable at submit', () => {
   it('answers 503, keeps the run CREATED with its audit contract, and a retry with the same key starts it', async () => {
     const { Client, Connection } = await import('@temporalio/client');
     const { createApp } = await import('../api/app');
-    const { createApiMetrics } = await import('../lib/metrics');
-    const { createLogger } = await import('../lib/logger');
     const connection = await Connection.connect({ address: inject('temporalAddress') });
     const deadClient = new Client({ connection });
     await connection.close();
-    const app = createApp({
-      db: stack.db,
-      temporal: deadClient,
-      redis: stack.redis,
-      metrics: createApiMetrics(),
-      logger: createLogger('test', 'silent'),
-      taskQueue: stack.taskQueue,
-      bodyLimit: '64kb',
-      defaultObservabilityMode: 'DEGRADED',
-      runDeadlineSeconds: 120,
-    });
+    const app = createApp({ ...stack.apiDeps, temporal: deadClient });
     const server = await new Promise<import('node:http').Server>((resolve) => {
       const s = app.listen(0, '127.0.0.1', () => resolve(s));
     });

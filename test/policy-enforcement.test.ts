@@ -176,15 +176,8 @@ describe('policy enforced mid-run', () => {
 describe('checkPolicy retried after it committed', () => {
   it('returns the recorded decision, not a fresh one', async () => {
     const { createPolicyActivities } = await import('../activities/policies');
-    const { createWorkerMetrics } = await import('../lib/metrics');
-    const { createLogger } = await import('../lib/logger');
     const { setTenantStatus } = await import('../db/tenancy');
-    const { checkPolicy } = createPolicyActivities({
-      db: stack.db,
-      metrics: createWorkerMetrics(),
-      logger: createLogger('test', 'silent'),
-      llm: { baseUrl: 'http://127.0.0.1:9/v1', model: 'x', timeoutMs: 1000 },
-    });
+    const { checkPolicy } = createPolicyActivities(stack.activityDeps);
     const tenant = await stack.createTenant();
     const runId = await stack.submitRun(tenant.apiKey, { plan: simPlan(1) });
     await stack.waitForPhase(runId, 'terminal');

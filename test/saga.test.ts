@@ -2,8 +2,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createIncidentActivities } from '../activities/incidents';
 import { RUN_EXPECTATIONS } from '../core/audit';
 import type { SagaPhase } from '../core/saga';
-import { createLogger } from '../lib/logger';
-import { createWorkerMetrics } from '../lib/metrics';
 import { runStateQuery, type RunState } from '../workflows/messages';
 import { expectFullGovernanceRecords, governanceRecords } from './helpers/records';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
@@ -173,12 +171,7 @@ describe('the governance saga', () => {
 
     // A retry that arrives after the compensation committed (its completion was lost) must
     // change nothing: the same real activity, run again against the database.
-    const { rollbackIncident } = createIncidentActivities({
-      db: stack.db,
-      metrics: createWorkerMetrics(),
-      logger: createLogger('test', 'silent'),
-      llm: { baseUrl: 'http://127.0.0.1:9/v1', model: 'gpt-4o-mini', timeoutMs: 1000 },
-    });
+    const { rollbackIncident } = createIncidentActivities(stack.activityDeps);
     await expect(rollbackIncident({ runId, reason: 'late retry', undoesPhase: 'INCIDENT_CREATED' })).resolves.toEqual({ undone: true });
     records = await governanceRecords(stack.db, runId);
     expect(incidentRollbacks()).toHaveLength(1);

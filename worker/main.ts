@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { Client } from '@temporalio/client';
 import { Runtime, makeTelemetryFilterString } from '@temporalio/worker';
 import { connectDatabase } from '../db/client';
 import { loadConfig } from '../lib/config';
@@ -36,6 +37,7 @@ async function main(): Promise<void> {
       metrics,
       logger,
       llm: { baseUrl: config.LLM_BASE_URL, apiKey: config.LLM_API_KEY, model: config.LLM_MODEL, timeoutMs: config.LLM_TIMEOUT_MS },
+      temporal: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }),
     },
   });
   logger.info(

@@ -1,1 +1,2 @@
 export { runWorkflow } from './run';
+export { reconcileAuditWorkflow, staleRunReportWorkflow } from './audit';

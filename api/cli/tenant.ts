@@ -1,10 +1,11 @@
 import { Command, InvalidArgumentError } from 'commander';
 import type { ApiRole } from '../../core/authorization';
-import { connectDatabase } from '../../db/client';
+import type { Db } from '../../db/client';
 import { createApiKey, createTenant, findTenantByName, setTenantStatus } from '../../db/tenancy';
 import { loadConfig } from '../../lib/config';
 import { connectClient } from '../../lib/temporal';
 import { pushPolicyChange } from '../policy-push';
+import { withDb } from './with-db';
 
 const ROLES: ApiRole[] = ['admin', 'member', 'viewer'];
 
@@ -20,16 +21,7 @@ function parseName(value: string): string {
   return value;
 }
 
-async function withDb<T>(fn: (db: ReturnType<typeof connectDatabase>['db']) => Promise<T>): Promise<T> {
-  const database = connectDatabase(loadConfig().DATABASE_URL, { max: 1 });
-  try {
-    return await fn(database.db);
-  } finally {
-    await database.close();
-  }
-}
-
-async function requireTenant(db: ReturnType<typeof connectDatabase>['db'], name: string): Promise<string> {
+async function requireTenant(db: Db, name: string): Promise<string> {
   const tenant = await findTenantByName(db, name);
   if (!tenant) throw new Error(`no tenant named '${name}'`);
   return tenant.id;

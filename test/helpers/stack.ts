@@ -6,7 +6,8 @@ import { DefaultLogger, NativeConnection, Runtime, type LogLevel, type Worker } 
 import { eq } from 'drizzle-orm';
 import Redis from 'ioredis';
 import { inject } from 'vitest';
-import { createApp } from '../../api/app';
+import type { ActivityDeps } from '../../activities';
+import { createApp, type ApiDeps } from '../../api/app';
 import type { ApiRole } from '../../core/authorization';
 import { isTerminalPhase, type RunPhase } from '../../core/phases';
 import type { PolicyRules } from '../../core/policy';
@@ -23,6 +24,11 @@ export interface StackOptions {
   workerDatabaseUrl?: string;
   llmBaseUrl?: string;
   maxDomainAttempts?: number;
+  /** A database of the test file's own (see `freshDatabase`), when it must not share the run's. */
+  databaseUrl?: string;
+  /** The `finalize_run` deadline of runs this stack submits. */
+  runDeadlineSeconds?: number;
+  auditIntervalSeconds?: number;
 }
 
 export interface TestTenant {
@@ -39,6 +45,10 @@ export interface Stack {
   redis: Redis;
   worker: Worker;
   workerMetrics: ReturnType<typeof createWorkerMetrics>;
+  /** What the worker's activities are bound to, for a test that calls an activity directly. */
+  activityDeps: ActivityDeps;
+  /** What the API is built from, for a test that builds a second one with a dependency swapped. */
+  apiDeps: ApiDeps;
   faults: FaultInjector;
   taskQueue: string;
   createTenant(options?: { role?: ApiRole; policy?: Partial<PolicyRules> }): Promise<TestTenant>;
@@ -55,7 +65,7 @@ export interface Stack {
  */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   installQuietRuntime();
-  const databaseUrl = inject('databaseUrl');
+  const databaseUrl = options.databaseUrl ?? inject('databaseUrl');
   const address = inject('temporalAddress');
   const logger = createLogger('test', process.env.TEST_LOG_LEVEL ?? 'silent');
   const taskQueue = `test-${randomUUID()}`;
@@ -69,6 +79,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const faults = new FaultInjector();
   const workerMetrics = createWorkerMetrics();
 
+  const activityDeps: ActivityDeps = {
+    db: workerDatabase.db,
+    metrics: workerMetrics,
+    logger,
+    llm: { baseUrl: options.llmBaseUrl ?? 'http://127.0.0.1:9/v1', apiKey: 'test-key', model: 'gpt-4o-mini', timeoutMs: 10_000 },
+    temporal: client,
+  };
   const worker = await createWorker({
     connection: nativeConnection,
     namespace: 'default',
@@ -76,16 +93,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     workflowBundlePath: inject('workflowBundlePath'),
     maxDomainAttempts: options.maxDomainAttempts ?? 3,
     faults,
-    deps: {
-      db: workerDatabase.db,
-      metrics: workerMetrics,
-      logger,
-      llm: { baseUrl: options.llmBaseUrl ?? 'http://127.0.0.1:9/v1', apiKey: 'test-key', model: 'gpt-4o-mini', timeoutMs: 10_000 },
-    },
+    deps: activityDeps,
   });
   const workerRun = worker.run();
 
-  const app = createApp({
+  const apiDeps: ApiDeps = {
     db: database.db,
     temporal: client,
     redis,
@@ -94,8 +106,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     taskQueue,
     bodyLimit: '64kb',
     defaultObservabilityMode: 'DEGRADED',
-    runDeadlineSeconds: 120,
-  });
+    runDeadlineSeconds: options.runDeadlineSeconds ?? 120,
+    auditIntervalSeconds: options.auditIntervalSeconds ?? 60,
+  };
+  const app = createApp(apiDeps);
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
@@ -109,6 +123,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     redis,
     worker,
     workerMetrics,
+    activityDeps,
+    apiDeps,
     faults,
     taskQueue,
 

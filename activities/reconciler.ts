@@ -1,0 +1,280 @@
+import { and, asc, eq, inArray, isNotNull, isNull, lte, sql } from 'drizzle-orm';
+import {
+  EMPTY_TOTALS,
+  describeStale,
+  reconcileRun,
+  type AuditVerdict,
+  type PassTotals,
+  type Finding,
+  type RunAuditReport,
+  type RunLiveness,
+} from '../core/audit-reconciliation';
+import { auditEventTopic } from '../core/events';
+import { databaseNow, loadAuditRecords, type RunAuditRecords } from '../db/audit';
+import type { DbOrTx } from '../db/client';
+import { auditFindings, auditPasses, auditReconciliations, auditExpectations, runs, staleRunReports, type StaleRunEntry } from '../db/schema';
+import { describeRunLiveness, mapLimit } from '../lib/run-liveness';
+import type { ActivityDeps } from './deps';
+import { insertIncidentOnce } from './incidents';
+import { writeEvents } from './outbox';
+
+/** Temporal describes at most this many stale runs at once. */
+const DESCRIBE_CONCURRENCY = 8;
+
+export interface ReconcilePageInput {
+  /** Runs due at or before this time; null on a pass's first page, which fixes it to the database's now. */
+  dueBefore: string | null;
+  limit: number;
+}
+
+export interface ReconcilePageResult extends PassTotals {
+  dueBefore: string;
+}
+
+/** What a page did that the metrics count once it has committed. */
+interface PageEffects {
+  staleOpened: number;
+  driftSubjectsAnnounced: number;
+}
+
+type FindingRow = typeof auditFindings.$inferSelect;
+
+/** The stored sets: the live API recomputes the rest from the same records. */
+function storedReport(report: RunAuditReport): RunAuditReport {
+  return { ...report, expectations: [] };
+}
+
+export function createReconcilerActivities({ db, metrics, temporal }: ActivityDeps) {
+  async function liveness(record: RunAuditRecords): Promise<RunLiveness> {
+    return describeRunLiveness(temporal, record.runId, { phase: record.evidence.run?.phase ?? 'unknown', lastProgressAt: record.lastProgressAt });
+  }
+
+  /**
+   * One page of a pass, in one transaction: the due runs are locked (others' passes skip them),
+   * reconciled against their evidence, and their verdicts, findings, incidents and events written
+   * together. A failure anywhere rolls the page back and the activity retries it; nothing is
+   * reported clean that was not read.
+   */
+  async function reconcileDueRuns(input: ReconcilePageInput): Promise<ReconcilePageResult> {
+    const { result, effects } = await db.transaction(async (tx) => {
+      const now = await databaseNow(tx);
+      const dueBefore = input.dueBefore ? new Date(input.dueBefore) : now;
+      const due = await tx
+        .select({ runId: auditReconciliations.runId })
+        .from(auditReconciliations)
+        .where(and(isNotNull(auditReconciliations.dueAt), lte(auditReconciliations.dueAt, dueBefore)))
+        .orderBy(asc(auditReconciliations.dueAt))
+        .limit(input.limit)
+        .for('update', { skipLocked: true });
+      const page: PageEffects = { staleOpened: 0, driftSubjectsAnnounced: 0 };
+      const totals: PassTotals = { ...EMPTY_TOTALS, verdicts: {}, runs: due.length };
+      if (due.length === 0) return { result: { ...totals, dueBefore: dueBefore.toISOString() }, effects: page };
+
+      const records = await loadAuditRecords(tx, due.map((d) => d.runId));
+      // Only a stale run needs Temporal's word on its workflow.
+      const reports = await mapLimit([...records.values()], DESCRIBE_CONCURRENCY, async (record) => {
+        const report = reconcileRun({ ...record, now });
+        return report.stale ? reconcileRun({ ...record, now, liveness: await liveness(record) }) : report;
+      });
+
+      await storeVerdicts(tx, reports);
+      const existing = await tx.select().from(auditFindings).where(inArray(auditFindings.runId, reports.map((r) => r.runId)));
+      const rowsByRun = new Map<string, FindingRow[]>();
+      for (const row of existing) rowsByRun.set(row.runId, [...(rowsByRun.get(row.runId) ?? []), row]);
+      for (const report of reports) {
+        totals.verdicts[report.verdict] = (totals.verdicts[report.verdict] ?? 0) + 1;
+        const rows = rowsByRun.get(report.runId) ?? [];
+        if (report.findings.length === 0 && rows.every((r) => r.resolvedAt)) continue;
+        const tenantId = records.get(report.runId)!.tenantId;
+        const done = await actOnFindings(tx, { runId: report.runId, tenantId, verdict: report.verdict }, report.findings, rows);
+        totals.findingsOpened += done.opened;
+        totals.findingsResolved += done.resolved;
+        totals.events += done.events;
+        page.staleOpened += done.staleOpened;
+        page.driftSubjectsAnnounced += done.driftSubjectsAnnounced;
+      }
+      return { result: { ...totals, dueBefore: dueBefore.toISOString() }, effects: page };
+    });
+    for (const [verdict, count] of Object.entries(result.verdicts)) metrics.auditRunsReconciled.inc({ verdict }, count);
+    metrics.runNeverFinalized.inc(effects.staleOpened);
+    metrics.unexpectedDomainActions.inc(effects.driftSubjectsAnnounced);
+    return result;
+  }
+
+  /** The run's audit state after this pass: verdict, sets, and no longer due until something changes. */
+  async function storeVerdicts(tx: DbOrTx, reports: readonly RunAuditReport[]): Promise<void> {
+    const rows = reports.map((r) => ({ run_id: r.runId, verdict: r.verdict, report: storedReport(r), clean: r.findings.length === 0 }));
+    await tx.execute(sql`
+      update ${auditReconciliations} ar set
+        verdict = v.verdict,
+        report = v.report,
+        passes = ar.passes + 1,
+        reconciled_at = now(),
+        due_at = null,
+        first_detected_at = case when v.clean then ar.first_detected_at else coalesce(ar.first_detected_at, now()) end,
+        last_seen_at = case when v.clean then ar.last_seen_at else now() end,
+        resolved_at = case
+          when not v.clean then null
+          when ar.first_detected_at is not null then coalesce(ar.resolved_at, now())
+          else ar.resolved_at end
+      from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as v(run_id uuid, verdict text, report jsonb, clean boolean)
+      where ar.run_id = v.run_id`);
+  }
+
+  /**
+   * Opens, updates or resolves the run's findings. A finding opens one incident and one event; a
+   * later pass announces only subjects it has not announced before, and resolves what is gone.
+   */
+  async function actOnFindings(
+    tx: DbOrTx,
+    run: { runId: string; tenantId: string; verdict: AuditVerdict },
+    findings: readonly Finding[],
+    rows: readonly FindingRow[],
+  ) {
+    const done = { opened: 0, resolved: 0, events: 0, staleOpened: 0, driftSubjectsAnnounced: 0 };
+    for (const finding of findings) {
+      const row = rows.find((r) => r.check === finding.check);
+      const reopening = !row || row.resolvedAt !== null;
+      const announced = reopening ? [] : row.announced;
+      const fresh = finding.subjects.filter((s) => !announced.includes(s));
+      const number = (row?.announcements ?? 0) + (fresh.length > 0 ? 1 : 0);
+      let incidentId = reopening ? null : row.incidentId;
+      if (reopening) {
+        const incident = await insertIncidentOnce(tx, {
+          runId: run.runId,
+          tenantId: run.tenantId,
+          dedupeKey: `audit:${finding.check}:${number}`,
+          kind: 'audit',
+          severity: finding.severity,
+          errorCode: `AUDIT_${finding.check.toUpperCase()}`,
+          message: finding.summary,
+        });
+        incidentId = incident.id;
+        done.opened += 1;
+        if (finding.check === 'stale') done.staleOpened += 1;
+      }
+      if (fresh.length > 0) {
+        await writeEvents(tx, run, [
+          {
+            topic: auditEventTopic(finding.check),
+            dedupeKey: `${run.runId}:audit:${finding.check}:${number}`,
+            payload: {
+              check: finding.check,
+              severity: finding.severity,
+              verdict: run.verdict,
+              summary: finding.summary,
+              subjects: finding.subjects,
+              newSubjects: fresh,
+              incidentId,
+            },
+          },
+        ]);
+        done.events += 1;
+        if (finding.check === 'drift') done.driftSubjectsAnnounced += fresh.length;
+      }
+      const values = {
+        severity: finding.severity,
+        subjects: finding.subjects,
+        announced: [...announced, ...fresh],
+        announcements: number,
+        summary: finding.summary,
+        incidentId,
+        lastSeenAt: sql`now()`,
+      };
+      if (!row) {
+        await tx.insert(auditFindings).values({ runId: run.runId, tenantId: run.tenantId, check: finding.check, ...values });
+      } else {
+        await tx
+          .update(auditFindings)
+          .set({ ...values, ...(reopening ? { firstDetectedAt: sql`now()`, resolvedAt: null } : {}) })
+          .where(eq(auditFindings.id, row.id));
+      }
+    }
+    const gone = rows.filter((r) => r.resolvedAt === null && !findings.some((f) => f.check === r.check));
+    if (gone.length > 0) {
+      await tx
+        .update(auditFindings)
+        .set({ resolvedAt: sql`now()` })
+        .where(inArray(auditFindings.id, gone.map((r) => r.id)));
+      done.resolved += gone.length;
+    }
+    return done;
+  }
+
+  /** The pass is recorded once it has finished: `/healthz` and the pass-age metric read this. */
+  async function recordAuditPass(input: { passId: string; startedAt: string; totals: PassTotals }): Promise<void> {
+    const [row] = await db
+      .insert(auditPasses)
+      .values({
+        passId: input.passId,
+        startedAt: new Date(input.startedAt),
+        dueRuns: input.totals.runs,
+        verdicts: input.totals.verdicts,
+        findingsOpened: input.totals.findingsOpened,
+        findingsResolved: input.totals.findingsResolved,
+      })
+      .onConflictDoNothing()
+      .returning({ startedAt: auditPasses.startedAt, finishedAt: auditPasses.finishedAt });
+    if (!row) return;
+    metrics.auditPassDuration.observe((row.finishedAt.getTime() - row.startedAt.getTime()) / 1000);
+    metrics.auditDueRuns.observe(input.totals.runs);
+  }
+
+  /**
+   * The stale-run report: every run whose `finalize_run` deadline passed without the ack, with what
+   * Temporal says of its workflow. Found through the unfinalized-runs index, so it costs what is
+   * unfinalized, not what exists.
+   */
+  async function writeStaleRunReport(input: { executionId: string; limit?: number }): Promise<{ reportId: number; staleRuns: number }> {
+    const now = await databaseNow(db);
+    const stale = await db
+      .select({
+        runId: auditReconciliations.runId,
+        tenantId: auditReconciliations.tenantId,
+        phase: runs.phase,
+        status: runs.status,
+        lastProgressAt: runs.updatedAt,
+        deadlineAt: auditExpectations.deadlineAt,
+      })
+      .from(auditReconciliations)
+      .innerJoin(runs, eq(runs.id, auditReconciliations.runId))
+      .innerJoin(
+        auditExpectations,
+        and(
+          eq(auditExpectations.runId, auditReconciliations.runId),
+          eq(auditExpectations.domain, 'orchestrator'),
+          eq(auditExpectations.action, 'finalize_run'),
+        ),
+      )
+      .where(and(isNull(auditReconciliations.finalizedAt), lte(auditExpectations.deadlineAt, now)))
+      .orderBy(asc(auditExpectations.deadlineAt))
+      .limit(input.limit ?? 1000);
+    const entries: StaleRunEntry[] = await mapLimit(stale, DESCRIBE_CONCURRENCY, async (run) => {
+      const state = await describeRunLiveness(temporal, run.runId, { phase: run.phase, lastProgressAt: run.lastProgressAt });
+      return {
+        runId: run.runId,
+        tenantId: run.tenantId,
+        phase: state.state === 'running' ? state.phase : run.phase,
+        status: run.status,
+        lastProgressAt: run.lastProgressAt.toISOString(),
+        deadlineAt: run.deadlineAt!.toISOString(),
+        ageSeconds: Math.round((now.getTime() - run.lastProgressAt.getTime()) / 1000),
+        overdueSeconds: Math.round((now.getTime() - run.deadlineAt!.getTime()) / 1000),
+        temporalStatus: state.state === 'running' ? 'RUNNING' : state.state === 'closed' ? state.status : 'NOT_FOUND',
+        reason: describeStale(state),
+      };
+    });
+    const inserted = await db
+      .insert(staleRunReports)
+      .values({ executionId: input.executionId, staleCount: entries.length, runs: entries })
+      .onConflictDoNothing()
+      .returning({ id: staleRunReports.id });
+    const reportId =
+      inserted[0]?.id ??
+      (await db.select({ id: staleRunReports.id }).from(staleRunReports).where(eq(staleRunReports.executionId, input.executionId)))[0]!.id;
+    metrics.staleRuns.set(entries.length);
+    return { reportId, staleRuns: entries.length };
+  }
+
+  return { reconcileDueRuns, recordAuditPass, writeStaleRunReport };
+}

@@ -1,0 +1,140 @@
+import { Router } from 'express';
+import type { Client } from '@temporalio/client';
+import { and, desc, eq, isNull, lt, or, type SQL } from 'drizzle-orm';
+import { z } from 'zod';
+import { AUDIT_CHECKS, AUDIT_VERDICTS, reconcileRun, type RunLiveness } from '../core/audit-reconciliation';
+import { describeZodError } from '../core/plan';
+import { databaseNow, loadAuditRecords } from '../db/audit';
+import type { Db } from '../db/client';
+import { auditFindings, auditReconciliations, staleRunReports } from '../db/schema';
+import { describeRunLiveness } from '../lib/run-liveness';
+import { callerOf } from './auth';
+import { HttpError } from './errors';
+import { decodeCursor, encodeCursor, parseRunId } from './paging';
+
+export interface AuditRoutesDeps {
+  db: Db;
+  temporal: Client;
+}
+
+const findingsQuery = z
+  .object({
+    verdict: z.enum(AUDIT_VERDICTS).optional(),
+    check: z.enum(AUDIT_CHECKS).optional(),
+    limit: z.coerce.number().int().min(1).max(200).default(50),
+    cursor: z.string().max(200).optional(),
+  })
+  .strict();
+
+const reportsQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).optional() }).strict();
+
+function parseQuery<T extends z.ZodType>(schema: T, query: unknown): z.infer<T> {
+  const parsed = schema.safeParse(query);
+  if (!parsed.success) throw new HttpError(400, `invalid query: ${describeZodError(parsed.error)}`);
+  return parsed.data;
+}
+
+/** Temporal's word on a stale run, when it answers within two seconds; the report says when it did not. */
+async function livenessWithin(temporal: Client, runId: string, stored: { phase: string; lastProgressAt: Date }): Promise<RunLiveness | undefined> {
+  try {
+    return await temporal.withDeadline(Date.now() + 2000, () => describeRunLiveness(temporal, runId, stored));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Audit answers over HTTP, each scoped to the caller's tenant. */
+export function auditRoutes(deps: AuditRoutesDeps): Router {
+  const router = Router();
+
+  /** The run's audit, computed now with the reconciler's rules, beside what the last pass stored. */
+  router.get('/runs/:id/audit', async (req, res) => {
+    const runId = parseRunId(req.params.id);
+    const [stored] = await deps.db
+      .select()
+      .from(auditReconciliations)
+      .where(and(eq(auditReconciliations.runId, runId), eq(auditReconciliations.tenantId, callerOf(res).tenantId)));
+    if (!stored) throw new HttpError(404, `run ${runId} not found`);
+    const [records, now, findings] = await Promise.all([
+      loadAuditRecords(deps.db, [runId]),
+      databaseNow(deps.db),
+      deps.db.select().from(auditFindings).where(eq(auditFindings.runId, runId)),
+    ]);
+    const record = records.get(runId)!;
+    let report = reconcileRun({ ...record, now });
+    if (report.stale) {
+      const stored = { phase: record.evidence.run?.phase ?? 'unknown', lastProgressAt: record.lastProgressAt };
+      report = reconcileRun({ ...record, now, liveness: await livenessWithin(deps.temporal, runId, stored) });
+    }
+    res.json({
+      ...report,
+      lastReconciliation: stored.reconciledAt
+        ? {
+            at: stored.reconciledAt,
+            verdict: stored.verdict,
+            passes: stored.passes,
+            firstDetectedAt: stored.firstDetectedAt,
+            lastSeenAt: stored.lastSeenAt,
+            resolvedAt: stored.resolvedAt,
+          }
+        : null,
+      recordedFindings: findings.map(({ tenantId: _t, announced: _a, ...f }) => f),
+    });
+  });
+
+  /** Open findings of the caller's tenant, newest first. */
+  router.get('/audit/findings', async (req, res) => {
+    const { verdict, check, limit, cursor } = parseQuery(findingsQuery, req.query);
+    const filters: (SQL | undefined)[] = [eq(auditFindings.tenantId, callerOf(res).tenantId), isNull(auditFindings.resolvedAt)];
+    if (check) filters.push(eq(auditFindings.check, check));
+    if (verdict) filters.push(eq(auditReconciliations.verdict, verdict));
+    if (cursor) {
+      const after = decodeCursor(cursor);
+      filters.push(or(lt(auditFindings.firstDetectedAt, after.at), and(eq(auditFindings.firstDetectedAt, after.at), lt(auditFindings.id, after.id))));
+    }
+    const rows = await deps.db
+      .select({
+        id: auditFindings.id,
+        runId: auditFindings.runId,
+        check: auditFindings.check,
+        severity: auditFindings.severity,
+        subjects: auditFindings.subjects,
+        summary: auditFindings.summary,
+        incidentId: auditFindings.incidentId,
+        firstDetectedAt: auditFindings.firstDetectedAt,
+        lastSeenAt: auditFindings.lastSeenAt,
+        verdict: auditReconciliations.verdict,
+      })
+      .from(auditFindings)
+      .innerJoin(auditReconciliations, eq(auditReconciliations.runId, auditFindings.runId))
+      .where(and(...filters))
+      .orderBy(desc(auditFindings.firstDetectedAt), desc(auditFindings.id))
+      .limit(limit + 1);
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    res.json({ findings: page, nextCursor: rows.length > limit && last ? encodeCursor(last.firstDetectedAt, last.id) : null });
+  });
+
+  /** The latest stale-run report (or the last `limit`), showing only the caller's runs. */
+  router.get('/reports/stale-runs', async (req, res) => {
+    const { limit } = parseQuery(reportsQuery, req.query);
+    const tenantId = callerOf(res).tenantId;
+    const reports = await deps.db
+      .select()
+      .from(staleRunReports)
+      .orderBy(desc(staleRunReports.generatedAt), desc(staleRunReports.id))
+      .limit(limit ?? 1);
+    const visible = reports.map((r) => {
+      const own = r.runs.filter((run) => run.tenantId === tenantId);
+      return { id: r.id, generatedAt: r.generatedAt, staleCount: own.length, runs: own };
+    });
+    if (limit === undefined) {
+      if (!visible[0]) throw new HttpError(404, 'no stale-run report has been written yet');
+      res.json(visible[0]);
+      return;
+    }
+    res.json({ reports: visible });
+  });
+
+  return router;
+}

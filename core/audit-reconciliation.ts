@@ -1,0 +1,358 @@
+/**
+ * The reconciler's rules (seed §8.2, §9.1-9.3), pure: given what a run's contract expected, what
+ * the domains acked and the rows each domain really holds for the run, say what is missing, what
+ * happened that nobody declared (drift), whether the run never finalized (stale), whether the
+ * contract itself is malformed (invalid) and which acks claim rows that are not there (phantom).
+ * The scheduled reconciler and `GET /runs/:id/audit` both answer with these rules.
+ */
+import {
+  COMPLETE_TRACE,
+  CREATE_INCIDENT,
+  CREATE_LOG_RECORD,
+  EVALUATE_POLICY,
+  FINALIZE_RUN,
+  RUN_EXPECTATIONS,
+  START_TRACE,
+  type AckStatus,
+  type AuditAction,
+} from './audit';
+import { isTerminalPhase, type RunPhase } from './phases';
+
+export const AUDIT_CHECKS = ['missing', 'drift', 'stale', 'invalid', 'phantom'] as const;
+export type AuditCheck = (typeof AUDIT_CHECKS)[number];
+
+/** The seed's validation matrix (§9.3); phantom is ours and weighs like missing. */
+export const CHECK_SEVERITY: Readonly<Record<AuditCheck, 'HIGH' | 'MEDIUM'>> = {
+  missing: 'HIGH',
+  drift: 'MEDIUM',
+  stale: 'HIGH',
+  invalid: 'HIGH',
+  phantom: 'HIGH',
+};
+
+/** PENDING: the run is neither finalized nor past a deadline, so nothing is owed yet. */
+export const AUDIT_VERDICTS = ['PENDING', 'COMPLETE', 'INCOMPLETE', 'STALE', 'INVALID'] as const;
+export type AuditVerdict = (typeof AUDIT_VERDICTS)[number];
+
+/** `domain/action`, the identity of an expectation and of the acks that answer it. */
+export type ActionKey = string;
+export const actionKey = (a: { domain: string; action: string }): ActionKey => `${a.domain}/${a.action}`;
+
+export interface ExpectationRecord {
+  domain: string;
+  action: string;
+  deadlineAt: Date | null;
+}
+
+export interface AckRecord {
+  id: string;
+  domain: string;
+  action: string;
+  status: AckStatus;
+  resultId: string | null;
+  createdAt: Date;
+}
+
+/** The rows the domains hold for the run: what the acks claim to have written. */
+export interface DomainEvidence {
+  run: { phase: RunPhase } | null;
+  traces: { id: string; status: 'running' | 'completed'; rolledBack: boolean }[];
+  /** Incident rows that record the run's outcome (a failure or an explicit "none"). */
+  outcomeIncidents: { id: string; rolledBack: boolean }[];
+  finalEvaluations: { id: string; rolledBack: boolean }[];
+  logRecords: { id: string }[];
+  traceSteps: { stepIndex: number; createdAt: Date }[];
+}
+
+/** What Temporal says of the run's workflow; asked only when the run is stale. */
+export type RunLiveness =
+  | { state: 'running'; phase: string; since: Date }
+  | { state: 'closed'; status: string; closedAt: Date | null }
+  | { state: 'not_found' };
+
+export interface RunAuditInput {
+  runId: string;
+  expectations: ExpectationRecord[];
+  acks: AckRecord[];
+  evidence: DomainEvidence;
+  now: Date;
+  liveness?: RunLiveness;
+}
+
+export type MissingBecause = 'NO_ACK' | 'FAILED' | 'ROLLED_BACK';
+export interface MissingAction {
+  domain: string;
+  action: string;
+  because: MissingBecause;
+}
+
+export type DriftKind = 'UNDECLARED_ACK' | 'UNACKED_ROW' | 'LATE_TRACE_STEP';
+export interface DriftItem {
+  domain: string;
+  action: string;
+  kind: DriftKind;
+  /** The ack (UNDECLARED_ACK) or the domain row (UNACKED_ROW) that nobody declared. */
+  id?: string;
+  stepIndex?: number;
+}
+
+export interface StaleRun {
+  deadlineAt: Date;
+  overdueSeconds: number;
+  reason: string;
+  liveness: RunLiveness | null;
+}
+
+export interface InvalidContract {
+  domain: string;
+  action: string;
+  because: 'NO_DEADLINE' | 'NOT_DECLARED';
+}
+
+export interface PhantomAck {
+  domain: string;
+  action: string;
+  resultId: string | null;
+  because: 'ROW_MISSING' | 'ROW_ROLLED_BACK' | 'ROW_INCOMPLETE' | 'RUN_NOT_FINAL';
+}
+
+export interface ExpectationStatus {
+  domain: string;
+  action: string;
+  deadlineAt: Date | null;
+  satisfied: boolean;
+  acks: { status: AckStatus; resultId: string | null; at: Date }[];
+}
+
+/** One check's finding on one run: the unit that opens an incident and announces an event. */
+export interface Finding {
+  check: AuditCheck;
+  severity: 'HIGH' | 'MEDIUM';
+  /** Stable names of what was found; a finding is new to an operator when a subject is. */
+  subjects: string[];
+  summary: string;
+}
+
+export interface RunAuditReport {
+  runId: string;
+  verdict: AuditVerdict;
+  /** Finalized, or past a deadline: only then is anything owed. */
+  settled: boolean;
+  finalizedAt: Date | null;
+  expectations: ExpectationStatus[];
+  missing: MissingAction[];
+  drift: DriftItem[];
+  stale: StaleRun | null;
+  invalid: InvalidContract[];
+  phantom: PhantomAck[];
+  findings: Finding[];
+}
+
+const FINALIZE_KEY = actionKey(FINALIZE_RUN);
+
+function acksByKey(acks: readonly AckRecord[]): Map<ActionKey, AckRecord[]> {
+  const byKey = new Map<ActionKey, AckRecord[]>();
+  for (const ack of acks) {
+    const key = actionKey(ack);
+    byKey.set(key, [...(byKey.get(key) ?? []), ack]);
+  }
+  return byKey;
+}
+
+/** An OK ack answers an expectation unless a rollback withdrew it; FAILED never does. */
+function answer(acks: readonly AckRecord[] | undefined): { ok: AckRecord | null; because: MissingBecause | null } {
+  const ok = acks?.find((a) => a.status === 'OK') ?? null;
+  if (acks?.some((a) => a.status === 'ROLLED_BACK')) return { ok: null, because: 'ROLLED_BACK' };
+  if (ok) return { ok, because: null };
+  return { ok: null, because: acks?.some((a) => a.status === 'FAILED') ? 'FAILED' : 'NO_ACK' };
+}
+
+/** Where each expected action's result must be found, and whether it still stands there. */
+function checkResult(key: ActionKey, resultId: string | null, runId: string, evidence: DomainEvidence): PhantomAck['because'] | null {
+  const row = <T extends { id: string }>(rows: readonly T[]) => (resultId === null ? undefined : rows.find((r) => r.id === resultId));
+  switch (key) {
+    case actionKey(START_TRACE):
+      return row(evidence.traces) ? null : 'ROW_MISSING';
+    case actionKey(COMPLETE_TRACE): {
+      const trace = row(evidence.traces);
+      if (!trace) return 'ROW_MISSING';
+      if (trace.rolledBack) return 'ROW_ROLLED_BACK';
+      return trace.status === 'completed' ? null : 'ROW_INCOMPLETE';
+    }
+    case actionKey(CREATE_INCIDENT): {
+      const incident = row(evidence.outcomeIncidents);
+      return !incident ? 'ROW_MISSING' : incident.rolledBack ? 'ROW_ROLLED_BACK' : null;
+    }
+    case actionKey(EVALUATE_POLICY): {
+      const evaluation = row(evidence.finalEvaluations);
+      return !evaluation ? 'ROW_MISSING' : evaluation.rolledBack ? 'ROW_ROLLED_BACK' : null;
+    }
+    case actionKey(CREATE_LOG_RECORD):
+      return row(evidence.logRecords) ? null : 'ROW_MISSING';
+    case FINALIZE_KEY:
+      if (resultId !== runId || !evidence.run) return 'ROW_MISSING';
+      return isTerminalPhase(evidence.run.phase) ? null : 'RUN_NOT_FINAL';
+    default:
+      return null;
+  }
+}
+
+/** Domain rows that some ack of these actions must name; any other is undeclared behaviour. */
+function unackedRows(acks: readonly AckRecord[], evidence: DomainEvidence): DriftItem[] {
+  const named = new Set(acks.filter((a) => a.status !== 'FAILED' && a.resultId).map((a) => `${actionKey(a)}:${a.resultId}`));
+  const claims: { rows: readonly { id: string }[]; actions: readonly AuditAction[] }[] = [
+    { rows: evidence.traces, actions: [START_TRACE, COMPLETE_TRACE] },
+    { rows: evidence.outcomeIncidents, actions: [CREATE_INCIDENT] },
+    { rows: evidence.finalEvaluations, actions: [EVALUATE_POLICY] },
+    { rows: evidence.logRecords, actions: [CREATE_LOG_RECORD] },
+  ];
+  return claims.flatMap(({ rows, actions }) =>
+    rows
+      .filter((r) => !actions.some((a) => named.has(`${actionKey(a)}:${r.id}`)))
+      .map((r) => ({ domain: actions[0]!.domain, action: actions[0]!.action, kind: 'UNACKED_ROW' as const, id: r.id })),
+  );
+}
+
+export function describeStale(liveness: RunLiveness | undefined): string {
+  if (!liveness) return 'workflow state unknown';
+  switch (liveness.state) {
+    case 'running':
+      return `workflow still running, stuck in phase ${liveness.phase} since ${liveness.since.toISOString()}`;
+    case 'closed':
+      return `workflow closed (${liveness.status}${liveness.closedAt ? ` at ${liveness.closedAt.toISOString()}` : ''}) without finalizing`;
+    case 'not_found':
+      return 'workflow not found';
+  }
+}
+
+export function reconcileRun(input: RunAuditInput): RunAuditReport {
+  const { runId, evidence, now } = input;
+  const byKey = acksByKey(input.acks);
+  const expectedKeys = new Set(input.expectations.map(actionKey));
+
+  const expectations: ExpectationStatus[] = input.expectations.map((e) => ({
+    domain: e.domain,
+    action: e.action,
+    deadlineAt: e.deadlineAt,
+    satisfied: answer(byKey.get(actionKey(e))).ok !== null,
+    acks: (byKey.get(actionKey(e)) ?? []).map((a) => ({ status: a.status, resultId: a.resultId, at: a.createdAt })),
+  }));
+
+  const finalize = answer(byKey.get(FINALIZE_KEY)).ok;
+  const finalizedAt = finalize?.createdAt ?? null;
+  const pastDeadline = input.expectations.some((e) => e.deadlineAt !== null && e.deadlineAt <= now);
+  const settled = finalizedAt !== null || pastDeadline;
+
+  const missing: MissingAction[] = input.expectations.flatMap((e) => {
+    const { because } = answer(byKey.get(actionKey(e)));
+    return because ? [{ domain: e.domain, action: e.action, because }] : [];
+  });
+
+  const invalid: InvalidContract[] = [
+    ...input.expectations.filter((e) => e.deadlineAt === null).map((e) => ({ domain: e.domain, action: e.action, because: 'NO_DEADLINE' as const })),
+    ...RUN_EXPECTATIONS.filter((r) => !expectedKeys.has(actionKey(r))).map((r) => ({ domain: r.domain, action: r.action, because: 'NOT_DECLARED' as const })),
+  ];
+
+  const undeclared: DriftItem[] = [...byKey.entries()]
+    .filter(([key]) => !expectedKeys.has(key))
+    .flatMap(([, acks]) => acks.map((a) => ({ domain: a.domain, action: a.action, kind: 'UNDECLARED_ACK' as const, id: a.id })));
+  const lateSteps: DriftItem[] = finalizedAt
+    ? evidence.traceSteps
+        .filter((s) => s.createdAt > finalizedAt)
+        .map((s) => ({ domain: 'logs', action: 'trace_step', kind: 'LATE_TRACE_STEP' as const, stepIndex: s.stepIndex }))
+    : [];
+  const drift = [...undeclared, ...unackedRows(input.acks, evidence), ...lateSteps];
+
+  const phantom: PhantomAck[] = [...byKey.entries()]
+    .filter(([key, acks]) => expectedKeys.has(key) && answer(acks).ok)
+    .flatMap(([key, acks]) => {
+      const ok = answer(acks).ok!;
+      const because = checkResult(key, ok.resultId, runId, evidence);
+      return because ? [{ domain: ok.domain, action: ok.action, resultId: ok.resultId, because }] : [];
+    });
+
+  const finalizeExpectation = input.expectations.find((e) => actionKey(e) === FINALIZE_KEY);
+  const stale: StaleRun | null =
+    finalizeExpectation?.deadlineAt && !finalize && finalizeExpectation.deadlineAt <= now
+      ? {
+          deadlineAt: finalizeExpectation.deadlineAt,
+          overdueSeconds: Math.round((now.getTime() - finalizeExpectation.deadlineAt.getTime()) / 1000),
+          reason: describeStale(input.liveness),
+          liveness: input.liveness ?? null,
+        }
+      : null;
+
+  const verdict: AuditVerdict =
+    invalid.length > 0
+      ? 'INVALID'
+      : !settled
+        ? 'PENDING'
+        : stale
+          ? 'STALE'
+          : missing.length + drift.length + phantom.length > 0
+            ? 'INCOMPLETE'
+            : 'COMPLETE';
+
+  return {
+    runId,
+    verdict,
+    settled,
+    finalizedAt,
+    expectations,
+    missing,
+    drift,
+    stale,
+    invalid,
+    phantom,
+    // Before a run is settled nothing is owed yet; only a malformed contract is wrong at once.
+    findings: findingsOf(settled ? { missing, drift, stale, invalid, phantom } : { missing: [], drift: [], stale: null, invalid, phantom: [] }),
+  };
+}
+
+function findingsOf(sets: Pick<RunAuditReport, 'missing' | 'drift' | 'stale' | 'invalid' | 'phantom'>): Finding[] {
+  const subjects: Record<AuditCheck, string[]> = {
+    missing: sets.missing.map((m) => actionKey(m)),
+    drift: sets.drift.map((d) =>
+      d.kind === 'LATE_TRACE_STEP' ? `late-step:${d.stepIndex}` : d.kind === 'UNDECLARED_ACK' ? `ack:${actionKey(d)}:${d.id}` : `row:${actionKey(d)}:${d.id}`,
+    ),
+    stale: sets.stale ? [FINALIZE_KEY] : [],
+    invalid: sets.invalid.map((i) => `${i.because === 'NO_DEADLINE' ? 'no-deadline' : 'not-declared'}:${actionKey(i)}`),
+    phantom: sets.phantom.map((p) => `${actionKey(p)}:${p.resultId ?? 'none'}`),
+  };
+  const summaries: Record<AuditCheck, () => string> = {
+    missing: () => `missing: ${sets.missing.map((m) => `${actionKey(m)} (${m.because})`).join(', ')}`,
+    drift: () => `drift: ${sets.drift.map((d) => `${actionKey(d)} ${d.kind}${d.id ? ` ${d.id}` : ''}${d.stepIndex !== undefined ? ` step ${d.stepIndex}` : ''}`).join(', ')}`,
+    stale: () => `stale: finalize_run not acked ${sets.stale!.overdueSeconds}s after its deadline; ${sets.stale!.reason}`,
+    invalid: () => `invalid contract: ${sets.invalid.map((i) => `${actionKey(i)} (${i.because})`).join(', ')}`,
+    phantom: () => `phantom: ${sets.phantom.map((p) => `${actionKey(p)} → ${p.resultId ?? 'no result'} (${p.because})`).join(', ')}`,
+  };
+  return AUDIT_CHECKS.filter((check) => subjects[check].length > 0).map((check) => ({
+    check,
+    severity: CHECK_SEVERITY[check],
+    subjects: [...new Set(subjects[check])].sort(),
+    summary: summaries[check](),
+  }));
+}
+
+/** What a reconciliation pass did, summed over its pages. */
+export interface PassTotals {
+  runs: number;
+  verdicts: Partial<Record<AuditVerdict, number>>;
+  findingsOpened: number;
+  findingsResolved: number;
+  events: number;
+}
+
+export const EMPTY_TOTALS: PassTotals = { runs: 0, verdicts: {}, findingsOpened: 0, findingsResolved: 0, events: 0 };
+
+export function addTotals(a: PassTotals, b: PassTotals): PassTotals {
+  const verdicts = { ...a.verdicts };
+  for (const [verdict, count] of Object.entries(b.verdicts) as [AuditVerdict, number][]) verdicts[verdict] = (verdicts[verdict] ?? 0) + count;
+  return {
+    runs: a.runs + b.runs,
+    verdicts,
+    findingsOpened: a.findingsOpened + b.findingsOpened,
+    findingsResolved: a.findingsResolved + b.findingsResolved,
+    events: a.events + b.events,
+  };
+}
