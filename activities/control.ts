@@ -2,6 +2,7 @@ import { eq, sql } from 'drizzle-orm';
 import type { EventTopic } from '../core/events';
 import type { PauseReason } from '../core/policy-check';
 import type { PauseTimeoutBehavior } from '../core/policy';
+import { extendRunDeadlines } from '../db/audit';
 import type { DbOrTx } from '../db/client';
 import { runControlEvents, runs } from '../db/schema';
 import type { ActivityDeps } from './deps';
@@ -20,8 +21,9 @@ export interface ControlEventInput {
   detail?: string | null;
 }
 
-async function insertControlEvent(tx: DbOrTx, input: ControlEventInput, topic?: EventTopic): Promise<void> {
-  await tx
+/** Records the event once per dedupe key; true when this call recorded it. */
+async function insertControlEvent(tx: DbOrTx, input: ControlEventInput, topic?: EventTopic): Promise<boolean> {
+  const inserted = await tx
     .insert(runControlEvents)
     .values({
       runId: input.runId,
@@ -32,7 +34,8 @@ async function insertControlEvent(tx: DbOrTx, input: ControlEventInput, topic?: 
       accepted: input.accepted,
       detail: input.detail ?? null,
     })
-    .onConflictDoNothing();
+    .onConflictDoNothing()
+    .returning({ id: runControlEvents.id });
   if (topic) {
     await writeEvents(tx, input, [
       {
@@ -42,6 +45,7 @@ async function insertControlEvent(tx: DbOrTx, input: ControlEventInput, topic?: 
       },
     ]);
   }
+  return inserted.length > 0;
 }
 
 /** The run-control domain: pauses, resumes, expiry warnings, timeouts and refused signals. */
@@ -51,14 +55,15 @@ export function createControlActivities({ db, metrics }: ActivityDeps) {
     await db.transaction((tx) => insertControlEvent(tx, { ...input, accepted: false }, 'signal.rejected'));
   }
 
-  async function recordPause(input: ControlEventInput & { reason: PauseReason }): Promise<void> {
+  async function recordPause(input: ControlEventInput & { reason: PauseReason; holdsUpToSeconds?: number }): Promise<void> {
     const inserted = await db.transaction(async (tx) => {
       const [row] = await tx
         .update(runs)
         .set({ pauseReason: input.reason, pausedAt: sql`now()`, updatedAt: sql`now()` })
         .where(eq(runs.id, input.runId))
         .returning({ id: runs.id });
-      await insertControlEvent(tx, input, 'run.paused');
+      const recorded = await insertControlEvent(tx, input, 'run.paused');
+      if (recorded && input.holdsUpToSeconds) await extendRunDeadlines(tx, input.runId, input.holdsUpToSeconds);
       return Boolean(row);
     });
     if (inserted) metrics.pauses.inc({ reason: input.reason });

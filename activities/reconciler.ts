@@ -101,23 +101,32 @@ export function createReconcilerActivities({ db, metrics, temporal }: ActivityDe
     return result;
   }
 
-  /** The run's audit state after this pass: verdict, sets, and no longer due until something changes. */
+  /**
+   * The run's audit state after this pass: verdict and sets; no longer due until something changes,
+   * or, for a run not yet settled (its deadlines moved while it was paused), due at its deadline.
+   */
   async function storeVerdicts(tx: DbOrTx, reports: readonly RunAuditReport[]): Promise<void> {
-    const rows = reports.map((r) => ({ run_id: r.runId, verdict: r.verdict, report: storedReport(r), clean: r.findings.length === 0 }));
+    const rows = reports.map((r) => ({
+      run_id: r.runId,
+      verdict: r.verdict,
+      report: storedReport(r),
+      clean: r.findings.length === 0,
+      next_due_at: r.nextCheckAt,
+    }));
     await tx.execute(sql`
       update ${auditReconciliations} ar set
         verdict = v.verdict,
         report = v.report,
         passes = ar.passes + 1,
         reconciled_at = now(),
-        due_at = null,
+        due_at = v.next_due_at,
         first_detected_at = case when v.clean then ar.first_detected_at else coalesce(ar.first_detected_at, now()) end,
         last_seen_at = case when v.clean then ar.last_seen_at else now() end,
         resolved_at = case
           when not v.clean then null
           when ar.first_detected_at is not null then coalesce(ar.resolved_at, now())
           else ar.resolved_at end
-      from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as v(run_id uuid, verdict text, report jsonb, clean boolean)
+      from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as v(run_id uuid, verdict text, report jsonb, clean boolean, next_due_at timestamptz)
       where ar.run_id = v.run_id`);
   }
 

@@ -139,6 +139,8 @@ export interface RunAuditReport {
   /** Finalized, or past a deadline: only then is anything owed. */
   settled: boolean;
   finalizedAt: Date | null;
+  /** When an unsettled run must be looked at again: its earliest deadline. Null once settled. */
+  nextCheckAt: Date | null;
   expectations: ExpectationStatus[];
   missing: MissingAction[];
   drift: DriftItem[];
@@ -211,6 +213,10 @@ function unackedRows(acks: readonly AckRecord[], evidence: DomainEvidence): Drif
       .filter((r) => !actions.some((a) => named.has(`${actionKey(a)}:${r.id}`)))
       .map((r) => ({ domain: actions[0]!.domain, action: actions[0]!.action, kind: 'UNACKED_ROW' as const, id: r.id })),
   );
+}
+
+function earliest(dates: readonly (Date | null)[]): Date | null {
+  return dates.reduce<Date | null>((min, d) => (d && (!min || d < min) ? d : min), null);
 }
 
 export function describeStale(liveness: RunLiveness | undefined): string {
@@ -298,6 +304,7 @@ export function reconcileRun(input: RunAuditInput): RunAuditReport {
     verdict,
     settled,
     finalizedAt,
+    nextCheckAt: settled ? null : earliest(input.expectations.map((e) => e.deadlineAt)),
     expectations,
     missing,
     drift,

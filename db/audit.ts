@@ -1,4 +1,4 @@
-import { and, desc, eq, inArray, sql } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNotNull, isNull, sql } from 'drizzle-orm';
 import { RUN_EXPECTATIONS } from '../core/audit';
 import type { AckRecord, DomainEvidence, ExpectationRecord } from '../core/audit-reconciliation';
 import type { RunPhase } from '../core/phases';
@@ -34,6 +34,22 @@ export async function markRunFinalized(tx: DbOrTx, runId: string): Promise<void>
     .update(auditReconciliations)
     .set({ finalizedAt: sql`coalesce(${auditReconciliations.finalizedAt}, now())`, dueAt: sql`now()` })
     .where(eq(auditReconciliations.runId, runId));
+}
+
+/**
+ * A pause may hold the run this much longer: its unmet deadlines (and its next due time, while it
+ * is in flight) move with it, so a run waiting for a human is not reported stale.
+ */
+export async function extendRunDeadlines(tx: DbOrTx, runId: string, seconds: number): Promise<void> {
+  const by = sql`make_interval(secs => ${seconds})`;
+  await tx
+    .update(auditExpectations)
+    .set({ deadlineAt: sql`${auditExpectations.deadlineAt} + ${by}` })
+    .where(and(eq(auditExpectations.runId, runId), isNotNull(auditExpectations.deadlineAt)));
+  await tx
+    .update(auditReconciliations)
+    .set({ dueAt: sql`${auditReconciliations.dueAt} + ${by}` })
+    .where(and(eq(auditReconciliations.runId, runId), isNull(auditReconciliations.finalizedAt), sql`${auditReconciliations.dueAt} > now()`));
 }
 
 /** Everything the reconciliation rules read about one run. */

@@ -319,6 +319,29 @@ describe('evidence behind the system back', () => {
 });
 
 describe('no false positives', () => {
+  it('does not call a run stale while a pause holds it past its original deadline', { timeout: 60_000 }, async () => {
+    const { waitForPause } = await import('./helpers/runs');
+    const patient = await stack.createTenant({ policy: { pauseSlaSeconds: 30, pauseWarningSeconds: 0 } });
+    const runId = await stack.submitRun(patient.apiKey, { plan: [{ skill: 'sim.llm', input: { prompt: 'slow', latencyMs: 1500 } }, ...simPlan(1)] });
+    const [before] = await stack.db.select().from(auditExpectations).where(and(eq(auditExpectations.runId, runId), eq(auditExpectations.action, 'finalize_run')));
+    expect((await stack.request('POST', `/api/v1/runs/${runId}/pause`, { apiKey: patient.apiKey })).status).toBe(202);
+    await waitForPause(stack.db, runId);
+    const [after] = await stack.db.select().from(auditExpectations).where(and(eq(auditExpectations.runId, runId), eq(auditExpectations.action, 'finalize_run')));
+    expect(after!.deadlineAt!.getTime() - before!.deadlineAt!.getTime()).toBe(30_000);
+
+    await new Promise((r) => setTimeout(r, (DEADLINE_SECONDS + 1) * 1000));
+    await pass();
+    expect((await reconciliation(runId)).verdict).toBeNull();
+    const live = await stack.request('GET', `/api/v1/runs/${runId}/audit`, { apiKey: patient.apiKey });
+    expect(live.body).toMatchObject({ verdict: 'PENDING', stale: null });
+
+    expect((await stack.request('POST', `/api/v1/runs/${runId}/resume`, { apiKey: patient.apiKey })).status).toBe(200);
+    await stack.waitForPhase(runId, ['COMPLETED']);
+    await pass();
+    expect(await reconciliation(runId)).toMatchObject({ verdict: 'COMPLETE', firstDetectedAt: null });
+    expect(await findingsOf(runId)).toEqual([]);
+  });
+
   it('reconciles 200 clean runs with 0 findings', { timeout: 180_000 }, async () => {
     const ids = await Promise.all(Array.from({ length: 200 }, (_, i) => stack.submitRun(tenant.apiKey, { plan: simPlan(1 + (i % 2)) })));
     await Promise.all(ids.map((id) => stack.waitForPhase(id, ['COMPLETED'], 150_000)));

@@ -237,6 +237,8 @@ export function createRunGovernor({ input, state, publishState }: GovernorContex
       accepted: true,
       detail: `${reason}: ${detail}`,
       reason,
+      // A run held by governance is not stale: its audit deadlines move by the longest this pause can hold it.
+      holdsUpToSeconds: (policy.pauseSlaMs * (policy.pauseTimeoutBehavior === 'ESCALATE' ? 2 : 1)) / 1000,
     });
 
     const interrupted = () => resumeRequest !== null || stopRequest !== null;

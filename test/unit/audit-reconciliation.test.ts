@@ -207,6 +207,8 @@ describe('a run not yet settled', () => {
     expect(report.missing.map(actionKey)).toEqual(ALL_KEYS.filter((k) => k !== 'logs/start_trace'));
     expect(report.stale).toBeNull();
     expect(report.findings).toEqual([]);
+    expect(report.nextCheckAt).toEqual(DEADLINE);
+    expect(reconcileRun(cleanRun()).nextCheckAt).toBeNull();
   });
 
   it('is settled by its finalize ack before the deadline', () => {
