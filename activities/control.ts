@@ -7,7 +7,7 @@ import type { DbOrTx } from '../db/client';
 import { runControlEvents, runs } from '../db/schema';
 import type { ActivityDeps } from './deps';
 import { insertIncidentOnce } from './incidents';
-import { writeEvents } from './outbox';
+import { writeEvents } from '../db/outbox';
 
 export interface ControlEventInput {
   runId: string;
@@ -22,7 +22,7 @@ export interface ControlEventInput {
 }
 
 /** Records the event once per dedupe key; true when this call recorded it. */
-async function insertControlEvent(tx: DbOrTx, input: ControlEventInput, topic?: EventTopic): Promise<boolean> {
+async function insertControlEvent(tx: DbOrTx, input: ControlEventInput, topic?: EventTopic, extra: Record<string, unknown> = {}): Promise<boolean> {
   const inserted = await tx
     .insert(runControlEvents)
     .values({
@@ -41,7 +41,7 @@ async function insertControlEvent(tx: DbOrTx, input: ControlEventInput, topic?: 
       {
         topic,
         dedupeKey: `${input.runId}:${input.dedupeKey}`,
-        payload: { kind: input.kind, actor: input.actor ?? null, authority: input.authority ?? null, detail: input.detail ?? null },
+        payload: { kind: input.kind, actor: input.actor ?? null, authority: input.authority ?? null, detail: input.detail ?? null, ...extra },
       },
     ]);
   }
@@ -69,8 +69,8 @@ export function createControlActivities({ db, metrics }: ActivityDeps) {
     if (inserted) metrics.pauses.inc({ reason: input.reason });
   }
 
-  async function recordPauseWarning(input: ControlEventInput): Promise<void> {
-    await db.transaction((tx) => insertControlEvent(tx, input, 'pause.expiring'));
+  async function recordPauseWarning(input: ControlEventInput & { resumableBy?: string[]; expiresAt?: string }): Promise<void> {
+    await db.transaction((tx) => insertControlEvent(tx, input, 'pause.expiring', { resumableBy: input.resumableBy ?? [], expiresAt: input.expiresAt ?? null }));
   }
 
   async function recordResume(input: ControlEventInput & { reason: PauseReason; pausedForMs: number; endedBy: 'operator' | 'timeout' }): Promise<void> {

@@ -26,7 +26,18 @@ export function createIncidentActivities({ db, metrics }: ActivityDeps) {
     const { outcome } = input;
     const row: IncidentRow =
       outcome.kind === 'succeeded'
-        ? { runId: input.runId, tenantId: input.tenantId, dedupeKey: 'outcome', kind: 'none', severity: 'NONE', message: 'run completed without incident' }
+        ? {
+            runId: input.runId,
+            tenantId: input.tenantId,
+            dedupeKey: 'outcome',
+            kind: 'none',
+            severity: 'NONE',
+            message: 'run completed without incident',
+            // A record that nothing happened has nothing to work on.
+            status: 'resolved',
+            resolvedAt: new Date(),
+            resolvedBy: 'system',
+          }
         : {
             runId: input.runId,
             tenantId: input.tenantId,

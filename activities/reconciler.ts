@@ -11,12 +11,13 @@ import {
 } from '../core/audit-reconciliation';
 import { auditEventTopic } from '../core/events';
 import { databaseNow, loadAuditRecords, type RunAuditRecords } from '../db/audit';
+import { resolveIncidentsBySystem } from '../db/incidents';
 import type { DbOrTx } from '../db/client';
 import { auditFindings, auditPasses, auditReconciliations, auditExpectations, runs, staleRunReports, type StaleRunEntry } from '../db/schema';
 import { describeRunLiveness, mapLimit } from '../lib/run-liveness';
 import type { ActivityDeps } from './deps';
 import { insertIncidentOnce } from './incidents';
-import { writeEvents } from './outbox';
+import { writeEvents } from '../db/outbox';
 
 /** Temporal describes at most this many stale runs at once. */
 const DESCRIBE_CONCURRENCY = 8;
@@ -205,6 +206,8 @@ export function createReconcilerActivities({ db, metrics, temporal }: ActivityDe
         .update(auditFindings)
         .set({ resolvedAt: sql`now()` })
         .where(inArray(auditFindings.id, gone.map((r) => r.id)));
+      // The finding's incident resolves itself: nobody has to close what the system saw mended.
+      await resolveIncidentsBySystem(tx, gone.flatMap((r) => (r.incidentId ? [r.incidentId] : [])), 'a later reconciliation found this run clean');
       done.resolved += gone.length;
     }
     return done;

@@ -8,7 +8,7 @@ import type { SagaPhase } from '../core/saga';
 import { runs } from '../db/schema';
 import { recordAck } from './audit';
 import type { ActivityDeps } from './deps';
-import { writeEvents } from './outbox';
+import { writeEvents } from '../db/outbox';
 
 export interface TransitionInput {
   runId: string;
@@ -25,20 +25,31 @@ export interface FinalizeRunInput extends TransitionInput {
 }
 
 export function createRunActivities({ db, metrics }: ActivityDeps) {
-  /** Moves the stored run from `from` to `to`; a retry after the move committed is a no-op. */
+  /**
+   * Moves the stored run from `from` to `to`; a retry after the move committed is a no-op. The
+   * move to EXECUTING announces `run.started` in the same transaction.
+   */
   async function recordTransition(input: TransitionInput): Promise<void> {
     assertTransition(input.from, input.to, input.status);
-    const moved = await db
-      .update(runs)
-      .set({
-        phase: input.to,
-        status: input.status,
-        updatedAt: sql`now()`,
-        ...(input.to === 'EXECUTING' ? { startedAt: sql`coalesce(${runs.startedAt}, now())` } : {}),
-      })
-      .where(and(eq(runs.id, input.runId), eq(runs.phase, input.from)))
-      .returning({ id: runs.id });
-    if (moved.length > 0) {
+    const moved = await db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(runs)
+        .set({
+          phase: input.to,
+          status: input.status,
+          updatedAt: sql`now()`,
+          ...(input.to === 'EXECUTING' ? { startedAt: sql`coalesce(${runs.startedAt}, now())` } : {}),
+        })
+        .where(and(eq(runs.id, input.runId), eq(runs.phase, input.from)))
+        .returning({ tenantId: runs.tenantId, startedAt: runs.startedAt });
+      if (row && input.to === 'EXECUTING') {
+        await writeEvents(tx, { runId: input.runId, tenantId: row.tenantId }, [
+          { topic: 'run.started', dedupeKey: `${input.runId}:run.started`, payload: { startedAt: row.startedAt?.toISOString() ?? null } },
+        ]);
+      }
+      return Boolean(row);
+    });
+    if (moved) {
       metrics.phaseTransitions.inc({ from: input.from, to: input.to });
       return;
     }

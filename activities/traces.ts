@@ -6,7 +6,7 @@ import { outbox, runs, traceSteps, traces } from '../db/schema';
 import { recordAck } from './audit';
 import { ackRollback, type CompensationInput } from './compensation';
 import type { ActivityDeps } from './deps';
-import { writeEvents } from './outbox';
+import { writeEvents } from '../db/outbox';
 import type { StepResult } from './skills';
 
 export interface RunProgress {
@@ -27,6 +27,9 @@ export function createTraceActivities({ db, metrics }: ActivityDeps) {
         inserted[0]?.id ??
         (await tx.select({ id: traces.id }).from(traces).where(eq(traces.runId, input.runId)))[0]!.id;
       await recordAck(tx, { runId: input.runId, action: START_TRACE, status: 'OK', resultId: traceId });
+      if (inserted.length) {
+        await writeEvents(tx, input, [{ topic: 'trace.started', dedupeKey: `${input.runId}:trace.started`, payload: { traceId } }]);
+      }
       metrics.domainWrites.inc({ domain: 'logs', action: 'start_trace', result: inserted.length ? 'inserted' : 'existing' });
       return { traceId };
     });

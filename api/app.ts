@@ -6,9 +6,12 @@ import type { Db } from '../db/client';
 import type { Logger } from '../lib/logger';
 import type { ApiMetrics } from '../lib/metrics';
 import { lastAuditPass } from '../db/audit';
+import { reactorHealth, type ReactorHealth } from '../events/reactor';
+import { alertRoutes } from './alerts';
 import { auditRoutes } from './audit';
 import { authenticate } from './auth';
 import { errorHandler, HttpError } from './errors';
+import { incidentRoutes } from './incidents';
 import { policyRoutes } from './policies';
 import { runControlRoutes } from './run-controls';
 import { runRoutes } from './runs';
@@ -25,6 +28,8 @@ export interface ApiDeps {
   runDeadlineSeconds: number;
   /** The reconciler's interval: `/healthz` turns degraded when no pass finished in three. */
   auditIntervalSeconds: number;
+  /** Where reactors beat, for `/healthz`; absent when this deployment runs none. */
+  reactors?: { stream: string; heartbeatIntervalMs: number; missThreshold: number };
 }
 
 export function createApp(deps: ApiDeps): Express {
@@ -54,6 +59,7 @@ export function createApp(deps: ApiDeps): Express {
       deps.redis.ping(),
       deps.temporal.connection.workflowService.getSystemInfo({}),
       auditPassAge(),
+      deps.reactors ? reactorHealth(deps.redis, deps.reactors.stream, deps.reactors.heartbeatIntervalMs, deps.reactors.missThreshold) : Promise.resolve([]),
     ]);
     const [postgres, redis, temporal] = checks.slice(0, 3).map((c) => (c.status === 'fulfilled' ? 'ok' : `down: ${String(c.reason)}`));
     const age = checks[3]!.status === 'fulfilled' ? (checks[3].value as number | null) : undefined;
@@ -68,7 +74,11 @@ export function createApp(deps: ApiDeps): Express {
           : age <= allowed
             ? 'ok'
             : `late: last reconciliation pass finished ${Math.round(age)}s ago (expected every ${deps.auditIntervalSeconds}s)`;
-    const healthy = checks.every((c) => c.status === 'fulfilled') && !audit.startsWith('late');
+    const beats = checks[4]!.status === 'fulfilled' ? (checks[4].value as ReactorHealth[]) : [];
+    const reactors = Object.fromEntries(
+      beats.map((r) => [r.consumer, r.healthy ? `ok (beat ${r.lastBeatAgeSeconds}s ago)` : `unhealthy: last beat ${r.lastBeatAgeSeconds}s ago`]),
+    );
+    const healthy = checks.every((c) => c.status === 'fulfilled') && !audit.startsWith('late') && beats.every((r) => r.healthy);
     res.status(healthy ? 200 : 503).json({
       status: healthy ? 'ok' : 'degraded',
       postgres,
@@ -76,6 +86,7 @@ export function createApp(deps: ApiDeps): Express {
       temporal,
       audit,
       auditLastPassAgeSeconds: age === null || age === undefined ? null : Math.round(age),
+      reactors,
     });
   });
 
@@ -96,6 +107,7 @@ export function createApp(deps: ApiDeps): Express {
   app.use('/api/v1', auditRoutes(deps));
   app.use('/api/v1/runs', runRoutes(deps), runControlRoutes(deps));
   app.use('/api/v1', policyRoutes(deps));
+  app.use('/api/v1', incidentRoutes(deps), alertRoutes(deps));
 
   app.use((req, _res) => {
     throw new HttpError(404, `no route for ${req.method} ${req.path}`);

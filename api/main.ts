@@ -24,6 +24,11 @@ async function main(): Promise<void> {
     defaultObservabilityMode: config.OBSERVABILITY_MODE,
     runDeadlineSeconds: config.RUN_TIMEOUT_SECONDS + config.RUN_DEADLINE_GRACE_SECONDS,
     auditIntervalSeconds: config.AUDIT_RECONCILE_INTERVAL,
+    reactors: {
+      stream: config.EVENT_STREAM,
+      heartbeatIntervalMs: config.REACTOR_HEARTBEAT_INTERVAL_SECONDS * 1000,
+      missThreshold: config.REACTOR_HEARTBEAT_MISS_THRESHOLD,
+    },
   });
   const server = app.listen(config.API_PORT, config.API_HOST, () => {
     logger.info({ url: `http://${config.API_HOST}:${config.API_PORT}` }, 'api listening');

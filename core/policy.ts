@@ -27,6 +27,8 @@ export const policyRules = z
     pauseTimeoutBehavior: z.enum(PAUSE_TIMEOUT_BEHAVIORS),
     /** Overrides the environment's default mode when set. */
     observabilityMode: z.enum(OBSERVABILITY_MODES).nullable(),
+    /** Pause a run (BUDGET_WARNING) when it crosses the warning threshold, not only alert. */
+    pauseOnThreshold: z.boolean().default(false),
   })
   .strict()
   .refine((p) => p.pauseWarningSeconds < p.pauseSlaSeconds, {
@@ -50,4 +52,5 @@ export const DEFAULT_POLICY: PolicyRules = {
   pauseWarningSeconds: 300,
   pauseTimeoutBehavior: 'TERMINATE',
   observabilityMode: null,
+  pauseOnThreshold: false,
 };

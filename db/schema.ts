@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import {
+  bigint,
   bigserial,
   boolean,
   check,
@@ -13,7 +14,9 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
+import { SUPPRESSION_REASONS, type AlertSettings } from '../core/alerts';
 import type { AuditCheck, AuditVerdict, RunAuditReport } from '../core/audit-reconciliation';
+import { INCIDENT_STATUSES } from '../core/incidents';
 import type { PlanStep } from '../core/plan';
 import type { PolicyRules } from '../core/policy';
 
@@ -150,14 +153,24 @@ export const incidents = pgTable(
     tenantId: uuid('tenant_id').notNull(),
     /** Idempotency key within the run: 'outcome' for the final record, others for mid-run incidents. */
     dedupeKey: text('dedupe_key').notNull(),
-    kind: text('kind', { enum: ['failure', 'none', 'escalation', 'observability', 'audit'] }).notNull(),
+    kind: text('kind', { enum: ['failure', 'none', 'escalation', 'observability', 'audit', 'delivery'] }).notNull(),
     severity: text('severity', { enum: ['NONE', 'LOW', 'MEDIUM', 'HIGH', 'CRITICAL'] }).notNull(),
     errorCode: text('error_code'),
     message: text('message').notNull(),
     rolledBack: boolean('rolled_back').notNull().default(false),
+    /** open → acknowledged → resolved; an outcome record of "none" is born resolved. */
+    status: text('status', { enum: INCIDENT_STATUSES }).notNull().default('open'),
+    acknowledgedAt: timestamp('acknowledged_at', { withTimezone: true }),
+    acknowledgedBy: text('acknowledged_by'),
+    resolvedAt: timestamp('resolved_at', { withTimezone: true }),
+    resolvedBy: text('resolved_by'),
+    note: text('note'),
     createdAt: createdAt(),
   },
-  (t) => [uniqueIndex('incidents_run_dedupe_uq').on(t.runId, t.dedupeKey)],
+  (t) => [
+    uniqueIndex('incidents_run_dedupe_uq').on(t.runId, t.dedupeKey),
+    index('incidents_tenant_status_idx').on(t.tenantId, t.status, t.createdAt),
+  ],
 );
 
 export const policyEvaluations = pgTable(
@@ -374,4 +387,54 @@ export const staleRunReports = pgTable(
     runs: jsonb('runs').$type<StaleRunEntry[]>().notNull(),
   },
   (t) => [index('stale_run_reports_generated_idx').on(t.generatedAt)],
+);
+
+/** Incidents of the system itself (a reactor that stopped beating, a dead-lettered event of no run). */
+export const systemIncidents = pgTable('system_incidents', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  /** One incident per occurrence, e.g. `reactor-unhealthy:<consumer>:<last beat>`. */
+  dedupeKey: text('dedupe_key').notNull().unique(),
+  kind: text('kind').notNull(),
+  severity: text('severity', { enum: ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'] }).notNull(),
+  message: text('message').notNull(),
+  detail: jsonb('detail').$type<Record<string, unknown>>().notNull().default({}),
+  createdAt: createdAt(),
+  resolvedAt: timestamp('resolved_at', { withTimezone: true }),
+});
+
+/** A tenant's alert-fatigue settings (seed §13.6); a tenant without a row gets the defaults. */
+export const alertSettings = pgTable('alert_settings', {
+  tenantId: uuid('tenant_id')
+    .primaryKey()
+    .references(() => tenants.id),
+  settings: jsonb('settings').$type<AlertSettings>().notNull(),
+  updatedBy: text('updated_by'),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** Every alert the reactor decided on: sent (to which sinks) or suppressed, and why. */
+export const alerts = pgTable(
+  'alerts',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    /** The outbox id of the event that raised it: a redelivered event raises nothing new. */
+    eventId: bigint('event_id', { mode: 'number' }).notNull(),
+    rule: text('rule').notNull(),
+    tenantId: uuid('tenant_id'),
+    runId: uuid('run_id'),
+    domain: text('domain').notNull(),
+    severity: text('severity').notNull(),
+    title: text('title').notNull(),
+    detail: jsonb('detail').$type<Record<string, unknown>>().notNull(),
+    /** `pending` between the decision to send and the sinks' acceptance. */
+    status: text('status', { enum: ['pending', 'sent', 'suppressed'] }).notNull(),
+    suppressedReason: text('suppressed_reason', { enum: SUPPRESSION_REASONS }),
+    sinks: jsonb('sinks').$type<string[]>().notNull().default([]),
+    createdAt: createdAt(),
+    sentAt: timestamp('sent_at', { withTimezone: true }),
+  },
+  (t) => [
+    uniqueIndex('alerts_event_rule_uq').on(t.eventId, t.rule),
+    index('alerts_tenant_created_idx').on(t.tenantId, t.createdAt),
+  ],
 );

@@ -31,6 +31,8 @@ const envSchema = z.object({
   API_BODY_LIMIT: z.string().default('256kb'),
   WORKER_METRICS_PORT: port.default(9464),
   WORKER_SDK_METRICS_PORT: port.default(9465),
+  /** `npm run events`' metrics, when the relay and reactor run on their own. */
+  EVENTS_METRICS_PORT: port.default(9466),
   /** Use the prebuilt bundle at this path instead of bundling workflows at start-up. */
   WORKFLOW_BUNDLE_PATH: z.string().optional(),
   /** Attempts before an activity error that is not a connection problem becomes final. */
@@ -45,6 +47,22 @@ const envSchema = z.object({
     .string()
     .regex(/^\S+(\s+\S+){4}$/, 'a five-field cron expression such as "*/5 * * * *"')
     .default('*/5 * * * *'),
+  /** The Redis Stream events are relayed to, and its approximate cap. */
+  EVENT_STREAM: z.string().min(1).default('governed:events'),
+  EVENT_STREAM_MAXLEN: z.coerce.number().int().min(1000).default(100_000),
+  /** Run the outbox relay and the event reactor inside the worker process (`npm run events` runs them alone). */
+  EVENTS_IN_WORKER: z.enum(['true', 'false']).default('true'),
+  REACTOR_GROUP: z.string().min(1).default('governed-reactors'),
+  /** This process's consumer name in the group; defaults to host and pid. */
+  REACTOR_CONSUMER: z.string().min(1).optional(),
+  REACTOR_HEARTBEAT_INTERVAL_SECONDS: z.coerce.number().positive().default(30),
+  REACTOR_HEARTBEAT_MISS_THRESHOLD: z.coerce.number().int().min(1).default(3),
+  REACTOR_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(5),
+  /** A message another consumer left pending this long is taken over. */
+  REACTOR_CLAIM_IDLE_SECONDS: z.coerce.number().positive().default(60),
+  /** Alerts are also POSTed here, signed with ALERT_WEBHOOK_SECRET (HMAC-SHA256). */
+  ALERT_WEBHOOK_URL: z.url().optional(),
+  ALERT_WEBHOOK_SECRET: z.string().min(16).optional(),
   LLM_BASE_URL: z.string().default('https://api.openai.com/v1'),
   LLM_API_KEY: z.string().optional(),
   LLM_MODEL: z.string().default('gpt-4o-mini'),

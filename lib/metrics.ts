@@ -105,6 +105,77 @@ export function createWorkerMetrics(registry = new Registry()) {
 
 export type WorkerMetrics = ReturnType<typeof createWorkerMetrics>;
 
+/** The outbox relay, the event reactor and the alerts, on the registry of the process that runs them. */
+export function createEventMetrics(registry: Registry) {
+  return {
+    eventsRelayed: new Counter({
+      name: 'governed_events_relayed_total',
+      help: 'Outbox events written to the Redis Stream, by topic',
+      labelNames: ['topic'] as const,
+      registers: [registry],
+    }),
+    relayLag: new Gauge({
+      name: 'governed_relay_lag_seconds',
+      help: 'Age of the oldest committed event not yet on the stream (0 when none waits)',
+      registers: [registry],
+    }),
+    eventsReceived: new Counter({
+      name: 'governed_events_received_total',
+      help: 'Stream messages read by the reactor, by topic (redeliveries included)',
+      labelNames: ['topic'] as const,
+      registers: [registry],
+    }),
+    eventsHandled: new Counter({
+      name: 'governed_events_handled_total',
+      help: 'Events whose handlers all succeeded and were acknowledged, by topic',
+      labelNames: ['topic'] as const,
+      registers: [registry],
+    }),
+    eventsFailed: new Counter({
+      name: 'governed_events_failed_total',
+      help: 'Handler attempts that failed, by topic',
+      labelNames: ['topic'] as const,
+      registers: [registry],
+    }),
+    eventsDeadLettered: new Counter({
+      name: 'governed_events_dead_lettered_total',
+      help: 'Events moved to the dead-letter stream after their last attempt, by topic',
+      labelNames: ['topic'] as const,
+      registers: [registry],
+    }),
+    eventHandleLatency: new Histogram({
+      name: 'governed_event_commit_to_handled_seconds',
+      help: 'From the commit of the change to the end of its handlers',
+      buckets: [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
+      registers: [registry],
+    }),
+    alertsSent: new Counter({
+      name: 'governed_alerts_sent_total',
+      help: 'Alerts delivered, by domain and severity',
+      labelNames: ['domain', 'severity'] as const,
+      registers: [registry],
+    }),
+    alertsSuppressed: new Counter({
+      name: 'governed_alerts_suppressed_total',
+      help: 'Alerts held back by the fatigue controller, by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    reactorHeartbeats: new Counter({
+      name: 'governed_reactor_heartbeat_total',
+      help: 'Heartbeats this process\'s reactor sent',
+      registers: [registry],
+    }),
+    reactorHeartbeatsMissed: new Counter({
+      name: 'governed_reactor_heartbeat_missed_total',
+      help: 'Reactors found past the missed-beat threshold, each time one is found',
+      registers: [registry],
+    }),
+  };
+}
+
+export type EventMetrics = ReturnType<typeof createEventMetrics>;
+
 export function createApiMetrics(registry = new Registry()) {
   collectDefaultMetrics({ register: registry, prefix: 'governed_api_' });
   return {

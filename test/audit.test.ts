@@ -287,6 +287,9 @@ describe('evidence behind the system back', () => {
     expect(resolved.verdict).toBe('COMPLETE');
     expect(resolved.resolvedAt).not.toBeNull();
     expect((await findingsOf(runId))[0]!.resolvedAt).not.toBeNull();
+    // Its incident resolved itself, announced like any resolution.
+    expect((await auditIncidents(runId))[0]).toMatchObject({ status: 'resolved', resolvedBy: 'system' });
+    expect((await stack.db.select().from(outbox).where(eq(outbox.runId, runId))).filter((e) => e.topic === 'incident.resolved')).toHaveLength(1);
     const open = await stack.request('GET', '/api/v1/audit/findings?check=drift', { apiKey: tenant.apiKey });
     expect(open.body.findings.map((f: { runId: string }) => f.runId)).not.toContain(runId);
   });

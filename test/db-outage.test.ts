@@ -145,7 +145,7 @@ describe('a database outage between the worker and Postgres', () => {
     const records = await expectFullGovernanceRecords(stack.db, runId);
     expect(records.steps.map((s) => s.stepIndex)).toEqual([0, 1, 2]);
     expect(records.acks.filter((a) => a.status !== 'OK')).toEqual([]);
-    expect(records.events.map((e) => e.topic).sort()).toEqual(['policy.evaluated', 'run.completed', 'trace.completed']);
+    expect(records.events.map((e) => e.topic).sort()).toEqual(['policy.evaluated', 'run.completed', 'run.started', 'trace.completed', 'trace.started']);
     console.info('[db-outage]', JSON.stringify(report));
   });
 

@@ -55,7 +55,8 @@ async function expectCompletedWithoutTraceStart(runId: string, steps: number): P
   expect(records.incidents.filter((i) => i.dedupeKey === 'outcome')).toMatchObject([{ kind: 'none' }]);
   expect(records.evaluations.filter((e) => e.kind === 'final')).toMatchObject([{ decision: 'COMPLIANT' }]);
   expect(records.logs).toHaveLength(1);
-  expect(records.events.map((e) => e.topic).sort()).toEqual(['policy.evaluated', 'run.completed', 'trace.completed']);
+  // The trace never started, so only the run's start is announced before its outcome.
+  expect(records.events.map((e) => e.topic).sort()).toEqual(['policy.evaluated', 'run.completed', 'run.started', 'trace.completed']);
   return records;
 }
 

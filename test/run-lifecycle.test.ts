@@ -33,7 +33,7 @@ describe('a governed run, end to end', () => {
     // One mid-run check before the first step; the default 30 s interval covers the rest.
     expect(records.evaluations.filter((e) => e.kind === 'mid_run').map((e) => [e.stepIndex, e.decision])).toEqual([[0, 'CONTINUE']]);
     expect(records.acks.every((a) => a.status === 'OK')).toBe(true);
-    expect(records.events.map((e) => e.topic).sort()).toEqual(['policy.evaluated', 'run.completed', 'trace.completed']);
+    expect(records.events.map((e) => e.topic).sort()).toEqual(['policy.evaluated', 'run.completed', 'run.started', 'trace.completed', 'trace.started']);
 
     const handle = stack.client.workflow.getHandle(runId);
     // The stored run is final once finalizeRun commits; the workflow closes right after.

@@ -145,8 +145,8 @@ describe('the governance saga', () => {
       expect(records.logs[0]!.record).toMatchObject({ outcome: 'failed', sagaPhase: 'ROLLED_BACK', error: { code: 'GOVERNANCE_ERROR' } });
 
       // Events: no success event left the saga; the run's failure is announced once.
-      expect(records.events.map((e) => e.topic)).toEqual(['run.failed']);
-      expect(records.events[0]!.payload).toMatchObject({ code: 'GOVERNANCE_ERROR', sagaPhase: 'ROLLED_BACK', runId });
+      expect(records.events.map((e) => e.topic)).toEqual(['trace.started', 'run.started', 'run.failed']);
+      expect(records.events[2]!.payload).toMatchObject({ code: 'GOVERNANCE_ERROR', sagaPhase: 'ROLLED_BACK', runId });
       expect(records.events.some((e) => SUCCESS_TOPICS.includes(e.topic))).toBe(false);
     });
   });
@@ -198,7 +198,7 @@ describe('the governance saga', () => {
     expect(records.incidents.some((i) => i.rolledBack)).toBe(false);
     expect(records.evaluations.some((e) => e.rolledBack)).toBe(false);
     expect(records.traces[0]).toMatchObject({ status: 'completed', outcome: 'succeeded', rolledBack: false });
-    expect(records.events.map((e) => e.topic).sort()).toEqual(['policy.evaluated', 'run.completed', 'trace.completed']);
+    expect(records.events.map((e) => e.topic).sort()).toEqual(['policy.evaluated', 'run.completed', 'run.started', 'trace.completed', 'trace.started']);
   });
 
   it('shows the saga progress on the stored run, the log record and the workflow result', async () => {
@@ -232,9 +232,14 @@ describe('the governance saga', () => {
     expect(rolledBack).toHaveLength(3);
     expect(rolledBack.find((a) => key(a) === 'logs/complete_trace')!.metadata).toMatchObject({ rollbackPhase: 'TRACE_COMPLETED' });
 
-    const saga = records.events.filter((e) => e.dedupeKey !== `${runId}:run.failed:rolled-back`);
+    const saga = records.events.filter((e) => e.dedupeKey !== `${runId}:run.failed:rolled-back` && !e.topic.endsWith('.started'));
     expect(saga.map((e) => e.topic).sort()).toEqual(['policy.evaluated', 'run.completed', 'trace.completed']);
     expect(saga.every((e) => e.retractedAt !== null)).toBe(true);
+    // The run and its trace did start: those events stand.
+    expect(records.events.filter((e) => e.topic.endsWith('.started')).map((e) => [e.topic, e.retractedAt])).toEqual([
+      ['trace.started', null],
+      ['run.started', null],
+    ]);
     const closing = records.events.find((e) => e.dedupeKey === `${runId}:run.failed:rolled-back`);
     expect(closing).toMatchObject({ topic: 'run.failed', retractedAt: null });
   });

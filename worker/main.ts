@@ -4,7 +4,8 @@ import { Runtime, makeTelemetryFilterString } from '@temporalio/worker';
 import { connectDatabase } from '../db/client';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
-import { createWorkerMetrics } from '../lib/metrics';
+import { createEventMetrics, createWorkerMetrics } from '../lib/metrics';
+import { startEventServices } from '../events/service';
 import { serveMetrics } from '../lib/metrics-server';
 import { connectWorkerConnection } from '../lib/temporal';
 import { createWorker } from './create-worker';
@@ -26,6 +27,7 @@ async function main(): Promise<void> {
   const metrics = createWorkerMetrics();
   const metricsServer = await serveMetrics(metrics.registry, config.WORKER_METRICS_PORT);
   const connection = await connectWorkerConnection(config);
+  const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
   const worker = await createWorker({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
@@ -37,7 +39,7 @@ async function main(): Promise<void> {
       metrics,
       logger,
       llm: { baseUrl: config.LLM_BASE_URL, apiKey: config.LLM_API_KEY, model: config.LLM_MODEL, timeoutMs: config.LLM_TIMEOUT_MS },
-      temporal: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }),
+      temporal,
     },
   });
   logger.info(
@@ -49,8 +51,13 @@ async function main(): Promise<void> {
     },
     'worker started',
   );
+  const events =
+    config.EVENTS_IN_WORKER === 'true'
+      ? await startEventServices({ database, temporal, config, logger, metrics: createEventMetrics(metrics.registry) })
+      : null;
   // Worker.run resolves after SIGINT/SIGTERM once in-flight tasks have drained.
   await worker.run();
+  await events?.stop();
   metricsServer.close();
   await connection.close();
   await database.close();

@@ -268,9 +268,12 @@ export function createRunGovernor({ input, state, publishState }: GovernorContex
       const untilWarning = policy.pauseSlaMs - policy.pauseWarningMs;
       let woke = await condition(interrupted, untilWarning);
       if (!woke && policy.pauseWarningMs > 0) {
-        await domain.recordPauseWarning(
-          systemEvent('pause_expiring', `pause-warning:${number}:${period}`, `${reason} pause expires in ${policy.pauseWarningMs / 1000}s (then ${policy.pauseTimeoutBehavior})`),
-        );
+        await domain.recordPauseWarning({
+          ...systemEvent('pause_expiring', `pause-warning:${number}:${period}`, `${reason} pause expires in ${policy.pauseWarningMs / 1000}s (then ${policy.pauseTimeoutBehavior})`),
+          // The warning goes to whoever may still resume the run.
+          resumableBy: state.pause!.allowedAuthorities,
+          expiresAt: state.pause!.expiresAt,
+        });
         woke = await condition(interrupted, policy.pauseWarningMs);
       }
       if (woke) {

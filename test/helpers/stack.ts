@@ -15,7 +15,8 @@ import { connectDatabase, type Database } from '../../db/client';
 import { runs } from '../../db/schema';
 import { createApiKey, createTenant } from '../../db/tenancy';
 import { createLogger } from '../../lib/logger';
-import { createApiMetrics, createWorkerMetrics } from '../../lib/metrics';
+import { createApiMetrics, createEventMetrics, createWorkerMetrics, type EventMetrics } from '../../lib/metrics';
+import { startEventServices, type EventServicesDeps, type EventsConfig } from '../../events/service';
 import { createWorker } from '../../worker/create-worker';
 import { FaultInjector } from '../../worker/faults';
 
@@ -29,6 +30,11 @@ export interface StackOptions {
   /** The `finalize_run` deadline of runs this stack submits. */
   runDeadlineSeconds?: number;
   auditIntervalSeconds?: number;
+  /**
+   * Run the outbox relay and the event reactor, on a stream of the stack's own. Only with a
+   * database of the file's own: relays of two files sharing one outbox would split its events.
+   */
+  events?: Partial<EventsConfig> & Pick<EventServicesDeps, 'extraHandlers' | 'reactorTiming'>;
 }
 
 export interface TestTenant {
@@ -45,6 +51,9 @@ export interface Stack {
   redis: Redis;
   worker: Worker;
   workerMetrics: ReturnType<typeof createWorkerMetrics>;
+  eventMetrics: EventMetrics;
+  /** The relay and reactor's settings, when the stack runs them. */
+  eventsConfig: EventsConfig | null;
   /** What the worker's activities are bound to, for a test that calls an activity directly. */
   activityDeps: ActivityDeps;
   /** What the API is built from, for a test that builds a second one with a dependency swapped. */
@@ -96,6 +105,34 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     deps: activityDeps,
   });
   const workerRun = worker.run();
+  const eventsConfig: EventsConfig | null = options.events
+    ? {
+        REDIS_URL: inject('redisUrl'),
+        EVENT_STREAM: `governed:test:${randomUUID()}`,
+        EVENT_STREAM_MAXLEN: 100_000,
+        REACTOR_GROUP: 'governed-reactors',
+        REACTOR_CONSUMER: `stack-${randomUUID().slice(0, 8)}`,
+        REACTOR_HEARTBEAT_INTERVAL_SECONDS: 30,
+        REACTOR_HEARTBEAT_MISS_THRESHOLD: 3,
+        REACTOR_MAX_ATTEMPTS: 3,
+        REACTOR_CLAIM_IDLE_SECONDS: 60,
+        ALERT_WEBHOOK_URL: undefined,
+        ALERT_WEBHOOK_SECRET: undefined,
+        ...options.events,
+      }
+    : null;
+  const eventMetrics = createEventMetrics(workerMetrics.registry);
+  const events = eventsConfig
+    ? await startEventServices({
+        database: workerDatabase,
+        temporal: client,
+        config: eventsConfig,
+        logger,
+        metrics: eventMetrics,
+        extraHandlers: options.events?.extraHandlers,
+        reactorTiming: options.events?.reactorTiming,
+      })
+    : null;
 
   const apiDeps: ApiDeps = {
     db: database.db,
@@ -108,6 +145,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     defaultObservabilityMode: 'DEGRADED',
     runDeadlineSeconds: options.runDeadlineSeconds ?? 120,
     auditIntervalSeconds: options.auditIntervalSeconds ?? 60,
+    ...(eventsConfig
+      ? {
+          reactors: {
+            stream: eventsConfig.EVENT_STREAM,
+            heartbeatIntervalMs: eventsConfig.REACTOR_HEARTBEAT_INTERVAL_SECONDS * 1000,
+            missThreshold: eventsConfig.REACTOR_HEARTBEAT_MISS_THRESHOLD,
+          },
+        }
+      : {}),
   };
   const app = createApp(apiDeps);
   const server: Server = await new Promise((resolve) => {
@@ -123,6 +169,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     redis,
     worker,
     workerMetrics,
+    eventMetrics,
+    eventsConfig,
     activityDeps,
     apiDeps,
     faults,
@@ -177,6 +225,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     },
 
     async close() {
+      await events?.stop();
       await new Promise((r) => server.close(r));
       worker.shutdown();
       await workerRun;

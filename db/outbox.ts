@@ -1,6 +1,6 @@
 import type { OutboundEvent } from '../core/events';
-import type { DbOrTx } from '../db/client';
-import { outbox } from '../db/schema';
+import type { DbOrTx } from './client';
+import { outbox } from './schema';
 
 /** Writes events in the caller's transaction: they exist only if the change they announce commits. */
 export async function writeEvents(

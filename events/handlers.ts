@@ -1,0 +1,125 @@
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { AlertCandidate, AlertSeverity } from '../core/alerts';
+import type { StreamEvent } from '../core/events';
+import { FAILURE_SEVERITY, type FailureCode } from '../core/outcome';
+import type { Db } from '../db/client';
+import { currentPolicy } from '../db/tenancy';
+import type { Logger } from '../lib/logger';
+import { pauseSignal } from '../workflows/messages';
+import type { Alerter } from './alerts';
+import type { HandlerRegistry } from './reactor';
+
+export interface HandlerDeps {
+  db: Db;
+  temporal: Client;
+  alerter: Alerter;
+  logger: Logger;
+}
+
+const SEVERITIES: readonly AlertSeverity[] = ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'];
+
+function severityOf(value: unknown, fallback: AlertSeverity): AlertSeverity {
+  return SEVERITIES.includes(value as AlertSeverity) ? (value as AlertSeverity) : fallback;
+}
+
+function failureSeverity(code: unknown): AlertSeverity {
+  return FAILURE_SEVERITY[code as FailureCode] ?? 'HIGH';
+}
+
+/** An incident below this is recorded, not paged. */
+const PAGED_INCIDENT_SEVERITIES: readonly AlertSeverity[] = ['MEDIUM', 'HIGH', 'CRITICAL'];
+
+/** One threshold alert per run and threshold per hour, however many steps stay over it. */
+const THRESHOLD_PERIOD_SECONDS = 3600;
+
+/**
+ * What the reactor does with each topic: alerts through the fatigue controller, and the one
+ * action the source only wished for — pausing a run that crossed its warning threshold when its
+ * tenant's policy says so.
+ */
+export function createHandlers({ db, temporal, alerter, logger }: HandlerDeps): HandlerRegistry {
+  const alert = (event: StreamEvent, fields: Omit<AlertCandidate, 'eventId' | 'rule' | 'tenantId' | 'runId'>) =>
+    alerter.raise({ eventId: event.id, rule: event.topic, tenantId: event.tenantId, runId: event.runId, ...fields }).then(() => undefined);
+
+  const auditAlert = async (event: StreamEvent) => {
+    const check = String(event.payload.check ?? event.topic.split('.').pop());
+    await alert(event, {
+      domain: 'audit',
+      severity: severityOf(event.payload.severity, 'HIGH'),
+      title: `Audit ${check} on run ${event.runId}: ${String(event.payload.summary ?? '')}`,
+      detail: event.payload,
+      dedupeKey: `audit:${event.runId}:${check}`,
+    });
+  };
+
+  return {
+    'run.failed': {
+      alert: (event) =>
+        alert(event, {
+          domain: 'runs',
+          severity: failureSeverity(event.payload.code),
+          title: `Run ${event.runId} failed (${String(event.payload.code)}): ${String(event.payload.reason ?? '')}`,
+          detail: event.payload,
+          // The run's outcome incident says the same: one alert for one failure.
+          dedupeKey: `failure:${event.runId}`,
+        }),
+    },
+    'incident.created': {
+      alert: async (event) => {
+        const severity = severityOf(event.payload.severity, failureSeverity(event.payload.code));
+        if (!PAGED_INCIDENT_SEVERITIES.includes(severity)) return;
+        await alert(event, {
+          domain: 'incidents',
+          severity,
+          title: `Incident on run ${event.runId}: ${String(event.payload.code)}`,
+          detail: event.payload,
+          dedupeKey: event.payload.code === 'PAUSE_SLA_EXPIRED' ? `escalation:${event.runId}` : `failure:${event.runId}`,
+        });
+      },
+    },
+    'audit.reconciliation.missing': { alert: auditAlert },
+    'audit.reconciliation.drift': { alert: auditAlert },
+    'audit.reconciliation.stale': { alert: auditAlert },
+    'audit.reconciliation.invalid': { alert: auditAlert },
+    'audit.reconciliation.phantom': { alert: auditAlert },
+    'pause.expiring': {
+      alert: (event) =>
+        alert(event, {
+          domain: 'pauses',
+          severity: 'MEDIUM',
+          title: `Paused run ${event.runId} expires ${String(event.payload.expiresAt ?? 'soon')}; may be resumed by ${(event.payload.resumableBy as string[] | undefined)?.join(', ') || 'its resume authorities'}`,
+          detail: event.payload,
+          dedupeKey: `pause.expiring:${event.dedupeKey}`,
+        }),
+    },
+    'threshold.exceeded': {
+      alert: (event) =>
+        alert(event, {
+          domain: 'policies',
+          severity: 'MEDIUM',
+          title: `Run ${event.runId} spent $${String(event.payload.costUsd)}, past its warning threshold of $${String(event.payload.warningAtUsd)}`,
+          detail: event.payload,
+          dedupeKey: `threshold:${event.runId}:${String(event.payload.warningAtUsd)}`,
+          dedupWindowSeconds: THRESHOLD_PERIOD_SECONDS,
+        }),
+      pauseOnThreshold: async (event) => {
+        if (!event.runId || !event.tenantId) return;
+        const { rules } = await currentPolicy(db, event.tenantId);
+        if (!rules.pauseOnThreshold) return;
+        try {
+          await temporal.workflow.getHandle(event.runId).signal(pauseSignal, {
+            actor: 'reactor',
+            authority: 'SYSTEM_AUTO',
+            pauseReason: 'BUDGET_WARNING',
+            reason: `spent $${String(event.payload.costUsd)}, past the warning threshold of $${String(event.payload.warningAtUsd)}`,
+          });
+          logger.info({ runId: event.runId }, 'paused a run past its warning threshold (pauseOnThreshold)');
+        } catch (err) {
+          // A run that already ended has nothing left to pause.
+          if (err instanceof WorkflowNotFoundError) return;
+          throw err;
+        }
+      },
+    },
+  };
+}

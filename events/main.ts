@@ -1,0 +1,36 @@
+import { Registry } from 'prom-client';
+import { connectDatabase } from '../db/client';
+import { loadConfig } from '../lib/config';
+import { createLogger } from '../lib/logger';
+import { createEventMetrics } from '../lib/metrics';
+import { serveMetrics } from '../lib/metrics-server';
+import { connectClient } from '../lib/temporal';
+import { startEventServices } from './service';
+
+/** The relay and the reactor on their own, for deployments that run them apart from the worker. */
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger('events', config.LOG_LEVEL);
+  const database = connectDatabase(config.DATABASE_URL, { max: 4 });
+  const temporal = await connectClient(config);
+  const registry = new Registry();
+  const metricsServer = await serveMetrics(registry, config.EVENTS_METRICS_PORT);
+  const services = await startEventServices({ database, temporal, config, logger, metrics: createEventMetrics(registry) });
+  const shutdown = (signal: string) => {
+    logger.info({ signal }, 'events shutting down');
+    void services
+      .stop()
+      .then(() => Promise.allSettled([database.close(), temporal.connection.close()]))
+      .finally(() => {
+        metricsServer.close();
+        process.exit(0);
+      });
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+}
+
+main().catch((err: unknown) => {
+  console.error(`events failed: ${err instanceof Error ? err.stack : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,161 @@
+import os from 'node:os';
+import type { Client } from '@temporalio/client';
+import Redis from 'ioredis';
+import type { Database } from '../db/client';
+import { systemIncidents } from '../db/schema';
+import { insertIncidentOnce } from '../activities/incidents';
+import type { Config } from '../lib/config';
+import type { Logger } from '../lib/logger';
+import type { EventMetrics } from '../lib/metrics';
+import { createAlerter } from './alerts';
+import { createHandlers } from './handlers';
+import { createReactor, type DeadLetter, type HandlerRegistry } from './reactor';
+import { createRelay } from './relay';
+import { createWebhookSink } from './webhook';
+
+export type EventsConfig = Pick<
+  Config,
+  | 'REDIS_URL'
+  | 'EVENT_STREAM'
+  | 'EVENT_STREAM_MAXLEN'
+  | 'REACTOR_GROUP'
+  | 'REACTOR_CONSUMER'
+  | 'REACTOR_HEARTBEAT_INTERVAL_SECONDS'
+  | 'REACTOR_HEARTBEAT_MISS_THRESHOLD'
+  | 'REACTOR_MAX_ATTEMPTS'
+  | 'REACTOR_CLAIM_IDLE_SECONDS'
+  | 'ALERT_WEBHOOK_URL'
+  | 'ALERT_WEBHOOK_SECRET'
+>;
+
+export interface EventServicesDeps {
+  database: Database;
+  temporal: Client;
+  config: EventsConfig;
+  logger: Logger;
+  metrics: EventMetrics;
+  /** Handlers beside the product's (tests watch every event with a `*` handler). */
+  extraHandlers?: HandlerRegistry;
+  /** Tests shorten the reactor's timings. */
+  reactorTiming?: { retryBaseMs?: number; blockMs?: number };
+}
+
+export interface EventServices {
+  consumer: string;
+  stop(): Promise<void>;
+}
+
+/** Redis fails fast when it is down: the relay keeps events in the outbox, the reactor waits. */
+const redisOptions = { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true } as const;
+
+/**
+ * The relay (outbox → stream) and the reactor (stream → handlers → alerts), as one process runs
+ * them: the worker by default, or `npm run events` on its own.
+ */
+export async function startEventServices(deps: EventServicesDeps): Promise<EventServices> {
+  const { database, config, logger, metrics } = deps;
+  const consumer = config.REACTOR_CONSUMER ?? `${os.hostname()}-${process.pid}`;
+  const relayRedis = new Redis(config.REDIS_URL, redisOptions);
+  const reactorRedis = new Redis(config.REDIS_URL, redisOptions);
+  const alertRedis = new Redis(config.REDIS_URL, redisOptions);
+  for (const client of [relayRedis, reactorRedis, alertRedis]) {
+    client.on('error', (err: Error) => logger.debug({ err: err.message }, 'redis connection error'));
+    await client.connect().catch((err: unknown) => logger.warn({ err: String(err) }, 'redis is not reachable yet; events wait in the outbox'));
+  }
+
+  const webhook =
+    config.ALERT_WEBHOOK_URL && config.ALERT_WEBHOOK_SECRET
+      ? createWebhookSink({ url: config.ALERT_WEBHOOK_URL, secret: config.ALERT_WEBHOOK_SECRET })
+      : undefined;
+  const alerter = createAlerter({ db: database.db, redis: alertRedis, logger, metrics, webhook });
+  const handlers = mergeHandlers(createHandlers({ db: database.db, temporal: deps.temporal, alerter, logger }), deps.extraHandlers ?? {});
+
+  const relay = createRelay({
+    db: database.db,
+    sql: database.sql,
+    redis: relayRedis,
+    stream: config.EVENT_STREAM,
+    maxLen: config.EVENT_STREAM_MAXLEN,
+    logger,
+    metrics,
+  });
+  const reactor = createReactor({
+    redis: reactorRedis,
+    stream: config.EVENT_STREAM,
+    group: config.REACTOR_GROUP,
+    consumer,
+    handlers,
+    maxAttempts: config.REACTOR_MAX_ATTEMPTS,
+    claimIdleMs: config.REACTOR_CLAIM_IDLE_SECONDS * 1000,
+    heartbeatIntervalMs: config.REACTOR_HEARTBEAT_INTERVAL_SECONDS * 1000,
+    missThreshold: config.REACTOR_HEARTBEAT_MISS_THRESHOLD,
+    ...deps.reactorTiming,
+    onDeadLetter: (letter) => recordDeadLetter(database, letter),
+    onUnhealthy: async ({ consumer: silent, lastBeatAt }) => {
+      logger.error({ reactor: silent, lastBeatAt }, 'a reactor stopped beating');
+      await database.db
+        .insert(systemIncidents)
+        .values({
+          dedupeKey: `reactor-unhealthy:${silent}:${lastBeatAt.getTime()}`,
+          kind: 'reactor_unhealthy',
+          severity: 'HIGH',
+          message: `reactor ${silent} missed ${config.REACTOR_HEARTBEAT_MISS_THRESHOLD} heartbeats (last at ${lastBeatAt.toISOString()}); its pending events are taken over`,
+          detail: { consumer: silent, lastBeatAt: lastBeatAt.toISOString(), reportedBy: consumer },
+        })
+        .onConflictDoNothing();
+    },
+    logger,
+    metrics,
+  });
+
+  await relay.start();
+  await reactor.start().catch(async (err: unknown) => {
+    // Redis down at start: keep trying in the background rather than stop the process.
+    logger.warn({ err: String(err) }, 'reactor could not join its group yet; retrying');
+    const retry = setInterval(() => {
+      reactor.start().then(() => clearInterval(retry), () => {});
+    }, 2000);
+    retry.unref();
+  });
+  logger.info({ stream: config.EVENT_STREAM, group: config.REACTOR_GROUP, consumer }, 'event relay and reactor started');
+
+  return {
+    consumer,
+    async stop() {
+      await relay.stop();
+      await reactor.stop();
+      for (const client of [relayRedis, reactorRedis, alertRedis]) client.disconnect();
+    },
+  };
+}
+
+function mergeHandlers(a: HandlerRegistry, b: HandlerRegistry): HandlerRegistry {
+  const merged: HandlerRegistry = { ...a };
+  for (const [topic, handlers] of Object.entries(b) as [keyof HandlerRegistry, HandlerRegistry[keyof HandlerRegistry]][]) {
+    merged[topic] = { ...merged[topic], ...handlers };
+  }
+  return merged;
+}
+
+/** A run's event that could not be handled becomes an incident of the run; any other, of the system. */
+async function recordDeadLetter(database: Database, letter: DeadLetter): Promise<void> {
+  const { event } = letter;
+  const message = `event ${event?.topic ?? 'unreadable'} ${event?.id ?? letter.messageId} could not be handled after ${letter.attempts} attempt(s): ${letter.error}`;
+  if (event?.runId && event.tenantId) {
+    // No event for this incident: a broken handler must not feed itself.
+    await insertIncidentOnce(database.db, {
+      runId: event.runId,
+      tenantId: event.tenantId,
+      dedupeKey: `dead-letter:${event.id}`,
+      kind: 'delivery',
+      severity: 'HIGH',
+      errorCode: 'EVENT_DEAD_LETTERED',
+      message,
+    });
+    return;
+  }
+  await database.db
+    .insert(systemIncidents)
+    .values({ dedupeKey: `dead-letter:${event?.id ?? letter.messageId}`, kind: 'event_dead_lettered', severity: 'HIGH', message, detail: { messageId: letter.messageId } })
+    .onConflictDoNothing();
+}
