@@ -72,17 +72,8 @@ export function createAlerter(options: AlerterOptions): Alerter {
   }
 
   function logSink(row: AlertRow): void {
-    const fields = {
-      alertId: row.id,
-      rule: row.rule,
-      eventId: row.eventId,
-      tenantId: row.tenantId,
-      runId: row.runId,
-      domain: row.domain,
-      severity: row.severity,
-      title: row.title,
-      detail: row.detail,
-    };
+    const { id, ...rest } = payloadOf(row);
+    const fields = { alertId: id, ...rest };
     if (row.severity === 'HIGH' || row.severity === 'CRITICAL') logger.warn(fields, 'alert');
     else logger.info(fields, 'alert');
   }
