@@ -8,7 +8,8 @@ import type { Db } from '../db/client';
 import { alerts } from '../db/schema';
 import { callerOf, requireRole } from './auth';
 import { HttpError } from './errors';
-import { actorOf, newestFirst, olderThanCursor, pageOf, parseQuery } from './incidents';
+import { actorOf } from './incidents';
+import { cursorTime, newestFirst, olderThanCursor, pageOf, parseQuery } from './paging';
 
 const listQuery = z
   .object({
@@ -50,12 +51,13 @@ export function alertRoutes(deps: { db: Db }): Router {
         sinks: alerts.sinks,
         createdAt: alerts.createdAt,
         sentAt: alerts.sentAt,
+        cursorAt: cursorTime(alerts.createdAt),
       })
       .from(alerts)
       .where(and(...filters))
       .orderBy(...newestFirst(alerts.createdAt, alerts.id))
       .limit(limit + 1);
-    const { page, nextCursor } = pageOf(rows, limit, (row) => ({ at: row.createdAt, id: row.id }));
+    const { page, nextCursor } = pageOf(rows, limit, (row) => row.id);
     res.json({ alerts: page, nextCursor });
   });
 

@@ -1,16 +1,15 @@
 import { Router } from 'express';
 import type { Client } from '@temporalio/client';
-import { and, desc, eq, isNull, lt, or, type SQL } from 'drizzle-orm';
+import { and, desc, eq, isNull, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
 import { AUDIT_CHECKS, AUDIT_VERDICTS, reconcileRun, type RunLiveness } from '../core/audit-reconciliation';
-import { describeZodError } from '../core/plan';
 import { databaseNow, loadAuditRecords } from '../db/audit';
 import type { Db } from '../db/client';
 import { auditFindings, auditReconciliations, staleRunReports } from '../db/schema';
 import { describeRunLiveness } from '../lib/run-liveness';
 import { callerOf } from './auth';
 import { HttpError } from './errors';
-import { decodeCursor, encodeCursor, parseRunId } from './paging';
+import { cursorTime, newestFirst, olderThanCursor, pageOf, parseQuery, parseRunId } from './paging';
 
 export interface AuditRoutesDeps {
   db: Db;
@@ -28,11 +27,6 @@ const findingsQuery = z
 
 const reportsQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).optional() }).strict();
 
-function parseQuery<T extends z.ZodType>(schema: T, query: unknown): z.infer<T> {
-  const parsed = schema.safeParse(query);
-  if (!parsed.success) throw new HttpError(400, `invalid query: ${describeZodError(parsed.error)}`);
-  return parsed.data;
-}
 
 /** Temporal's word on a stale run, when it answers within two seconds; the report says when it did not. */
 async function livenessWithin(temporal: Client, runId: string, stored: { phase: string; lastProgressAt: Date }): Promise<RunLiveness | undefined> {
@@ -88,10 +82,7 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
     const filters: (SQL | undefined)[] = [eq(auditFindings.tenantId, callerOf(res).tenantId), isNull(auditFindings.resolvedAt)];
     if (check) filters.push(eq(auditFindings.check, check));
     if (verdict) filters.push(eq(auditReconciliations.verdict, verdict));
-    if (cursor) {
-      const after = decodeCursor(cursor);
-      filters.push(or(lt(auditFindings.firstDetectedAt, after.at), and(eq(auditFindings.firstDetectedAt, after.at), lt(auditFindings.id, after.id))));
-    }
+    if (cursor) filters.push(olderThanCursor(auditFindings.firstDetectedAt, auditFindings.id, cursor));
     const rows = await deps.db
       .select({
         id: auditFindings.id,
@@ -104,15 +95,15 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
         firstDetectedAt: auditFindings.firstDetectedAt,
         lastSeenAt: auditFindings.lastSeenAt,
         verdict: auditReconciliations.verdict,
+        cursorAt: cursorTime(auditFindings.firstDetectedAt),
       })
       .from(auditFindings)
       .innerJoin(auditReconciliations, eq(auditReconciliations.runId, auditFindings.runId))
       .where(and(...filters))
-      .orderBy(desc(auditFindings.firstDetectedAt), desc(auditFindings.id))
+      .orderBy(...newestFirst(auditFindings.firstDetectedAt, auditFindings.id))
       .limit(limit + 1);
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    res.json({ findings: page, nextCursor: rows.length > limit && last ? encodeCursor(last.firstDetectedAt, last.id) : null });
+    const { page, nextCursor } = pageOf(rows, limit, (row) => row.id);
+    res.json({ findings: page, nextCursor });
   });
 
   /** The latest stale-run report (or the last `limit`), showing only the caller's runs. */

@@ -1,6 +1,5 @@
 import { Router, type Response } from 'express';
-import { and, desc, eq, inArray, ne, sql, type SQL } from 'drizzle-orm';
-import type { PgColumn } from 'drizzle-orm/pg-core';
+import { and, eq, inArray, ne, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
 import { INCIDENT_STATUSES } from '../core/incidents';
 import { describeZodError } from '../core/plan';
@@ -9,7 +8,7 @@ import { acknowledgeIncident, resolveIncident, type Incident, type IncidentChang
 import { incidents } from '../db/schema';
 import { callerOf, requireRole, type Caller } from './auth';
 import { HttpError } from './errors';
-import { decodeCursor, encodeCursor } from './paging';
+import { cursorTime, newestFirst, olderThanCursor, pageOf, parseId, parseQuery } from './paging';
 
 /** Severities of real incidents: 'NONE' only marks a run's "no incident" record, which lists leave out. */
 const LISTED_SEVERITIES = ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'] as const;
@@ -37,47 +36,13 @@ const listQuery = z
 
 const changeBody = z.object({ note: z.string().min(1).max(2000).optional() }).strict();
 
-/**
- * Keyset paging, newest first, over a (timestamp, id) pair. Postgres keeps microseconds but a
- * cursor (a JS Date) keeps milliseconds, so order and comparison both use the millisecond value:
- * comparing the raw column would skip rows stamped in the same millisecond as a page's last row.
- */
-function toMilliseconds(at: PgColumn): SQL {
-  return sql`date_trunc('milliseconds', ${at})`;
-}
-
-export function newestFirst(at: PgColumn, id: PgColumn): SQL[] {
-  return [desc(toMilliseconds(at)), desc(id)];
-}
-
-/** Rows after the cursor's row in `newestFirst` order. */
-export function olderThanCursor(at: PgColumn, id: PgColumn, cursor: string): SQL {
-  const after = decodeCursor(cursor);
-  return sql`(${toMilliseconds(at)}, ${id}) < (${after.at.toISOString()}::timestamptz, ${after.id}::uuid)`;
-}
-
-/** One page of rows fetched with `limit + 1`, and the cursor of the next page when there is one. */
-export function pageOf<T>(rows: T[], limit: number, keyOf: (row: T) => { at: Date; id: string }): { page: T[]; nextCursor: string | null } {
-  const page = rows.slice(0, limit);
-  const last = page.at(-1);
-  return { page, nextCursor: rows.length > limit && last ? encodeCursor(keyOf(last).at, keyOf(last).id) : null };
-}
-
-export function parseQuery<T extends z.ZodType>(schema: T, query: unknown): z.infer<T> {
-  const parsed = schema.safeParse(query);
-  if (!parsed.success) throw new HttpError(400, `invalid query: ${describeZodError(parsed.error)}`);
-  return parsed.data;
-}
-
 /** Who the API records as acting: the same form the policy and run-control routes use. */
 export function actorOf(caller: Caller): string {
   return `api-key:${caller.apiKeyId}`;
 }
 
 function parseIncidentId(value: unknown): string {
-  const parsed = z.uuid().safeParse(value);
-  if (!parsed.success) throw new HttpError(400, 'incident id must be a UUID');
-  return parsed.data;
+  return parseId(value, 'incident id');
 }
 
 /** What callers see: the tenant is theirs and the dedupe key is the writer's business. */
@@ -109,13 +74,13 @@ export function incidentRoutes(deps: { db: Db }): Router {
     if (runId) filters.push(eq(incidents.runId, runId));
     if (cursor) filters.push(olderThanCursor(incidents.createdAt, incidents.id, cursor));
     const rows = await deps.db
-      .select()
+      .select({ incident: incidents, cursorAt: cursorTime(incidents.createdAt) })
       .from(incidents)
       .where(and(...filters))
       .orderBy(...newestFirst(incidents.createdAt, incidents.id))
       .limit(limit + 1);
-    const { page, nextCursor } = pageOf(rows, limit, (row) => ({ at: row.createdAt, id: row.id }));
-    res.json({ incidents: page.map(present), nextCursor });
+    const { page, nextCursor } = pageOf(rows, limit, (row) => row.incident.id);
+    res.json({ incidents: page.map((row) => present(row.incident)), nextCursor });
   });
 
   router.get('/incidents/:id', async (req, res) => {

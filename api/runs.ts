@@ -1,14 +1,13 @@
 import { Router } from 'express';
 import { type Client } from '@temporalio/client';
-import { and, asc, desc, eq, lt, or, type SQL } from 'drizzle-orm';
+import { and, asc, eq, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
-import { describeZodError } from '../core/plan';
 import { RUN_PHASES, RUN_STATUSES, isTerminalPhase, type RunPhase } from '../core/phases';
 import { domainAcks, incidents, policyEvaluations, runLogs, runs, traceSteps, traces } from '../db/schema';
 import { runStateQuery, type RunState } from '../workflows/messages';
 import { callerOf } from './auth';
 import { HttpError } from './errors';
-import { decodeCursor, encodeCursor, parseRunId } from './paging';
+import { cursorTime, newestFirst, olderThanCursor, pageOf, parseQuery, parseRunId } from './paging';
 import { submitRun, type SubmitDeps } from './submit-run';
 import type { ApiMetrics } from '../lib/metrics';
 
@@ -40,16 +39,11 @@ export function runRoutes(deps: RunRoutesDeps): Router {
   });
 
   router.get('/', async (req, res) => {
-    const parsed = listQuery.safeParse(req.query);
-    if (!parsed.success) throw new HttpError(400, `invalid query: ${describeZodError(parsed.error)}`);
-    const { status, phase, limit, cursor } = parsed.data;
+    const { status, phase, limit, cursor } = parseQuery(listQuery, req.query);
     const filters: (SQL | undefined)[] = [eq(runs.tenantId, callerOf(res).tenantId)];
     if (status) filters.push(eq(runs.status, status));
     if (phase) filters.push(eq(runs.phase, phase));
-    if (cursor) {
-      const after = decodeCursor(cursor);
-      filters.push(or(lt(runs.createdAt, after.at), and(eq(runs.createdAt, after.at), lt(runs.id, after.id))));
-    }
+    if (cursor) filters.push(olderThanCursor(runs.createdAt, runs.id, cursor));
     const rows = await deps.db
       .select({
         runId: runs.id,
@@ -61,14 +55,14 @@ export function runRoutes(deps: RunRoutesDeps): Router {
         errorCode: runs.errorCode,
         createdAt: runs.createdAt,
         finishedAt: runs.finishedAt,
+        cursorAt: cursorTime(runs.createdAt),
       })
       .from(runs)
       .where(and(...filters))
-      .orderBy(desc(runs.createdAt), desc(runs.id))
+      .orderBy(...newestFirst(runs.createdAt, runs.id))
       .limit(limit + 1);
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    res.json({ runs: page, nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, last.runId) : null });
+    const { page, nextCursor } = pageOf(rows, limit, (row) => row.runId);
+    res.json({ runs: page, nextCursor });
   });
 
   router.get('/:id', async (req, res) => {

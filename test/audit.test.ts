@@ -439,6 +439,12 @@ describe('the audit API', () => {
     expect((await stack.request('GET', '/api/v1/runs/not-a-uuid/audit', { apiKey: tenant.apiKey })).status).toBe(400);
     expect((await stack.request('GET', '/api/v1/audit/findings?verdict=SHINY', { apiKey: tenant.apiKey })).status).toBe(400);
     expect((await stack.request('GET', '/api/v1/audit/findings?cursor=%%%', { apiKey: tenant.apiKey })).status).toBe(400);
+    for (const at of ['2026-02-30T00:00:00.000000Z', '0001-01-01T00:00:00.000000Z', '2026-01-01T00:00:00Z']) {
+      const cursor = Buffer.from(`${at}|${runId}`).toString('base64url');
+      expect((await stack.request('GET', `/api/v1/audit/findings?cursor=${cursor}`, { apiKey: tenant.apiKey })).status, at).toBe(400);
+    }
+    const good = Buffer.from(`2026-01-01T00:00:00.000001Z|${runId}`).toString('base64url');
+    expect((await stack.request('GET', `/api/v1/audit/findings?cursor=${good}`, { apiKey: tenant.apiKey })).status).toBe(200);
     expect((await stack.request('GET', '/api/v1/reports/stale-runs?limit=0', { apiKey: tenant.apiKey })).status).toBe(400);
     expect((await stack.request('GET', '/api/v1/audit/findings')).status).toBe(401);
   });
