@@ -294,6 +294,20 @@ describe('evidence behind the system back', () => {
     expect(open.body.findings.map((f: { runId: string }) => f.runId)).not.toContain(runId);
   });
 
+  it('does not read a run again because a person acknowledged or resolved its incident', async () => {
+    const runId = await stack.submitRun(tenant.apiKey, { plan: [{ skill: 'sim.llm', input: { prompt: 'x', fail: true } }] });
+    await stack.waitForPhase(runId, ['FAILED']);
+    await pass();
+    expect(await reconciliation(runId)).toMatchObject({ verdict: 'COMPLETE', dueAt: null });
+    const [incident] = await stack.db.select().from(incidents).where(and(eq(incidents.runId, runId), eq(incidents.dedupeKey, 'outcome')));
+    expect((await stack.request('POST', `/api/v1/incidents/${incident!.id}/acknowledge`, { apiKey: tenant.apiKey })).status).toBe(200);
+    expect((await stack.request('POST', `/api/v1/incidents/${incident!.id}/resolve`, { apiKey: tenant.apiKey })).status).toBe(200);
+    expect((await reconciliation(runId)).dueAt).toBeNull();
+    // Evidence still counts: rolling the incident back behind the system's back makes the run due.
+    await stack.db.update(incidents).set({ rolledBack: true }).where(eq(incidents.id, incident!.id));
+    expect((await reconciliation(runId)).dueAt).not.toBeNull();
+  });
+
   it('calls a contract with an expectation that lost its deadline INVALID', async () => {
     const runId = await completedRun(1);
     await pass();
