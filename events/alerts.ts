@@ -1,4 +1,4 @@
-import { and, eq } from 'drizzle-orm';
+import { and, asc, eq, lt } from 'drizzle-orm';
 import type Redis from 'ioredis';
 import { DEFAULT_ALERT_SETTINGS, type AlertCandidate, type AlertOutcome, type AlertSettings } from '../core/alerts';
 import { tenantAlertSettings } from '../db/alert-settings';
@@ -11,6 +11,11 @@ import type { WebhookPayload, WebhookSink } from './webhook';
 
 export interface Alerter {
   raise(candidate: AlertCandidate): Promise<AlertOutcome>;
+  /**
+   * Delivers alerts left pending longer than `olderThanMs` (their event ran out of attempts while a
+   * sink was down); the number delivered now. Failures stay pending for the next sweep.
+   */
+  redeliverPending(olderThanMs: number): Promise<number>;
 }
 
 export interface AlerterOptions {
@@ -104,6 +109,21 @@ export function createAlerter(options: AlerterOptions): Alerter {
   }
 
   return {
+    async redeliverPending(olderThanMs) {
+      const stranded = await db
+        .select({ id: alerts.id })
+        .from(alerts)
+        .where(and(eq(alerts.status, 'pending'), lt(alerts.createdAt, new Date(Date.now() - olderThanMs))))
+        .orderBy(asc(alerts.createdAt))
+        .limit(100);
+      let delivered = 0;
+      for (const { id } of stranded) {
+        const outcome = await deliver(id).catch(() => null);
+        if (outcome?.status === 'sent') delivered += 1;
+      }
+      return delivered;
+    },
+
     async raise(candidate) {
       const existing = await findAlert(candidate);
       if (existing) return follow(existing);

@@ -45,6 +45,9 @@ export interface EventServices {
   stop(): Promise<void>;
 }
 
+const PENDING_ALERT_SWEEP_MS = 60_000;
+const PENDING_ALERT_AGE_MS = 5 * 60_000;
+
 /** Redis fails fast when it is down: the relay keeps events in the outbox, the reactor waits. */
 const redisOptions = { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true } as const;
 
@@ -117,11 +120,20 @@ export async function startEventServices(deps: EventServicesDeps): Promise<Event
     }, 2000);
     retry.unref();
   });
+  // An alert whose sinks were down for longer than its event's attempts is not dropped.
+  const sweep = setInterval(() => {
+    alerter
+      .redeliverPending(PENDING_ALERT_AGE_MS)
+      .then((n) => n > 0 && logger.info({ delivered: n }, 'delivered alerts left pending'))
+      .catch((err: unknown) => logger.warn({ err: String(err) }, 'pending-alert sweep failed'));
+  }, PENDING_ALERT_SWEEP_MS);
+  sweep.unref();
   logger.info({ stream: config.EVENT_STREAM, group: config.REACTOR_GROUP, consumer }, 'event relay and reactor started');
 
   return {
     consumer,
     async stop() {
+      clearInterval(sweep);
       await relay.stop();
       await reactor.stop();
       for (const client of [relayRedis, reactorRedis, alertRedis]) client.disconnect();

@@ -11,7 +11,7 @@ import { saveAlertSettings } from '../db/alert-settings';
 import { connectDatabase, type Database } from '../db/client';
 import { alerts } from '../db/schema';
 import { createTenant } from '../db/tenancy';
-import { createAlerter } from '../events/alerts';
+import { createAlerter, type Alerter } from '../events/alerts';
 import { createFatigueController, type FatigueController } from '../events/fatigue';
 import { createWebhookSink, verifyWebhookSignature, type WebhookPayload, type WebhookSink } from '../events/webhook';
 import { createEventMetrics, type EventMetrics } from '../lib/metrics';
@@ -62,8 +62,7 @@ async function newTenant(settings?: Partial<AlertSettings>): Promise<string> {
   return tenantId;
 }
 
-interface TestAlerter {
-  raise: ReturnType<typeof createAlerter>['raise'];
+interface TestAlerter extends Alerter {
   metrics: EventMetrics;
   /** What the log sink (and the debug log) wrote. */
   logs: Record<string, unknown>[];
@@ -82,7 +81,7 @@ function newAlerter(options: { prefix: string; webhook?: WebhookSink; db?: Datab
     webhook: options.webhook,
     fatigue: slowed(createFatigueController({ redis, keyPrefix: options.prefix }), options.fatigueDelayMs ?? 0),
   });
-  return { raise: alerter.raise, metrics, logs };
+  return { raise: alerter.raise, redeliverPending: alerter.redeliverPending, metrics, logs };
 }
 
 /** A reactor that stalls between its fatigue decision and its insert (GC pause, slow network). */
@@ -387,6 +386,20 @@ describe('webhook delivery', () => {
     expect(broken.calls.every((c) => c.alertId === pending?.id)).toBe(true);
     expect(await rowsOf(tenantId)).toMatchObject([{ id: pending?.id, status: 'sent' }]);
     expect(await counter(retry.metrics.alertsSent)).toBe(1);
+  });
+
+  it('sweeps up an alert its event left pending, so a long sink outage does not drop it', async () => {
+    const tenantId = await newTenant();
+    const prefix = newPrefix();
+    await expect(newAlerter({ prefix, webhook: (await startReceiver(() => 500)).sink(1) }).raise(candidate(tenantId))).rejects.toThrow(/HTTP 500/);
+    const [pending] = await rowsOf(tenantId);
+    const working = await startReceiver();
+    const sweeper = newAlerter({ prefix, webhook: working.sink() });
+    expect(await sweeper.redeliverPending(60_000)).toBe(0);
+    expect(await sweeper.redeliverPending(0)).toBe(1);
+    expect(working.calls.map((c) => c.alertId)).toEqual([pending?.id]);
+    expect(await rowsOf(tenantId)).toMatchObject([{ id: pending?.id, status: 'sent' }]);
+    expect(await sweeper.redeliverPending(0)).toBe(0);
   });
 
   it('delivers a pending alert once when two reactors retry it at the same time', async () => {
