@@ -5,7 +5,11 @@ import type { EventMetrics } from '../lib/metrics';
 
 export type EventHandler = (event: StreamEvent) => Promise<void>;
 
-/** Handlers by topic; `*` sees every event. Each has a name: it is the unit of idempotence. */
+/**
+ * Handlers by topic; `*` sees every event. Each has a name: a redelivered event skips the handlers
+ * that already succeeded for it. Delivery is at least once (a crash between a handler and its
+ * record runs it again), so handlers are idempotent on the event id, as the alerter is.
+ */
 export type HandlerRegistry = Partial<Record<EventTopic | '*', Record<string, EventHandler>>>;
 
 export interface DeadLetter {
@@ -73,7 +77,7 @@ type StreamEntry = [id: string, fields: string[] | null];
  * The event reactor (seed FIX-003, §11.1, §13.2): a consumer in a Redis Stream consumer group. A
  * message is acknowledged only once all its handlers succeeded; a failing one stays pending and is
  * retried with backoff, then dead-lettered; messages a dead consumer left pending are claimed by a
- * live one. Handlers run at most once per event id (a redelivered copy skips those that succeeded).
+ * live one. A redelivered copy (the relay may send one twice) skips handlers that already succeeded.
  */
 export function createReactor(options: ReactorOptions): Reactor {
   const { redis, stream, group, consumer, logger, metrics } = options;
@@ -83,7 +87,8 @@ export function createReactor(options: ReactorOptions): Reactor {
   const blockMs = options.blockMs ?? 1000;
   const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 30_000;
   const missThreshold = options.missThreshold ?? 3;
-  const handledTtl = options.handledTtlSeconds ?? 7 * 86_400;
+  // Copies arrive within minutes (a relay restart, a claim); a day covers them with room to spare.
+  const handledTtl = options.handledTtlSeconds ?? 86_400;
   const deadLetterStream = `${stream}:dead`;
   let running = false;
   let loop: Promise<void> | null = null;
@@ -122,10 +127,6 @@ export function createReactor(options: ReactorOptions): Reactor {
       event = decodeStreamEvent(fields);
       metrics.eventsReceived.inc({ topic: event.topic });
       await handle(event);
-      await redis.call('XACK', stream, group, messageId);
-      metrics.eventsHandled.inc({ topic: event.topic });
-      const committedAt = Date.parse(event.createdAt);
-      if (!Number.isNaN(committedAt)) metrics.eventHandleLatency.observe(Math.max(0, Date.now() - committedAt) / 1000);
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
       const topic = event?.topic ?? 'malformed';
@@ -136,6 +137,16 @@ export function createReactor(options: ReactorOptions): Reactor {
         return;
       }
       logger.warn({ messageId, topic, attempt, error }, 'event handler failed; the event stays pending and is retried');
+      return;
+    }
+    const createdAt = Date.parse(event.createdAt);
+    if (!Number.isNaN(createdAt)) metrics.eventHandleLatency.observe(Math.max(0, Date.now() - createdAt) / 1000);
+    try {
+      await redis.call('XACK', stream, group, messageId);
+      metrics.eventsHandled.inc({ topic: event.topic });
+    } catch (err) {
+      // Handled, not acknowledged: the redelivery finds every handler done and only acknowledges.
+      logger.warn({ messageId, err: err instanceof Error ? err.message : String(err) }, 'could not acknowledge a handled event');
     }
   }
 

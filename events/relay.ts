@@ -19,7 +19,12 @@ export interface RelayOptions {
   sql: postgres.Sql;
   redis: Redis;
   stream: string;
-  /** Approximate cap of the stream (`MAXLEN ~`). */
+  /** The consumer group whose progress bounds what may be trimmed. */
+  group: string;
+  /**
+   * Cap of the stream. Only entries the group has read and acknowledged are trimmed; when unread
+   * entries alone reach the cap, the relay stops publishing and events wait in the outbox.
+   */
   maxLen: number;
   batchSize?: number;
   /** The fallback sweep, for a notification lost with a dropped connection. */
@@ -36,12 +41,14 @@ export interface Relay {
 }
 
 /**
- * Moves committed, unretracted outbox rows to the Redis Stream, oldest first. A row is marked
- * published only after Redis accepted it; a relay that dies between the two sends the row again,
- * and the consumer drops the copy by its outbox id. Redis down: rows wait and go out when it is back.
+ * Moves committed, unretracted outbox rows to the Redis Stream, oldest first (the events of one
+ * run, written by one transaction after another, keep their order). A row is marked published only
+ * after Redis accepted it; a relay that dies between the two sends the row again, and the consumer
+ * drops the copy by its outbox id. Redis down: rows wait and go out when it is back. The stream is
+ * never trimmed past what the group still has to read.
  */
 export function createRelay(options: RelayOptions): Relay {
-  const { db, redis, stream, maxLen, logger, metrics } = options;
+  const { db, redis, stream, group, maxLen, logger, metrics } = options;
   const batchSize = options.batchSize ?? 500;
   const sweepMs = options.sweepMs ?? 5000;
   let running = false;
@@ -50,17 +57,43 @@ export function createRelay(options: RelayOptions): Relay {
   let loop: Promise<void> | null = null;
   let unlisten: (() => Promise<void>) | null = null;
 
+  /**
+   * Trims what the group has read and acknowledged, and says how many more entries the stream may
+   * take: the cap minus what is still unread or unacknowledged. Before the group exists nothing has
+   * been read, so nothing is trimmed and every entry counts.
+   */
+  async function room(): Promise<number> {
+    const groups = (await redis.call('XINFO', 'GROUPS', stream).catch((err: unknown) => {
+      if (String(err).includes('no such key')) return [];
+      throw err;
+    })) as unknown[][];
+    const info = groups.map((g) => fieldsOf(g)).find((g) => g.name === group);
+    if (!info) return maxLen - Number(await redis.xlen(stream));
+    const [pending, oldestPending] = (await redis.call('XPENDING', stream, group)) as [number, string | null];
+    // Everything before the oldest unacknowledged entry, or up to the last one delivered, is done with.
+    const keepFrom = pending > 0 && oldestPending ? oldestPending : nextId(String(info['last-delivered-id']));
+    await redis.call('XTRIM', stream, 'MINID', '~', keepFrom);
+    // `lag` (entries not yet delivered) is unknown to Redis after some deletions: count the stream then.
+    const unread = typeof info.lag === 'number' ? info.lag : Number(await redis.xlen(stream));
+    return maxLen - unread - pending;
+  }
+
   /** One batch under the relay lock; null when another relay holds it. */
   async function publishBatch(): Promise<number | null> {
     return db.transaction(async (tx) => {
       const [lock] = await tx.execute<{ locked: boolean }>(sql`select pg_try_advisory_xact_lock(${RELAY_LOCK}) as locked`);
       if (!lock?.locked) return null;
+      const space = await room();
+      if (space <= 0) {
+        logger.warn({ stream, maxLen }, 'the stream holds maxLen unread events; publishing waits for the reactors');
+        return 0;
+      }
       const rows = await tx
         .select()
         .from(outbox)
         .where(and(isNull(outbox.publishedAt), isNull(outbox.retractedAt)))
         .orderBy(asc(outbox.id))
-        .limit(batchSize);
+        .limit(Math.min(batchSize, space));
       if (rows.length === 0) return 0;
       const pipeline = redis.pipeline();
       for (const row of rows) {
@@ -73,7 +106,7 @@ export function createRelay(options: RelayOptions): Relay {
           createdAt: row.createdAt.toISOString(),
           payload: row.payload,
         });
-        pipeline.xadd(stream, 'MAXLEN', '~', String(maxLen), '*', ...fields);
+        pipeline.xadd(stream, '*', ...fields);
       }
       const results = (await pipeline.exec()) ?? [];
       const failed = results.find(([err]) => err);
@@ -110,8 +143,12 @@ export function createRelay(options: RelayOptions): Relay {
     while (running) {
       if (!pending) {
         await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(resolve, sweepMs).unref();
+          const timer = setTimeout(resolve, sweepMs);
+          timer.unref();
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
         });
         wake = null;
       }
@@ -150,4 +187,17 @@ export function createRelay(options: RelayOptions): Relay {
     },
     drain,
   };
+}
+
+/** XINFO answers flat [name, value, ...] lists. */
+function fieldsOf(list: unknown[]): Record<string, unknown> {
+  const fields: Record<string, unknown> = {};
+  for (let i = 0; i + 1 < list.length; i += 2) fields[String(list[i])] = list[i + 1];
+  return fields;
+}
+
+/** The id right after `id`: MINID keeps entries at or after it. */
+function nextId(id: string): string {
+  const [ms = '0', seq = '0'] = id.split('-');
+  return `${ms}-${BigInt(seq) + 1n}`;
 }

@@ -78,6 +78,7 @@ export async function startEventServices(deps: EventServicesDeps): Promise<Event
     sql: database.sql,
     redis: relayRedis,
     stream: config.EVENT_STREAM,
+    group: config.REACTOR_GROUP,
     maxLen: config.EVENT_STREAM_MAXLEN,
     logger,
     metrics,

@@ -145,7 +145,7 @@ export function createEventMetrics(registry: Registry) {
     }),
     eventHandleLatency: new Histogram({
       name: 'governed_event_commit_to_handled_seconds',
-      help: 'From the commit of the change to the end of its handlers',
+      help: 'From the outbox row (stamped at the start of the transaction that wrote the change) to the end of its handlers',
       buckets: [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
       registers: [registry],
     }),
