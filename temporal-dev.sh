@@ -16,7 +16,10 @@
 set -euo pipefail
 
 TEMPORAL_CLI_VERSION=v1.5.1 # later tags carry a replace directive and cannot be go-installed
-TCTL_VERSION=v1.18.4
+# The tctl v1.18 module is not served by the Go module proxy; Temporal server 1.13's tctl is, and it
+# speaks to today's servers for the operator commands we document (its binary is named `cli`).
+TCTL_MODULE=go.temporal.io/server/cmd/tools/cli
+TCTL_VERSION=v1.13.0
 SEARCH_ATTRIBUTES=(RunPhase RunStatus TenantId PauseReason)
 # The dev server has one history shard and reads its transfer and timer queues at 20 reads/s by
 # default, so once the first twenty are spent every task (and every timer or retry backoff) waits
@@ -77,16 +80,18 @@ temporal_cli() {
 tctl_cli() {
   if command -v tctl >/dev/null 2>&1; then command -v tctl; return; fi
   if [ -x "$bin_dir/tctl" ]; then echo "$bin_dir/tctl"; return; fi
-  if [ -f "$cache/tctl-unavailable" ]; then
-    say "tctl is unavailable here (an earlier install failed; delete $cache/tctl-unavailable to retry):"
-    sed 's/^/  /' "$cache/tctl-unavailable" >&2
+  local marker=$cache/tctl-unavailable-$TCTL_VERSION
+  if [ -f "$marker" ]; then
+    say "tctl is unavailable here (an earlier install failed; delete $marker to retry):"
+    sed 's/^/  /' "$marker" >&2
     return 1
   fi
-  if go_install "github.com/temporalio/tctl/cmd/tctl@$TCTL_VERSION" tctl && [ -x "$bin_dir/tctl" ]; then
+  if go_install "$TCTL_MODULE@$TCTL_VERSION" tctl && [ -x "$bin_dir/cli" ]; then
+    mv "$bin_dir/cli" "$bin_dir/tctl"
     echo "$bin_dir/tctl"
     return
   fi
-  cp "$cache/go-install-tctl.log" "$cache/tctl-unavailable" 2>/dev/null || echo "go is not installed" >"$cache/tctl-unavailable"
+  cp "$cache/go-install-tctl.log" "$marker" 2>/dev/null || echo "go is not installed" >"$marker"
   say "tctl could not be installed; the 'temporal' CLI drives every operator command as well"
   return 1
 }
