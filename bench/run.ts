@@ -4,6 +4,8 @@
  * bundle) and the API in this process, driven over HTTP.
  *
  *   npm run bench -- [--sequential 20] [--concurrent 50] [--steps 3] [--store file|memory]
+ *   npm run bench -- audit [--runs 100000,1000000] [--due-pct 1] [--keep]   (bench/audit.ts)
+ *   npm run bench -- events [--events 1000] [--rate 200] [--burst 5000]      (bench/events.ts)
  *
  * Prints submit-to-COMPLETED latency of sequential runs (p50/p95/max), the wall time and rate of a
  * concurrent batch, and the process's memory after each phase.
@@ -31,7 +33,10 @@ import { devServerTuningArgs, temporalCliPath } from '../lib/dev-server';
 import { buildWorkflowBundle } from '../worker/build-bundle';
 import { createWorker } from '../worker/create-worker';
 
+/** `audit` and `events` run the benchmarks of bench/audit.ts and bench/events.ts, which parse their own options. */
+const SUITE = process.argv[2] === 'audit' || process.argv[2] === 'events' ? process.argv[2] : null;
 const { values } = parseArgs({
+  args: SUITE ? [] : undefined,
   options: {
     sequential: { type: 'string', default: '20' },
     concurrent: { type: 'string', default: '50' },
@@ -168,7 +173,14 @@ async function main(): Promise<void> {
   rmSync(work, { recursive: true, force: true });
 }
 
-main().catch((err: unknown) => {
+function run(): Promise<void> {
+  const rest = process.argv.slice(3);
+  if (SUITE === 'audit') return (require('./audit') as typeof import('./audit')).benchAudit(rest);
+  if (SUITE === 'events') return (require('./events') as typeof import('./events')).benchEvents(rest);
+  return main();
+}
+
+run().catch((err: unknown) => {
   console.error(`bench failed: ${err instanceof Error ? err.stack : String(err)}`);
   process.exit(1);
 });

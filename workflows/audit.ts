@@ -15,6 +15,11 @@ const audit = proxyActivities<Pick<Activities, 'reconcileDueRuns' | 'recordAudit
 /** Due runs reconciled per activity, and pages per execution before the pass continues as new. */
 export const RECONCILE_PAGE_SIZE = 500;
 export const RECONCILE_PAGES_PER_EXECUTION = 100;
+/**
+ * Pages in flight at once after the first: each locks its own runs (SKIP LOCKED), so they never
+ * share one, and one page's database waits overlap another's work.
+ */
+export const RECONCILE_LANES = 2;
 
 export interface ReconcileAuditInput {
   pageSize?: number;
@@ -34,12 +39,16 @@ export async function reconcileAuditWorkflow(input: ReconcileAuditInput = {}): P
   let dueBefore = input.pass?.dueBefore ?? null;
   let totals = input.pass?.totals ?? EMPTY_TOTALS;
 
-  for (let page = 1; ; page += 1) {
-    const result = await audit.reconcileDueRuns({ dueBefore, limit: pageSize });
-    dueBefore = result.dueBefore;
-    totals = addTotals(totals, result);
-    if (result.runs < pageSize) break;
-    if (page >= RECONCILE_PAGES_PER_EXECUTION || workflowInfo().continueAsNewSuggested) {
+  for (let pages = 0; ; ) {
+    // The first page fixes the pass's horizon (the database's now); later ones run side by side.
+    const lanes = dueBefore === null ? 1 : RECONCILE_LANES;
+    const horizon: string | null = dueBefore;
+    const results = await Promise.all(Array.from({ length: lanes }, () => audit.reconcileDueRuns({ dueBefore: horizon, limit: pageSize })));
+    dueBefore = results[0]!.dueBefore;
+    for (const result of results) totals = addTotals(totals, result);
+    pages += lanes;
+    if (results.some((r) => r.runs < pageSize)) break;
+    if (pages >= RECONCILE_PAGES_PER_EXECUTION || workflowInfo().continueAsNewSuggested) {
       return continueAsNew<typeof reconcileAuditWorkflow>({ pageSize, pass: { passId, startedAt, dueBefore, totals } });
     }
   }
