@@ -1,5 +1,5 @@
-import { and, desc, eq, inArray, isNotNull, isNull, sql } from 'drizzle-orm';
-import { RUN_EXPECTATIONS } from '../core/audit';
+import { and, desc, eq, isNotNull, isNull, sql } from 'drizzle-orm';
+import { FINALIZE_RUN, RUN_EXPECTATIONS } from '../core/audit';
 import type { AckRecord, DomainEvidence, ExpectationRecord } from '../core/audit-reconciliation';
 import type { RunPhase } from '../core/phases';
 import type { DbOrTx } from './client';
@@ -63,97 +63,56 @@ export interface RunAuditRecords {
   evidence: DomainEvidence;
 }
 
-function groupByRun<T extends { runId: string }>(rows: readonly T[]): Map<string, T[]> {
-  const grouped = new Map<string, T[]>();
-  for (const row of rows) {
-    const list = grouped.get(row.runId);
-    if (list) list.push(row);
-    else grouped.set(row.runId, [row]);
-  }
-  return grouped;
+interface AuditRecordsRow extends Record<string, unknown> {
+  run_id: string;
+  tenant_id: string;
+  phase: string;
+  updated_at: string | Date;
+  expectations: [string, string, string | null][] | null;
+  acks: [string, string, string, AckRecord['status'], string | null, string][] | null;
+  traces: [string, 'running' | 'completed', boolean][] | null;
+  incidents: [string, boolean][] | null;
+  evaluations: [string, boolean][] | null;
+  logs: string[] | null;
+  late_steps: [number, string][] | null;
 }
 
 /**
- * Reads the contract, the acks and each domain's rows for a set of runs: one query per table,
- * whatever the number of runs. Runs that do not exist are absent from the map.
+ * Reads the contract, the acks and each domain's rows for a set of runs, in one query: Postgres
+ * assembles each run's records (on its own core) and the reconciler receives one row per run.
+ * Only trace steps written after the run's finalize ack can be drift, so only those travel.
+ * Runs that do not exist are absent from the map.
  */
 export async function loadAuditRecords(db: DbOrTx, runIds: readonly string[]): Promise<Map<string, RunAuditRecords>> {
   if (runIds.length === 0) return new Map();
-  const ids = [...runIds];
-  const [runRows, expectationRows, ackRows, traceRows, incidentRows, evaluationRows, logRows, lateStepRows] = await Promise.all([
-    db
-      .select({ runId: runs.id, tenantId: runs.tenantId, phase: runs.phase, updatedAt: runs.updatedAt })
-      .from(runs)
-      .where(inArray(runs.id, ids)),
-    db
-      .select({ runId: auditExpectations.runId, domain: auditExpectations.domain, action: auditExpectations.action, deadlineAt: auditExpectations.deadlineAt })
-      .from(auditExpectations)
-      .where(inArray(auditExpectations.runId, ids)),
-    db
-      .select({
-        runId: domainAcks.runId,
-        id: domainAcks.id,
-        domain: domainAcks.domain,
-        action: domainAcks.action,
-        status: domainAcks.status,
-        resultId: domainAcks.resultId,
-        createdAt: domainAcks.createdAt,
-      })
-      .from(domainAcks)
-      .where(inArray(domainAcks.runId, ids)),
-    db
-      .select({ runId: traces.runId, id: traces.id, status: traces.status, rolledBack: traces.rolledBack })
-      .from(traces)
-      .where(inArray(traces.runId, ids)),
-    db
-      .select({ runId: incidents.runId, id: incidents.id, rolledBack: incidents.rolledBack })
-      .from(incidents)
-      .where(and(inArray(incidents.runId, ids), inArray(incidents.kind, ['failure', 'none']))),
-    db
-      .select({ runId: policyEvaluations.runId, id: policyEvaluations.id, rolledBack: policyEvaluations.rolledBack })
-      .from(policyEvaluations)
-      .where(and(inArray(policyEvaluations.runId, ids), eq(policyEvaluations.kind, 'final'))),
-    db.select({ runId: runLogs.runId, id: runLogs.id }).from(runLogs).where(inArray(runLogs.runId, ids)),
-    // Only steps written after the run's finalize ack can be drift; the rest need not travel.
-    db
-      .select({ runId: traceSteps.runId, stepIndex: traceSteps.stepIndex, createdAt: traceSteps.createdAt })
-      .from(traceSteps)
-      .innerJoin(
-        domainAcks,
-        and(
-          eq(domainAcks.runId, traceSteps.runId),
-          eq(domainAcks.domain, 'orchestrator'),
-          eq(domainAcks.action, 'finalize_run'),
-          eq(domainAcks.status, 'OK'),
-        ),
-      )
-      .where(and(inArray(traceSteps.runId, ids), sql`${traceSteps.createdAt} > ${domainAcks.createdAt}`)),
-  ]);
-
-  const byRun = {
-    expectations: groupByRun(expectationRows),
-    acks: groupByRun(ackRows),
-    traces: groupByRun(traceRows),
-    incidents: groupByRun(incidentRows),
-    evaluations: groupByRun(evaluationRows),
-    logs: groupByRun(logRows),
-    steps: groupByRun(lateStepRows),
-  };
+  const rows = await db.execute<AuditRecordsRow>(sql`
+    select r.id as run_id, r.tenant_id, r.phase, r.updated_at,
+      (select json_agg(json_build_array(e.domain, e.action, e.deadline_at)) from ${auditExpectations} e where e.run_id = r.id) as expectations,
+      (select json_agg(json_build_array(a.id, a.domain, a.action, a.status, a.result_id, a.created_at)) from ${domainAcks} a where a.run_id = r.id) as acks,
+      (select json_agg(json_build_array(t.id, t.status, t.rolled_back)) from ${traces} t where t.run_id = r.id) as traces,
+      (select json_agg(json_build_array(i.id, i.rolled_back)) from ${incidents} i where i.run_id = r.id and i.kind in ('failure', 'none')) as incidents,
+      (select json_agg(json_build_array(p.id, p.rolled_back)) from ${policyEvaluations} p where p.run_id = r.id and p.kind = 'final') as evaluations,
+      (select json_agg(l.id) from ${runLogs} l where l.run_id = r.id) as logs,
+      (select json_agg(json_build_array(s.step_index, s.created_at)) from ${traceSteps} s
+         where s.run_id = r.id and s.created_at > (select min(f.created_at) from ${domainAcks} f
+           where f.run_id = r.id and f.domain = ${FINALIZE_RUN.domain} and f.action = ${FINALIZE_RUN.action} and f.status = 'OK')) as late_steps
+    from ${runs} r
+    where r.id = any(${sql.param([...runIds])}::uuid[])`);
   const records = new Map<string, RunAuditRecords>();
-  for (const run of runRows) {
-    records.set(run.runId, {
-      runId: run.runId,
-      tenantId: run.tenantId,
-      lastProgressAt: run.updatedAt,
-      expectations: (byRun.expectations.get(run.runId) ?? []).map(({ domain, action, deadlineAt }) => ({ domain, action, deadlineAt })),
-      acks: (byRun.acks.get(run.runId) ?? []).map(({ runId: _r, ...ack }) => ack),
+  for (const row of rows) {
+    records.set(row.run_id, {
+      runId: row.run_id,
+      tenantId: row.tenant_id,
+      lastProgressAt: new Date(row.updated_at),
+      expectations: (row.expectations ?? []).map(([domain, action, deadlineAt]) => ({ domain, action, deadlineAt: deadlineAt ? new Date(deadlineAt) : null })),
+      acks: (row.acks ?? []).map(([id, domain, action, status, resultId, createdAt]) => ({ id, domain, action, status, resultId, createdAt: new Date(createdAt) })),
       evidence: {
-        run: { phase: run.phase as RunPhase },
-        traces: (byRun.traces.get(run.runId) ?? []).map(({ id, status, rolledBack }) => ({ id, status, rolledBack })),
-        outcomeIncidents: (byRun.incidents.get(run.runId) ?? []).map(({ id, rolledBack }) => ({ id, rolledBack })),
-        finalEvaluations: (byRun.evaluations.get(run.runId) ?? []).map(({ id, rolledBack }) => ({ id, rolledBack })),
-        logRecords: (byRun.logs.get(run.runId) ?? []).map(({ id }) => ({ id })),
-        traceSteps: (byRun.steps.get(run.runId) ?? []).map(({ stepIndex, createdAt }) => ({ stepIndex, createdAt })),
+        run: { phase: row.phase as RunPhase },
+        traces: (row.traces ?? []).map(([id, status, rolledBack]) => ({ id, status, rolledBack })),
+        outcomeIncidents: (row.incidents ?? []).map(([id, rolledBack]) => ({ id, rolledBack })),
+        finalEvaluations: (row.evaluations ?? []).map(([id, rolledBack]) => ({ id, rolledBack })),
+        logRecords: (row.logs ?? []).map((id) => ({ id })),
+        traceSteps: (row.late_steps ?? []).map(([stepIndex, createdAt]) => ({ stepIndex, createdAt: new Date(createdAt) })),
       },
     });
   }

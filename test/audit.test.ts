@@ -16,6 +16,7 @@ import {
   incidents,
   outbox,
   runLogs,
+  traceSteps,
 } from '../db/schema';
 import { reconcileAuditWorkflow } from '../workflows/audit';
 import { freshDatabase } from './helpers/fresh-database';
@@ -306,6 +307,16 @@ describe('evidence behind the system back', () => {
     // Evidence still counts: rolling the incident back behind the system's back makes the run due.
     await stack.db.update(incidents).set({ rolledBack: true }).where(eq(incidents.id, incident!.id));
     expect((await reconciliation(runId)).dueAt).not.toBeNull();
+  });
+
+  it('names a trace step written after the run finalized as drift', async () => {
+    const runId = await completedRun(1);
+    await pass();
+    await stack.db.insert(traceSteps).values({ runId, stepIndex: 7, skill: 'sim.llm', model: 'sim-1', tokensIn: 1, tokensOut: 1, costUsd: 0, durationMs: 1 });
+    await pass();
+    const row = await reconciliation(runId);
+    expect(row.verdict).toBe('INCOMPLETE');
+    expect(row.report!.drift).toEqual([{ domain: 'logs', action: 'trace_step', kind: 'LATE_TRACE_STEP', stepIndex: 7 }]);
   });
 
   it('calls a contract with an expectation that lost its deadline INVALID', async () => {
