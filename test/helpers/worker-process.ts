@@ -19,6 +19,8 @@ export async function startWorkerProcess(options: { databaseUrl: string; taskQue
       WORKFLOW_BUNDLE_PATH: inject('workflowBundlePath'),
       WORKER_METRICS_PORT: '0',
       WORKER_SDK_METRICS_PORT: '0',
+      // Its relay and reactor would publish a test database's events to the real default stream.
+      EVENTS_IN_WORKER: 'false',
       LOG_LEVEL: 'info',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
