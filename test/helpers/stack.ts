@@ -226,6 +226,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
     async close() {
       await events?.stop();
+      if (eventsConfig) {
+        // The stack's stream is its own: leave nothing of it in the shared Redis.
+        const keys = await redis.keys(`${eventsConfig.EVENT_STREAM}*`);
+        if (keys.length) await redis.del(...keys);
+      }
       await new Promise((r) => server.close(r));
       worker.shutdown();
       await workerRun;
