@@ -73,9 +73,12 @@ export function createReconcilerActivities({ db, metrics, temporal }: ActivityDe
 
       const records = await loadAuditRecords(tx, due.map((d) => d.runId));
       // Only a stale run needs Temporal's word on its workflow.
-      const reports = await mapLimit([...records.values()], DESCRIBE_CONCURRENCY, async (record) => {
-        const report = reconcileRun({ ...record, now });
-        return report.stale ? reconcileRun({ ...record, now, liveness: await liveness(record) }) : report;
+      const reports = [...records.values()].map((record) => reconcileRun({ ...record, now }));
+      const stale = reports.flatMap((report, i) => (report.stale ? [i] : []));
+      const recordList = [...records.values()];
+      await mapLimit(stale, DESCRIBE_CONCURRENCY, async (i) => {
+        const record = recordList[i]!;
+        reports[i] = reconcileRun({ ...record, now, liveness: await liveness(record) });
       });
 
       await storeVerdicts(tx, reports);

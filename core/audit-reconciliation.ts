@@ -156,7 +156,9 @@ function acksByKey(acks: readonly AckRecord[]): Map<ActionKey, AckRecord[]> {
   const byKey = new Map<ActionKey, AckRecord[]>();
   for (const ack of acks) {
     const key = actionKey(ack);
-    byKey.set(key, [...(byKey.get(key) ?? []), ack]);
+    const list = byKey.get(key);
+    if (list) list.push(ack);
+    else byKey.set(key, [ack]);
   }
   return byKey;
 }
