@@ -72,13 +72,12 @@ export function createReconcilerActivities({ db, metrics, temporal }: ActivityDe
       if (due.length === 0) return { result: { ...totals, dueBefore: dueBefore.toISOString() }, effects: page };
 
       const records = await loadAuditRecords(tx, due.map((d) => d.runId));
+      const loaded = [...records.values()];
+      const reports = loaded.map((record) => reconcileRun({ ...record, now }));
       // Only a stale run needs Temporal's word on its workflow.
-      const reports = [...records.values()].map((record) => reconcileRun({ ...record, now }));
       const stale = reports.flatMap((report, i) => (report.stale ? [i] : []));
-      const recordList = [...records.values()];
       await mapLimit(stale, DESCRIBE_CONCURRENCY, async (i) => {
-        const record = recordList[i]!;
-        reports[i] = reconcileRun({ ...record, now, liveness: await liveness(record) });
+        reports[i] = reconcileRun({ ...loaded[i]!, now, liveness: await liveness(loaded[i]!) });
       });
 
       await storeVerdicts(tx, reports);
