@@ -14,7 +14,8 @@ import { databaseNow, loadAuditRecords, type RunAuditRecords } from '../db/audit
 import { resolveIncidentsBySystem } from '../db/incidents';
 import type { DbOrTx } from '../db/client';
 import { auditFindings, auditPasses, auditReconciliations, auditExpectations, runs, staleRunReports, type StaleRunEntry } from '../db/schema';
-import { describeRunLiveness, mapLimit } from '../lib/run-liveness';
+import { mapLimit } from '../lib/map-limit';
+import { describeRunLiveness } from '../lib/run-liveness';
 import type { ActivityDeps } from './deps';
 import { insertIncidentOnce } from './incidents';
 import { writeEvents } from '../db/outbox';

@@ -6,9 +6,8 @@ import { describeZodError } from '../core/plan';
 import { saveAlertSettings, tenantAlertSettings } from '../db/alert-settings';
 import type { Db } from '../db/client';
 import { alerts } from '../db/schema';
-import { callerOf, requireRole } from './auth';
+import { actorOf, callerOf, requireRole } from './auth';
 import { HttpError } from './errors';
-import { actorOf } from './incidents';
 import { cursorTime, newestFirst, olderThanCursor, pageOf, parseQuery } from './paging';
 
 const listQuery = z

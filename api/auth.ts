@@ -20,6 +20,11 @@ export function callerOf(res: Response): Caller {
   return caller;
 }
 
+/** Who the API records as acting: the caller's key, never the key itself. */
+export function actorOf(caller: Caller): string {
+  return `api-key:${caller.apiKeyId}`;
+}
+
 /** `Authorization: Bearer <api key>` → the key's tenant and role, or 401. */
 export function authenticate(db: Db): RequestHandler {
   return async (req: Request, res: Response, next: NextFunction) => {

@@ -6,7 +6,7 @@ import { describeZodError } from '../core/plan';
 import type { Db } from '../db/client';
 import { acknowledgeIncident, resolveIncident, type Incident, type IncidentChange, type IncidentChangeResult } from '../db/incidents';
 import { incidents } from '../db/schema';
-import { callerOf, requireRole, type Caller } from './auth';
+import { actorOf, callerOf, requireRole } from './auth';
 import { HttpError } from './errors';
 import { cursorTime, newestFirst, olderThanCursor, pageOf, parseId, parseQuery } from './paging';
 
@@ -35,11 +35,6 @@ const listQuery = z
   .strict();
 
 const changeBody = z.object({ note: z.string().min(1).max(2000).optional() }).strict();
-
-/** Who the API records as acting: the same form the policy and run-control routes use. */
-export function actorOf(caller: Caller): string {
-  return `api-key:${caller.apiKeyId}`;
-}
 
 function parseIncidentId(value: unknown): string {
   return parseId(value, 'incident id');

@@ -4,7 +4,7 @@ import { describeZodError } from '../core/plan';
 import { policyRules } from '../core/policy';
 import type { Db } from '../db/client';
 import { currentPolicy, savePolicy, setTenantStatus } from '../db/tenancy';
-import { callerOf, requireRole } from './auth';
+import { actorOf, callerOf, requireRole } from './auth';
 import { HttpError } from './errors';
 import { pushPolicyChange } from './policy-push';
 
@@ -19,9 +19,9 @@ export function policyRoutes(deps: { db: Db; temporal: Client }): Router {
     const caller = callerOf(res);
     const parsed = policyRules.safeParse(req.body);
     if (!parsed.success) throw new HttpError(400, `invalid policy: ${describeZodError(parsed.error)}`);
-    const saved = await savePolicy(deps.db, caller.tenantId, parsed.data, `api-key:${caller.apiKeyId}`);
+    const saved = await savePolicy(deps.db, caller.tenantId, parsed.data, actorOf(caller));
     const signalled = await pushPolicyChange(deps.db, deps.temporal, caller.tenantId, {
-      actor: `api-key:${caller.apiKeyId}`,
+      actor: actorOf(caller),
       reason: `policy version ${saved.version}`,
     });
     res.json({ ...saved, signalledRuns: signalled });
@@ -35,7 +35,7 @@ export function policyRoutes(deps: { db: Db; temporal: Client }): Router {
       const caller = callerOf(res);
       await setTenantStatus(deps.db, caller.tenantId, status);
       const signalled = await pushPolicyChange(deps.db, deps.temporal, caller.tenantId, {
-        actor: `api-key:${caller.apiKeyId}`,
+        actor: actorOf(caller),
         reason: `tenant ${status}`,
       });
       res.json({ tenantId: caller.tenantId, status, signalledRuns: signalled });

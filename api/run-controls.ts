@@ -8,7 +8,7 @@ import { PAUSE_REASONS, type ResumeAuthority } from '../core/policy-check';
 import type { Db } from '../db/client';
 import { runs } from '../db/schema';
 import { pauseSignal, resumeUpdate, stopSignal, type ControlRequest } from '../workflows/messages';
-import { callerOf, requireRole, type Caller } from './auth';
+import { actorOf, callerOf, requireRole, type Caller } from './auth';
 import { HttpError } from './errors';
 import { parseRunId } from './paging';
 
@@ -51,7 +51,7 @@ export function runControlRoutes(deps: { db: Db; temporal: Client }): Router {
 
   function request(caller: Caller, runApiKeyId: string | null, reason?: string): ControlRequest {
     const [authority, ...authorities] = authoritiesOf(caller, runApiKeyId);
-    return { actor: `api-key:${caller.apiKeyId}`, authority, authorities, reason };
+    return { actor: actorOf(caller), authority, authorities, reason };
   }
 
   async function signalled(send: () => Promise<void>): Promise<void> {
