@@ -1,10 +1,11 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq, notInArray, sql } from 'drizzle-orm';
 import { FINALIZE_RUN } from '../core/audit';
 import type { OutboundEvent } from '../core/events';
 import type { FailureCode } from '../core/outcome';
-import { assertTransition, type RunPhase, type RunStatus } from '../core/phases';
+import { TERMINAL_PHASES, assertTransition, type RunPhase, type RunStatus } from '../core/phases';
 import type { SagaPhase } from '../core/saga';
+import { closeRunContract } from '../db/audit';
 import { runs } from '../db/schema';
 import { recordAck } from './audit';
 import type { ActivityDeps } from './deps';
@@ -98,5 +99,31 @@ export function createRunActivities({ db, metrics }: ActivityDeps) {
     await assertAlreadyAt(input.runId, input.to);
   }
 
-  return { recordTransition, finalizeRun };
+  /**
+   * The last resort of a workflow that could not finalize its run: the stored run says FAILED with
+   * why, and its audit contract closes now, so the reconciler reports the missing acks (an incident
+   * and an `audit.reconciliation.missing` event) in its next pass. Deliberately no `finalize_run`
+   * ack: the run was not finalized, and the audit must say so.
+   */
+  async function recordUnfinalizedRun(input: { runId: string; error: string }): Promise<void> {
+    await db.transaction(async (tx) => {
+      await tx
+        .update(runs)
+        .set({
+          phase: 'FAILED',
+          status: 'failed',
+          errorCode: 'RUN_NOT_FINALIZED' satisfies FailureCode,
+          errorMessage: input.error,
+          pauseReason: null,
+          pausedAt: null,
+          finishedAt: sql`now()`,
+          updatedAt: sql`now()`,
+        })
+        .where(and(eq(runs.id, input.runId), notInArray(runs.phase, [...TERMINAL_PHASES])));
+      await closeRunContract(tx, input.runId);
+    });
+    metrics.runsFinished.inc({ status: 'failed' });
+  }
+
+  return { recordTransition, finalizeRun, recordUnfinalizedRun };
 }

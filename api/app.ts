@@ -26,6 +26,8 @@ export interface ApiDeps {
   bodyLimit: string;
   defaultObservabilityMode: ObservabilityMode;
   runDeadlineSeconds: number;
+  /** How long a request waits for Temporal to start a run or push a change before queueing it. */
+  temporalCallTimeoutMs: number;
   /** The reconciler's interval: `/healthz` turns degraded when no pass finished in three. */
   auditIntervalSeconds: number;
   /** Where reactors beat, for `/healthz`; absent when this deployment runs none. */

@@ -24,6 +24,7 @@ async function main(): Promise<void> {
     defaultObservabilityMode: config.OBSERVABILITY_MODE,
     runDeadlineSeconds: config.RUN_TIMEOUT_SECONDS + config.RUN_DEADLINE_GRACE_SECONDS,
     auditIntervalSeconds: config.AUDIT_RECONCILE_INTERVAL,
+    temporalCallTimeoutMs: config.TEMPORAL_CALL_TIMEOUT_MS,
     reactors: {
       stream: config.EVENT_STREAM,
       heartbeatIntervalMs: config.REACTOR_HEARTBEAT_INTERVAL_SECONDS * 1000,

@@ -1,16 +1,46 @@
 import { Router } from 'express';
 import type { Client } from '@temporalio/client';
+import { and, eq } from 'drizzle-orm';
+import { z } from 'zod';
 import { describeZodError } from '../core/plan';
 import { policyRules } from '../core/policy';
 import type { Db } from '../db/client';
+import { incidents } from '../db/schema';
 import { currentPolicy, savePolicy, setTenantStatus } from '../db/tenancy';
+import { TENANT_PAUSE_TAG, commitWithPush, describePush } from '../dispatch/control-pusher';
 import { actorOf, callerOf, requireRole } from './auth';
 import { HttpError } from './errors';
-import { pushPolicyChange } from './policy-push';
 
-/** The caller's tenant's policy (admin only): every change is a new version, pushed to live runs. */
-export function policyRoutes(deps: { db: Db; temporal: Client }): Router {
+export interface PolicyRoutesDeps {
+  db: Db;
+  temporal: Client;
+  temporalCallTimeoutMs: number;
+}
+
+const tenantPauseBody = z
+  .object({
+    reason: z.string().max(500).optional(),
+    /** The incident the pause is about; it must be one of the tenant's. */
+    incidentId: z.uuid().optional(),
+  })
+  .strict();
+const tenantResumeBody = z.object({ reason: z.string().max(500).optional() }).strict();
+
+function parse<T>(schema: z.ZodType<T>, body: unknown): T {
+  const parsed = schema.safeParse(body ?? {});
+  if (!parsed.success) throw new HttpError(400, `invalid request: ${describeZodError(parsed.error)}`);
+  return parsed.data;
+}
+
+/**
+ * The caller's tenant as a whole (admin only): its policy, where every change is a new version, its
+ * status, and a pause over all of its runs. Each change is committed with the push that tells its
+ * live runs, so a change made while Temporal is down still reaches them (see dispatch/).
+ */
+export function policyRoutes(deps: PolicyRoutesDeps): Router {
   const router = Router();
+  const pusher = { db: deps.db, temporal: deps.temporal, pushTimeoutMs: deps.temporalCallTimeoutMs };
+
   router.get('/policies', requireRole('admin'), async (_req, res) => {
     res.json(await currentPolicy(deps.db, callerOf(res).tenantId));
   });
@@ -19,12 +49,13 @@ export function policyRoutes(deps: { db: Db; temporal: Client }): Router {
     const caller = callerOf(res);
     const parsed = policyRules.safeParse(req.body);
     if (!parsed.success) throw new HttpError(400, `invalid policy: ${describeZodError(parsed.error)}`);
-    const saved = await savePolicy(deps.db, caller.tenantId, parsed.data, actorOf(caller));
-    const signalled = await pushPolicyChange(deps.db, deps.temporal, caller.tenantId, {
-      actor: actorOf(caller),
-      reason: `policy version ${saved.version}`,
-    });
-    res.json({ ...saved, signalledRuns: signalled });
+    const { result: saved, push } = await commitWithPush(
+      pusher,
+      caller.tenantId,
+      (tx) => savePolicy(tx, caller.tenantId, parsed.data, actorOf(caller)),
+      (saved) => ({ kind: 'policy_changed', signal: 'policyChanged', target: 'live', payload: { actor: actorOf(caller), reason: `policy version ${saved.version}` } }),
+    );
+    res.json({ ...saved, ...describePush(push) });
   });
 
   for (const [action, status] of [
@@ -33,13 +64,58 @@ export function policyRoutes(deps: { db: Db; temporal: Client }): Router {
   ] as const) {
     router.post(`/tenant/${action}`, requireRole('admin'), async (_req, res) => {
       const caller = callerOf(res);
-      await setTenantStatus(deps.db, caller.tenantId, status);
-      const signalled = await pushPolicyChange(deps.db, deps.temporal, caller.tenantId, {
-        actor: actorOf(caller),
-        reason: `tenant ${status}`,
-      });
-      res.json({ tenantId: caller.tenantId, status, signalledRuns: signalled });
+      const { push } = await commitWithPush(
+        pusher,
+        caller.tenantId,
+        (tx) => setTenantStatus(tx, caller.tenantId, status),
+        () => ({ kind: `tenant_${status === 'active' ? 'activated' : 'suspended'}`, signal: 'policyChanged', target: 'live', payload: { actor: actorOf(caller), reason: `tenant ${status}` } }),
+      );
+      res.json({ tenantId: caller.tenantId, status, ...describePush(push) });
     });
   }
+
+  /** Pauses every live run of the tenant (MANUAL_PAUSE); each keeps the tag the tenant-wide resume looks for. */
+  router.post('/tenant/pause', requireRole('admin'), async (req, res) => {
+    const caller = callerOf(res);
+    const body = parse(tenantPauseBody, req.body);
+    if (body.incidentId) {
+      const [incident] = await deps.db
+        .select({ id: incidents.id })
+        .from(incidents)
+        .where(and(eq(incidents.id, body.incidentId), eq(incidents.tenantId, caller.tenantId)));
+      if (!incident) throw new HttpError(404, `incident ${body.incidentId} not found`);
+    }
+    const reason = [body.incidentId && `incident ${body.incidentId}`, body.reason].filter(Boolean).join(': ') || 'tenant-wide pause';
+    const { push } = await commitWithPush(
+      pusher,
+      caller.tenantId,
+      async () => undefined,
+      () => ({
+        kind: 'tenant_paused',
+        signal: 'pause',
+        target: 'live',
+        payload: { pauseReason: 'MANUAL_PAUSE', reason, actor: actorOf(caller), authority: 'TENANT_ADMIN', tag: TENANT_PAUSE_TAG },
+      }),
+    );
+    res.status(202).json({ tenantId: caller.tenantId, requested: 'pause', reason, ...describePush(push) });
+  });
+
+  /** Resumes the runs the tenant-wide pause paused; pauses of any other origin stay. */
+  router.post('/tenant/resume', requireRole('admin'), async (req, res) => {
+    const caller = callerOf(res);
+    const body = parse(tenantResumeBody, req.body);
+    const { push } = await commitWithPush(
+      pusher,
+      caller.tenantId,
+      async () => undefined,
+      () => ({
+        kind: 'tenant_resumed',
+        signal: 'resume',
+        target: 'paused',
+        payload: { actor: actorOf(caller), authority: 'TENANT_ADMIN', reason: body.reason ?? 'tenant-wide resume', ifPauseTag: TENANT_PAUSE_TAG },
+      }),
+    );
+    res.status(202).json({ tenantId: caller.tenantId, requested: 'resume', ...describePush(push) });
+  });
   return router;
 }

@@ -4,7 +4,7 @@ import { and, eq } from 'drizzle-orm';
 import { z } from 'zod';
 import { isTerminalPhase, type RunPhase } from '../core/phases';
 import { describeZodError } from '../core/plan';
-import { PAUSE_REASONS, type ResumeAuthority } from '../core/policy-check';
+import { DEFAULT_RESUME_AUTHORITIES, PAUSE_REASONS, canResume, type ResumeAuthority } from '../core/policy-check';
 import type { Db } from '../db/client';
 import { runs } from '../db/schema';
 import { pauseSignal, resumeUpdate, stopSignal, type ControlRequest } from '../workflows/messages';
@@ -66,6 +66,12 @@ export function runControlRoutes(deps: { db: Db; temporal: Client }): Router {
   router.post('/:id/pause', async (req, res) => {
     const body = parseBody(req.body);
     const { run, caller } = await controllableRun(req.params.id, res);
+    // A key may not set a pause that only others may lift: it could hold a run hostage.
+    const pauseReason = body.pauseReason ?? 'MANUAL_PAUSE';
+    const held = authoritiesOf(caller, run.apiKeyId);
+    if (!canResume(DEFAULT_RESUME_AUTHORITIES[pauseReason], held)) {
+      throw new HttpError(403, `a ${caller.role} key may not pause with ${pauseReason}: only ${DEFAULT_RESUME_AUTHORITIES[pauseReason].join(', ')} may resume it`);
+    }
     await signalled(() =>
       deps.temporal.workflow.getHandle(run.id).signal(pauseSignal, { ...request(caller, run.apiKeyId, body.reason), pauseReason: body.pauseReason }),
     );

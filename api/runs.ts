@@ -35,7 +35,12 @@ export function runRoutes(deps: RunRoutesDeps): Router {
       .status(202)
       .set('Location', `/api/v1/runs/${result.runId}`)
       .set('Idempotent-Replayed', String(result.replayed))
-      .json({ runId: result.runId, authorizationDecision: result.authorizationDecision });
+      .json({
+        runId: result.runId,
+        authorizationDecision: result.authorizationDecision,
+        workflow: result.workflow,
+        ...(result.workflow === 'queued' ? { note: 'the run is recorded; it starts as soon as Temporal answers' } : {}),
+      });
   });
 
   router.get('/', async (req, res) => {

@@ -1,16 +1,16 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import { and, eq, sql } from 'drizzle-orm';
 import { authorizeRun } from '../core/authorization';
 import { describeZodError, submitRunBody, toPlan } from '../core/plan';
 import type { ObservabilityMode } from '../core/policy';
-import { RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
 import type { Db } from '../db/client';
 import { declareRunContract } from '../db/audit';
 import { runs } from '../db/schema';
 import { currentPolicy } from '../db/tenancy';
+import { tryStartRunWorkflow, workflowInputOf } from '../dispatch/run-starter';
+import type { Logger } from '../lib/logger';
 import type { RunWorkflowInput } from '../workflows/messages';
-import { runWorkflow } from '../workflows/run';
 import type { Caller } from './auth';
 import { HttpError } from './errors';
 
@@ -21,6 +21,9 @@ export interface SubmitDeps {
   defaultObservabilityMode: ObservabilityMode;
   /** The liveness deadline of `finalize_run`: run timeout plus grace. */
   runDeadlineSeconds: number;
+  /** How long the start may wait for Temporal before it is queued. */
+  temporalCallTimeoutMs: number;
+  logger: Logger;
 }
 
 export interface SubmitResult {
@@ -28,13 +31,16 @@ export interface SubmitResult {
   authorizationDecision: 'ALLOWED' | 'DENIED';
   /** True when an earlier request with the same Idempotency-Key created the run. */
   replayed: boolean;
+  /** `queued`: Temporal did not answer in time; the run starts as soon as it does. */
+  workflow: 'started' | 'queued';
 }
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 
 /**
  * Validates, authorizes and records the run with its audit expectations in one transaction (T0),
- * then starts its workflow. Nothing is written for a request that fails validation.
+ * then starts its workflow, or leaves that to the starter when Temporal does not answer in time.
+ * Nothing is written for a request that fails validation; nothing accepted is lost.
  */
 export async function submitRun(
   deps: SubmitDeps,
@@ -75,6 +81,7 @@ export async function submitRun(
         authorizationReason: authorization.reason,
         policyVersion: policy.version,
         observabilityMode,
+        taskQueue: deps.taskQueue,
       })
       .onConflictDoNothing({ target: [runs.tenantId, runs.idempotencyKey], where: sql`${runs.idempotencyKey} is not null` })
       .returning({ id: runs.id });
@@ -85,7 +92,7 @@ export async function submitRun(
 
   if (created === null) return replay(deps, caller, idempotencyKey!, requestHash);
 
-  const input: RunWorkflowInput = {
+  const started = await startNow(deps, {
     runId: created,
     tenantId: caller.tenantId,
     plan,
@@ -93,9 +100,8 @@ export async function submitRun(
     authorization,
     observabilityMode,
     policyVersion: policy.version,
-  };
-  await startRunWorkflow(deps, input);
-  return { runId: created, authorizationDecision: authorization.decision, replayed: false };
+  });
+  return { runId: created, authorizationDecision: authorization.decision, replayed: false, workflow: started ? 'started' : 'queued' };
 }
 
 async function replay(deps: SubmitDeps, caller: Caller, idempotencyKey: string, requestHash: string): Promise<SubmitResult> {
@@ -107,65 +113,17 @@ async function replay(deps: SubmitDeps, caller: Caller, idempotencyKey: string, 
   if (existing.requestHash !== requestHash) {
     throw new HttpError(422, 'Idempotency-Key was already used with a different request body', { runId: existing.id });
   }
-  // The first request may have died between its commit and the workflow start: start it now.
-  if (existing.phase === 'CREATED') {
-    await startRunWorkflow(deps, {
-      runId: existing.id,
-      tenantId: existing.tenantId,
-      plan: existing.plan,
-      budgetUsd: existing.budgetUsd,
-      authorization:
-        existing.authorizationDecision === 'ALLOWED'
-          ? { decision: 'ALLOWED', reason: null }
-          : { decision: 'DENIED', reason: existing.authorizationReason ?? 'denied' },
-      observabilityMode: existing.observabilityMode as ObservabilityMode,
-      policyVersion: existing.policyVersion,
-    });
-  }
-  return { runId: existing.id, authorizationDecision: existing.authorizationDecision, replayed: true };
+  // The first request may not have reached Temporal: the retry tries again rather than wait for the starter.
+  const started = existing.workflowStartedAt !== null || (await startNow(deps, workflowInputOf(existing)));
+  return { runId: existing.id, authorizationDecision: existing.authorizationDecision, replayed: true, workflow: started ? 'started' : 'queued' };
 }
 
-async function startRunWorkflow(deps: SubmitDeps, input: RunWorkflowInput): Promise<void> {
-  try {
-    await deps.temporal.workflow.start(runWorkflow, {
-      taskQueue: deps.taskQueue,
-      workflowId: input.runId,
-      args: [input],
-      workflowIdReusePolicy: 'REJECT_DUPLICATE',
-      typedSearchAttributes: [
-        { key: RUN_PHASE, value: 'CREATED' },
-        { key: RUN_STATUS, value: 'queued' },
-        { key: TENANT_ID, value: input.tenantId },
-      ],
-      staticSummary: `governed run for tenant ${input.tenantId} (${input.plan.length} steps)`,
-    });
-  } catch (err) {
-    if (err instanceof WorkflowExecutionAlreadyStartedError) return;
-    // A start that timed out may still have happened: only a workflow known not to exist is a
-    // failed start. Otherwise the run stays CREATED, a retry with the same Idempotency-Key starts
-    // it, and its finalize_run deadline reports it if nobody does.
-    if (await workflowMissing(deps.temporal, input.runId)) {
-      await deps.db
-        .update(runs)
-        .set({
-          phase: 'FAILED',
-          status: 'failed',
-          errorCode: 'WORKFLOW_START_FAILED',
-          errorMessage: err instanceof Error ? err.message : String(err),
-          finishedAt: sql`now()`,
-          updatedAt: sql`now()`,
-        })
-        .where(and(eq(runs.id, input.runId), eq(runs.phase, 'CREATED')));
-    }
-    throw new HttpError(503, 'the run was recorded but could not be started; retry later', { runId: input.runId });
-  }
-}
-
-async function workflowMissing(temporal: Client, runId: string): Promise<boolean> {
-  try {
-    await temporal.workflow.getHandle(runId).describe();
-    return false;
-  } catch (err) {
-    return err instanceof WorkflowNotFoundError;
-  }
+/**
+ * The run is already durable: a start that Temporal does not answer in time is left to the
+ * dispatcher's starter (in the worker), which starts every unstarted run when Temporal is back.
+ */
+function startNow(deps: SubmitDeps, input: RunWorkflowInput): Promise<boolean> {
+  return tryStartRunWorkflow({ ...deps, startTimeoutMs: deps.temporalCallTimeoutMs }, input, (err) =>
+    deps.logger.warn({ runId: input.runId, err: err instanceof Error ? err.message : String(err) }, 'run recorded; its start is queued'),
+  );
 }

@@ -108,6 +108,7 @@ async function main(): Promise<void> {
     taskQueue,
     bodyLimit: '256kb',
     defaultObservabilityMode: 'DEGRADED',
+    temporalCallTimeoutMs: 3000,
     runDeadlineSeconds: 3600,
     auditIntervalSeconds: 60,
   });

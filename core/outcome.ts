@@ -9,7 +9,13 @@ export type FailureCode =
   | 'GOVERNANCE_ERROR'
   | 'POLICY_TERMINATED'
   | 'PAUSE_TIMEOUT'
-  | 'STOPPED';
+  | 'STOPPED'
+  /** The run could not record its own progress (a write that failed for good); see `runWorkflow`. */
+  | 'RECORDING_FAILED'
+  /** The run's workflow could not finalize it; written by its last-resort activity. */
+  | 'RUN_NOT_FINALIZED'
+  /** The API could not start the run's workflow (before the starter existed); kept for old rows. */
+  | 'WORKFLOW_START_FAILED';
 
 export type RunOutcome =
   | { kind: 'succeeded' }
@@ -24,4 +30,7 @@ export const FAILURE_SEVERITY: Readonly<Record<FailureCode, 'LOW' | 'MEDIUM' | '
   POLICY_TERMINATED: 'HIGH',
   PAUSE_TIMEOUT: 'HIGH',
   STOPPED: 'LOW',
+  RECORDING_FAILED: 'CRITICAL',
+  RUN_NOT_FINALIZED: 'CRITICAL',
+  WORKFLOW_START_FAILED: 'HIGH',
 };

@@ -37,6 +37,19 @@ export async function markRunFinalized(tx: DbOrTx, runId: string): Promise<void>
 }
 
 /**
+ * The run is over without having finalized (its workflow gave up): whatever it has not done by now
+ * it will never do, so every unmet deadline becomes now and the reconciler reports what is missing
+ * in its next pass instead of at the run's deadline.
+ */
+export async function closeRunContract(tx: DbOrTx, runId: string): Promise<void> {
+  await tx
+    .update(auditExpectations)
+    .set({ deadlineAt: sql`least(${auditExpectations.deadlineAt}, now())` })
+    .where(and(eq(auditExpectations.runId, runId), isNotNull(auditExpectations.deadlineAt)));
+  await tx.update(auditReconciliations).set({ dueAt: sql`now()` }).where(eq(auditReconciliations.runId, runId));
+}
+
+/**
  * A pause may hold the run this much longer: its unmet deadlines (and its next due time, while it
  * is in flight) move with it, so a run waiting for a human is not reported stale.
  */

@@ -94,6 +94,10 @@ export const runs = pgTable(
     pausedAt: timestamp('paused_at', { withTimezone: true }),
     errorCode: text('error_code'),
     errorMessage: text('error_message'),
+    /** Where its workflow runs; the starter of that queue starts it if the API could not. */
+    taskQueue: text('task_queue'),
+    /** When Temporal accepted its workflow; null while the run waits for a starter. */
+    workflowStartedAt: timestamp('workflow_started_at', { withTimezone: true }),
     createdAt: createdAt(),
     startedAt: timestamp('started_at', { withTimezone: true }),
     finishedAt: timestamp('finished_at', { withTimezone: true }),
@@ -105,6 +109,9 @@ export const runs = pgTable(
       .where(sql`${t.idempotencyKey} is not null`),
     index('runs_tenant_created_idx').on(t.tenantId, t.createdAt),
     index('runs_status_idx').on(t.status),
+    index('runs_unstarted_idx')
+      .on(t.createdAt)
+      .where(sql`${t.workflowStartedAt} is null and ${t.phase} = 'CREATED'`),
   ],
 );
 
@@ -437,4 +444,32 @@ export const alerts = pgTable(
     uniqueIndex('alerts_event_rule_uq').on(t.eventId, t.rule),
     index('alerts_tenant_created_idx').on(t.tenantId, t.createdAt),
   ],
+);
+
+/**
+ * A change that live runs must hear about (a policy version, a tenant's status, a tenant-wide pause
+ * or resume), committed with the change itself. The pusher signals every targeted run and marks it
+ * pushed; while Temporal is unreachable it stays here and is retried, so no change is lost.
+ */
+export const controlPushes = pgTable(
+  'control_pushes',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    kind: text('kind').notNull(),
+    /** The workflow signal to send and its payload. */
+    signal: text('signal').notNull(),
+    payload: jsonb('payload').$type<Record<string, unknown>>().notNull(),
+    /** Which of the tenant's runs: every live one, or only those paused. */
+    target: text('target', { enum: ['live', 'paused'] }).notNull(),
+    createdAt: createdAt(),
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true }).notNull().defaultNow(),
+    lastError: text('last_error'),
+    pushedAt: timestamp('pushed_at', { withTimezone: true }),
+    signalledRuns: integer('signalled_runs'),
+  },
+  (t) => [index('control_pushes_pending_idx').on(t.nextAttemptAt).where(sql`${t.pushedAt} is null`)],
 );

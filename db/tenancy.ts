@@ -36,14 +36,12 @@ export async function tenantStatus(db: DbOrTx, tenantId: string): Promise<Tenant
 }
 
 /** Stores `rules` as the tenant's next policy version. */
-export async function savePolicy(db: Db, tenantId: string, rules: PolicyRules, changedBy: string): Promise<CurrentPolicy> {
-  return db.transaction(async (tx) => {
-    // Serialises concurrent changes of one tenant's policy.
-    await tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).for('update');
-    const { version } = await currentPolicy(tx, tenantId);
-    await tx.insert(policies).values({ tenantId, version: version + 1, rules, changedBy });
-    return { version: version + 1, rules };
-  });
+export async function savePolicy(tx: DbOrTx, tenantId: string, rules: PolicyRules, changedBy: string): Promise<CurrentPolicy> {
+  // Serialises concurrent changes of one tenant's policy (within the caller's transaction).
+  await tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).for('update');
+  const { version } = await currentPolicy(tx, tenantId);
+  await tx.insert(policies).values({ tenantId, version: version + 1, rules, changedBy });
+  return { version: version + 1, rules };
 }
 
 /** A new tenant with policy version 1 and its first API key; the key is returned once, never stored. */

@@ -63,6 +63,14 @@ const envSchema = z.object({
   /** Alerts are also POSTed here, signed with ALERT_WEBHOOK_SECRET (HMAC-SHA256). */
   ALERT_WEBHOOK_URL: z.url().optional(),
   ALERT_WEBHOOK_SECRET: z.string().min(16).optional(),
+  /**
+   * How long a start or a push may wait for Temporal before it is left to the dispatcher: a
+   * request answers within seconds, and what it committed is not lost (see dispatch/).
+   */
+  TEMPORAL_CALL_TIMEOUT_MS: z.coerce.number().int().min(100).default(3000),
+  /** How often the dispatcher (in the worker) looks for unstarted runs and unpushed changes. */
+  DISPATCH_INTERVAL_MS: z.coerce.number().int().min(50).default(2000),
+  DISPATCHER_IN_WORKER: z.enum(['true', 'false']).default('true'),
   LLM_BASE_URL: z.string().default('https://api.openai.com/v1'),
   LLM_API_KEY: z.string().optional(),
   LLM_MODEL: z.string().default('gpt-4o-mini'),

@@ -142,7 +142,7 @@ describe('bad input gets a 4xx with a reason and writes nothing', () => {
 });
 
 describe('Temporal unreachable at submit', () => {
-  it('answers 503, keeps the run CREATED with its audit contract, and a retry with the same key starts it', async () => {
+  it('answers 202 with the start queued, keeps the run CREATED with its audit contract, and the starter starts it', async () => {
     const { Client, Connection } = await import('@temporalio/client');
     const { createApp } = await import('../api/app');
     const connection = await Connection.connect({ address: inject('temporalAddress') });
@@ -157,12 +157,12 @@ describe('Temporal unreachable at submit', () => {
     const body = JSON.stringify({ plan: simPlan(1) });
     const refused = await fetch(`http://127.0.0.1:${port}/api/v1/runs`, { method: 'POST', headers, body });
     server.close();
-    expect(refused.status).toBe(503);
-    const { runId, error } = (await refused.json()) as { runId: string; error: string };
-    expect(error).toMatch(/could not be started; retry later/);
+    expect(refused.status).toBe(202);
+    const { runId, workflow } = (await refused.json()) as { runId: string; workflow: string };
+    expect(workflow).toBe('queued');
 
     const [stored] = await stack.db.select().from(runs).where(eq(runs.id, runId));
-    expect(stored).toMatchObject({ phase: 'CREATED', status: 'queued' });
+    expect(stored).toMatchObject({ phase: 'CREATED', status: 'queued', workflowStartedAt: null });
     const [expectations] = await stack.db.select({ n: count() }).from(auditExpectations).where(eq(auditExpectations.runId, runId));
     expect(expectations!.n).toBe(6);
 

@@ -5,6 +5,7 @@ import { connectDatabase } from '../db/client';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { createEventMetrics, createWorkerMetrics } from '../lib/metrics';
+import { startDispatcher } from '../dispatch/service';
 import { startEventServices } from '../events/service';
 import { serveMetrics } from '../lib/metrics-server';
 import { connectWorkerConnection } from '../lib/temporal';
@@ -55,8 +56,21 @@ async function main(): Promise<void> {
     config.EVENTS_IN_WORKER === 'true'
       ? await startEventServices({ database, temporal, config, logger, metrics: createEventMetrics(metrics.registry) })
       : null;
+  const dispatcher =
+    config.DISPATCHER_IN_WORKER === 'true'
+      ? startDispatcher({
+          db: database.db,
+          temporal,
+          taskQueue: config.TEMPORAL_TASK_QUEUE,
+          logger,
+          intervalMs: config.DISPATCH_INTERVAL_MS,
+          temporalTimeoutMs: config.TEMPORAL_CALL_TIMEOUT_MS,
+          startGraceMs: 2 * config.TEMPORAL_CALL_TIMEOUT_MS,
+        })
+      : null;
   // Worker.run resolves after SIGINT/SIGTERM once in-flight tasks have drained.
   await worker.run();
+  await dispatcher?.stop();
   await events?.stop();
   metricsServer.close();
   await connection.close();

@@ -2,16 +2,24 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 
 /**
- * Domain writes retry until the database answers: an outage makes the run wait, not fail.
- * A write that keeps failing for another reason is made final by the worker's interceptor.
+ * Domain writes are one short transaction each (milliseconds on a healthy database), so ten
+ * seconds only bounds how long a write lost with its worker holds the run before it is retried
+ * elsewhere. They retry until the database answers: an outage makes the run wait, not fail. A
+ * write that keeps failing for another reason is made final by the worker's interceptor.
  */
 export const domain = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
+  startToCloseTimeout: '10 seconds',
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
 });
 
-/** A skill call is retried a few times, then the step (and the run) fails. */
+/**
+ * A skill call may legitimately take minutes (a long completion), so its start-to-close is long;
+ * a lost worker is detected by the heartbeat instead (the step beats every 3 s, see
+ * `STEP_HEARTBEAT_INTERVAL_MS`): a SIGKILLed worker costs the step 15 s plus one retry interval.
+ * It is retried a few times, then the step (and the run) fails.
+ */
 export const skills = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: '15 seconds',
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 3 },
 });

@@ -12,6 +12,8 @@ import {
 import { isTerminalPhase } from '../core/phases';
 import { domain } from './activity-proxies';
 import {
+  controlRequestFrom,
+  pauseRequestFrom,
   pauseSignal,
   policyChangedSignal,
   resumeSignal,
@@ -19,6 +21,7 @@ import {
   stopSignal,
   type ControlRequest,
   type PauseRequest,
+  type ResumeRequest,
   type RunState,
   type RunWorkflowInput,
 } from './messages';
@@ -81,6 +84,14 @@ export function createRunGovernor({ input, state, publishState }: GovernorContex
   let stopRequest: ControlRequest | null = null;
   let pauseRequest: PauseRequest | null = null;
   let resumeRequest: ControlRequest | null = null;
+  /** Requests already acted on, by their sender's id: a redelivered one is a no-op. */
+  const seenRequestIds = new Set<string>();
+  const firstDelivery = (request: ControlRequest): boolean => {
+    if (request.requestId === undefined) return true;
+    if (seenRequestIds.has(request.requestId)) return false;
+    seenRequestIds.add(request.requestId);
+    return true;
+  };
 
   state.pause = null;
   state.lastCheck = null;
@@ -104,9 +115,12 @@ export function createRunGovernor({ input, state, publishState }: GovernorContex
   }
 
   /** Why a resume cannot be accepted now, or null when it can. */
-  function resumeRefusal(request: ControlRequest | undefined): string | null {
+  function resumeRefusal(request: ResumeRequest): string | null {
     if (!state.pause) return `run is not paused (phase ${state.phase})`;
-    const held = heldAuthorities(request ?? {});
+    if (request.ifPauseTag !== undefined && state.pause.tag !== request.ifPauseTag) {
+      return `the run's pause (${state.pause.reason}) was not set by '${request.ifPauseTag}'`;
+    }
+    const held = heldAuthorities(request);
     if (held.length === 0) return `a resume must name its authority (one of ${RESUME_AUTHORITIES.join(', ')})`;
     if (!canResume(state.pause.allowedAuthorities, held)) {
       return `authority ${held.join('/')} may not resume a ${state.pause.reason} pause (allowed: ${state.pause.allowedAuthorities.join(', ')})`;
@@ -114,39 +128,45 @@ export function createRunGovernor({ input, state, publishState }: GovernorContex
     return null;
   }
 
-  setHandler(pauseSignal, async (request) => {
-    const reason = request?.pauseReason ?? 'MANUAL_PAUSE';
-    if (!PAUSE_REASONS.includes(reason)) return rejectSignal('pause', request, `unknown pause reason '${String(reason)}'`);
+  setHandler(pauseSignal, async (raw) => {
+    const request = pauseRequestFrom(raw);
+    if (!firstDelivery(request)) return;
+    const reason = request.pauseReason ?? 'MANUAL_PAUSE';
+    if (!PAUSE_REASONS.includes(reason)) return rejectSignal('pause', request, `unknown pause reason '${reason}'`);
     if (!controllable()) return rejectSignal('pause', request, `run cannot be paused in phase ${state.phase}`);
     if (state.pause || pauseRequest) return rejectSignal('pause', request, 'run is already paused');
     pauseRequest = { ...request, pauseReason: reason };
     checkRequested = true;
   });
 
-  setHandler(resumeSignal, async (request) => {
+  setHandler(resumeSignal, async (raw) => {
+    const request = controlRequestFrom(raw);
+    if (!firstDelivery(request)) return;
     const refusal = resumeRefusal(request);
     if (refusal) return rejectSignal('resume', request, refusal);
-    resumeRequest = request ?? {};
+    resumeRequest = request;
   });
 
   setHandler(
     resumeUpdate,
-    async (request) => {
-      resumeRequest = request;
+    async (raw) => {
+      resumeRequest = controlRequestFrom(raw);
       await condition(() => state.pause === null || isTerminalPhase(state.phase));
       return state;
     },
     {
-      validator: (request) => {
-        const refusal = resumeRefusal(request);
+      validator: (raw) => {
+        const refusal = resumeRefusal(controlRequestFrom(raw));
         if (refusal) throw new Error(refusal);
       },
     },
   );
 
-  setHandler(stopSignal, async (request) => {
+  setHandler(stopSignal, async (raw) => {
+    const request = controlRequestFrom(raw);
+    if (!firstDelivery(request)) return;
     if (!controllable()) return rejectSignal('stop', request, `run cannot be stopped in phase ${state.phase}`);
-    stopRequest ??= request ?? {};
+    stopRequest ??= request;
     checkRequested = true;
   });
 
@@ -226,6 +246,7 @@ export function createRunGovernor({ input, state, publishState }: GovernorContex
       since: new Date(startedAt).toISOString(),
       expiresAt: new Date(startedAt + policy.pauseSlaMs).toISOString(),
       escalated: false,
+      ...(request?.tag !== undefined ? { tag: request.tag } : {}),
     });
     await domain.recordPause({
       runId,

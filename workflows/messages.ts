@@ -1,9 +1,10 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { ObservabilityMode } from '../core/policy';
-import type { PauseReason, PolicyDecision, ResumeAuthority } from '../core/policy-check';
+import { RESUME_AUTHORITIES, type PauseReason, type PolicyDecision, type ResumeAuthority } from '../core/policy-check';
 import type { RunPhase, RunStatus } from '../core/phases';
 import type { PlanStep } from '../core/plan';
 import type { SagaPhase } from '../core/saga';
+import { toSafeText } from '../core/text';
 
 export interface RunWorkflowInput {
   runId: string;
@@ -25,6 +26,8 @@ export interface PauseState {
   since: string;
   expiresAt: string;
   escalated: boolean;
+  /** Set by whoever paused many runs at once (a tenant-wide pause), so the matching resume finds its own. */
+  tag?: string;
 }
 
 /** What the run query returns: the live state an operator or the API sees. */
@@ -56,6 +59,8 @@ export interface ControlRequest {
   /** Further authorities the caller holds (the API sends every one that applies). */
   authorities?: string[];
   reason?: string;
+  /** A sender that may deliver the same request twice names it; the run acts on it once. */
+  requestId?: string;
 }
 
 export interface PauseRequest extends ControlRequest {
@@ -63,12 +68,61 @@ export interface PauseRequest extends ControlRequest {
   pauseReason?: PauseReason;
   /** Who may resume this pause; defaults to the reason's authorities. */
   allowedAuthorities?: ResumeAuthority[];
+  /** Kept on the pause: see `PauseState.tag`. */
+  tag?: string;
+}
+
+export interface ResumeRequest extends ControlRequest {
+  /** Resume only a pause carrying this tag (a tenant-wide resume leaves other pauses alone). */
+  ifPauseTag?: string;
+}
+
+const MAX_REASON = 500;
+const MAX_NAME = 200;
+
+/**
+ * A signal's payload as the run may use it. Signals come from any client (`temporal`, `tctl`,
+ * the API), and workflow code cannot refuse one: a field of the wrong type is dropped and text is
+ * made storable, so nothing a signal carries can fail a database write or the workflow.
+ */
+export function controlRequestFrom(raw: unknown): ResumeRequest {
+  const fields = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? (raw as Record<string, unknown>) : {};
+  const text = (key: string, max: number) => toSafeText(fields[key], max);
+  const authorities = Array.isArray(fields.authorities)
+    ? fields.authorities.slice(0, RESUME_AUTHORITIES.length).flatMap((a) => toSafeText(a, MAX_NAME) ?? [])
+    : undefined;
+  const request: ResumeRequest = {
+    actor: text('actor', MAX_NAME),
+    authority: text('authority', MAX_NAME),
+    authorities,
+    reason: text('reason', MAX_REASON),
+    requestId: text('requestId', MAX_NAME),
+    ifPauseTag: text('ifPauseTag', MAX_NAME),
+  };
+  return Object.fromEntries(Object.entries(request).filter(([, v]) => v !== undefined));
+}
+
+/** As `controlRequestFrom`, with the pause's own fields; an unknown reason is kept for the refusal. */
+export function pauseRequestFrom(raw: unknown): PauseRequest & { pauseReason?: string } {
+  const fields = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? (raw as Record<string, unknown>) : {};
+  const { ifPauseTag: _notForPauses, ...request } = controlRequestFrom(raw);
+  const allowed = Array.isArray(fields.allowedAuthorities)
+    ? fields.allowedAuthorities.filter((a): a is ResumeAuthority => RESUME_AUTHORITIES.includes(a as ResumeAuthority))
+    : undefined;
+  const pauseReason = toSafeText(fields.pauseReason, MAX_NAME);
+  const tag = toSafeText(fields.tag, MAX_NAME);
+  return {
+    ...request,
+    ...(pauseReason !== undefined ? { pauseReason: pauseReason as PauseReason } : {}),
+    ...(allowed?.length ? { allowedAuthorities: [...new Set(allowed)] } : {}),
+    ...(tag !== undefined ? { tag } : {}),
+  };
 }
 
 export const runStateQuery = defineQuery<RunState>('runState');
 export const pauseSignal = defineSignal<[PauseRequest?]>('pause');
-export const resumeSignal = defineSignal<[ControlRequest?]>('resume');
+export const resumeSignal = defineSignal<[ResumeRequest?]>('resume');
 export const stopSignal = defineSignal<[ControlRequest?]>('stop');
 export const policyChangedSignal = defineSignal<[ControlRequest?]>('policyChanged');
 /** A resume that answers: its validator refuses it at once when the run is not paused or the authority is not allowed. */
-export const resumeUpdate = defineUpdate<RunState, [ControlRequest]>('resume');
+export const resumeUpdate = defineUpdate<RunState, [ResumeRequest]>('resume');

@@ -1,5 +1,6 @@
 import {
   ActivityFailure,
+  ApplicationFailure,
   CancellationScope,
   allHandlersFinished,
   condition,
@@ -21,6 +22,11 @@ import { runStateQuery, type RunState, type RunWorkflowInput } from './messages'
 
 /** Runs recorded before mid-run policy checks existed replay without them. */
 export const MID_RUN_POLICY_PATCH = 'mid-run-policy-checks';
+/**
+ * A write that fails for good (the retry budget spent on an error that is not an outage) used to
+ * fail the workflow and leave the stored run mid-phase forever; now the run fails and says why.
+ */
+export const NEVER_WEDGE_PATCH = 'never-wedge-on-a-failed-write';
 
 function failed(status: FailedStatus, code: FailureCode, message: string): RunOutcome {
   return { kind: 'failed', status, code, message };
@@ -263,12 +269,21 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
   try {
     outcome = await execute();
   } catch (err) {
-    if (!isCancellation(err)) throw err;
-    outcome = failed('cancelled', 'STOPPED', 'run cancelled');
+    if (isCancellation(err)) outcome = failed('cancelled', 'STOPPED', 'run cancelled');
+    else if (patched(NEVER_WEDGE_PATCH)) outcome = failed('failed', 'RECORDING_FAILED', `the run could not record its progress: ${describeFailure(err)}`);
+    else throw err;
   }
   governor?.clearPause();
   // Whatever ended the run, its governance records and final status are written to the end.
-  await CancellationScope.nonCancellable(() => finish(outcome));
+  try {
+    await CancellationScope.nonCancellable(() => finish(outcome));
+  } catch (err) {
+    if (!patched(NEVER_WEDGE_PATCH)) throw err;
+    // Fails the workflow too, so Temporal's own status says what the stored run says.
+    const error = `the run could not be finalized: ${describeFailure(err)}`;
+    await CancellationScope.nonCancellable(() => domain.recordUnfinalizedRun({ runId, error }));
+    throw ApplicationFailure.nonRetryable(error, 'RunNotFinalized');
+  }
   // Signals that arrived late are still recorded before the workflow closes.
   await condition(allHandlersFinished);
   return state;

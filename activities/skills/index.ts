@@ -1,6 +1,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { PlanStep } from '../../core/plan';
+import { toSafeText } from '../../core/text';
 import type { ActivityDeps } from '../deps';
 import { chatCompletion } from './chat';
 import { SIM_MODEL, simulateCompletion } from './sim';
@@ -15,6 +16,11 @@ export interface StepResult {
 }
 
 const PREVIEW_CHARS = 200;
+/**
+ * How often a running step tells Temporal it is alive. The workflow's heartbeat timeout (see
+ * `workflows/activity-proxies.ts`) is several of these, so one late beat is not a lost worker.
+ */
+export const STEP_HEARTBEAT_INTERVAL_MS = 3_000;
 
 export function createSkillActivities({ llm, metrics }: ActivityDeps) {
   async function runSimulator(step: Extract<PlanStep, { skill: 'sim.llm' }>): Promise<Omit<StepResult, 'durationMs'>> {
@@ -30,13 +36,18 @@ export function createSkillActivities({ llm, metrics }: ActivityDeps) {
 
   async function runChat(step: Extract<PlanStep, { skill: 'llm.chat' }>): Promise<Omit<StepResult, 'durationMs'>> {
     const completion = await chatCompletion(llm, step.input, Context.current().cancellationSignal);
-    return { ...completion, outputPreview: completion.text.slice(0, PREVIEW_CHARS) };
+    // What a provider sends is data we store: it must not be able to fail the write that records it.
+    return { ...completion, model: toSafeText(completion.model, 200) ?? '', outputPreview: toSafeText(completion.text, PREVIEW_CHARS) ?? '' };
   }
 
   /** Runs one plan step's skill. Writes nothing: the workflow records the result in its own activity. */
   async function executeStep(input: { runId: string; stepIndex: number; step: PlanStep }): Promise<StepResult> {
     const started = performance.now();
     const { step } = input;
+    const ctx = Context.current();
+    // A step waits on a provider for seconds to minutes; beating while it does lets Temporal retry
+    // the step elsewhere within the heartbeat timeout when this worker dies, not its start-to-close.
+    const heartbeat = setInterval(() => ctx.heartbeat({ stepIndex: input.stepIndex }), STEP_HEARTBEAT_INTERVAL_MS);
     try {
       const result = step.skill === 'sim.llm' ? await runSimulator(step) : await runChat(step);
       const durationMs = Math.round(performance.now() - started);
@@ -47,6 +58,8 @@ export function createSkillActivities({ llm, metrics }: ActivityDeps) {
       const outcome = err instanceof CancelledFailure ? 'cancelled' : 'error';
       metrics.stepDuration.observe({ skill: step.skill, outcome }, (performance.now() - started) / 1000);
       throw err;
+    } finally {
+      clearInterval(heartbeat);
     }
   }
 

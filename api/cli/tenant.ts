@@ -4,7 +4,7 @@ import type { Db } from '../../db/client';
 import { createApiKey, createTenant, findTenantByName, setTenantStatus } from '../../db/tenancy';
 import { loadConfig } from '../../lib/config';
 import { connectClient } from '../../lib/temporal';
-import { pushPolicyChange } from '../policy-push';
+import { deliverPush, enqueuePush } from '../../dispatch/control-pusher';
 import { withDb } from './with-db';
 
 const ROLES: ApiRole[] = ['admin', 'member', 'viewer'];
@@ -73,15 +73,25 @@ for (const [command, status] of [
     .action(async (opts: { name: string }) => {
       await withDb(async (db) => {
         const tenantId = await requireTenant(db, opts.name);
-        await setTenantStatus(db, tenantId, status);
+        const pushId = await db.transaction(async (tx) => {
+          await setTenantStatus(tx, tenantId, status);
+          return enqueuePush(tx, tenantId, {
+            kind: `tenant_${status === 'active' ? 'activated' : 'suspended'}`,
+            signal: 'policyChanged',
+            target: 'live',
+            payload: { actor: 'cli', reason: `tenant ${status}` },
+          });
+        });
         console.log(`tenant ${opts.name} is ${status}`);
+        const queued = 'running runs will be told by the worker as soon as Temporal answers';
         try {
-          const temporal = await connectClient(loadConfig());
-          const signalled = await pushPolicyChange(db, temporal, tenantId, { actor: 'cli', reason: `tenant ${status}` });
+          const config = loadConfig();
+          const temporal = await connectClient(config);
+          const pushed = await deliverPush({ db, temporal, pushTimeoutMs: config.TEMPORAL_CALL_TIMEOUT_MS }, pushId);
           await temporal.connection.close();
-          console.log(`told ${signalled} running run(s) to re-check their policy`);
-        } catch (err) {
-          console.error(`warning: running runs were not told (${err instanceof Error ? err.message : String(err)}); they see the change at their next check interval`);
+          console.log(pushed.state === 'pushed' ? `told ${pushed.signalledRuns} running run(s) to re-check their policy` : queued);
+        } catch {
+          console.log(queued);
         }
       });
     });

@@ -16,6 +16,7 @@ import { runs } from '../../db/schema';
 import { createApiKey, createTenant } from '../../db/tenancy';
 import { createLogger } from '../../lib/logger';
 import { createApiMetrics, createEventMetrics, createWorkerMetrics, type EventMetrics } from '../../lib/metrics';
+import { startDispatcher, type Dispatcher } from '../../dispatch/service';
 import { startEventServices, type EventServicesDeps, type EventsConfig } from '../../events/service';
 import { createWorker } from '../../worker/create-worker';
 import { FaultInjector } from '../../worker/faults';
@@ -59,6 +60,8 @@ export interface Stack {
   /** What the API is built from, for a test that builds a second one with a dependency swapped. */
   apiDeps: ApiDeps;
   faults: FaultInjector;
+  /** Starts the runs the API could not and delivers queued pushes, as the worker's does. */
+  dispatcher: Dispatcher;
   taskQueue: string;
   createTenant(options?: { role?: ApiRole; policy?: Partial<PolicyRules> }): Promise<TestTenant>;
   createKey(tenantId: string, role: ApiRole): Promise<string>;
@@ -134,6 +137,16 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       })
     : null;
 
+  const dispatcher = startDispatcher({
+    db: workerDatabase.db,
+    temporal: client,
+    taskQueue,
+    logger,
+    intervalMs: 300,
+    temporalTimeoutMs: 2000,
+    startGraceMs: 1000,
+  });
+
   const apiDeps: ApiDeps = {
     db: database.db,
     temporal: client,
@@ -145,6 +158,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     defaultObservabilityMode: 'DEGRADED',
     runDeadlineSeconds: options.runDeadlineSeconds ?? 120,
     auditIntervalSeconds: options.auditIntervalSeconds ?? 60,
+    temporalCallTimeoutMs: 2000,
     ...(eventsConfig
       ? {
           reactors: {
@@ -174,6 +188,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     activityDeps,
     apiDeps,
     faults,
+    dispatcher,
     taskQueue,
 
     async createTenant({ role = 'admin', policy } = {}) {
@@ -225,6 +240,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     },
 
     async close() {
+      await dispatcher.stop();
       await events?.stop();
       if (eventsConfig) {
         // The stack's stream is its own: leave nothing of it in the shared Redis.

@@ -1,0 +1,140 @@
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { and, asc, eq, isNotNull, isNull, lt, lte, notInArray, sql } from 'drizzle-orm';
+import { TERMINAL_PHASES } from '../core/phases';
+import type { Db, DbOrTx } from '../db/client';
+import { controlPushes, runs } from '../db/schema';
+import { pauseSignal, policyChangedSignal, resumeSignal, type PauseRequest, type ResumeRequest } from '../workflows/messages';
+
+/** The tag a tenant-wide pause leaves on each run it pauses, so the tenant-wide resume resumes only those. */
+export const TENANT_PAUSE_TAG = 'tenant-pause';
+
+export type ControlPush =
+  | { kind: 'policy_changed' | 'tenant_suspended' | 'tenant_activated'; signal: 'policyChanged'; target: 'live'; payload: { actor: string; reason: string } }
+  | { kind: 'tenant_paused'; signal: 'pause'; target: 'live'; payload: PauseRequest }
+  | { kind: 'tenant_resumed'; signal: 'resume'; target: 'paused'; payload: ResumeRequest };
+
+const SIGNALS = { policyChanged: policyChangedSignal, pause: pauseSignal, resume: resumeSignal } as const;
+
+/** Records the push in the caller's transaction: it exists exactly when the change it announces commits. */
+export async function enqueuePush(tx: DbOrTx, tenantId: string, push: ControlPush): Promise<number> {
+  const [row] = await tx
+    .insert(controlPushes)
+    .values({ tenantId, kind: push.kind, signal: push.signal, target: push.target, payload: { ...push.payload } })
+    .returning({ id: controlPushes.id });
+  return row!.id;
+}
+
+export interface PusherDeps {
+  db: Db;
+  temporal: Client;
+  /** How long one push may wait for Temporal before it is left to a later attempt. */
+  pushTimeoutMs: number;
+}
+
+export type PushResult = { state: 'pushed'; signalledRuns: number } | { state: 'queued'; error: string } | { state: 'taken' };
+
+/** Longest wait between attempts of a push that keeps failing. */
+const MAX_BACKOFF_SECONDS = 30;
+
+/**
+ * Signals every targeted run of the push's tenant, then marks it pushed; on any failure the push
+ * stays pending with a backoff. A run that finished meanwhile (no workflow) is skipped. The row is
+ * locked while it is delivered, so two pushers never deliver one push at once; a push delivered
+ * twice after a crash is harmless because every signal carries the push's id as its `requestId`.
+ */
+export async function deliverPush(deps: PusherDeps, pushId: number): Promise<PushResult> {
+  return deps.db.transaction(async (tx) => {
+    const [push] = await tx
+      .select()
+      .from(controlPushes)
+      .where(and(eq(controlPushes.id, pushId), isNull(controlPushes.pushedAt)))
+      .for('update', { skipLocked: true });
+    if (!push) return { state: 'taken' };
+    // A tenant's changes reach its runs in the order they were made (a pause before its resume).
+    const [earlier] = await tx
+      .select({ id: controlPushes.id })
+      .from(controlPushes)
+      .where(and(eq(controlPushes.tenantId, push.tenantId), isNull(controlPushes.pushedAt), lt(controlPushes.id, push.id)))
+      .limit(1);
+    if (earlier) return { state: 'queued', error: `waiting for the tenant's earlier change ${earlier.id}` };
+    const targets = await tx
+      .select({ id: runs.id })
+      .from(runs)
+      .where(
+        and(
+          eq(runs.tenantId, push.tenantId),
+          notInArray(runs.phase, [...TERMINAL_PHASES]),
+          isNotNull(runs.workflowStartedAt),
+          push.target === 'paused' ? isNotNull(runs.pausedAt) : undefined,
+        ),
+      );
+    const signal = SIGNALS[push.signal as keyof typeof SIGNALS];
+    const payload = { ...push.payload, requestId: `push:${push.id}` };
+    const results = await deps.temporal.withDeadline(Date.now() + deps.pushTimeoutMs, () =>
+      Promise.allSettled(targets.map(({ id }) => deps.temporal.workflow.getHandle(id).signal(signal as typeof pauseSignal, payload))),
+    );
+    const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof WorkflowNotFoundError));
+    if (failure) {
+      const error = failure.reason instanceof Error ? failure.reason.message : String(failure.reason);
+      await tx
+        .update(controlPushes)
+        .set({
+          attempts: sql`${controlPushes.attempts} + 1`,
+          lastError: error.slice(0, 1000),
+          nextAttemptAt: sql`now() + make_interval(secs => least(power(2, ${controlPushes.attempts}), ${MAX_BACKOFF_SECONDS}))`,
+        })
+        .where(eq(controlPushes.id, push.id));
+      return { state: 'queued', error };
+    }
+    const signalledRuns = results.filter((r) => r.status === 'fulfilled').length;
+    await tx
+      .update(controlPushes)
+      .set({ attempts: sql`${controlPushes.attempts} + 1`, pushedAt: sql`now()`, signalledRuns, lastError: null })
+      .where(eq(controlPushes.id, push.id));
+    return { state: 'pushed', signalledRuns };
+  });
+}
+
+/**
+ * Commits `change` with its push in one transaction, then tries to deliver the push at once. The
+ * change and the promise to tell the live runs about it are durable together; the answer says
+ * whether they were told already or will be.
+ */
+export async function commitWithPush<T>(
+  deps: PusherDeps,
+  tenantId: string,
+  change: (tx: DbOrTx) => Promise<T>,
+  push: (result: T) => ControlPush,
+): Promise<{ result: T; push: PushResult }> {
+  const { result, pushId } = await deps.db.transaction(async (tx) => {
+    const result = await change(tx);
+    return { result, pushId: await enqueuePush(tx, tenantId, push(result)) };
+  });
+  // Not a failure of the request: the push is queued and the dispatcher delivers it.
+  const delivered = await deliverPush(deps, pushId).catch((err: unknown): PushResult => ({ state: 'queued', error: String(err) }));
+  return { result, push: delivered };
+}
+
+/** Delivers the pushes that are due, oldest first; one that fails waits for its backoff. */
+export async function deliverPendingPushes(deps: PusherDeps & { limit: number }): Promise<{ pushed: number; queued: number }> {
+  const due = await deps.db
+    .select({ id: controlPushes.id })
+    .from(controlPushes)
+    .where(and(isNull(controlPushes.pushedAt), lte(controlPushes.nextAttemptAt, sql`now()`)))
+    .orderBy(asc(controlPushes.id))
+    .limit(deps.limit);
+  let pushed = 0;
+  let queued = 0;
+  for (const { id } of due) {
+    const result = await deliverPush(deps, id);
+    if (result.state === 'pushed') pushed += 1;
+    if (result.state === 'queued') queued += 1;
+  }
+  return { pushed, queued };
+}
+
+/** What the API answers about a change it committed: pushed to the live runs, or queued for it. */
+export function describePush(result: PushResult): { push: 'pushed'; signalledRuns: number } | { push: 'queued'; note: string } {
+  if (result.state === 'pushed') return { push: 'pushed', signalledRuns: result.signalledRuns };
+  return { push: 'queued', note: 'committed; live runs will be signalled as soon as Temporal answers (they also re-check on their own schedule)' };
+}

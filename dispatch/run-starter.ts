@@ -1,0 +1,106 @@
+import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import { and, asc, eq, isNull, lt, sql } from 'drizzle-orm';
+import type { ObservabilityMode } from '../core/policy';
+import { RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
+import type { Db } from '../db/client';
+import { runs } from '../db/schema';
+import type { RunWorkflowInput } from '../workflows/messages';
+import { runWorkflow } from '../workflows/run';
+
+type StoredRun = typeof runs.$inferSelect;
+
+/** The workflow input of a run as it was recorded at submit. */
+export function workflowInputOf(run: StoredRun): RunWorkflowInput {
+  return {
+    runId: run.id,
+    tenantId: run.tenantId,
+    plan: run.plan,
+    budgetUsd: run.budgetUsd,
+    authorization:
+      run.authorizationDecision === 'ALLOWED'
+        ? { decision: 'ALLOWED', reason: null }
+        : { decision: 'DENIED', reason: run.authorizationReason ?? 'denied' },
+    observabilityMode: run.observabilityMode as ObservabilityMode,
+    policyVersion: run.policyVersion,
+  };
+}
+
+export interface StarterDeps {
+  db: Db;
+  temporal: Client;
+  taskQueue: string;
+  /** How long one start may wait for Temporal before the run is left to the next attempt. */
+  startTimeoutMs: number;
+}
+
+/**
+ * Starts the run's workflow (workflow id = run id, so a second start of the same run is refused by
+ * Temporal and counts as started) and records that it was. Throws when Temporal did not answer.
+ */
+export async function startRunWorkflow(deps: StarterDeps, input: RunWorkflowInput): Promise<void> {
+  try {
+    await deps.temporal.withDeadline(Date.now() + deps.startTimeoutMs, () =>
+      deps.temporal.workflow.start(runWorkflow, {
+        taskQueue: deps.taskQueue,
+        workflowId: input.runId,
+        args: [input],
+        workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        typedSearchAttributes: [
+          { key: RUN_PHASE, value: 'CREATED' },
+          { key: RUN_STATUS, value: 'queued' },
+          { key: TENANT_ID, value: input.tenantId },
+        ],
+        staticSummary: `governed run for tenant ${input.tenantId} (${input.plan.length} steps)`,
+      }),
+    );
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+  }
+  await deps.db
+    .update(runs)
+    .set({ workflowStartedAt: sql`coalesce(${runs.workflowStartedAt}, now())` })
+    .where(eq(runs.id, input.runId));
+}
+
+/** Starts it now if Temporal answers; false leaves it to the starter. */
+export async function tryStartRunWorkflow(deps: StarterDeps, input: RunWorkflowInput, onError: (err: unknown) => void): Promise<boolean> {
+  try {
+    await startRunWorkflow(deps, input);
+    return true;
+  } catch (err) {
+    onError(err);
+    return false;
+  }
+}
+
+/**
+ * Every accepted run whose workflow was never confirmed started (Temporal was down at submit, or
+ * the API died between its commit and the start), oldest first. Runs younger than `graceMs` are
+ * still the API's to start. Stops at the first failure: Temporal is most likely still away.
+ */
+export async function startPendingRuns(deps: StarterDeps & { graceMs: number; limit: number }): Promise<{ started: number; pending: boolean }> {
+  const pending = await deps.db
+    .select()
+    .from(runs)
+    .where(
+      and(
+        isNull(runs.workflowStartedAt),
+        eq(runs.phase, 'CREATED'),
+        // Runs recorded before the starter existed have no queue; a retried submit starts those.
+        eq(runs.taskQueue, deps.taskQueue),
+        lt(runs.createdAt, sql`now() - make_interval(secs => ${deps.graceMs / 1000})`),
+      ),
+    )
+    .orderBy(asc(runs.createdAt))
+    .limit(deps.limit);
+  let started = 0;
+  for (const run of pending) {
+    try {
+      await startRunWorkflow(deps, workflowInputOf(run));
+      started += 1;
+    } catch {
+      return { started, pending: true };
+    }
+  }
+  return { started, pending: pending.length === deps.limit };
+}
