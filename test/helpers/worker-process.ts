@@ -9,7 +9,9 @@ const root = path.join(__dirname, '..', '..');
  * way a machine dies: no shutdown, no drained tasks.
  */
 export async function startWorkerProcess(options: { databaseUrl: string; taskQueue: string }): Promise<{ process: ChildProcess; kill(): Promise<void> }> {
-  const child = spawn(path.join(root, 'node_modules', '.bin', 'tsx'), [path.join(root, 'worker', 'main.ts')], {
+  // Node itself with tsx's loader, not the tsx launcher: the launcher runs the worker as a child of
+  // its own, and a SIGKILL of the launcher would leave that worker running.
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'worker', 'main.ts')], {
     cwd: root,
     env: {
       ...process.env,
