@@ -3,7 +3,7 @@ import { connectDatabase } from '../db/client';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { createApiMetrics } from '../lib/metrics';
-import { connectClient } from '../lib/temporal';
+import { lazyClient } from '../lib/temporal';
 import { createApp } from './app';
 
 async function main(): Promise<void> {
@@ -12,7 +12,7 @@ async function main(): Promise<void> {
   const database = connectDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX });
   const redis = new Redis(config.REDIS_URL, { lazyConnect: false, maxRetriesPerRequest: 2 });
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
-  const temporal = await connectClient(config);
+  const temporal = lazyClient(config);
   const app = createApp({
     db: database.db,
     temporal,

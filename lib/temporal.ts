@@ -18,6 +18,14 @@ export async function connectClient(config: TemporalConfig): Promise<Client> {
   return new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
 }
 
+/**
+ * A client that connects on first use: the API starts, accepts runs and answers `/healthz` while
+ * Temporal is down (accepted runs wait for the dispatcher; see dispatch/).
+ */
+export function lazyClient(config: TemporalConfig): Client {
+  return new Client({ connection: Connection.lazy(connectionOptions(config)), namespace: config.TEMPORAL_NAMESPACE });
+}
+
 export function connectWorkerConnection(config: TemporalConfig): Promise<NativeConnection> {
   return NativeConnection.connect(connectionOptions(config));
 }
