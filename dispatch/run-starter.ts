@@ -50,7 +50,13 @@ export async function startRunWorkflow(deps: StarterDeps, input: RunWorkflowInpu
           { key: RUN_STATUS, value: 'queued' },
           { key: TENANT_ID, value: input.tenantId },
         ],
-        staticSummary: `governed run for tenant ${input.tenantId} (${input.plan.length} steps)`,
+        // What the Web UI's list and the run's page show before anyone opens the details.
+        staticSummary: `${input.plan.length}-step run · budget $${input.budgetUsd} · tenant ${input.tenantId}`,
+        staticDetails: [
+          `**plan**: ${input.plan.map((s, i) => `${i + 1}. ${s.skill}`).join(', ')}`,
+          `**authorization**: ${input.authorization.decision}${input.authorization.reason ? ` (${input.authorization.reason})` : ''}`,
+          `**observability**: ${input.observabilityMode} · policy version ${input.policyVersion ?? 'unknown'}`,
+        ].join('\n\n'),
       }),
     );
   } catch (err) {

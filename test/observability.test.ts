@@ -4,6 +4,7 @@ import type { ObservabilityMode } from '../core/policy';
 import { runStateQuery } from '../workflows/messages';
 import { governanceRecords } from './helpers/records';
 import { simPlan, startStack, type Stack } from './helpers/stack';
+import { finalRunState } from './helpers/runs';
 
 let stack: Stack;
 
@@ -95,7 +96,7 @@ describe('the observability guard, when a trace cannot start', () => {
     expect(records.traces).toMatchObject([{ status: 'completed', outcome: 'failed' }]);
     expect(records.events.map((e) => e.topic).sort()).toEqual(['incident.created', 'policy.evaluated', 'run.failed', 'trace.completed']);
 
-    const result = await stack.client.workflow.getHandle(runId).result();
+    const result = await finalRunState(stack.client.workflow.getHandle(runId));
     expect(result).toMatchObject({ phase: 'FAILED', error: { code: 'OBSERVABILITY_REQUIRED' }, stepsCompleted: 0 });
   });
 

@@ -1,12 +1,10 @@
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import { and, eq } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
 import { runs } from '../db/schema';
 import { runStateQuery } from '../workflows/messages';
 import { expectFullGovernanceRecords } from './helpers/records';
+import { recordHistory } from './helpers/runs';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
 
 let stack: Stack;
@@ -54,11 +52,7 @@ describe('a governed run, end to end', () => {
     expect(api.body.policyEvaluations.map((e: { kind: string }) => e.kind)).toEqual(['mid_run', 'final']);
     expect(api.body.run.requestHash).toBeUndefined();
 
-    if (process.env.RECORD_HISTORY) {
-      // The CLI's JSON is the format historyFromJSON reads back in the replay test.
-      const json = execFileSync(inject('temporalCliPath'), ['workflow', 'show', '--workflow-id', runId, '--output', 'json', '--address', inject('temporalAddress')]);
-      writeFileSync(path.join(__dirname, 'histories', `${process.env.RECORD_HISTORY}.json`), json);
-    }
+    if (process.env.RECORD_HISTORY) recordHistory(runId, process.env.RECORD_HISTORY);
   });
 
   it('fails a run whose authorization was denied, with an incident', async () => {

@@ -5,6 +5,7 @@ import type { SagaPhase } from '../core/saga';
 import { runStateQuery, type RunState } from '../workflows/messages';
 import { expectFullGovernanceRecords, governanceRecords } from './helpers/records';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
+import { finalRunState } from './helpers/runs';
 
 let stack: Stack;
 let tenant: TestTenant;
@@ -102,7 +103,7 @@ describe('the governance saga', () => {
       // A non-transient failure is final after the retry budget, not retried forever.
       expect(stack.faults.hits(activity, runId)).toBe(MAX_DOMAIN_ATTEMPTS);
 
-      const result = await stack.client.workflow.getHandle(runId).result();
+      const result = await finalRunState(stack.client.workflow.getHandle(runId));
       expect(result).toMatchObject({ phase: 'FAILED', status: 'failed', sagaPhase: 'ROLLED_BACK', error: { code: 'GOVERNANCE_ERROR' } });
 
       const records = await governanceRecords(stack.db, runId);

@@ -27,6 +27,12 @@ export const MID_RUN_POLICY_PATCH = 'mid-run-policy-checks';
  * fail the workflow and leave the stored run mid-phase forever; now the run fails and says why.
  */
 export const NEVER_WEDGE_PATCH = 'never-wedge-on-a-failed-write';
+/**
+ * A run that ends FAILED fails its workflow too (after every record is written), so Temporal's own
+ * status — the Web UI's badge, `ExecutionStatus = "Failed"` in a list query — tells the run's outcome.
+ * The failure's type is the run's failure code and its details carry the final `RunState`.
+ */
+export const FAILED_RUN_FAILS_WORKFLOW_PATCH = 'failed-run-fails-its-workflow';
 
 function failed(status: FailedStatus, code: FailureCode, message: string): RunOutcome {
   return { kind: 'failed', status, code, message };
@@ -286,5 +292,13 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
   }
   // Signals that arrived late are still recorded before the workflow closes.
   await condition(allHandlersFinished);
+  if (state.phase === 'FAILED' && patched(FAILED_RUN_FAILS_WORKFLOW_PATCH)) {
+    throw ApplicationFailure.create({
+      type: state.error?.code ?? 'RUN_FAILED',
+      message: `run ${state.status}: ${state.error?.message ?? 'no reason recorded'}`,
+      nonRetryable: true,
+      details: [state],
+    });
+  }
   return state;
 }
