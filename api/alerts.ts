@@ -10,7 +10,7 @@ import { actorOf, callerOf, requireRole } from './auth';
 import { HttpError } from './errors';
 import { cursorTime, newestFirst, olderThanCursor, pageOf, parseQuery } from './paging';
 
-const listQuery = z
+export const listQuery = z
   .object({
     status: z.enum(alerts.status.enumValues).optional(),
     reason: z.enum(SUPPRESSION_REASONS).optional(),

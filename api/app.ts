@@ -12,6 +12,7 @@ import { auditRoutes } from './audit';
 import { authenticate } from './auth';
 import { errorHandler, HttpError } from './errors';
 import { incidentRoutes } from './incidents';
+import { openApiDocument } from './openapi';
 import { policyRoutes } from './policies';
 import { runControlRoutes } from './run-controls';
 import { runRoutes } from './runs';
@@ -95,6 +96,11 @@ export function createApp(deps: ApiDeps): Express {
   app.get('/metrics', async (_req, res) => {
     deps.metrics.auditLastPassAge.set((await auditPassAge().catch(() => null)) ?? -1);
     res.set('content-type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+
+  const openApi = openApiDocument();
+  app.get('/api/v1/openapi.json', (_req, res) => {
+    res.json(openApi);
   });
 
   app.use('/api/v1', express.json({ limit: deps.bodyLimit, strict: true }), authenticate(deps.db));

@@ -16,7 +16,7 @@ export interface AuditRoutesDeps {
   temporal: Client;
 }
 
-const findingsQuery = z
+export const findingsQuery = z
   .object({
     verdict: z.enum(AUDIT_VERDICTS).optional(),
     check: z.enum(AUDIT_CHECKS).optional(),
@@ -25,7 +25,7 @@ const findingsQuery = z
   })
   .strict();
 
-const reportsQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).optional() }).strict();
+export const reportsQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).optional() }).strict();
 
 
 /** Temporal's word on a stale run, when it answers within two seconds; the report says when it did not. */

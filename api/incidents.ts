@@ -24,7 +24,7 @@ function commaSeparated<T extends readonly [string, ...string[]]>(name: string, 
     .pipe(z.array(z.enum(values)).min(1));
 }
 
-const listQuery = z
+export const listQuery = z
   .object({
     status: commaSeparated('status', INCIDENT_STATUSES).optional(),
     severity: commaSeparated('severity', LISTED_SEVERITIES).optional(),
@@ -34,7 +34,7 @@ const listQuery = z
   })
   .strict();
 
-const changeBody = z.object({ note: z.string().min(1).max(2000).optional() }).strict();
+export const changeBody = z.object({ note: z.string().min(1).max(2000).optional() }).strict();
 
 function parseIncidentId(value: unknown): string {
   return parseId(value, 'incident id');

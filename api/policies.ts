@@ -17,14 +17,14 @@ export interface PolicyRoutesDeps {
   temporalCallTimeoutMs: number;
 }
 
-const tenantPauseBody = z
+export const tenantPauseBody = z
   .object({
     reason: z.string().max(500).optional(),
     /** The incident the pause is about; it must be one of the tenant's. */
     incidentId: z.uuid().optional(),
   })
   .strict();
-const tenantResumeBody = z.object({ reason: z.string().max(500).optional() }).strict();
+export const tenantResumeBody = z.object({ reason: z.string().max(500).optional() }).strict();
 
 function parse<T>(schema: z.ZodType<T>, body: unknown): T {
   const parsed = schema.safeParse(body ?? {});

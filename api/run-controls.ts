@@ -12,7 +12,7 @@ import { actorOf, callerOf, requireRole, type Caller } from './auth';
 import { HttpError } from './errors';
 import { parseRunId } from './paging';
 
-const controlBody = z
+export const controlBody = z
   .object({
     reason: z.string().max(500).optional(),
     pauseReason: z.enum(PAUSE_REASONS).optional(),

@@ -11,7 +11,7 @@ import { cursorTime, newestFirst, olderThanCursor, pageOf, parseQuery, parseRunI
 import { submitRun, type SubmitDeps } from './submit-run';
 import type { ApiMetrics } from '../lib/metrics';
 
-const listQuery = z
+export const listQuery = z
   .object({
     status: z.enum(RUN_STATUSES).optional(),
     phase: z.enum(RUN_PHASES).optional(),

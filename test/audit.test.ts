@@ -161,6 +161,8 @@ describe('the seed destructive scenarios (§13.7), on the real stack', () => {
         const acks = await stack.db.select().from(domainAcks).where(eq(domainAcks.runId, runId));
         return acks.some((a) => a.action === 'start_trace');
       });
+      // Killed inside its long step, not between its first writes.
+      await stack.waitForPhase(runId, ['EXECUTING']);
       await worker.kill();
       await waitPastDeadline(runId);
       await pass();

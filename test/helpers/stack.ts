@@ -8,6 +8,7 @@ import Redis from 'ioredis';
 import { inject } from 'vitest';
 import type { ActivityDeps } from '../../activities';
 import { createApp, type ApiDeps } from '../../api/app';
+import { expectContractResponse } from './contract';
 import type { ApiRole } from '../../core/authorization';
 import { isTerminalPhase, type RunPhase } from '../../core/phases';
 import type { PolicyRules } from '../../core/policy';
@@ -218,6 +219,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       } catch {
         // not JSON: keep the text
       }
+      // Every response any test sees must be what the published contract says.
+      expectContractResponse(method, path, response.status, parsed);
       return { status: response.status, body: parsed, headers: response.headers };
     },
 

@@ -1,0 +1,330 @@
+import { z } from 'zod';
+import type { ApiRole } from '../core/authorization';
+import { alertSettingsSchema } from '../core/alerts';
+import { submitRunBody } from '../core/plan';
+import { policyRules } from '../core/policy';
+import { listQuery as alertListQuery } from './alerts';
+import { findingsQuery, reportsQuery } from './audit';
+import { changeBody as incidentChangeBody, listQuery as incidentListQuery } from './incidents';
+import { tenantPauseBody, tenantResumeBody } from './policies';
+import { controlBody } from './run-controls';
+import { listQuery as runListQuery } from './runs';
+
+/**
+ * The HTTP contract: every route with who may call it, what it reads and what it answers. Request
+ * schemas are the very ones the routes validate with; response schemas name the fields clients
+ * rely on and let others through. `openapi.ts` renders this as OpenAPI 3.1, and the test suite
+ * checks both that every registered route is here and that real responses match.
+ */
+
+const isoTime = z.string().describe('ISO 8601 date-time');
+const nullableTime = isoTime.nullable();
+const id = z.uuid();
+const page = <T extends z.ZodType>(key: string, item: T) => z.looseObject({ [key]: z.array(item), nextCursor: z.string().nullable() });
+
+export const errorBody = z.looseObject({ error: z.string().describe('why the request was refused, for a person to read') });
+
+const runSummary = z.looseObject({
+  runId: id,
+  phase: z.string(),
+  status: z.string(),
+  costUsd: z.number(),
+  stepsCompleted: z.number().int(),
+  authorizationDecision: z.enum(['ALLOWED', 'DENIED']),
+  errorCode: z.string().nullable(),
+  createdAt: isoTime,
+  finishedAt: nullableTime,
+});
+
+const runRecord = z.looseObject({
+  id,
+  tenantId: id,
+  phase: z.string(),
+  status: z.string(),
+  plan: z.array(z.looseObject({ skill: z.string() })),
+  budgetUsd: z.number(),
+  costUsd: z.number(),
+  stepsCompleted: z.number().int(),
+  policyVersion: z.number().int(),
+  pauseReason: z.string().nullable(),
+  errorCode: z.string().nullable(),
+  errorMessage: z.string().nullable(),
+  createdAt: isoTime,
+  finishedAt: nullableTime,
+});
+
+const liveState = z.looseObject({
+  runId: id,
+  phase: z.string(),
+  status: z.string(),
+  totalSteps: z.number().int(),
+  stepsCompleted: z.number().int(),
+  costUsd: z.number(),
+  budgetUsd: z.number(),
+  pause: z.looseObject({ reason: z.string(), expiresAt: isoTime, allowedAuthorities: z.array(z.string()) }).nullable().optional(),
+});
+
+const incident = z.looseObject({
+  id,
+  runId: id.nullable(),
+  kind: z.string(),
+  severity: z.string(),
+  status: z.string(),
+  errorCode: z.string().nullable(),
+  message: z.string().nullable(),
+  createdAt: isoTime,
+});
+
+const policy = z.looseObject({ version: z.number().int(), rules: z.looseObject({}) });
+const push = z.union([
+  z.looseObject({ push: z.literal('pushed'), signalledRuns: z.number().int() }),
+  z.looseObject({ push: z.literal('queued'), note: z.string() }),
+]);
+
+const auditReport = z.looseObject({
+  verdict: z.string(),
+  missing: z.array(z.unknown()),
+  drift: z.array(z.unknown()),
+  invalid: z.array(z.unknown()),
+  phantom: z.array(z.unknown()),
+  lastReconciliation: z.looseObject({ at: isoTime, verdict: z.string().nullable() }).nullable(),
+  recordedFindings: z.array(z.unknown()),
+});
+
+const staleReport = z.looseObject({ id: z.number().int(), generatedAt: isoTime, staleCount: z.number().int(), runs: z.array(z.looseObject({ runId: id })) });
+
+export type Auth = 'none' | readonly ApiRole[];
+const ANY_ROLE: Auth = ['admin', 'member', 'viewer'];
+const OPERATORS: Auth = ['admin', 'member'];
+const ADMIN: Auth = ['admin'];
+
+export interface RouteContract {
+  method: 'get' | 'post' | 'put';
+  /** Express-style, `:param` for path parameters. */
+  path: string;
+  summary: string;
+  auth: Auth;
+  query?: z.ZodType;
+  body?: z.ZodType;
+  /** Success responses; every route may also answer the error shape with the statuses in `ERROR_STATUSES`. */
+  responses: Record<number, { description: string; schema?: z.ZodType; contentType?: string }>;
+}
+
+export const ERROR_STATUSES: Record<number, string> = {
+  400: 'the request is malformed: a bad body, parameter, query, encoding or text',
+  401: 'no API key, or an invalid or revoked one',
+  403: "the key's role may not do this",
+  404: 'no such resource for this tenant',
+  409: 'the resource is not in a state that allows this',
+  413: 'the body is over the limit',
+  415: 'the body is not JSON, or its encoding cannot be decoded',
+  422: 'the Idempotency-Key was used with another body',
+  503: 'Postgres or Temporal is unavailable; retry after Retry-After seconds',
+};
+
+export const API_ROUTES: readonly RouteContract[] = [
+  {
+    method: 'get',
+    path: '/healthz',
+    summary: 'Health of Postgres, Redis, Temporal, the audit loop and the reactors (answers within a second)',
+    auth: 'none',
+    responses: {
+      200: { description: 'everything is healthy', schema: z.looseObject({ status: z.literal('ok') }) },
+      503: { description: 'something is degraded; each check says what', schema: z.looseObject({ status: z.literal('degraded') }) },
+    },
+  },
+  {
+    method: 'get',
+    path: '/metrics',
+    summary: 'Prometheus metrics of the API process',
+    auth: 'none',
+    responses: { 200: { description: 'Prometheus text exposition', contentType: 'text/plain' } },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/openapi.json',
+    summary: 'This document',
+    auth: 'none',
+    responses: { 200: { description: 'OpenAPI 3.1', schema: z.looseObject({ openapi: z.string() }) } },
+  },
+  {
+    method: 'post',
+    path: '/api/v1/runs',
+    summary: 'Submit a run: recorded with its audit contract, then started (or queued for the starter)',
+    auth: ANY_ROLE,
+    body: submitRunBody,
+    responses: {
+      202: {
+        description: 'accepted (a viewer key or a policy refusal is recorded as DENIED and ends FAILED)',
+        schema: z.looseObject({ runId: id, authorizationDecision: z.enum(['ALLOWED', 'DENIED']), workflow: z.enum(['started', 'queued']) }),
+      },
+    },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/runs',
+    summary: "The tenant's runs, newest first",
+    auth: ANY_ROLE,
+    query: runListQuery,
+    responses: { 200: { description: 'a page of runs', schema: page('runs', runSummary) } },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/runs/:id',
+    summary: 'One run: its record, live state, trace, incidents, evaluations, log and acks',
+    auth: ANY_ROLE,
+    responses: {
+      200: {
+        description: 'the run',
+        schema: z.looseObject({
+          run: runRecord,
+          live: liveState.nullable(),
+          trace: z.looseObject({ status: z.string(), steps: z.array(z.looseObject({ stepIndex: z.number().int() })) }).nullable(),
+          incidents: z.array(incident),
+          policyEvaluations: z.array(z.looseObject({ kind: z.string(), decision: z.string() })),
+          log: z.looseObject({}).nullable(),
+          acks: z.array(z.looseObject({ domain: z.string(), action: z.string(), status: z.string() })),
+        }),
+      },
+    },
+  },
+  ...(['pause', 'stop'] as const).map(
+    (action): RouteContract => ({
+      method: 'post',
+      path: `/api/v1/runs/:id/${action}`,
+      summary: action === 'pause' ? 'Pause the run before its next step (a key may only use a reason its role may resume)' : 'Stop the run before its next step, or at once if paused',
+      auth: OPERATORS,
+      body: controlBody,
+      responses: { 202: { description: 'signalled', schema: z.looseObject({ runId: id, requested: z.literal(action) }) } },
+    }),
+  ),
+  {
+    method: 'post',
+    path: '/api/v1/runs/:id/resume',
+    summary: 'Resume a paused run (a Temporal update: refused at once with 409 when it cannot be resumed)',
+    auth: OPERATORS,
+    body: controlBody,
+    responses: { 200: { description: 'resumed', schema: z.looseObject({ runId: id, resumed: z.literal(true), state: liveState }) } },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/runs/:id/audit',
+    summary: "The run's audit, computed now with the reconciler's rules, beside what the last pass stored",
+    auth: ANY_ROLE,
+    responses: { 200: { description: 'the audit report', schema: auditReport } },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/audit/findings',
+    summary: 'Open audit findings of the tenant, newest first',
+    auth: ANY_ROLE,
+    query: findingsQuery,
+    responses: { 200: { description: 'a page of findings', schema: page('findings', z.looseObject({ id, runId: id, check: z.string(), severity: z.string() })) } },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/reports/stale-runs',
+    summary: "The latest stale-run report (or the last `limit`), with only the tenant's runs",
+    auth: ANY_ROLE,
+    query: reportsQuery,
+    responses: { 200: { description: 'one report, or `{ reports: [...] }` when `limit` is given', schema: z.union([staleReport, z.looseObject({ reports: z.array(staleReport) })]) } },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/policies',
+    summary: "The tenant's current policy",
+    auth: ADMIN,
+    responses: { 200: { description: 'the current version', schema: policy } },
+  },
+  {
+    method: 'put',
+    path: '/api/v1/policies',
+    summary: 'Replace the policy: a new version, committed with its push to every live run',
+    auth: ADMIN,
+    body: policyRules,
+    responses: { 200: { description: 'the new version, and whether live runs were told yet', schema: z.intersection(policy, push) } },
+  },
+  ...(['suspend', 'activate'] as const).map(
+    (action): RouteContract => ({
+      method: 'post',
+      path: `/api/v1/tenant/${action}`,
+      summary: action === 'suspend' ? 'Suspend the tenant: live runs terminate at their next check' : 'Activate the tenant again',
+      auth: ADMIN,
+      responses: { 200: { description: 'done', schema: z.intersection(z.looseObject({ tenantId: id, status: z.enum(['active', 'suspended']) }), push) } },
+    }),
+  ),
+  {
+    method: 'post',
+    path: '/api/v1/tenant/pause',
+    summary: 'Pause every live run of the tenant (MANUAL_PAUSE, tagged tenant-pause)',
+    auth: ADMIN,
+    body: tenantPauseBody,
+    responses: { 202: { description: 'committed; pushed or queued', schema: z.intersection(z.looseObject({ tenantId: id, requested: z.literal('pause') }), push) } },
+  },
+  {
+    method: 'post',
+    path: '/api/v1/tenant/resume',
+    summary: 'Resume the runs the tenant-wide pause paused',
+    auth: ADMIN,
+    body: tenantResumeBody,
+    responses: { 202: { description: 'committed; pushed or queued', schema: z.intersection(z.looseObject({ tenantId: id, requested: z.literal('resume') }), push) } },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/incidents',
+    summary: "The tenant's incidents, newest first",
+    auth: ANY_ROLE,
+    query: incidentListQuery,
+    responses: { 200: { description: 'a page of incidents', schema: page('incidents', incident) } },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/incidents/:id',
+    summary: 'One incident',
+    auth: ANY_ROLE,
+    responses: { 200: { description: 'the incident', schema: incident } },
+  },
+  ...(['acknowledge', 'resolve'] as const).map(
+    (action): RouteContract => ({
+      method: 'post',
+      path: `/api/v1/incidents/:id/${action}`,
+      summary: action === 'acknowledge' ? 'Acknowledge an open incident' : 'Resolve an incident',
+      auth: OPERATORS,
+      body: incidentChangeBody,
+      responses: { 200: { description: 'the incident as it is now', schema: incident } },
+    }),
+  ),
+  {
+    method: 'get',
+    path: '/api/v1/alerts',
+    summary: 'Alerts the reactor decided on, sent or suppressed with the reason, newest first',
+    auth: ANY_ROLE,
+    query: alertListQuery,
+    responses: { 200: { description: 'a page of alerts', schema: page('alerts', z.looseObject({ id, status: z.string() })) } },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/alert-settings',
+    summary: "The tenant's alert fatigue settings",
+    auth: ADMIN,
+    responses: { 200: { description: 'the settings', schema: alertSettingsSchema } },
+  },
+  {
+    method: 'put',
+    path: '/api/v1/alert-settings',
+    summary: 'Replace the alert fatigue settings',
+    auth: ADMIN,
+    body: alertSettingsSchema,
+    responses: { 200: { description: 'the settings now stored', schema: alertSettingsSchema } },
+  },
+];
+
+/** The contract of the route that answers `method path`, matching `:param` segments; undefined when none. */
+export function routeFor(method: string, path: string): RouteContract | undefined {
+  const segments = path.split('?')[0]!.split('/');
+  return API_ROUTES.find((route) => {
+    if (route.method !== method.toLowerCase()) return false;
+    const pattern = route.path.split('/');
+    return pattern.length === segments.length && pattern.every((p, i) => p.startsWith(':') || p === segments[i]);
+  });
+}
