@@ -13,6 +13,7 @@ import { authenticate } from './auth';
 import { errorHandler, HttpError } from './errors';
 import { incidentRoutes } from './incidents';
 import { policyRoutes } from './policies';
+import { rejectUnsafeInput } from './request-guard';
 import { runControlRoutes } from './run-controls';
 import { runRoutes } from './runs';
 
@@ -103,6 +104,7 @@ export function createApp(deps: ApiDeps): Express {
     }
     next();
   });
+  app.use('/api/v1', rejectUnsafeInput());
   // Before the run routes: reading a run's audit is not a control action, viewers may do it.
   app.use('/api/v1', auditRoutes(deps));
   app.use('/api/v1/runs', runRoutes(deps), runControlRoutes(deps));

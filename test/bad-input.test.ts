@@ -1,6 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { count, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { auditExpectations, runs } from '../db/schema';
+import { auditExpectations, incidents, runs } from '../db/schema';
+import { rawRequest } from './helpers/raw-http';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
 
 let stack: Stack;
@@ -138,6 +140,65 @@ describe('bad input gets a 4xx with a reason and writes nothing', () => {
     const badCursor = await stack.request('GET', '/api/v1/runs?cursor=zzz', { apiKey: tenant.apiKey });
     expect(badCursor.status).toBe(400);
     expect(badCursor.body.error).toMatch(/cursor/);
+  });
+});
+
+describe('text Postgres cannot store is refused at the door, naming where it is', () => {
+  const prompt = (text: string) => ({ plan: [{ skill: 'sim.llm', input: { prompt: text } }] });
+  /** An open incident of the tenant: its note is a text column. */
+  let incidentId: string;
+  beforeAll(async () => {
+    const runId = await stack.submitRun(tenant.apiKey, { plan: simPlan(1) });
+    const [row] = await stack.db
+      .insert(incidents)
+      .values({ runId, tenantId: tenant.tenantId, dedupeKey: `test:${randomUUID()}`, kind: 'escalation', severity: 'LOW', message: 'for the note test' })
+      .returning({ id: incidents.id });
+    incidentId = row!.id;
+  });
+  const cases: { name: string; method: string; path: string | (() => string); body?: unknown; reason: RegExp }[] = [
+    { name: 'a NUL in a step input', method: 'POST', path: '/api/v1/runs', body: prompt('plan\u0000a trip'), reason: /^plan\[0\]\.input\.prompt contains a NUL character$/ },
+    { name: 'a lone high surrogate', method: 'POST', path: '/api/v1/runs', body: prompt('x\uD800y'), reason: /^plan\[0\]\.input\.prompt contains an unpaired surrogate$/ },
+    { name: 'a lone low surrogate', method: 'POST', path: '/api/v1/runs', body: prompt('\uDC00'), reason: /^plan\[0\]\.input\.prompt contains an unpaired surrogate$/ },
+    {
+      name: 'a NUL in a key',
+      method: 'POST',
+      path: '/api/v1/runs',
+      body: { plan: [{ skill: 'sim.llm', input: { prompt: 'x', 'a\u0000': 1 } }] },
+      reason: /^a key in plan\[0\]\.input contains a NUL character$/,
+    },
+    {
+      name: 'a NUL in an incident note',
+      method: 'POST',
+      path: () => `/api/v1/incidents/${incidentId}/acknowledge`,
+      body: { note: 'seen\u0000' },
+      reason: /^note contains a NUL character$/,
+    },
+    { name: 'a NUL in a run control reason', method: 'POST', path: `/api/v1/runs/${randomUUID()}/pause`, body: { reason: '\u0000' }, reason: /^reason contains a NUL character$/ },
+    { name: 'a NUL in a query value', method: 'GET', path: '/api/v1/runs?cursor=%00', reason: /^query parameter cursor contains a NUL character$/ },
+    { name: 'a NUL in a path segment', method: 'GET', path: '/api/v1/runs/%00', reason: /^path segment "%00" contains a NUL character$/ },
+    { name: 'malformed percent-encoding in a path parameter', method: 'GET', path: '/api/v1/runs/%E0%A4%A', reason: /^path segment "%E0%A4%A" is not valid percent-encoding$/ },
+    { name: 'percent-encoding of no UTF-8 in a path parameter', method: 'GET', path: '/api/v1/incidents/%ED%A0%80', reason: /not valid percent-encoding/ },
+  ];
+
+  for (const c of cases) {
+    it(`refuses ${c.name}`, async () => {
+      const before = await writtenRows(tenant.tenantId);
+      const res = await rawRequest(stack.baseUrl, {
+        method: c.method,
+        path: typeof c.path === 'function' ? c.path() : c.path,
+        headers: { authorization: `Bearer ${tenant.apiKey}`, ...(c.body ? { 'content-type': 'application/json' } : {}) },
+        body: c.body === undefined ? undefined : JSON.stringify(c.body),
+      });
+      expect({ status: res.status, error: res.json?.error }).toEqual({ status: 400, error: expect.stringMatching(c.reason) });
+      expect(await writtenRows(tenant.tenantId)).toEqual(before);
+    });
+  }
+
+  it('accepts every other code point: controls such as tab and ESC, RTL marks, astral characters', async () => {
+    const text = 'tab\t newline\n escape\u001b delete\u007f rtl\u202e\u200f astral 😀𝄞 bom\ufeff';
+    const runId = await stack.submitRun(tenant.apiKey, prompt(text));
+    const [stored] = await stack.db.select({ plan: runs.plan }).from(runs).where(eq(runs.id, runId));
+    expect(stored!.plan[0]!.input).toEqual({ prompt: text });
   });
 });
 
