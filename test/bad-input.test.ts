@@ -84,6 +84,17 @@ describe('bad input gets a 4xx with a reason and writes nothing', () => {
         stack.request('POST', '/api/v1/runs', { apiKey: tenant.apiKey, body: { plan: [{ skill: 'sim.llm', input: { prompt: 'x'.repeat(100_000) } }] } }),
     },
     {
+      // llm.chat's message objects let unknown fields through, and JSON.stringify overflows the stack on them.
+      name: 'a body nested thousands of levels deep',
+      status: 400,
+      reason: /nests deeper than 32 levels/,
+      send: () =>
+        stack.request('POST', '/api/v1/runs', {
+          apiKey: tenant.apiKey,
+          rawBody: `{"plan":[{"skill":"llm.chat","input":{"messages":[{"role":"user","content":"x","extra":${'['.repeat(5000)}${']'.repeat(5000)}}]}}]}`,
+        }),
+    },
+    {
       name: 'a body that is not JSON',
       status: 415,
       reason: /application\/json/,
