@@ -96,7 +96,9 @@ export function createApp(deps: ApiDeps): Express {
     res.set('content-type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
 
-  app.use('/api/v1', express.json({ limit: deps.bodyLimit, strict: true }), authenticate(deps.db));
+  // Who is asking first: authentication reads only the Authorization header, and nobody without
+  // a key gets the body parser (decompression, a body up to the limit) to work for them.
+  app.use('/api/v1', authenticate(deps.db), express.json({ limit: deps.bodyLimit, strict: true }));
   app.use('/api/v1', (req, _res, next) => {
     // req.is() is null when there is no body, false when the body is of another type.
     if (req.is('application/json') === false && req.get('content-length') !== '0') {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { deflateSync, gzipSync } from 'node:zlib';
 import { count, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { auditExpectations, incidents, runs } from '../db/schema';
@@ -210,6 +211,49 @@ describe('text Postgres cannot store is refused at the door, naming where it is'
     const runId = await stack.submitRun(tenant.apiKey, prompt(text));
     const [stored] = await stack.db.select({ plan: runs.plan }).from(runs).where(eq(runs.id, runId));
     expect(stored!.plan[0]!.input).toEqual({ prompt: text });
+  });
+});
+
+describe('bodies: read only for an authenticated caller, and a body that cannot be decoded is a 4xx', () => {
+  const garbage = Buffer.from('this is not gzip at all \x00\x01\x02', 'latin1');
+  const send = (headers: Record<string, string>, body: string | Buffer) =>
+    rawRequest(stack.baseUrl, { method: 'POST', path: '/api/v1/runs', headers: { 'content-type': 'application/json', ...headers }, body });
+  const keys = { none: {}, wrong: { authorization: 'Bearer gr_not-a-real-key' } };
+
+  for (const [who, auth] of Object.entries(keys)) {
+    it.each([
+      ['gzip garbage', { 'content-encoding': 'gzip' }, garbage],
+      ['deflate garbage', { 'content-encoding': 'deflate' }, garbage],
+      ['an unknown Content-Encoding', { 'content-encoding': 'x-bogus' }, garbage],
+      ['malformed JSON', {}, '{"plan": ['],
+      ['an oversized body', {}, JSON.stringify({ plan: simPlan(1, { prompt: 'x'.repeat(100_000) }) })],
+    ])(`answers 401 to ${who === 'none' ? 'no' : 'a wrong'} API key with %s`, async (_name, headers, body) => {
+      const before = await writtenRows(tenant.tenantId);
+      const res = await send({ ...auth, ...headers }, body);
+      expect({ status: res.status, error: res.json?.error }).toEqual({ status: 401, error: expect.stringMatching(/API key/) });
+      expect(await writtenRows(tenant.tenantId)).toEqual(before);
+    });
+  }
+
+  it.each([
+    ['gzip garbage', 'gzip', garbage, 400, /^the request body could not be decoded as Content-Encoding gzip: /],
+    ['deflate garbage', 'deflate', garbage, 400, /^the request body could not be decoded as Content-Encoding deflate: /],
+    ['brotli garbage', 'br', garbage, 400, /^the request body could not be decoded as Content-Encoding br: /],
+    ['truncated gzip', 'gzip', gzipSync(JSON.stringify({ plan: simPlan(1) })).subarray(0, 20), 400, /could not be decoded as Content-Encoding gzip/],
+    ['an unknown Content-Encoding', 'x-bogus', garbage, 415, /unsupported content encoding "x-bogus"/],
+  ])('refuses %s from an authenticated caller', async (_name, encoding, body, status, reason) => {
+    const before = await writtenRows(tenant.tenantId);
+    const res = await send({ authorization: `Bearer ${tenant.apiKey}`, 'content-encoding': encoding }, body);
+    expect({ status: res.status, error: res.json?.error }).toEqual({ status, error: expect.stringMatching(reason) });
+    expect(await writtenRows(tenant.tenantId)).toEqual(before);
+  });
+
+  it('still reads a well-encoded body', async () => {
+    const auth = { authorization: `Bearer ${tenant.apiKey}` };
+    const gzipped = await send({ ...auth, 'content-encoding': 'gzip' }, gzipSync(JSON.stringify({ plan: [] })));
+    expect(gzipped.json?.error).toMatch(/plan must have at least one step/);
+    const deflated = await send({ ...auth, 'content-encoding': 'deflate' }, deflateSync(JSON.stringify({ plan: [] })));
+    expect(deflated.json?.error).toMatch(/plan must have at least one step/);
   });
 });
 
