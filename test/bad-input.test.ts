@@ -257,6 +257,41 @@ describe('bodies: read only for an authenticated caller, and a body that cannot 
   });
 });
 
+describe('list cursors', () => {
+  const cursor = (raw: string) => Buffer.from(raw).toString('base64url');
+  const id = '00000000-0000-4000-8000-000000000000';
+  const lists = ['/api/v1/runs', '/api/v1/incidents', '/api/v1/alerts', '/api/v1/audit/findings'];
+
+  it.each([
+    ['year 0', `0000-01-01T00:00:00.000000Z|${id}`],
+    ['before 1970', `1969-12-31T23:59:59.999999Z|${id}`],
+    ['a sixth-digit year', `+275760-09-13T00:00:00.000000Z|${id}`],
+    ['a day that does not exist', `2026-02-30T00:00:00.000000Z|${id}`],
+    ['hour 24', `2026-01-01T24:00:00.000000Z|${id}`],
+    ['a leap second', `2016-12-31T23:59:60.000000Z|${id}`],
+    ['milliseconds only', `2026-01-01T00:00:00.000Z|${id}`],
+    ['an id that is no UUID', '2026-01-01T00:00:00.000000Z|42'],
+    ['a third field', `2026-01-01T00:00:00.000000Z|${id}|x`],
+    ['a NUL', `2026-01-01T00:00:00.000000Z\u0000|${id}`],
+  ])('refuses one carrying %s with a 400 on every list', async (_name, raw) => {
+    for (const list of lists) {
+      const res = await stack.request('GET', `${list}?cursor=${cursor(raw)}`, { apiKey: tenant.apiKey });
+      expect({ list, status: res.status, error: res.body.error }).toEqual({ list, status: 400, error: 'invalid cursor' });
+    }
+  });
+
+  it.each([
+    ['the first instant it allows', `1970-01-01T00:00:00.000000Z|${id}`],
+    ['the last instant of year 9999', `9999-12-31T23:59:59.999999Z|${id}`],
+    ['a leap day', `2024-02-29T12:00:00.000001Z|${id}`],
+  ])('takes one carrying %s on every list', async (_name, raw) => {
+    for (const list of lists) {
+      const res = await stack.request('GET', `${list}?cursor=${cursor(raw)}`, { apiKey: tenant.apiKey });
+      expect({ list, status: res.status }).toEqual({ list, status: 200 });
+    }
+  });
+});
+
 describe('Temporal unreachable at submit', () => {
   it('answers 503, keeps the run CREATED with its audit contract, and a retry with the same key starts it', async () => {
     const { Client, Connection } = await import('@temporalio/client');
