@@ -10,6 +10,7 @@ import { reactorHealth, type ReactorHealth } from '../events/reactor';
 import { alertRoutes } from './alerts';
 import { auditRoutes } from './audit';
 import { authenticate } from './auth';
+import { boundTemporalCalls } from './deadline';
 import { errorHandler, HttpError } from './errors';
 import { incidentRoutes } from './incidents';
 import { policyRoutes } from './policies';
@@ -25,6 +26,8 @@ export interface ApiDeps {
   logger: Logger;
   taskQueue: string;
   bodyLimit: string;
+  /** How long one request may wait on Temporal before it answers 503 (`api/deadline.ts`). */
+  temporalDeadlineMs: number;
   defaultObservabilityMode: ObservabilityMode;
   runDeadlineSeconds: number;
   /** The reconciler's interval: `/healthz` turns degraded when no pass finished in three. */
@@ -106,7 +109,7 @@ export function createApp(deps: ApiDeps): Express {
     }
     next();
   });
-  app.use('/api/v1', rejectUnsafeInput());
+  app.use('/api/v1', rejectUnsafeInput(), boundTemporalCalls(deps.temporal.connection, deps.temporalDeadlineMs));
   // Before the run routes: reading a run's audit is not a control action, viewers may do it.
   app.use('/api/v1', auditRoutes(deps));
   app.use('/api/v1/runs', runRoutes(deps), runControlRoutes(deps));
@@ -116,6 +119,11 @@ export function createApp(deps: ApiDeps): Express {
   app.use((req, _res) => {
     throw new HttpError(404, `no route for ${req.method} ${req.path}`);
   });
-  app.use(errorHandler((err) => deps.logger.error({ err }, 'unhandled error')));
+  app.use(
+    errorHandler({
+      unavailable: (err) => deps.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'dependency unavailable: answered 503'),
+      unhandled: (err) => deps.logger.error({ err }, 'unhandled error'),
+    }),
+  );
   return app;
 }

@@ -1,4 +1,5 @@
 import type { ErrorRequestHandler } from 'express';
+import { isDatabaseUnavailable } from '../db/unavailable';
 
 /** An error whose message is safe and useful to show the caller. */
 export class HttpError extends Error {
@@ -9,6 +10,43 @@ export class HttpError extends Error {
   ) {
     super(message);
   }
+}
+
+/** Seconds a caller is told to wait when a dependency is down: about one reconnect attempt. */
+export const RETRY_AFTER_SECONDS = 5;
+
+/** gRPC status codes (@grpc/grpc-js `status`) that mean Temporal could not be reached in time. */
+const GRPC_DEADLINE_EXCEEDED = 4;
+const GRPC_UNAVAILABLE = 14;
+
+/**
+ * True when `err`, or an error it wraps (the client's ServiceError, an update's RPC error), says
+ * Temporal could not be reached, or not before the request's deadline.
+ */
+function isTemporalUnavailable(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth += 1) {
+    const { code, details } = e as { code?: unknown; details?: unknown };
+    // A gRPC status is a numeric code with details; postgres.js and socket codes are strings.
+    if (typeof details === 'string' && (code === GRPC_UNAVAILABLE || code === GRPC_DEADLINE_EXCEEDED)) return true;
+    // grpc-js gives a closed channel no status code. The API closes its own only while shutting
+    // down, when a request still in flight is best retried against another instance.
+    if (e.message === 'Channel has been shut down') return true;
+  }
+  return false;
+}
+
+function unavailableDependency(err: unknown): 'the database' | 'Temporal' | null {
+  if (isDatabaseUnavailable(err)) return 'the database';
+  if (isTemporalUnavailable(err)) return 'Temporal';
+  return null;
+}
+
+/**
+ * True when `err` means Postgres or Temporal could not be reached (or not within the request's
+ * deadline): the request may succeed if retried later, and is answered 503 with Retry-After.
+ */
+export function isUnavailable(err: unknown): boolean {
+  return unavailableDependency(err) !== null;
 }
 
 /** What express and its body parser throw about the request itself (http-errors, or a URIError). */
@@ -33,10 +71,26 @@ function describeClientError(err: FrameworkError, contentEncoding: string | unde
   return undecodable ? `the request body could not be decoded as Content-Encoding ${contentEncoding}: ${err.message}` : err.message;
 }
 
-export function errorHandler(log: (err: unknown) => void): ErrorRequestHandler {
+export interface ErrorLog {
+  /** A dependency was down: expected during an outage, answered 503. */
+  unavailable(err: unknown): void;
+  /** Anything else that was not the caller's fault: a bug, answered 500. */
+  unhandled(err: unknown): void;
+}
+
+export function errorHandler(log: ErrorLog): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
     if (err instanceof HttpError) {
       res.status(err.status).json({ error: err.message, ...err.details });
+      return;
+    }
+    const down = unavailableDependency(err);
+    if (down) {
+      log.unavailable(err);
+      res
+        .status(503)
+        .set('Retry-After', String(RETRY_AFTER_SECONDS))
+        .json({ error: `${down} is unavailable; retry later`, retryAfterSeconds: RETRY_AFTER_SECONDS });
       return;
     }
     const parserError = err as FrameworkError;
@@ -57,7 +111,7 @@ export function errorHandler(log: (err: unknown) => void): ErrorRequestHandler {
       res.status(clientStatus).json({ error: describeClientError(parserError, req.get('content-encoding')) });
       return;
     }
-    log(err);
+    log.unhandled(err);
     res.status(500).json({ error: 'internal error' });
   };
 }

@@ -12,8 +12,18 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export function connectDatabase(url: string, options: { max?: number } = {}): Database {
-  const sql = postgres(url, { max: options.max ?? 10, onnotice: () => {}, connect_timeout: 10 });
+export interface DatabaseOptions {
+  max?: number;
+  /**
+   * Seconds to wait for a connection before the query fails (postgres.js's CONNECT_TIMEOUT).
+   * The worker's activities can wait the default out and retry; the API answers a person and
+   * sets it short so an outage is a prompt 503, not a hung request.
+   */
+  connectTimeoutSeconds?: number;
+}
+
+export function connectDatabase(url: string, options: DatabaseOptions = {}): Database {
+  const sql = postgres(url, { max: options.max ?? 10, onnotice: () => {}, connect_timeout: options.connectTimeoutSeconds ?? 10 });
   const db = drizzle(sql, { schema });
   return { db, sql, close: () => sql.end({ timeout: 5 }) };
 }

@@ -18,7 +18,7 @@ describe('errorHandler', () => {
     app.get('/boom', () => {
       throw new Error('a bug');
     });
-    app.use(errorHandler((err) => logged.push(err)));
+    app.use(errorHandler({ unavailable: (err) => logged.push(err), unhandled: (err) => logged.push(err) }));
     const server = await new Promise<import('node:http').Server>((resolve) => {
       const s = app.listen(0, '127.0.0.1', () => resolve(s));
     });
