@@ -1,5 +1,6 @@
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
+import { closeReportingSockets } from './connect-socket';
 import * as schema from './schema';
 
 export type Db = PostgresJsDatabase<typeof schema>;
@@ -23,7 +24,13 @@ export interface DatabaseOptions {
 }
 
 export function connectDatabase(url: string, options: DatabaseOptions = {}): Database {
-  const sql = postgres(url, { max: options.max ?? 10, onnotice: () => {}, connect_timeout: options.connectTimeoutSeconds ?? 10 });
+  const sql = postgres(url, {
+    max: options.max ?? 10,
+    onnotice: () => {},
+    connect_timeout: options.connectTimeoutSeconds ?? 10,
+    // Documented by postgres.js, missing from its types.
+    ...({ socket: closeReportingSockets() } as object),
+  });
   const db = drizzle(sql, { schema });
   return { db, sql, close: () => sql.end({ timeout: 5 }) };
 }

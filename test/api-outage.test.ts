@@ -105,7 +105,7 @@ function expectPrompt503(res: RawResponse & { ms: number }, dependency: RegExp):
 const auth = () => ({ authorization: `Bearer ${tenant.apiKey}` });
 
 describe('Postgres unavailable', () => {
-  it.each(['reset'] as const)('answers 503 with Retry-After at once when connections are cut (%s), and recovers', async (mode) => {
+  it.each(['reset', 'close'] as const)('answers 503 with Retry-After at once when connections are cut (%s), and recovers', async (mode) => {
     const api = await apiWith({ db: databaseAt(pgProxy.port).db });
     expect((await rawRequest(api, { method: 'GET', path: '/api/v1/runs', headers: auth() })).status).toBe(200);
     pgProxy.cut(mode);
