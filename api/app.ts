@@ -5,13 +5,12 @@ import type { ObservabilityMode } from '../core/policy';
 import type { Db } from '../db/client';
 import type { Logger } from '../lib/logger';
 import type { ApiMetrics } from '../lib/metrics';
-import { lastAuditPass } from '../db/audit';
-import { reactorHealth, type ReactorHealth } from '../events/reactor';
 import { alertRoutes } from './alerts';
 import { auditRoutes } from './audit';
 import { authenticate } from './auth';
 import { boundTemporalCalls } from './deadline';
 import { errorHandler, HttpError } from './errors';
+import { auditPassAge, healthCheck, withinCheckTimeout } from './health';
 import { incidentRoutes } from './incidents';
 import { policyRoutes } from './policies';
 import { rejectUnsafeInput } from './request-guard';
@@ -50,52 +49,10 @@ export function createApp(deps: ApiDeps): Express {
     next();
   });
 
-  const startedAt = Date.now();
-  /** Seconds since the last reconciliation pass, or null before the first. */
-  async function auditPassAge(): Promise<number | null> {
-    const last = await lastAuditPass(deps.db);
-    return last ? Math.max(0, (Date.now() - last.finishedAt.getTime()) / 1000) : null;
-  }
-
-  app.get('/healthz', async (_req, res) => {
-    const checks = await Promise.allSettled([
-      deps.db.execute('select 1'),
-      deps.redis.ping(),
-      deps.temporal.connection.workflowService.getSystemInfo({}),
-      auditPassAge(),
-      deps.reactors ? reactorHealth(deps.redis, deps.reactors.stream, deps.reactors.heartbeatIntervalMs, deps.reactors.missThreshold) : Promise.resolve([]),
-    ]);
-    const [postgres, redis, temporal] = checks.slice(0, 3).map((c) => (c.status === 'fulfilled' ? 'ok' : `down: ${String(c.reason)}`));
-    const age = checks[3]!.status === 'fulfilled' ? (checks[3].value as number | null) : undefined;
-    const allowed = 3 * deps.auditIntervalSeconds;
-    const audit =
-      age === undefined
-        ? 'unknown: the audit store could not be read'
-        : age === null
-          ? (Date.now() - startedAt) / 1000 <= allowed
-            ? 'waiting for the first reconciliation pass'
-            : `late: no reconciliation pass has finished (expected every ${deps.auditIntervalSeconds}s)`
-          : age <= allowed
-            ? 'ok'
-            : `late: last reconciliation pass finished ${Math.round(age)}s ago (expected every ${deps.auditIntervalSeconds}s)`;
-    const beats = checks[4]!.status === 'fulfilled' ? (checks[4].value as ReactorHealth[]) : [];
-    const reactors = Object.fromEntries(
-      beats.map((r) => [r.consumer, r.healthy ? `ok (beat ${r.lastBeatAgeSeconds}s ago)` : `unhealthy: last beat ${r.lastBeatAgeSeconds}s ago`]),
-    );
-    const healthy = checks.every((c) => c.status === 'fulfilled') && !audit.startsWith('late') && beats.every((r) => r.healthy);
-    res.status(healthy ? 200 : 503).json({
-      status: healthy ? 'ok' : 'degraded',
-      postgres,
-      redis,
-      temporal,
-      audit,
-      auditLastPassAgeSeconds: age === null || age === undefined ? null : Math.round(age),
-      reactors,
-    });
-  });
+  app.get('/healthz', healthCheck(deps));
 
   app.get('/metrics', async (_req, res) => {
-    deps.metrics.auditLastPassAge.set((await auditPassAge().catch(() => null)) ?? -1);
+    deps.metrics.auditLastPassAge.set((await withinCheckTimeout(auditPassAge(deps.db)).catch(() => null)) ?? -1);
     res.set('content-type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
 

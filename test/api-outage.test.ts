@@ -2,9 +2,11 @@ import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
+import Redis from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createApp, type ApiDeps } from '../api/app';
 import { RETRY_AFTER_SECONDS } from '../api/errors';
+import { HEALTH_CHECK_TIMEOUT_MS } from '../api/health';
 import { connectDatabase, type Database } from '../db/client';
 import { rawRequest, type RawResponse } from './helpers/raw-http';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
@@ -49,6 +51,9 @@ afterEach(() => {
   temporalProxy.restore();
 });
 afterAll(async () => {
+  // A /healthz check leaves its gRPC call retrying until its deadline; closing the connection
+  // under a pending retry makes the SDK throw from a timer ("Channel has been shut down").
+  await new Promise((resolve) => setTimeout(resolve, HEALTH_CHECK_TIMEOUT_MS + 500));
   for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
   for (const socket of held) socket.destroy();
   await new Promise((resolve) => silent?.close(resolve));
@@ -145,5 +150,42 @@ describe('Temporal unavailable', () => {
     const res = await pause(api);
     expectPrompt503(res, /^Temporal is unavailable/);
     expect(res.ms).toBeGreaterThanOrEqual(TEMPORAL_DEADLINE_MS - 100);
+  });
+});
+
+describe('/healthz', () => {
+  /** A second, as the probes that read it allow; the margin is for a loaded CI machine. */
+  const ANSWERS_WITHIN_MS = 1000 + 500;
+
+  async function health(api: string) {
+    const res = await timed(() => rawRequest(api, { method: 'GET', path: '/healthz' }));
+    expect(res.ms).toBeLessThan(ANSWERS_WITHIN_MS);
+    return res;
+  }
+
+  it('answers within a second when every dependency accepts and never answers, saying each timed out', async () => {
+    const redis = new Redis(`redis://127.0.0.1:${port(silent)}`, { maxRetriesPerRequest: 1 });
+    redis.on('error', () => {});
+    cleanups.push(async () => redis.disconnect());
+    const api = await apiWith({ db: databaseAt(port(silent)).db, temporal: await temporalAt(port(silent)), redis });
+    const res = await health(api);
+    expect(res.ms).toBeGreaterThanOrEqual(HEALTH_CHECK_TIMEOUT_MS - 50);
+    expect({ httpStatus: res.status, ...res.json }).toMatchObject({
+      httpStatus: 503,
+      status: 'degraded',
+      postgres: 'down: timed out',
+      redis: 'down: timed out',
+      temporal: 'down: timed out',
+      audit: 'unknown: the audit store could not be read',
+    });
+  });
+
+  it('answers within a second when connections are cut, saying what is down', async () => {
+    const api = await apiWith({ db: databaseAt(pgProxy.port).db, temporal: await temporalAt(temporalProxy.port) });
+    expect((await health(api)).json).toMatchObject({ postgres: 'ok', temporal: 'ok' });
+    pgProxy.cut();
+    temporalProxy.cut();
+    const res = await health(api);
+    expect({ httpStatus: res.status, ...res.json }).toMatchObject({ httpStatus: 503, postgres: expect.stringMatching(/^down: /), temporal: expect.stringMatching(/^down: /) });
   });
 });
