@@ -5,15 +5,16 @@ import type { ObservabilityMode } from '../core/policy';
 import type { Db } from '../db/client';
 import type { Logger } from '../lib/logger';
 import type { ApiMetrics } from '../lib/metrics';
-import { lastAuditPass } from '../db/audit';
-import { reactorHealth, type ReactorHealth } from '../events/reactor';
 import { alertRoutes } from './alerts';
 import { auditRoutes } from './audit';
 import { authenticate } from './auth';
+import { boundTemporalCalls } from './deadline';
 import { errorHandler, HttpError } from './errors';
+import { auditPassAge, healthCheck, withinCheckTimeout } from './health';
 import { incidentRoutes } from './incidents';
 import { openApiDocument } from './openapi';
 import { policyRoutes } from './policies';
+import { rejectUnsafeInput } from './request-guard';
 import { runControlRoutes } from './run-controls';
 import { runRoutes } from './runs';
 
@@ -25,9 +26,14 @@ export interface ApiDeps {
   logger: Logger;
   taskQueue: string;
   bodyLimit: string;
+  /** How long one request may wait on Temporal before it answers 503 (`api/deadline.ts`). */
+  temporalDeadlineMs: number;
   defaultObservabilityMode: ObservabilityMode;
   runDeadlineSeconds: number;
-  /** How long a request waits for Temporal to start a run or push a change before queueing it. */
+  /**
+   * How long a start or a push waits for Temporal before it is queued for the dispatcher; shorter
+   * than `temporalDeadlineMs`, so such a request answers "queued", not 503.
+   */
   temporalCallTimeoutMs: number;
   /** The reconciler's interval: `/healthz` turns degraded when no pass finished in three. */
   auditIntervalSeconds: number;
@@ -49,52 +55,10 @@ export function createApp(deps: ApiDeps): Express {
     next();
   });
 
-  const startedAt = Date.now();
-  /** Seconds since the last reconciliation pass, or null before the first. */
-  async function auditPassAge(): Promise<number | null> {
-    const last = await lastAuditPass(deps.db);
-    return last ? Math.max(0, (Date.now() - last.finishedAt.getTime()) / 1000) : null;
-  }
-
-  app.get('/healthz', async (_req, res) => {
-    const checks = await Promise.allSettled([
-      deps.db.execute('select 1'),
-      deps.redis.ping(),
-      deps.temporal.connection.workflowService.getSystemInfo({}),
-      auditPassAge(),
-      deps.reactors ? reactorHealth(deps.redis, deps.reactors.stream, deps.reactors.heartbeatIntervalMs, deps.reactors.missThreshold) : Promise.resolve([]),
-    ]);
-    const [postgres, redis, temporal] = checks.slice(0, 3).map((c) => (c.status === 'fulfilled' ? 'ok' : `down: ${String(c.reason)}`));
-    const age = checks[3]!.status === 'fulfilled' ? (checks[3].value as number | null) : undefined;
-    const allowed = 3 * deps.auditIntervalSeconds;
-    const audit =
-      age === undefined
-        ? 'unknown: the audit store could not be read'
-        : age === null
-          ? (Date.now() - startedAt) / 1000 <= allowed
-            ? 'waiting for the first reconciliation pass'
-            : `late: no reconciliation pass has finished (expected every ${deps.auditIntervalSeconds}s)`
-          : age <= allowed
-            ? 'ok'
-            : `late: last reconciliation pass finished ${Math.round(age)}s ago (expected every ${deps.auditIntervalSeconds}s)`;
-    const beats = checks[4]!.status === 'fulfilled' ? (checks[4].value as ReactorHealth[]) : [];
-    const reactors = Object.fromEntries(
-      beats.map((r) => [r.consumer, r.healthy ? `ok (beat ${r.lastBeatAgeSeconds}s ago)` : `unhealthy: last beat ${r.lastBeatAgeSeconds}s ago`]),
-    );
-    const healthy = checks.every((c) => c.status === 'fulfilled') && !audit.startsWith('late') && beats.every((r) => r.healthy);
-    res.status(healthy ? 200 : 503).json({
-      status: healthy ? 'ok' : 'degraded',
-      postgres,
-      redis,
-      temporal,
-      audit,
-      auditLastPassAgeSeconds: age === null || age === undefined ? null : Math.round(age),
-      reactors,
-    });
-  });
+  app.get('/healthz', healthCheck(deps));
 
   app.get('/metrics', async (_req, res) => {
-    deps.metrics.auditLastPassAge.set((await auditPassAge().catch(() => null)) ?? -1);
+    deps.metrics.auditLastPassAge.set((await withinCheckTimeout(auditPassAge(deps.db)).catch(() => null)) ?? -1);
     res.set('content-type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
 
@@ -103,7 +67,9 @@ export function createApp(deps: ApiDeps): Express {
     res.json(openApi);
   });
 
-  app.use('/api/v1', express.json({ limit: deps.bodyLimit, strict: true }), authenticate(deps.db));
+  // Who is asking first: authentication reads only the Authorization header, and nobody without
+  // a key gets the body parser (decompression, a body up to the limit) to work for them.
+  app.use('/api/v1', authenticate(deps.db), express.json({ limit: deps.bodyLimit, strict: true }));
   app.use('/api/v1', (req, _res, next) => {
     // req.is() is null when there is no body, false when the body is of another type.
     if (req.is('application/json') === false && req.get('content-length') !== '0') {
@@ -111,6 +77,7 @@ export function createApp(deps: ApiDeps): Express {
     }
     next();
   });
+  app.use('/api/v1', rejectUnsafeInput(), boundTemporalCalls(deps.temporal.connection, deps.temporalDeadlineMs));
   // Before the run routes: reading a run's audit is not a control action, viewers may do it.
   app.use('/api/v1', auditRoutes(deps));
   app.use('/api/v1/runs', runRoutes(deps), runControlRoutes(deps));
@@ -120,6 +87,11 @@ export function createApp(deps: ApiDeps): Express {
   app.use((req, _res) => {
     throw new HttpError(404, `no route for ${req.method} ${req.path}`);
   });
-  app.use(errorHandler((err) => deps.logger.error({ err }, 'unhandled error')));
+  app.use(
+    errorHandler({
+      unavailable: (err) => deps.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'dependency unavailable: answered 503'),
+      unhandled: (err) => deps.logger.error({ err }, 'unhandled error'),
+    }),
+  );
   return app;
 }

@@ -1,4 +1,5 @@
 import type { ErrorRequestHandler } from 'express';
+import { isDatabaseUnavailable } from '../db/unavailable';
 
 /** An error whose message is safe and useful to show the caller. */
 export class HttpError extends Error {
@@ -11,19 +12,88 @@ export class HttpError extends Error {
   }
 }
 
-interface BodyParserError extends Error {
+/** Seconds a caller is told to wait when a dependency is down: about one reconnect attempt. */
+export const RETRY_AFTER_SECONDS = 5;
+
+/** gRPC status codes (@grpc/grpc-js `status`) that mean Temporal could not be reached in time. */
+const GRPC_DEADLINE_EXCEEDED = 4;
+const GRPC_UNAVAILABLE = 14;
+
+/**
+ * True when `err`, or an error it wraps (the client's ServiceError, an update's RPC error), says
+ * Temporal could not be reached, or not before the request's deadline.
+ */
+function isTemporalUnavailable(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth += 1) {
+    const { code, details } = e as { code?: unknown; details?: unknown };
+    // A gRPC status is a numeric code with details; postgres.js and socket codes are strings.
+    if (typeof details === 'string' && (code === GRPC_UNAVAILABLE || code === GRPC_DEADLINE_EXCEEDED)) return true;
+    // grpc-js gives a closed channel no status code. The API closes its own only while shutting
+    // down, when a request still in flight is best retried against another instance.
+    if (e.message === 'Channel has been shut down') return true;
+  }
+  return false;
+}
+
+function unavailableDependency(err: unknown): 'the database' | 'Temporal' | null {
+  if (isDatabaseUnavailable(err)) return 'the database';
+  if (isTemporalUnavailable(err)) return 'Temporal';
+  return null;
+}
+
+/**
+ * True when `err` means Postgres or Temporal could not be reached (or not within the request's
+ * deadline): the request may succeed if retried later, and is answered 503 with Retry-After.
+ */
+export function isUnavailable(err: unknown): boolean {
+  return unavailableDependency(err) !== null;
+}
+
+/** What express and its body parser throw about the request itself (http-errors, or a URIError). */
+interface FrameworkError extends Error {
   type?: string;
   status?: number;
+  expose?: boolean;
   limit?: number;
 }
 
-export function errorHandler(log: (err: unknown) => void): ErrorRequestHandler {
-  return (err: unknown, _req, res, _next) => {
+/** A 4xx the framework raised about the request: its status, or null for anything else. */
+function clientStatusOf(err: FrameworkError): number | null {
+  const status = err.status;
+  if (typeof status !== 'number' || status < 400 || status > 499) return null;
+  // The router marks a path parameter that is not valid percent-encoding with a status and nothing else.
+  return err.expose === true || err instanceof URIError ? status : null;
+}
+
+function describeClientError(err: FrameworkError, contentEncoding: string | undefined): string {
+  // The body parser passes the decompressor's own error on, with a status and no type.
+  const undecodable = !(err instanceof URIError) && err.type === undefined && contentEncoding !== undefined && contentEncoding.toLowerCase() !== 'identity';
+  return undecodable ? `the request body could not be decoded as Content-Encoding ${contentEncoding}: ${err.message}` : err.message;
+}
+
+export interface ErrorLog {
+  /** A dependency was down: expected during an outage, answered 503. */
+  unavailable(err: unknown): void;
+  /** Anything else that was not the caller's fault: a bug, answered 500. */
+  unhandled(err: unknown): void;
+}
+
+export function errorHandler(log: ErrorLog): ErrorRequestHandler {
+  return (err: unknown, req, res, _next) => {
     if (err instanceof HttpError) {
       res.status(err.status).json({ error: err.message, ...err.details });
       return;
     }
-    const parserError = err as BodyParserError;
+    const down = unavailableDependency(err);
+    if (down) {
+      log.unavailable(err);
+      res
+        .status(503)
+        .set('Retry-After', String(RETRY_AFTER_SECONDS))
+        .json({ error: `${down} is unavailable; retry later`, retryAfterSeconds: RETRY_AFTER_SECONDS });
+      return;
+    }
+    const parserError = err as FrameworkError;
     switch (parserError?.type) {
       case 'entity.parse.failed':
         res.status(400).json({ error: `malformed JSON body: ${parserError.message}` });
@@ -36,7 +106,12 @@ export function errorHandler(log: (err: unknown) => void): ErrorRequestHandler {
         res.status(415).json({ error: parserError.message });
         return;
     }
-    log(err);
+    const clientStatus = err instanceof Error ? clientStatusOf(parserError) : null;
+    if (clientStatus !== null) {
+      res.status(clientStatus).json({ error: describeClientError(parserError, req.get('content-encoding')) });
+      return;
+    }
+    log.unhandled(err);
     res.status(500).json({ error: 'internal error' });
   };
 }

@@ -9,7 +9,7 @@ import { createApp } from './app';
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger('api', config.LOG_LEVEL);
-  const database = connectDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX });
+  const database = connectDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, connectTimeoutSeconds: config.API_DATABASE_CONNECT_TIMEOUT_SECONDS });
   const redis = new Redis(config.REDIS_URL, { lazyConnect: false, maxRetriesPerRequest: 2 });
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
   const temporal = lazyClient(config);
@@ -21,6 +21,7 @@ async function main(): Promise<void> {
     logger,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     bodyLimit: config.API_BODY_LIMIT,
+    temporalDeadlineMs: config.API_TEMPORAL_DEADLINE_MS,
     defaultObservabilityMode: config.OBSERVABILITY_MODE,
     runDeadlineSeconds: config.RUN_TIMEOUT_SECONDS + config.RUN_DEADLINE_GRACE_SECONDS,
     auditIntervalSeconds: config.AUDIT_RECONCILE_INTERVAL,

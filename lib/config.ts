@@ -29,6 +29,13 @@ const envSchema = z.object({
   API_PORT: port.default(8080),
   API_HOST: z.string().default('127.0.0.1'),
   API_BODY_LIMIT: z.string().default('256kb'),
+  /**
+   * How long the API waits to open a Postgres connection before answering 503: a healthy local or
+   * same-region server accepts in milliseconds, and a client waiting longer would rather retry.
+   */
+  API_DATABASE_CONNECT_TIMEOUT_SECONDS: z.coerce.number().positive().max(60).default(2),
+  /** How long one API request may wait on Temporal in all before answering 503 (see `api/deadline.ts`). */
+  API_TEMPORAL_DEADLINE_MS: z.coerce.number().int().min(100).max(60_000).default(4000),
   WORKER_METRICS_PORT: port.default(9464),
   WORKER_SDK_METRICS_PORT: port.default(9465),
   /** `npm run events`' metrics, when the relay and reactor run on their own. */

@@ -1,30 +1,21 @@
 import type { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, Next } from '@temporalio/worker';
+import { isDatabaseUnavailable } from '../db/unavailable';
 import type { FaultInjector } from './faults';
 
-/** postgres.js connection error codes and SQLSTATEs that mean "try again later", not "this is wrong". */
-const TRANSIENT_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'CONNECTION_CLOSED',
-  'CONNECTION_ENDED',
-  'CONNECTION_DESTROYED',
-  'CONNECT_TIMEOUT',
+/** SQLSTATEs of a transaction that lost a race: the same work succeeds when tried again. */
+const RETRY_SQLSTATES = new Set([
   '40001', // serialization_failure
   '40P01', // deadlock_detected
-  '53300', // too_many_connections
-  '57P01', // admin_shutdown
-  '57P03', // cannot_connect_now
 ]);
 
+/** "Try again later", not "this is wrong": the database is unavailable, or the transaction lost a race. */
 export function isTransientError(err: unknown): boolean {
+  if (isDatabaseUnavailable(err)) return true;
   for (let e: unknown = err; e instanceof Error; e = (e as { cause?: unknown }).cause) {
     const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && (TRANSIENT_CODES.has(code) || code.startsWith('08'))) return true;
+    if (typeof code === 'string' && RETRY_SQLSTATES.has(code)) return true;
   }
   return false;
 }

@@ -4,7 +4,7 @@ import { RESUME_AUTHORITIES, type PauseReason, type PolicyDecision, type ResumeA
 import type { RunPhase, RunStatus } from '../core/phases';
 import type { PlanStep } from '../core/plan';
 import type { SagaPhase } from '../core/saga';
-import { toSafeText } from '../core/text';
+import { toSafeText } from '../core/text-safety';
 
 export interface RunWorkflowInput {
   runId: string;

@@ -1,7 +1,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { PlanStep } from '../../core/plan';
-import { toSafeText } from '../../core/text';
+import { toSafeText } from '../../core/text-safety';
 import type { ActivityDeps } from '../deps';
 import { chatCompletion } from './chat';
 import { SIM_MODEL, simulateCompletion } from './sim';

@@ -156,6 +156,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     logger,
     taskQueue,
     bodyLimit: '64kb',
+    temporalDeadlineMs: 4000,
     defaultObservabilityMode: 'DEGRADED',
     runDeadlineSeconds: options.runDeadlineSeconds ?? 120,
     auditIntervalSeconds: options.auditIntervalSeconds ?? 60,

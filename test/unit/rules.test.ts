@@ -84,6 +84,8 @@ describe('transient error classification', () => {
     expect(isTransientError(Object.assign(new Error('gone'), { code: 'CONNECTION_CLOSED' }))).toBe(true);
     expect(isTransientError(Object.assign(new Error('x'), { code: '08006' }))).toBe(true);
     expect(isTransientError(new Error('wrapped', { cause: Object.assign(new Error('r'), { code: 'ECONNRESET' }) }))).toBe(true);
+    expect(isTransientError(Object.assign(new Error('x'), { code: '57P03' }))).toBe(true);
+    expect(isTransientError(Object.assign(new Error('lost a race'), { code: '40001' }))).toBe(true);
     expect(isTransientError(Object.assign(new Error('dup'), { code: '23505' }))).toBe(false);
     expect(isTransientError(new Error('plain'))).toBe(false);
   });

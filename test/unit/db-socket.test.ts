@@ -1,0 +1,52 @@
+import net from 'node:net';
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { connectDatabase } from '../../db/client';
+import { isDatabaseUnavailable } from '../../db/unavailable';
+
+/** Accepts every connection and ends it at once, as a proxy in front of a dead Postgres does. */
+let closer: net.Server;
+let closerPort: number;
+const accepted = new Set<net.Socket>();
+
+beforeAll(async () => {
+  closer = net.createServer((socket) => {
+    accepted.add(socket);
+    socket.on('error', () => {});
+    socket.end();
+  });
+  await new Promise<void>((resolve) => closer.listen(0, '127.0.0.1', resolve));
+  closerPort = (closer.address() as net.AddressInfo).port;
+});
+afterAll(async () => {
+  for (const socket of accepted) socket.destroy();
+  await new Promise((resolve) => closer.close(resolve));
+});
+
+function within<T>(ms: number, promise: Promise<T>): Promise<T> {
+  return Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still waiting after ${ms}ms`)), ms))]);
+}
+
+describe('a connection the server ends without answering', () => {
+  it('fails the query with CONNECTION_CLOSED at once instead of leaving it waiting', async () => {
+    const database = connectDatabase(`postgres://postgres@127.0.0.1:${closerPort}/x`, { max: 1 });
+    try {
+      const failure = await within(2000, database.db.execute(sql`select 1`).then(() => null, (err: unknown) => err));
+      expect((failure as { cause?: { code?: string } }).cause?.code).toBe('CONNECTION_CLOSED');
+      expect(isDatabaseUnavailable(failure)).toBe(true);
+    } finally {
+      await database.close();
+    }
+  });
+
+  it('moves on to the next host when several are given', async () => {
+    const real = new URL(inject('databaseUrl'));
+    const url = `postgres://${real.username}@127.0.0.1:${closerPort},${real.hostname}:${real.port || 5432}${real.pathname}`;
+    const database = connectDatabase(url, { max: 1 });
+    try {
+      expect(await within(5000, database.db.execute(sql`select 1 as one`))).toEqual([{ one: 1 }]);
+    } finally {
+      await database.close();
+    }
+  });
+});
