@@ -69,7 +69,7 @@ describe('with Temporal unreachable from the API', () => {
 
   it('a policy change commits, answers that its push is queued, and reaches the live run once Temporal is back', async () => {
     const tenant = await stack.createTenant({ policy: { checkIntervalSeconds: 3600 } });
-    const runId = await stack.submitRun(tenant.apiKey, { plan: simPlan(8, { latencyMs: 800 }) });
+    const runId = await stack.submitRun(tenant.apiKey, { plan: simPlan(15, { latencyMs: 800 }) });
     await stack.waitForPhase(runId, ['EXECUTING']);
     // The dispatcher reaches Temporal directly, so stop it from delivering until the answer is checked.
     await stack.dispatcher.stop();
