@@ -1,6 +1,8 @@
+import http from 'node:http';
 import Redis from 'ioredis';
 import { connectDatabase } from '../db/client';
 import { loadConfig } from '../lib/config';
+import { listen } from '../lib/listen';
 import { createLogger } from '../lib/logger';
 import { createApiMetrics } from '../lib/metrics';
 import { lazyClient } from '../lib/temporal';
@@ -32,9 +34,9 @@ async function main(): Promise<void> {
       missThreshold: config.REACTOR_HEARTBEAT_MISS_THRESHOLD,
     },
   });
-  const server = app.listen(config.API_PORT, config.API_HOST, () => {
-    logger.info({ url: `http://${config.API_HOST}:${config.API_PORT}` }, 'api listening');
-  });
+  const server = http.createServer(app);
+  await listen(server, config.API_PORT, config.API_HOST, { name: 'API port', variable: 'API_PORT' });
+  logger.info({ url: `http://${config.API_HOST}:${config.API_PORT}` }, 'api listening');
   const shutdown = (signal: string) => {
     logger.info({ signal }, 'api shutting down');
     server.close(() => {

@@ -14,7 +14,7 @@ async function main(): Promise<void> {
   const database = connectDatabase(config.DATABASE_URL, { max: 4 });
   const temporal = await connectClient(config);
   const registry = new Registry();
-  const metricsServer = await serveMetrics(registry, config.EVENTS_METRICS_PORT);
+  const metricsServer = await serveMetrics(registry, config.EVENTS_METRICS_PORT, { name: 'events metrics port', variable: 'EVENTS_METRICS_PORT' });
   const services = await startEventServices({ database, temporal, config, logger, metrics: createEventMetrics(registry) });
   const shutdown = (signal: string) => {
     logger.info({ signal }, 'events shutting down');

@@ -16,6 +16,7 @@ import {
   incidents,
   outbox,
   runLogs,
+  runs,
   traceSteps,
 } from '../db/schema';
 import { reconcileAuditWorkflow } from '../workflows/audit';
@@ -157,9 +158,11 @@ describe('the seed destructive scenarios (§13.7), on the real stack', () => {
     const api = await apiWithoutWorker(taskQueue);
     try {
       const runId = await api.submit(tenant.apiKey, { plan: [{ skill: 'sim.llm', input: { prompt: 'a long step', latencyMs: 60_000 } }] });
-      await waitFor('the trace to start', async () => {
-        const acks = await stack.db.select().from(domainAcks).where(eq(domainAcks.runId, runId));
-        return acks.some((a) => a.action === 'start_trace');
+      // In its long step: the trace has started, nothing after it is written. (Killing at the
+      // start_trace ack used to pass only because the kill missed the worker tsx ran in a child.)
+      await waitFor('the run to execute its step', async () => {
+        const [run] = await stack.db.select({ phase: runs.phase }).from(runs).where(eq(runs.id, runId));
+        return run?.phase === 'EXECUTING';
       });
       // Killed inside its long step, not between its first writes.
       await stack.waitForPhase(runId, ['EXECUTING']);
@@ -492,7 +495,7 @@ describe('the audit store cannot be read', () => {
     const { NativeConnection } = await import('@temporalio/worker');
     const { connectDatabase } = await import('../db/client');
     const { createWorker } = await import('../worker/create-worker');
-    const { startTcpProxy } = await import('./helpers/tcp-proxy');
+    const { startTcpProxy } = await import('../lib/tcp-proxy');
     const target = new URL(database.url);
     const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) });
     const proxied = new URL(database.url);

@@ -7,6 +7,7 @@ import { createLogger } from '../lib/logger';
 import { createEventMetrics, createWorkerMetrics } from '../lib/metrics';
 import { startDispatcher } from '../dispatch/service';
 import { startEventServices } from '../events/service';
+import { PortInUseError } from '../lib/listen';
 import { serveMetrics } from '../lib/metrics-server';
 import { connectWorkerConnection } from '../lib/temporal';
 import { createWorker } from './create-worker';
@@ -14,19 +15,14 @@ import { createWorker } from './create-worker';
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger('worker', config.LOG_LEVEL);
-  Runtime.install({
-    telemetryOptions: {
-      logging: { filter: makeTelemetryFilterString({ core: 'WARN' }), forward: {} },
-      metrics: { prometheus: { bindAddress: `127.0.0.1:${config.WORKER_SDK_METRICS_PORT}` } },
-    },
-  });
+  installRuntime(config.WORKER_SDK_METRICS_PORT);
   if (config.WORKFLOW_BUNDLE_PATH && !existsSync(config.WORKFLOW_BUNDLE_PATH)) {
     throw new Error(`WORKFLOW_BUNDLE_PATH ${config.WORKFLOW_BUNDLE_PATH} does not exist; run 'npm run build:workflow'`);
   }
 
   const database = connectDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX });
   const metrics = createWorkerMetrics();
-  const metricsServer = await serveMetrics(metrics.registry, config.WORKER_METRICS_PORT);
+  const metricsServer = await serveMetrics(metrics.registry, config.WORKER_METRICS_PORT, { name: 'worker metrics port', variable: 'WORKER_METRICS_PORT' });
   const connection = await connectWorkerConnection(config);
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
   const worker = await createWorker({
@@ -78,7 +74,29 @@ async function main(): Promise<void> {
   logger.info('worker stopped');
 }
 
+/**
+ * Installs the SDK runtime, which binds its Prometheus port at once: a taken port is named as
+ * the setting to change rather than left as the SDK's "Failed to start prometheus metrics exporter".
+ */
+function installRuntime(sdkMetricsPort: number): void {
+  try {
+    Runtime.install({
+      telemetryOptions: {
+        logging: { filter: makeTelemetryFilterString({ core: 'WARN' }), forward: {} },
+        metrics: { prometheus: { bindAddress: `127.0.0.1:${sdkMetricsPort}` } },
+      },
+    });
+  } catch (err) {
+    if (String(err).includes('Address already in use')) {
+      throw new PortInUseError({ name: 'worker SDK metrics port', variable: 'WORKER_SDK_METRICS_PORT' }, sdkMetricsPort);
+    }
+    throw err;
+  }
+}
+
 main().catch((err: unknown) => {
-  console.error(`worker failed: ${err instanceof Error ? err.stack : String(err)}`);
+  // A taken port is a setting to change, not a bug to trace.
+  const detail = err instanceof PortInUseError ? err.message : err instanceof Error ? err.stack : String(err);
+  console.error(`worker failed: ${detail}`);
   process.exit(1);
 });

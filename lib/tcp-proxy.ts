@@ -23,8 +23,8 @@ export interface TcpProxy {
 }
 
 /**
- * A TCP forwarder on 127.0.0.1:0 that a test can cut, to simulate a database outage between a
- * worker and Postgres without touching Postgres itself.
+ * A TCP forwarder on 127.0.0.1:0 that a test or a drill can cut, to simulate an outage between a
+ * process and Postgres or Redis without touching either.
  */
 export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
   const sockets = new Set<net.Socket>();

@@ -1,0 +1,195 @@
+import { inArray } from 'drizzle-orm';
+import type { Client } from '@temporalio/client';
+import { RUN_EXPECTATIONS } from '../core/audit';
+import { isTerminalPhase, type RunPhase } from '../core/phases';
+import type { Db } from '../db/client';
+import { auditExpectations, domainAcks, incidents, outbox, policyEvaluations, runLogs, runs, traceSteps, traces } from '../db/schema';
+import { mapLimit } from '../lib/map-limit';
+import type { DrillStack, SubmittedRun } from './stack';
+
+export type RunOutcome = 'completed' | 'lost' | 'duplicated' | 'stuck';
+
+export interface RunFinding {
+  runId: string;
+  outcome: RunOutcome;
+  /** What is wrong with it, empty when completed. */
+  problems: string[];
+  /** Submit to finish, by the database's clock; null when it never finished. */
+  secondsToComplete: number | null;
+}
+
+/** What every run the drills submit leaves behind once: it completes, so no failure incident and no `run.failed`. */
+const EXPECTED_TOPICS = ['run.started', 'trace.started', 'policy.evaluated', 'trace.completed', 'run.completed'];
+
+/** Polls until every run is COMPLETED or FAILED, or the deadline passes; how many are left. */
+export async function waitUntilTerminal(db: Db, runIds: string[], deadline: number): Promise<number> {
+  for (;;) {
+    const rows = await db.select({ phase: runs.phase }).from(runs).where(inArray(runs.id, runIds));
+    const open = runIds.length - rows.filter((r) => isTerminalPhase(r.phase as RunPhase)).length;
+    if (open === 0 || Date.now() > deadline) return open;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** Polls until every run has recorded a step (or finished), so a fault lands mid-run; how many have. */
+export async function waitUntilStepping(db: Db, runIds: string[], deadline: number): Promise<number> {
+  for (;;) {
+    const rows = await db.select({ phase: runs.phase, steps: runs.stepsCompleted }).from(runs).where(inArray(runs.id, runIds));
+    const stepping = rows.filter((r) => r.steps >= 1 || isTerminalPhase(r.phase as RunPhase)).length;
+    if (stepping === runIds.length || Date.now() > deadline) return stepping;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The runs not yet COMPLETED or FAILED. */
+export async function runsInFlight(db: Db, runIds: string[]): Promise<string[]> {
+  const rows = await db.select({ id: runs.id, phase: runs.phase }).from(runs).where(inArray(runs.id, runIds));
+  return rows.filter((r) => !isTerminalPhase(r.phase as RunPhase)).map((r) => r.id);
+}
+
+function groupBy<T>(rows: T[], key: (row: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const row of rows) groups.set(key(row), [...(groups.get(key(row)) ?? []), row]);
+  return groups;
+}
+
+/** `what` once: a problem when missing (lost) or more than once (duplicated). */
+function once(count: number, what: string, missing: string[], extra: string[]): void {
+  if (count === 0) missing.push(`no ${what}`);
+  if (count > 1) extra.push(`${what} ${count} times`);
+}
+
+/**
+ * Holds every run to the product's promise: it ended COMPLETED (in the database and in Temporal)
+ * with each domain row once — its trace, one trace step per plan step, the outcome incident, the
+ * final policy evaluation, the log record, one OK ack per audit expectation — and each of its
+ * outbox events once, none retracted. A run not finished is stuck; one missing anything is lost;
+ * one with anything twice (or anything it should not have) is duplicated.
+ */
+export async function checkRuns(db: Db, client: Client, submitted: SubmittedRun[], steps: number): Promise<RunFinding[]> {
+  const ids = submitted.map((r) => r.runId);
+  const [runRows, traceRows, stepRows, incidentRows, evaluationRows, logRows, ackRows, expectationRows, eventRows] = await Promise.all([
+    db.select().from(runs).where(inArray(runs.id, ids)),
+    db.select().from(traces).where(inArray(traces.runId, ids)),
+    db.select().from(traceSteps).where(inArray(traceSteps.runId, ids)),
+    db.select().from(incidents).where(inArray(incidents.runId, ids)),
+    db.select().from(policyEvaluations).where(inArray(policyEvaluations.runId, ids)),
+    db.select().from(runLogs).where(inArray(runLogs.runId, ids)),
+    db.select().from(domainAcks).where(inArray(domainAcks.runId, ids)),
+    db.select().from(auditExpectations).where(inArray(auditExpectations.runId, ids)),
+    db.select().from(outbox).where(inArray(outbox.runId, ids)),
+  ]);
+  const byRun = <T extends { runId: string | null }>(rows: T[]) => groupBy(rows, (r) => r.runId ?? '');
+  const [tracesOf, stepsOf, incidentsOf, evaluationsOf, logsOf, acksOf, expectationsOf, eventsOf] = [
+    byRun(traceRows), byRun(stepRows), byRun(incidentRows), byRun(evaluationRows), byRun(logRows), byRun(ackRows), byRun(expectationRows), byRun(eventRows),
+  ];
+  const temporalStatus = new Map(
+    await mapLimit(ids, 8, async (id) => {
+      try {
+        return [id, (await client.workflow.getHandle(id).describe()).status.name] as const;
+      } catch (err) {
+        return [id, `not found (${err instanceof Error ? err.message : String(err)})`] as const;
+      }
+    }),
+  );
+
+  return submitted.map(({ runId }) => {
+    const run = runRows.find((r) => r.id === runId);
+    const missing: string[] = [];
+    const extra: string[] = [];
+    if (!run) return { runId, outcome: 'lost', problems: ['no run row'], secondsToComplete: null };
+    const secondsToComplete = run.finishedAt ? (run.finishedAt.getTime() - run.createdAt.getTime()) / 1000 : null;
+    if (!isTerminalPhase(run.phase as RunPhase)) {
+      return { runId, outcome: 'stuck', problems: [`still ${run.phase} after ${run.stepsCompleted}/${steps} steps; Temporal: ${temporalStatus.get(runId)}`], secondsToComplete };
+    }
+    if (run.phase !== 'COMPLETED' || run.status !== 'succeeded') missing.push(`ended ${run.phase}/${run.status} (${run.errorCode}: ${run.errorMessage})`);
+    if (temporalStatus.get(runId) !== 'COMPLETED') missing.push(`workflow ${temporalStatus.get(runId)}`);
+    if (run.stepsCompleted !== steps) missing.push(`${run.stepsCompleted}/${steps} steps completed`);
+
+    const runTraces = tracesOf.get(runId) ?? [];
+    once(runTraces.length, 'trace', missing, extra);
+    if (runTraces.some((t) => t.status !== 'completed' || t.rolledBack)) missing.push('trace not completed');
+    const stepIndexes = groupBy(stepsOf.get(runId) ?? [], (s) => String(s.stepIndex));
+    for (let i = 0; i < steps; i += 1) once(stepIndexes.get(String(i))?.length ?? 0, `trace step ${i}`, missing, extra);
+    if (stepIndexes.size > steps) extra.push(`${stepIndexes.size - steps} trace steps beyond the plan`);
+
+    const runIncidents = incidentsOf.get(runId) ?? [];
+    once(runIncidents.filter((i) => i.dedupeKey === 'outcome' && !i.rolledBack).length, 'outcome incident', missing, extra);
+    for (const other of runIncidents.filter((i) => i.dedupeKey !== 'outcome')) extra.push(`incident ${other.kind} ${other.errorCode ?? ''}: ${other.message}`);
+    once((evaluationsOf.get(runId) ?? []).filter((e) => e.kind === 'final' && !e.rolledBack).length, 'final policy evaluation', missing, extra);
+    once((logsOf.get(runId) ?? []).length, 'log record', missing, extra);
+
+    const acks = acksOf.get(runId) ?? [];
+    const expectations = expectationsOf.get(runId) ?? [];
+    for (const { domain, action } of RUN_EXPECTATIONS) {
+      once(acks.filter((a) => a.domain === domain && a.action === action && a.status === 'OK').length, `OK ack ${domain}/${action}`, missing, extra);
+      once(expectations.filter((e) => e.domain === domain && e.action === action).length, `expectation ${domain}/${action}`, missing, extra);
+    }
+    for (const ack of acks.filter((a) => a.status !== 'OK')) missing.push(`${ack.status} ack ${ack.domain}/${ack.action}`);
+
+    const events = eventsOf.get(runId) ?? [];
+    for (const topic of EXPECTED_TOPICS) once(events.filter((e) => e.topic === topic && !e.retractedAt).length, `${topic} event`, missing, extra);
+    for (const event of events.filter((e) => e.retractedAt)) missing.push(`${event.topic} event retracted`);
+
+    const outcome: RunOutcome = missing.length ? 'lost' : extra.length ? 'duplicated' : 'completed';
+    return { runId, outcome, problems: [...missing, ...extra], secondsToComplete };
+  });
+}
+
+export interface EventFinding {
+  /** The runs' outbox rows, retracted ones aside. */
+  committed: number;
+  published: number;
+  handledOnce: number;
+  handledMoreThanOnce: number;
+  neverHandled: number;
+  /** Handled, but the reactor's handled-key for it is missing: a copy would be handled again. */
+  unrecorded: number;
+  /** Stream entries beyond one per event: the relay sent a row again (the reactor drops the copy). */
+  copiesRelayed: number;
+  /** Read by the group and not acknowledged, or dead-lettered. */
+  pending: number;
+  deadLettered: number;
+  problems: string[];
+}
+
+/**
+ * Waits until every event the runs committed went outbox → relay → stream → reactor (or the
+ * deadline passes), then holds each to exactly once: published, handed to the drill's handler
+ * once, recorded in the reactor's handled keys, acknowledged, not dead-lettered.
+ */
+export async function checkEvents(stack: DrillStack, runIds: string[], deadline: number): Promise<EventFinding> {
+  const committedRows = async () =>
+    (await stack.database.db.select().from(outbox).where(inArray(outbox.runId, runIds))).filter((r) => !r.retractedAt);
+  let rows = await committedRows();
+  while (Date.now() < deadline && !rows.every((r) => r.publishedAt && stack.deliveries.has(r.id))) {
+    await new Promise((r) => setTimeout(r, 250));
+    rows = await committedRows();
+  }
+  const { EVENT_STREAM: stream, REACTOR_GROUP: group } = stack.eventsConfig;
+  const counts = rows.map((r) => stack.deliveries.get(r.id) ?? 0);
+  const recorded = await Promise.all(rows.map((r) => stack.redis.exists(`${stream}:handled:${r.id}:${stack.recorderName}`)));
+  const relayed = (await stack.eventMetrics.eventsRelayed.get()).values.reduce((sum, v) => sum + v.value, 0);
+  const [pending] = (await stack.redis.call('XPENDING', stream, group)) as [number];
+  const deadLettered = Number(await stack.redis.xlen(`${stream}:dead`));
+  const finding: EventFinding = {
+    committed: rows.length,
+    published: rows.filter((r) => r.publishedAt).length,
+    handledOnce: counts.filter((c) => c === 1).length,
+    handledMoreThanOnce: counts.filter((c) => c > 1).length,
+    neverHandled: counts.filter((c) => c === 0).length,
+    unrecorded: rows.filter((_, i) => counts[i]! > 0 && !recorded[i]).length,
+    copiesRelayed: Math.max(0, relayed - rows.filter((r) => r.publishedAt).length),
+    pending: Number(pending),
+    deadLettered,
+    problems: [],
+  };
+  const unpublished = rows.filter((r) => !r.publishedAt);
+  if (unpublished.length) finding.problems.push(`${unpublished.length} events still in the outbox (first: ${unpublished[0]!.topic} of ${unpublished[0]!.runId})`);
+  if (finding.neverHandled) finding.problems.push(`${finding.neverHandled} events never reached the reactor`);
+  if (finding.handledMoreThanOnce) finding.problems.push(`${finding.handledMoreThanOnce} events handled more than once`);
+  if (finding.unrecorded) finding.problems.push(`${finding.unrecorded} handled events missing their handled key`);
+  if (finding.pending) finding.problems.push(`${finding.pending} events read and not acknowledged`);
+  if (finding.deadLettered) finding.problems.push(`${finding.deadLettered} events dead-lettered`);
+  return finding;
+}

@@ -1,0 +1,2 @@
+export const DRILL_NAMES = ['worker-kill', 'temporal-restart', 'db-outage', 'redis-outage'] as const;
+export type DrillName = (typeof DRILL_NAMES)[number];

@@ -1,0 +1,309 @@
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import Redis from 'ioredis';
+import pino from 'pino';
+import postgres from 'postgres';
+import { Registry } from 'prom-client';
+import { createApp } from '../api/app';
+import { connectDatabase, type Database } from '../db/client';
+import { runMigrations } from '../db/migrate';
+import { createTenant } from '../db/tenancy';
+import { startEventServices, type EventServices, type EventsConfig } from '../events/service';
+import { listen } from '../lib/listen';
+import type { Logger } from '../lib/logger';
+import { createApiMetrics, createEventMetrics, type EventMetrics } from '../lib/metrics';
+import { startTcpProxy, type TcpProxy } from '../lib/tcp-proxy';
+import { startWorkerProcess, type WorkerProcess } from '../lib/worker-process';
+import { buildWorkflowBundle } from '../worker/build-bundle';
+import { startDevServer, type DevServer } from './temporal-server';
+
+export interface StackOptions {
+  /** Names the database, the stream and the work directory. */
+  label: string;
+  /** A dev server on a SQLite file, so that it can restart on its own data. */
+  fileBackedTemporal?: boolean;
+  /** Route the worker's, the API's and the relay's Postgres connections through a proxy the drill can cut. */
+  postgresProxy?: boolean;
+  /** Route every Redis connection of the product (events, alerts, API) through a proxy the drill can cut. */
+  redisProxy?: boolean;
+  /** A prebuilt workflow bundle; without one the stack builds its own. */
+  workflowBundlePath?: string;
+  /** The Postgres server the drill's database is created on. */
+  postgresUrl?: string;
+  redisUrl?: string;
+  /** Progress lines, while the stack comes up. */
+  progress?: (line: string) => void;
+  /** Stops bringing the stack up (and tears down what is up) when aborted. */
+  signal?: AbortSignal;
+}
+
+export interface SubmittedRun {
+  runId: string;
+  submittedAt: number;
+}
+
+export interface DrillStack {
+  /** Logs, the bundle and the SQLite file; kept when a drill fails. */
+  readonly workDir: string;
+  readonly temporal: DevServer;
+  readonly client: Client;
+  /** A direct connection, past any proxy: what the checks read. */
+  readonly database: Database;
+  /** Also direct; for the stream's bookkeeping. */
+  readonly redis: Redis;
+  readonly postgresProxy: TcpProxy | null;
+  readonly redisProxy: TcpProxy | null;
+  readonly eventsConfig: EventsConfig;
+  readonly eventMetrics: EventMetrics;
+  /** How often the reactor handed each outbox event (by id) to a handler of the drill's. */
+  readonly deliveries: Map<number, number>;
+  /** The handler the drill adds to the reactor, by name, so the checks can find its handled keys. */
+  readonly recorderName: string;
+  readonly worker: WorkerProcess | null;
+  startWorker(): Promise<WorkerProcess>;
+  submitRun(body: unknown, idempotencyKey: string): Promise<SubmittedRun>;
+  close(options?: { keepWorkDir?: boolean }): Promise<void>;
+}
+
+const TASK_QUEUE = 'drill';
+const RECORDER = 'drill-recorder';
+
+/**
+ * Everything one drill needs, of its own: a Temporal dev server, a fresh database, the worker as a
+ * child process (so it can be SIGKILLed), and in this process the API and the event relay and
+ * reactor (as `npm run events` runs them), with a handler that counts every delivery. `close()`
+ * leaves nothing behind: processes, servers, the database and the stream's Redis keys.
+ */
+export async function startDrillStack(options: StackOptions): Promise<DrillStack> {
+  const progress = options.progress ?? (() => {});
+  const checkpoint = () => options.signal?.throwIfAborted();
+  const id = `${options.label.replace(/\W/g, '_')}_${Date.now()}_${process.pid}`;
+  const workDir = mkdtempSync(path.join(os.tmpdir(), `governed-drill-${options.label}-`));
+  const cleanups: (() => Promise<unknown> | void)[] = [];
+  const children = new Set<() => number | null>();
+  // Whatever ends this process (an error, a second Ctrl-C) must not leave a worker or a dev server
+  // running: the handler stays, and kills only those still alive.
+  process.on('exit', () => {
+    for (const pid of children) {
+      const p = pid();
+      if (p) {
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    }
+  });
+
+  // Once only: a failed start-up and the drill's own `finally` may both ask.
+  let closing: Promise<void> | null = null;
+  const close = (keepWorkDir = false) =>
+    (closing ??= (async () => {
+      for (const cleanup of [...cleanups].reverse()) {
+        await Promise.resolve()
+          .then(cleanup)
+          .catch((err: unknown) => console.error(`drill cleanup: ${err instanceof Error ? err.message : String(err)}`));
+      }
+      if (!keepWorkDir) rmSync(workDir, { recursive: true, force: true });
+    })());
+
+  try {
+    progress(`work directory ${workDir}`);
+    const temporal = await startDevServer({
+      dbFile: options.fileBackedTemporal ? path.join(workDir, 'temporal.sqlite') : undefined,
+      logFile: path.join(workDir, 'temporal.log'),
+    });
+    children.add(() => temporal.pid);
+    cleanups.push(() => temporal.close());
+    checkpoint();
+    progress(`Temporal dev server on ${temporal.address} (${options.fileBackedTemporal ? 'SQLite file' : 'in memory'})`);
+
+    const databaseUrl = new URL(options.postgresUrl ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
+    databaseUrl.pathname = `/governed_drill_${id}`.slice(0, 64);
+    // Before it exists: a start-up stopped half way leaves no database either.
+    cleanups.push(() => dropDatabase(databaseUrl));
+    await runMigrations(databaseUrl.toString());
+    checkpoint();
+    const database = connectDatabase(databaseUrl.toString(), { max: 5 });
+    cleanups.push(() => database.close());
+    progress(`database ${databaseUrl.pathname.slice(1)}`);
+
+    const postgresProxy = options.postgresProxy ? await startTcpProxy(hostAndPort(databaseUrl, 5432)) : null;
+    if (postgresProxy) cleanups.push(() => postgresProxy.close());
+    const productDatabaseUrl = postgresProxy ? via(databaseUrl, postgresProxy) : databaseUrl.toString();
+    const productDatabase = postgresProxy ? connectDatabase(productDatabaseUrl, { max: 10 }) : database;
+    if (postgresProxy) cleanups.push(() => productDatabase.close());
+
+    const redisUrl = new URL(options.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+    const redisProxy = options.redisProxy ? await startTcpProxy(hostAndPort(redisUrl, 6379)) : null;
+    if (redisProxy) cleanups.push(() => redisProxy.close());
+    const productRedisUrl = redisProxy ? via(redisUrl, redisProxy) : redisUrl.toString();
+    const redis = new Redis(redisUrl.toString(), { maxRetriesPerRequest: 2 });
+    cleanups.push(() => redis.disconnect());
+
+    const stream = `governed:drill:${id}`;
+    // The stream is the drill's own: nothing of it stays in the shared Redis.
+    cleanups.push(async () => {
+      const keys = await redis.keys(`${stream}*`);
+      if (keys.length) await redis.del(...keys);
+    });
+
+    const workflowBundlePath = options.workflowBundlePath ?? (await buildWorkflowBundle(path.join(workDir, 'workflow-bundle.js')));
+    checkpoint();
+    const connection = await Connection.connect({ address: temporal.address });
+    cleanups.push(() => connection.close());
+    const client = new Client({ connection });
+
+    const workerLog = createWriteStream(path.join(workDir, 'worker.log'), { flags: 'a' });
+    cleanups.push(() => new Promise<void>((resolve) => workerLog.end(() => resolve())));
+    let worker: WorkerProcess | null = null;
+    children.add(() => (worker && worker.process.exitCode === null && worker.process.signalCode === null ? worker.pid : null));
+    cleanups.push(() => worker?.kill());
+    const startWorker = async () => {
+      if (closing) throw new Error('the drill stack is closed');
+      workerLog.write(`--- worker starting at ${new Date().toISOString()}\n`);
+      worker = await startWorkerProcess(
+        {
+          DATABASE_URL: productDatabaseUrl,
+          TEMPORAL_ADDRESS: temporal.address,
+          TEMPORAL_TASK_QUEUE: TASK_QUEUE,
+          WORKFLOW_BUNDLE_PATH: workflowBundlePath,
+          WORKER_METRICS_PORT: '0',
+          WORKER_SDK_METRICS_PORT: '0',
+          // The relay and the reactor run in this process, where the drill can count deliveries.
+          EVENTS_IN_WORKER: 'false',
+          LOG_LEVEL: 'info',
+        },
+        // Its last words may come after the log is closed.
+        { onOutput: (chunk) => workerLog.writableEnded || workerLog.write(chunk) },
+      );
+      // Closed while it started: its clean-up has already run.
+      if (closing) await worker.kill();
+      return worker;
+    };
+    await startWorker();
+    checkpoint();
+    progress(`worker pid ${worker!.pid} on task queue ${TASK_QUEUE}`);
+
+    // The in-process API's and relay's logs go to a file: the drill's own output is its report.
+    const logFile = pino.destination({ dest: path.join(workDir, 'drill.log'), sync: true });
+    cleanups.push(() => logFile.end());
+    const logger: Logger = pino({ name: 'drill', level: 'info' }, logFile);
+    const deliveries = new Map<number, number>();
+    const eventsConfig: EventsConfig = {
+      REDIS_URL: productRedisUrl,
+      EVENT_STREAM: stream,
+      EVENT_STREAM_MAXLEN: 100_000,
+      REACTOR_GROUP: 'governed-reactors',
+      REACTOR_CONSUMER: `drill-${process.pid}`,
+      REACTOR_HEARTBEAT_INTERVAL_SECONDS: 5,
+      REACTOR_HEARTBEAT_MISS_THRESHOLD: 3,
+      REACTOR_MAX_ATTEMPTS: 5,
+      REACTOR_CLAIM_IDLE_SECONDS: 60,
+      ALERT_WEBHOOK_URL: undefined,
+      ALERT_WEBHOOK_SECRET: undefined,
+    };
+    const eventMetrics = createEventMetrics(new Registry());
+    const events: EventServices = await startEventServices({
+      database: productDatabase,
+      temporal: client,
+      config: eventsConfig,
+      logger,
+      metrics: eventMetrics,
+      extraHandlers: {
+        '*': {
+          [RECORDER]: async (event) => {
+            deliveries.set(event.id, (deliveries.get(event.id) ?? 0) + 1);
+          },
+        },
+      },
+      reactorTiming: { retryBaseMs: 200, blockMs: 500 },
+    });
+    cleanups.push(() => events.stop());
+
+    const apiRedis = new Redis(productRedisUrl, { maxRetriesPerRequest: 1 });
+    apiRedis.on('error', () => {});
+    cleanups.push(() => apiRedis.disconnect());
+    const app = createApp({
+      db: productDatabase.db,
+      temporal: client,
+      redis: apiRedis,
+      metrics: createApiMetrics(),
+      logger,
+      taskQueue: TASK_QUEUE,
+      bodyLimit: '256kb',
+      defaultObservabilityMode: 'DEGRADED',
+      runDeadlineSeconds: 3600,
+      auditIntervalSeconds: 60,
+      temporalDeadlineMs: 4000,
+      temporalCallTimeoutMs: 3000,
+    });
+    const server = http.createServer(app);
+    await listen(server, 0, '127.0.0.1', { name: 'drill API port', variable: '-' });
+    cleanups.push(() => new Promise((r) => server.close(r)));
+    const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+    const { apiKey } = await createTenant(database.db, { name: `drill-${id}` });
+
+    return {
+      workDir,
+      temporal,
+      client,
+      database,
+      redis,
+      postgresProxy,
+      redisProxy,
+      eventsConfig,
+      eventMetrics,
+      deliveries,
+      recorderName: RECORDER,
+      get worker() {
+        return worker;
+      },
+      startWorker,
+      async submitRun(body, idempotencyKey) {
+        const submittedAt = Date.now();
+        const response = await fetch(`${baseUrl}/api/v1/runs`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json', 'idempotency-key': idempotencyKey },
+          body: JSON.stringify(body),
+        });
+        const answer = (await response.json()) as { runId?: string };
+        if (response.status !== 202 || !answer.runId) throw new Error(`submit answered ${response.status}: ${JSON.stringify(answer)}`);
+        return { runId: answer.runId, submittedAt };
+      },
+      close: (closeOptions) => close(closeOptions?.keepWorkDir),
+    };
+  } catch (err) {
+    await close(true);
+    throw new Error(`the drill's stack did not come up (logs in ${workDir}): ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+function hostAndPort(url: URL, defaultPort: number) {
+  return { host: url.hostname, port: Number(url.port || defaultPort) };
+}
+
+/** The same URL, through the proxy. */
+function via(url: URL, proxy: TcpProxy): string {
+  const proxied = new URL(url);
+  proxied.hostname = '127.0.0.1';
+  proxied.port = String(proxy.port);
+  return proxied.toString();
+}
+
+async function dropDatabase(url: URL): Promise<void> {
+  const admin = new URL(url);
+  admin.pathname = '/postgres';
+  const sql = postgres(admin.toString(), { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(`drop database if exists "${decodeURIComponent(url.pathname.slice(1))}" with (force)`);
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}

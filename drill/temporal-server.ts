@@ -1,0 +1,100 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { Connection } from '@temporalio/client';
+import { RUN_SEARCH_ATTRIBUTES } from '../core/search-attributes';
+import { devServerTuningArgs, temporalCliPath } from '../lib/dev-server';
+import { freePort } from '../lib/listen';
+
+export interface DevServer {
+  readonly address: string;
+  /** The server process now, or null while it is stopped. */
+  readonly pid: number | null;
+  /** SIGTERM, as `./temporal-dev.sh stop` does; resolves once the process has exited. */
+  stop(): Promise<void>;
+  /** Starts it again on the same ports and, when file-backed, the same SQLite file. */
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const HEALTHY_WITHIN_MS = 60_000;
+
+/**
+ * A Temporal dev server of the drill's own, run by the temporal CLI as a child process so that it
+ * can be stopped and started again mid-drill. Every port is pinned (a restart must come back where
+ * the worker and the API expect it), with the queue tuning of `temporal-dev.sh` and our search
+ * attributes. With `dbFile` it keeps its state in SQLite, as `temporal-dev.sh` does; without, in memory.
+ */
+export async function startDevServer(options: { dbFile?: string; logFile: string }): Promise<DevServer> {
+  const cli = temporalCliPath();
+  const [port, httpPort, metricsPort, uiPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const address = `127.0.0.1:${port}`;
+  const args = [
+    'server', 'start-dev', '--headless',
+    '--ip', '127.0.0.1', '--port', String(port), '--http-port', String(httpPort),
+    '--metrics-port', String(metricsPort), '--ui-port', String(uiPort),
+    '--namespace', 'default', '--log-level', 'warn',
+    ...(options.dbFile
+      ? ['--db-filename', options.dbFile, '--sqlite-pragma', 'journal_mode=wal', '--sqlite-pragma', 'synchronous=normal']
+      : []),
+    ...devServerTuningArgs(),
+    ...RUN_SEARCH_ATTRIBUTES.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
+  ];
+  const log = createWriteStream(options.logFile, { flags: 'a' });
+  let child: ChildProcess | null = null;
+  let exited: Promise<void> = Promise.resolve();
+
+  async function start(): Promise<void> {
+    const proc = spawn(cli, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    proc.stdout!.pipe(log, { end: false });
+    proc.stderr!.pipe(log, { end: false });
+    child = proc;
+    // 'close', not 'exit': its output is through the pipes before the log is ended.
+    exited = new Promise((resolve) => proc.once('close', () => resolve()));
+    const deadline = Date.now() + HEALTHY_WITHIN_MS;
+    for (;;) {
+      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`the Temporal dev server exited at start; see ${options.logFile}`);
+      if (await healthy(address)) return;
+      if (Date.now() > deadline) throw new Error(`the Temporal dev server was not healthy in ${HEALTHY_WITHIN_MS / 1000}s; see ${options.logFile}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  async function stop(): Promise<void> {
+    const proc = child;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill('SIGTERM');
+    const killer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(killer);
+    child = null;
+  }
+
+  await start();
+  return {
+    address,
+    get pid() {
+      return child?.pid ?? null;
+    },
+    stop,
+    start,
+    async close() {
+      await stop();
+      log.end();
+    },
+  };
+}
+
+async function healthy(address: string): Promise<boolean> {
+  let connection: Connection | undefined;
+  try {
+    connection = await Connection.connect({ address, connectTimeout: 1000 });
+    await connection.workflowService.getSystemInfo({});
+    // start-dev registers the namespace after the frontend answers.
+    await connection.workflowService.describeNamespace({ namespace: 'default' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await connection?.close().catch(() => {});
+  }
+}

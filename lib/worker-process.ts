@@ -1,0 +1,73 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+
+const root = path.join(__dirname, '..');
+/** Enough of a process's output to say why it failed to start. */
+const KEPT_OUTPUT_CHARS = 20_000;
+
+export interface WorkerProcess {
+  readonly process: ChildProcess;
+  readonly pid: number;
+  /** The last of what it printed. */
+  output(): string;
+  /** Resolves when it has exited, however. */
+  readonly exited: Promise<void>;
+  /** SIGKILL, the way a machine dies: no shutdown, no drained tasks. */
+  kill(): Promise<void>;
+}
+
+/**
+ * The production worker (`worker/main.ts`) as a process of its own, started with `node --import
+ * tsx` so that the pid held here is the worker itself (`tsx` would run it in a child that a signal
+ * to tsx may miss and a SIGKILL orphans). Resolves once it logged "worker started".
+ */
+export async function startWorkerProcess(
+  env: NodeJS.ProcessEnv,
+  options: { startTimeoutMs?: number; onOutput?: (chunk: string) => void } = {},
+): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'worker', 'main.ts')], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const onData = (chunk: Buffer) => {
+    const text = chunk.toString();
+    output = (output + text).slice(-KEPT_OUTPUT_CHARS);
+    options.onOutput?.(text);
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const startTimeoutMs = options.startTimeoutMs ?? 30_000;
+
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`worker process did not start in ${startTimeoutMs}ms:\n${output}`));
+    }, startTimeoutMs);
+    const check = () => {
+      if (!output.includes('"worker started"')) return;
+      clearTimeout(timer);
+      child.stdout!.off('data', check);
+      resolve();
+    };
+    child.stdout!.on('data', check);
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`worker process exited (${child.exitCode ?? child.signalCode}) before it started:\n${output}`));
+    });
+  });
+
+  return {
+    process: child,
+    pid: child.pid!,
+    output: () => output,
+    exited,
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
