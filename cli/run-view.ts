@@ -69,8 +69,10 @@ export interface RunView {
 }
 
 export function runViewOf({ run, live }: Pick<RunDetail, 'run' | 'live'>): RunView {
-  // The stored record may have moved on (ended) since the query answered; it wins once terminal.
-  const source = live && !isTerminalPhase(run.phase as RunPhase) ? live : null;
+  // The API reads the record, then queries the workflow: either may be the newer. The record is
+  // the run's ending (its timestamps, its error as stored), so the run has ended when it says so.
+  const terminal = isTerminalPhase(run.phase as RunPhase);
+  const source = live && !terminal ? live : null;
   const storedPause: PauseView | null = run.pauseReason ? { reason: run.pauseReason, since: run.pausedAt ?? null } : null;
   const livePause: PauseView | null = source?.pause
     ? {
@@ -85,7 +87,7 @@ export function runViewOf({ run, live }: Pick<RunDetail, 'run' | 'live'>): RunVi
     id: run.id,
     phase: source?.phase ?? run.phase,
     status: source?.status ?? run.status,
-    terminal: isTerminalPhase((source?.phase ?? run.phase) as RunPhase),
+    terminal,
     stepsCompleted: source?.stepsCompleted ?? run.stepsCompleted,
     totalSteps: source?.totalSteps ?? run.plan?.length ?? 0,
     costUsd: source?.costUsd ?? run.costUsd,

@@ -103,6 +103,12 @@ describe('the watch screen', () => {
     expect(runViewOf({ run: failed, live }).phase).toBe('FAILED');
   });
 
+  it('waits for the stored record to end the run, when the workflow answered COMPLETED first', () => {
+    const finalizing = { ...stored, phase: 'FINALIZING', stepsCompleted: 4 };
+    const ahead = runViewOf({ run: finalizing, live: { ...live, phase: 'COMPLETED', status: 'succeeded', stepsCompleted: 4, pause: null } });
+    expect(ahead).toMatchObject({ phase: 'COMPLETED', terminal: false });
+  });
+
   it('keeps the clock out of plain lines, so time passing alone writes nothing', () => {
     const view = runViewOf({ run: stored, live });
     expect(watchLine(view)).toBe('EXECUTING · step 3 of 4 · $0.5000 of $2.00 · paused MANUAL_PAUSE since 2026-01-01 10:00:05Z, expires 2026-01-01 11:00:05Z');
