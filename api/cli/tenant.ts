@@ -1,31 +1,12 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import type { ApiRole } from '../../core/authorization';
-import type { Db } from '../../db/client';
-import { createApiKey, createTenant, findTenantByName, setTenantStatus } from '../../db/tenancy';
+import { setTenantStatus } from '../../db/tenancy';
 import { loadConfig } from '../../lib/config';
 import { connectClient } from '../../lib/temporal';
 import { deliverPush, enqueuePush } from '../../dispatch/control-pusher';
+import { createNamedTenant, createdTenantText, issueKey, issuedKeyText, requireTenant } from './tenant-admin';
+import { parseName, parseRole } from './tenant-args';
 import { withDb } from './with-db';
-
-const ROLES: ApiRole[] = ['admin', 'member', 'viewer'];
-
-function parseRole(value: string): ApiRole {
-  if (!ROLES.includes(value as ApiRole)) throw new InvalidArgumentError(`role must be one of ${ROLES.join(', ')}`);
-  return value as ApiRole;
-}
-
-function parseName(value: string): string {
-  if (!/^[a-z0-9][a-z0-9._-]{0,62}$/i.test(value)) {
-    throw new InvalidArgumentError('name must be 1-63 letters, digits, dots, dashes or underscores');
-  }
-  return value;
-}
-
-async function requireTenant(db: Db, name: string): Promise<string> {
-  const tenant = await findTenantByName(db, name);
-  if (!tenant) throw new Error(`no tenant named '${name}'`);
-  return tenant.id;
-}
 
 function print(json: boolean, value: Record<string, string>, text: string): void {
   console.log(json ? JSON.stringify(value) : text);
@@ -40,15 +21,8 @@ program
   .option('--role <role>', 'role of the first API key', parseRole, 'admin')
   .option('--json', 'print JSON')
   .action(async (opts: { name: string; role: ApiRole; json?: boolean }) => {
-    const created = await withDb(async (db) => {
-      if (await findTenantByName(db, opts.name)) throw new Error(`tenant '${opts.name}' already exists`);
-      return createTenant(db, { name: opts.name, role: opts.role });
-    });
-    print(
-      Boolean(opts.json),
-      { tenantId: created.tenantId, apiKey: created.apiKey },
-      `tenant ${opts.name} created: ${created.tenantId}\napi key (${opts.role}, shown once): ${created.apiKey}`,
-    );
+    const created = await withDb((db) => createNamedTenant(db, opts.name, opts.role));
+    print(Boolean(opts.json), created, createdTenantText(opts.name, opts.role, created));
   });
 
 program
@@ -58,8 +32,8 @@ program
   .option('--role <role>', 'role of the key', parseRole, 'member')
   .option('--json', 'print JSON')
   .action(async (opts: { name: string; role: ApiRole; json?: boolean }) => {
-    const key = await withDb(async (db) => createApiKey(db, await requireTenant(db, opts.name), opts.role));
-    print(Boolean(opts.json), { apiKey: key.apiKey }, `api key (${opts.role}, shown once): ${key.apiKey}`);
+    const apiKey = await withDb((db) => issueKey(db, opts.name, opts.role));
+    print(Boolean(opts.json), { apiKey }, issuedKeyText(opts.role, apiKey));
   });
 
 for (const [command, status] of [

@@ -37,6 +37,11 @@ export interface StackOptions {
    * database of the file's own: relays of two files sharing one outbox would split its events.
    */
   events?: Partial<EventsConfig> & Pick<EventServicesDeps, 'extraHandlers' | 'reactorTiming'>;
+  /**
+   * Serve the Temporal SDK's runtime metrics on this loopback port, as `worker/main.ts` does on
+   * WORKER_SDK_METRICS_PORT. The runtime is one per process: the first stack of a file decides.
+   */
+  sdkMetricsPort?: number;
 }
 
 export interface TestTenant {
@@ -77,7 +82,7 @@ export interface Stack {
  * bundle), the HTTP API on an ephemeral loopback port, a Temporal client, Postgres and Redis.
  */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
-  installQuietRuntime();
+  installQuietRuntime(options.sdkMetricsPort);
   const databaseUrl = options.databaseUrl ?? inject('databaseUrl');
   const address = inject('temporalAddress');
   const logger = createLogger('test', process.env.TEST_LOG_LEVEL ?? 'silent');
@@ -271,8 +276,11 @@ export function simPlan(n: number, input: Record<string, unknown> = {}) {
 let runtimeInstalled = false;
 
 /** The SDK logs every worker state change at INFO; tests keep its errors only. */
-function installQuietRuntime(): void {
+function installQuietRuntime(sdkMetricsPort?: number): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
-  Runtime.install({ logger: new DefaultLogger((process.env.TEST_SDK_LOG_LEVEL ?? 'ERROR') as LogLevel) });
+  Runtime.install({
+    logger: new DefaultLogger((process.env.TEST_SDK_LOG_LEVEL ?? 'ERROR') as LogLevel),
+    ...(sdkMetricsPort === undefined ? {} : { telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${sdkMetricsPort}` } } } }),
+  });
 }

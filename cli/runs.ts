@@ -1,0 +1,170 @@
+import { Option, type Command } from 'commander';
+import { RUN_PHASES, RUN_STATUSES } from '../core/phases';
+import { PAUSE_REASONS } from '../core/policy-check';
+import type { RunAuditReport } from '../core/audit-reconciliation';
+import type { RunState } from '../workflows/messages';
+import { collect, contextOf, type Context } from './context';
+import { EXIT } from './exit-codes';
+import { fields, money, table, truncate, when } from './format';
+import { positiveNumber, wholeNumber } from './parsers';
+import { submitBodyOf } from './plan-input';
+import { describeRun, stepText, type RunDetail } from './run-view';
+import { watchRun } from './run-watch';
+
+interface SubmitAnswer {
+  runId: string;
+  authorizationDecision: 'ALLOWED' | 'DENIED';
+  workflow?: 'started' | 'queued';
+}
+
+const pollInterval = () => new Option('--interval <ms>', 'how often to ask the API').argParser(wholeNumber(100, 60_000)).default(500);
+
+const runPath = (id: string, action = '') => `/runs/${encodeURIComponent(id)}${action}`;
+
+export function registerRunCommands(program: Command): void {
+  const runs = program.command('runs').description('submit, follow and control runs');
+
+  runs
+    .command('submit')
+    .description('submit a run and print its id (exit 1 when its authorization is DENIED: it is recorded and ends FAILED)')
+    .option('--file <path>', 'the plan as JSON: {"plan": [...], "budgetUsd": n} or an array of steps')
+    .option('--step <skill:input>', 'a step, repeated in order: sim.llm:"prompt text", or <skill>:<json input>', collect, [])
+    .option('--budget <usd>', "the run's budget (default: the policy's budgetPerRunUsd)", positiveNumber)
+    .option('--idempotency-key <key>', 'a retry with the same key and plan returns the same run')
+    .option('--watch', 'follow the run until it ends, as runs watch does')
+    .addOption(pollInterval())
+    .action(async (options: { file?: string; step: string[]; budget?: number; idempotencyKey?: string; watch?: boolean; interval: number }, command: Command) => {
+      const ctx = contextOf(command);
+      const body = submitBodyOf(options);
+      const answer = await ctx.api.post<SubmitAnswer>('/runs', body, options.idempotencyKey ? { 'idempotency-key': options.idempotencyKey } : undefined);
+      ctx.print(answer, () => answer.runId);
+      // Notes go to stderr, so `RUN=$(governed runs submit …)` holds the id alone.
+      if (!ctx.json && answer.workflow === 'queued') console.error('note: Temporal did not answer in time; the run is recorded and starts as soon as it does');
+      if (answer.authorizationDecision === 'DENIED') {
+        if (!ctx.json) console.error(`authorization DENIED: the run is recorded and ends FAILED (see: governed runs get ${answer.runId})`);
+        process.exitCode = EXIT.FAILED;
+      }
+      if (options.watch) process.exitCode = await watchRun(ctx.api, answer.runId, { intervalMs: options.interval, json: ctx.json });
+    });
+
+  runs
+    .command('get <id>')
+    .description("a run: its record, live state, trace, incidents, evaluations and acks")
+    .action(async (id: string, _options: unknown, command: Command) => {
+      const ctx = contextOf(command);
+      const detail = await ctx.api.get<RunDetail>(runPath(id));
+      ctx.print(detail, () => describeRun(detail, new Date()));
+    });
+
+  runs
+    .command('list')
+    .description('runs of your tenant, newest first')
+    .addOption(new Option('--phase <phase>').choices(RUN_PHASES))
+    .addOption(new Option('--status <status>').choices(RUN_STATUSES))
+    .option('--limit <n>', 'runs per page (1-200)', wholeNumber(1, 200))
+    .option('--cursor <cursor>', 'the next page, as printed under the previous one')
+    .action(async (options: { phase?: string; status?: string; limit?: number; cursor?: string }, command: Command) => {
+      const ctx = contextOf(command);
+      const page = await ctx.api.get<{ runs: ListedRun[]; nextCursor: string | null }>('/runs', options);
+      ctx.print(page, () => listText(page.runs, page.nextCursor));
+    });
+
+  runs
+    .command('watch <id>')
+    .description('follow a run live until it ends; exits 0 only when it COMPLETED')
+    .addOption(pollInterval())
+    .action(async (id: string, options: { interval: number }, command: Command) => {
+      const ctx = contextOf(command);
+      process.exitCode = await watchRun(ctx.api, id, { intervalMs: options.interval, json: ctx.json });
+    });
+
+  runs
+    .command('pause <id>')
+    .description('pause a run before its next step')
+    .option('--reason <text>', 'why, recorded with the pause')
+    .addOption(new Option('--pause-reason <reason>', 'the kind of pause, which decides who may resume it').choices(PAUSE_REASONS).default('MANUAL_PAUSE'))
+    .action(async (id: string, options: { reason?: string; pauseReason: string }, command: Command) => {
+      await control(contextOf(command), id, 'pause', { reason: options.reason, pauseReason: options.pauseReason });
+    });
+
+  for (const [action, description] of [
+    ['stop', 'stop a run before its next step (at once if paused); it ends FAILED (cancelled)'],
+    ['resume', 'resume a paused run, if your key may lift its pause'],
+  ] as const) {
+    runs
+      .command(`${action} <id>`)
+      .description(description)
+      .option('--reason <text>', 'why, recorded with the request')
+      .action(async (id: string, options: { reason?: string }, command: Command) => {
+        await control(contextOf(command), id, action, { reason: options.reason });
+      });
+  }
+
+  runs
+    .command('audit <id>')
+    .description("a run's audit: what its contract expected, what was acked, and what is missing")
+    .action(async (id: string, _options: unknown, command: Command) => {
+      const ctx = contextOf(command);
+      const audit = await ctx.api.get<AuditAnswer>(runPath(id, '/audit'));
+      ctx.print(audit, () => auditText(id, audit));
+    });
+}
+
+async function control(ctx: Context, id: string, action: 'pause' | 'stop' | 'resume', body: Record<string, string | undefined>): Promise<void> {
+  const answer = await ctx.api.post<{ note?: string; state?: RunState }>(runPath(id, `/${action}`), body);
+  ctx.print(answer, () => {
+    if (action === 'resume' && answer.state) return `run ${id} resumed: ${answer.state.phase}, ${stepText(answer.state)}`;
+    return `${action} requested for run ${id}${answer.note ? `: ${answer.note}` : ''}`;
+  });
+}
+
+/** A row of `GET /runs`. */
+interface ListedRun {
+  runId: string;
+  phase: string;
+  status: string;
+  costUsd: number;
+  stepsCompleted: number;
+  authorizationDecision: string;
+  errorCode: string | null;
+  createdAt: string;
+}
+
+function listText(rows: ListedRun[], nextCursor: string | null): string {
+  if (rows.length === 0) return 'no runs';
+  const body = table(
+    ['RUN', 'PHASE', 'STATUS', 'STEPS', 'COST', 'DECISION', 'ERROR', 'CREATED'],
+    rows.map((r) => [r.runId, r.phase, r.status, String(r.stepsCompleted), money(r.costUsd), r.authorizationDecision, r.errorCode ?? '', when(r.createdAt)]),
+  );
+  return nextCursor ? `${body}\nmore: --cursor ${nextCursor}` : body;
+}
+
+/** `GET /runs/:id/audit`: the reconciler's report (dates as strings) and what the last pass stored. */
+type AuditAnswer = Omit<RunAuditReport, 'finalizedAt' | 'expectations'> & {
+  finalizedAt: string | null;
+  expectations: { domain: string; action: string; deadlineAt: string | null; satisfied: boolean; acks: { status: string }[] }[];
+  lastReconciliation: { at: string; verdict: string; passes: number } | null;
+  recordedFindings: { check: string; severity: string; summary: string }[];
+};
+
+function auditText(id: string, audit: AuditAnswer): string {
+  const head = fields([
+    ['run', id],
+    ['verdict', `${audit.verdict}${audit.settled ? '' : ' (not settled: nothing is owed yet)'}`],
+    ['finalized', when(audit.finalizedAt)],
+    ['last pass', audit.lastReconciliation ? `${when(audit.lastReconciliation.at)} ${audit.lastReconciliation.verdict} (${audit.lastReconciliation.passes} pass(es))` : 'none yet'],
+  ]);
+  const expectations = table(
+    ['EXPECTED', 'DEADLINE', 'SATISFIED', 'ACKS'],
+    audit.expectations.map((e) => [`${e.domain}/${e.action}`, when(e.deadlineAt), e.satisfied ? 'yes' : 'NO', e.acks.map((a) => a.status).join(',') || '-']),
+  );
+  const problems = [
+    ...audit.missing.map((m) => `missing  ${m.domain}/${m.action}: ${m.because}`),
+    ...audit.drift.map((d) => `drift    ${d.domain}/${d.action}: ${d.kind}${d.id ? ` ${d.id}` : ''}`),
+    ...(audit.stale ? [`stale    ${audit.stale.reason}`] : []),
+    ...audit.invalid.map((i) => `invalid  ${i.domain}/${i.action}: ${i.because}`),
+    ...audit.phantom.map((p) => `phantom  ${p.domain}/${p.action}: ${p.because}`),
+    ...audit.recordedFindings.map((f) => `finding  ${f.check} ${f.severity}: ${truncate(f.summary, 100)}`),
+  ];
+  return [head, '', expectations, ...(problems.length ? ['', ...problems] : [])].join('\n');
+}

@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest';
+import { UsageError } from '../../cli/exit-codes';
+import { withChanges } from '../../cli/policies';
+import { stepFromFlag, submitBodyOf } from '../../cli/plan-input';
+import { progressBar, runViewOf, stepText, watchFrame, watchLine, type StoredRun } from '../../cli/run-view';
+import type { RunState } from '../../workflows/messages';
+
+describe('--step', () => {
+  it('reads plain text as the skill\'s natural input, and a JSON object as the input itself', () => {
+    expect(stepFromFlag('sim.llm:plan a trip: day one')).toEqual({ skill: 'sim.llm', input: { prompt: 'plan a trip: day one' } });
+    expect(stepFromFlag('llm.chat:hello')).toEqual({ skill: 'llm.chat', input: { messages: [{ role: 'user', content: 'hello' }] } });
+    expect(stepFromFlag('sim.llm:{"prompt":"x","fail":true}')).toEqual({ skill: 'sim.llm', input: { prompt: 'x', fail: true } });
+  });
+
+  it('refuses what it cannot read as a usage error', () => {
+    expect(() => stepFromFlag('sim.llm')).toThrow(UsageError);
+    expect(() => stepFromFlag(':text')).toThrow(UsageError);
+    expect(() => stepFromFlag('other.skill:text')).toThrow(/give this skill's input as JSON/);
+    expect(() => stepFromFlag('sim.llm:{not json')).toThrow(/not valid JSON/);
+    expect(() => submitBodyOf({ step: [] })).toThrow(/no plan/);
+    expect(() => submitBodyOf({ file: 'p.json', step: ['sim.llm:x'] })).toThrow(/not both/);
+  });
+
+  it('puts --budget on the body', () => {
+    expect(submitBodyOf({ step: ['sim.llm:x'], budget: 2 })).toEqual({ plan: [{ skill: 'sim.llm', input: { prompt: 'x' } }], budgetUsd: 2 });
+  });
+});
+
+describe('policies set --set', () => {
+  const current = { budgetPerRunUsd: 5, enabled: true, allowedSkills: ['sim.llm', 'llm.chat'], observabilityMode: null, pauseTimeoutBehavior: 'TERMINATE' };
+
+  it('reads JSON values, plain text, and comma lists for list rules', () => {
+    expect(
+      withChanges(current, ['budgetPerRunUsd=2.5', 'enabled=false', 'allowedSkills=sim.llm', 'observabilityMode=STRICT', 'pauseTimeoutBehavior="ESCALATE"']),
+    ).toEqual({ budgetPerRunUsd: 2.5, enabled: false, allowedSkills: ['sim.llm'], observabilityMode: 'STRICT', pauseTimeoutBehavior: 'ESCALATE' });
+    expect(withChanges(current, ['allowedSkills=', 'observabilityMode=null'])).toMatchObject({ allowedSkills: [], observabilityMode: null });
+  });
+
+  it('refuses a rule the policy does not have', () => {
+    expect(() => withChanges(current, ['budget=1'])).toThrow(/no rule 'budget'/);
+    expect(() => withChanges(current, ['=1'])).toThrow(/rule=value/);
+  });
+});
+
+const stored: StoredRun = {
+  id: 'run-1',
+  phase: 'EXECUTING',
+  status: 'running',
+  plan: [{ skill: 'sim.llm' }, { skill: 'sim.llm' }, { skill: 'sim.llm' }, { skill: 'sim.llm' }],
+  budgetUsd: 2,
+  costUsd: 0.001,
+  tokens: 40,
+  stepsCompleted: 1,
+  authorizationDecision: 'ALLOWED',
+  errorCode: null,
+  createdAt: '2026-01-01T10:00:00.000Z',
+  startedAt: '2026-01-01T10:00:01.000Z',
+  finishedAt: null,
+};
+
+const live: RunState = {
+  runId: 'run-1',
+  tenantId: 't',
+  phase: 'EXECUTING',
+  status: 'running',
+  totalSteps: 4,
+  stepsCompleted: 2,
+  costUsd: 0.5,
+  tokens: 900,
+  budgetUsd: 2,
+  observabilityStatus: 'OK',
+  sagaPhase: 'NOT_STARTED',
+  error: null,
+  pause: {
+    number: 1,
+    reason: 'MANUAL_PAUSE',
+    detail: 'look first',
+    allowedAuthorities: ['TENANT_ADMIN', 'TENANT_USER'],
+    since: '2026-01-01T10:00:05.000Z',
+    expiresAt: '2026-01-01T11:00:05.000Z',
+    escalated: false,
+  },
+};
+
+describe('the watch screen', () => {
+  it('prefers the live state, and shows step, bar, spend and the pause with its expiry', () => {
+    const view = runViewOf({ run: stored, live });
+    const frame = watchFrame(view, new Date('2026-01-01T10:30:05.000Z')).join('\n');
+    expect(frame).toContain(`progress  ${progressBar(2, 4)} step 3 of 4`);
+    expect(progressBar(2, 4)).toBe(`[${'█'.repeat(12)}${'░'.repeat(12)}]`);
+    expect(frame).toContain('spend     $0.5000 of $2.00 budget (25%) · 900 tokens');
+    expect(frame).toContain('paused    MANUAL_PAUSE since 2026-01-01 10:00:05Z, expires 2026-01-01 11:00:05Z (in 30m 00s)');
+    expect(frame).toContain('          resumable by TENANT_ADMIN, TENANT_USER · look first');
+    expect(frame).not.toContain('result');
+  });
+
+  it('uses the stored record when there is no live state, and ends with the error', () => {
+    const failed = { ...stored, phase: 'FAILED', status: 'failed', errorCode: 'STEP_FAILED', errorMessage: 'step 1 failed', finishedAt: '2026-01-01T10:00:09.000Z' };
+    const view = runViewOf({ run: failed, live: null });
+    expect(stepText(view)).toBe('1 of 4 steps done');
+    expect(watchFrame(view, new Date()).at(-1)).toBe('result    FAILED (failed) STEP_FAILED: step 1 failed');
+    // A live state older than the record's ending does not bring the run back to life.
+    expect(runViewOf({ run: failed, live }).phase).toBe('FAILED');
+  });
+
+  it('waits for the stored record to end the run, when the workflow answered COMPLETED first', () => {
+    const finalizing = { ...stored, phase: 'FINALIZING', stepsCompleted: 4 };
+    const ahead = runViewOf({ run: finalizing, live: { ...live, phase: 'COMPLETED', status: 'succeeded', stepsCompleted: 4, pause: null } });
+    expect(ahead).toMatchObject({ phase: 'COMPLETED', terminal: false });
+  });
+
+  it('keeps the clock out of plain lines, so time passing alone writes nothing', () => {
+    const view = runViewOf({ run: stored, live });
+    expect(watchLine(view)).toBe('EXECUTING · step 3 of 4 · $0.5000 of $2.00 · paused MANUAL_PAUSE since 2026-01-01 10:00:05Z, expires 2026-01-01 11:00:05Z');
+    const done = runViewOf({ run: { ...stored, phase: 'COMPLETED', status: 'succeeded', stepsCompleted: 4, finishedAt: '2026-01-01T10:01:01.000Z' }, live: null });
+    expect(watchLine(done)).toBe('COMPLETED in 1m 00s · 4 of 4 steps done · $0.0010 of $2.00');
+  });
+});
