@@ -9,6 +9,7 @@ import { alertRoutes } from './alerts';
 import { auditRoutes } from './audit';
 import { authenticate } from './auth';
 import { boundTemporalCalls } from './deadline';
+import { drainUnreadBodies } from './drain-body';
 import { errorHandler, HttpError } from './errors';
 import { auditPassAge, healthCheck, withinCheckTimeout } from './health';
 import { incidentRoutes } from './incidents';
@@ -46,6 +47,7 @@ export function createApp(deps: ApiDeps): Express {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
 
+  app.use(drainUnreadBodies());
   app.use((req, res, next) => {
     const end = deps.metrics.httpRequests.startTimer();
     res.on('finish', () => {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import net from 'node:net';
 import { deflateSync, gzipSync } from 'node:zlib';
 import { count, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -246,6 +247,27 @@ describe('bodies: read only for an authenticated caller, and a body that cannot 
     const res = await send({ authorization: `Bearer ${tenant.apiKey}`, 'content-encoding': encoding }, body);
     expect({ status: res.status, error: res.json?.error }).toEqual({ status, error: expect.stringMatching(reason) });
     expect(await writtenRows(tenant.tenantId)).toEqual(before);
+  });
+
+  it('answers a refused caller only once its body has arrived, so closing the connection loses nothing', async () => {
+    // Closing a socket with unread bytes resets it, dropping whatever of the answer was not sent yet.
+    const port = Number(new URL(stack.baseUrl).port);
+    const socket = net.connect(port, '127.0.0.1');
+    const received: Buffer[] = [];
+    socket.on('data', (chunk) => received.push(chunk));
+    const ended = new Promise<string>((resolve) => {
+      socket.once('end', () => resolve('end'));
+      socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    });
+    const half = 'x'.repeat(30_000);
+    socket.write(`POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${2 * half.length}\r\n\r\n${half}`);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(Buffer.concat(received).length).toBe(0);
+    socket.write(half);
+    expect(await ended).toBe('end');
+    const answer = Buffer.concat(received).toString();
+    expect(answer).toMatch(/^HTTP\/1\.1 401 /);
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).error).toMatch(/missing API key/);
   });
 
   it('still reads a well-encoded body', async () => {

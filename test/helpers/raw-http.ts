@@ -16,12 +16,23 @@ export interface RawResponse {
  */
 export function rawRequest(
   baseUrl: string,
-  options: { method: string; path: string; headers?: Record<string, string>; body?: string | Buffer; timeoutMs?: number },
+  options: {
+    method: string;
+    path: string;
+    headers?: Record<string, string>;
+    body?: string | Buffer;
+    timeoutMs?: number;
+    /** A keep-alive agent to reuse connections; by default each request has its own, closed after. */
+    agent?: http.Agent;
+  },
 ): Promise<RawResponse> {
   const url = new URL(baseUrl);
+  const body = options.body === undefined ? undefined : Buffer.from(options.body);
+  // Node's client frames a GET's body with no length at all, and the server reads it as a second request.
+  const headers = body === undefined ? options.headers : { 'content-length': String(body.length), ...options.headers };
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: url.hostname, port: url.port, method: options.method, path: options.path, headers: options.headers, agent: false },
+      { host: url.hostname, port: url.port, method: options.method, path: options.path, headers, agent: options.agent ?? false },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -40,6 +51,6 @@ export function rawRequest(
     );
     req.setTimeout(options.timeoutMs ?? 30_000, () => req.destroy(new Error(`no answer to ${options.method} ${options.path}`)));
     req.on('error', reject);
-    req.end(options.body);
+    req.end(body);
   });
 }
