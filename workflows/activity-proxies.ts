@@ -2,13 +2,15 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 
 /**
- * Domain writes are one short transaction each (milliseconds on a healthy database), so ten
- * seconds only bounds how long a write lost with its worker holds the run before it is retried
- * elsewhere. They retry until the database answers: an outage makes the run wait, not fail. A
- * write that keeps failing for another reason is made final by the worker's interceptor.
+ * Domain writes are one short transaction each (milliseconds on a healthy database), but under a
+ * burst a started write may wait for one of the pool's connections behind a hundred others; ten
+ * seconds timed such writes out on a loaded 2-core machine and the retries fed the load. Thirty
+ * bounds how long a write lost with its worker holds the run. They retry until the database
+ * answers: an outage makes the run wait, not fail. A write that keeps failing for another reason
+ * is made final by the worker's interceptor.
  */
 export const domain = proxyActivities<Activities>({
-  startToCloseTimeout: '10 seconds',
+  startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
 });
 
