@@ -375,7 +375,7 @@ describe('no false positives', () => {
     expect(await findingsOf(runId)).toEqual([]);
   });
 
-  it('reconciles 200 clean runs with 0 findings', { timeout: 180_000 }, async () => {
+  it('reconciles 200 clean runs with 0 findings', { timeout: 400_000 }, async () => {
     const ids = await Promise.all(Array.from({ length: 200 }, (_, i) => stack.submitRun(tenant.apiKey, { plan: simPlan(1 + (i % 2)) })));
     await Promise.all(ids.map((id) => stack.waitForPhase(id, ['COMPLETED'], 150_000)));
     await pass();
