@@ -107,7 +107,7 @@ async function main(): Promise<void> {
     logger,
     taskQueue,
     bodyLimit: '256kb',
-    temporalDeadlineMs: 4000,
+    temporalDeadlineMs: 5000,
     defaultObservabilityMode: 'DEGRADED',
     temporalCallTimeoutMs: 3000,
     runDeadlineSeconds: 3600,

@@ -35,7 +35,7 @@ const envSchema = z.object({
    */
   API_DATABASE_CONNECT_TIMEOUT_SECONDS: z.coerce.number().positive().max(60).default(2),
   /** How long one API request may wait on Temporal in all before answering 503 (see `api/deadline.ts`). */
-  API_TEMPORAL_DEADLINE_MS: z.coerce.number().int().min(100).max(60_000).default(4000),
+  API_TEMPORAL_DEADLINE_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
   WORKER_METRICS_PORT: port.default(9464),
   WORKER_SDK_METRICS_PORT: port.default(9465),
   /** `npm run events`' metrics, when the relay and reactor run on their own. */

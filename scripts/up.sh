@@ -101,10 +101,17 @@ MSG
   sleep 1
 done
 
-# Until one of them ends; a signal interrupts the wait and on_signal takes over.
+# Until one of them ends. Polled, not `wait -n`: a process that ended while the banner was being
+# printed is no longer a job to `wait -n`, which would then wait on the other one for good. A signal
+# is handled by on_signal once the current sleep is over.
+while all_running; do sleep 0.5; done
 status=0
-wait -n -p exited "${!names[@]}" || status=$?
-say "the ${names[$exited]} (pid $exited) exited with status $status; stopping the rest"
+for pid in "${!names[@]}"; do
+  kill -0 "$pid" 2>/dev/null && continue
+  wait "$pid" || status=$?
+  say "the ${names[$pid]} (pid $pid) exited with status $status; stopping the rest"
+  break
+done
 trap - EXIT
 stop_all
 exit $((status == 0 ? 1 : status))

@@ -70,7 +70,8 @@ async function launch(how: 'script' | 'npm' | 'worker', env: Record<string, stri
 
 /** Both processes up: the worker polls its queue and the API answers. */
 async function running(up: Launched): Promise<{ worker: ProcessInfo; api: ProcessInfo }> {
-  await waitFor('the worker and the API to start', async () => up.output().includes('"worker started"') && up.output().includes('"api listening"'), 40_000);
+  // Generous: on a busy machine tsx alone takes tens of seconds to compile each entry point.
+  await waitFor('the worker and the API to start', async () => up.output().includes('"worker started"') && up.output().includes('"api listening"'), 90_000);
   const tree = descendants(up.child.pid!);
   const worker = tree.find((p) => p.command.includes('worker/main.ts'));
   const api = tree.find((p) => p.command.includes('api/main.ts'));
@@ -79,7 +80,7 @@ async function running(up: Launched): Promise<{ worker: ProcessInfo; api: Proces
   return { worker: worker!, api: api! };
 }
 
-async function exitOf(up: Launched, timeoutMs = 30_000) {
+async function exitOf(up: Launched, timeoutMs = 60_000) {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`still running after ${timeoutMs}ms:\n${up.output()}`)), timeoutMs);
@@ -97,7 +98,7 @@ async function expectNothingLeft(up: Launched): Promise<void> {
 }
 
 describe('npm start', () => {
-  it('stops the API and exits non-zero when the worker is SIGKILLed', { timeout: 60_000 }, async () => {
+  it('stops the API and exits non-zero when the worker is SIGKILLed', { timeout: 180_000 }, async () => {
     const up = await launch('script');
     const { worker } = await running(up);
     process.kill(worker.pid, 'SIGKILL');
@@ -107,7 +108,7 @@ describe('npm start', () => {
     await expectNothingLeft(up);
   });
 
-  it('stops both processes and exits 0 on SIGTERM to the script', { timeout: 60_000 }, async () => {
+  it('stops both processes and exits 0 on SIGTERM to the script', { timeout: 180_000 }, async () => {
     const up = await launch('script');
     await running(up);
     up.child.kill('SIGTERM');
@@ -117,7 +118,7 @@ describe('npm start', () => {
     await expectNothingLeft(up);
   });
 
-  it('leaves no process behind on SIGTERM to npm', { timeout: 60_000 }, async () => {
+  it('leaves no process behind on SIGTERM to npm', { timeout: 180_000 }, async () => {
     const up = await launch('npm');
     await running(up);
     up.child.kill('SIGTERM');
@@ -125,7 +126,7 @@ describe('npm start', () => {
     await expectNothingLeft(up);
   });
 
-  it('fails, naming the port, when the API port is taken, and stops the worker', { timeout: 60_000 }, async () => {
+  it('fails, naming the port, when the API port is taken, and stops the worker', { timeout: 180_000 }, async () => {
     const taken = await occupyPort();
     try {
       const up = await launch('script', { API_PORT: String(taken.port) });
@@ -144,7 +145,7 @@ describe('a process whose port is taken', () => {
   it.each([
     ['worker', 'WORKER_METRICS_PORT', 'worker metrics port'],
     ['worker', 'WORKER_SDK_METRICS_PORT', 'worker SDK metrics port'],
-  ] as const)('the %s exits 1 naming %s', { timeout: 60_000 }, async (program, variable, name) => {
+  ] as const)('the %s exits 1 naming %s', { timeout: 180_000 }, async (program, variable, name) => {
     const taken = await occupyPort();
     try {
       const up = await launch(program, { [variable]: String(taken.port) });

@@ -161,7 +161,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     logger,
     taskQueue,
     bodyLimit: '64kb',
-    temporalDeadlineMs: 4000,
+    // Generous: a test machine running several files at once can take seconds to start a
+    // workflow; test/api-outage.test.ts checks the deadline itself with its own.
+    temporalDeadlineMs: 30_000,
     defaultObservabilityMode: 'DEGRADED',
     runDeadlineSeconds: options.runDeadlineSeconds ?? 120,
     auditIntervalSeconds: options.auditIntervalSeconds ?? 60,
