@@ -19,8 +19,8 @@ beforeAll(async () => {
 });
 afterAll(() => stack?.close());
 
-/** Every call starts Node with tsx's loader: one to three seconds each on a loaded two-core machine. */
-const SLOW_CALLS = { timeout: 150_000 };
+/** Every call starts Node with tsx's loader: one to ten seconds each on a loaded two-core machine. */
+const SLOW_CALLS = { timeout: 240_000 };
 
 /** The binary, as this file's tenant. */
 const cli = (...args: string[]) => governed(args, env);
@@ -35,16 +35,19 @@ function json(result: CliResult): any {
 }
 
 /** One line: the shell has taken the quotes, as it would from `--step sim.llm:"plan a trip"`. */
-const SLOW_STEP = 'sim.llm:{"prompt":"a slow step","latencyMs":1500}';
+/** Slow enough for a watch polling a loaded machine to see it running. */
+const SLOW_STEP = 'sim.llm:{"prompt":"a slow step","latencyMs":3000}';
 const FAILING_STEP = 'sim.llm:{"prompt":"this step fails","fail":true}';
 
 /**
  * Many short steps: a pause or stop lands before the next one wherever the run is, so the test
  * does not race a CLI that takes seconds to start on a loaded machine.
  */
+const LONG_PLAN_STEPS = 24;
+
 function longPlanFile(): string {
   const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'governed-plan-')), 'plan.json');
-  const plan = Array.from({ length: 40 }, (_, i) => ({ skill: 'sim.llm', input: { prompt: `step ${i}`, latencyMs: 250 } }));
+  const plan = Array.from({ length: LONG_PLAN_STEPS }, (_, i) => ({ skill: 'sim.llm', input: { prompt: `step ${i}`, latencyMs: 300 } }));
   writeFileSync(file, JSON.stringify({ plan }));
   return file;
 }
@@ -93,18 +96,18 @@ describe('governed runs', SLOW_CALLS, () => {
     expect(next).toEqual({ runs: [expect.objectContaining({ runId: first.runId })], nextCursor: null });
   });
 
-  it('pauses, resumes, audits and stops runs', async () => {
-    const plan = longPlanFile();
-    const runId = expectOk(await cli('runs', 'submit', '--file', plan)).stdout.trim();
-    expect(expectOk(await cli('runs', 'pause', runId, '--reason', 'look first')).stdout).toContain(`pause requested for run ${runId}`);
-    await waitForPause(stack.db, runId);
+  it('pauses and resumes a run, then shows its audit', async () => {
+    const runId = expectOk(await cli('runs', 'submit', '--file', longPlanFile())).stdout.trim();
+    const pause = expectOk(await cli('runs', 'pause', runId, '--reason', 'look first', '--pause-reason', 'MANUAL_PAUSE'));
+    expect(pause.stdout).toContain(`pause requested for run ${runId}`);
+    await waitForPause(stack.db, runId, 60_000);
     const paused = json(await cli('runs', 'get', runId, '--json'));
     expect(paused.live.pause).toMatchObject({ reason: 'MANUAL_PAUSE' });
     expect(expectOk(await cli('runs', 'get', runId)).stdout).toMatch(/paused\s+MANUAL_PAUSE since .*, expires .* \(in \d+m \d+s\)/);
 
     const resumed = expectOk(await cli('runs', 'resume', runId, '--reason', 'looked'));
     expect(resumed.stdout).toMatch(new RegExp(`run ${runId} resumed: EXECUTING`));
-    expect((await stack.waitForPhase(runId, 'terminal')).phase).toBe('COMPLETED');
+    expect((await stack.waitForPhase(runId, 'terminal', 120_000)).phase).toBe('COMPLETED');
     // A run that ended cannot be controlled: the API's 409 and its reason, exit 1.
     const late = await cli('runs', 'resume', runId);
     expect(late).toMatchObject({ code: 1, stdout: '' });
@@ -114,15 +117,15 @@ describe('governed runs', SLOW_CALLS, () => {
     expect(audit.stdout).toMatch(/verdict\s+COMPLETE/);
     expect(audit.stdout).toMatch(/orchestrator\/finalize_run\s+.*\s+yes\s+OK/);
     expect(json(await cli('runs', 'audit', runId, '--json'))).toMatchObject({ runId, verdict: 'COMPLETE', missing: [] });
+  });
 
-    const stopped = expectOk(await cli('runs', 'submit', '--file', plan)).stdout.trim();
-    expectOk(await cli('runs', 'pause', stopped, '--pause-reason', 'MANUAL_PAUSE'));
-    await waitForPause(stack.db, stopped);
-    expect(expectOk(await cli('runs', 'stop', stopped, '--reason', 'not needed')).stdout).toContain(`stop requested for run ${stopped}`);
-    const ended = await stack.waitForPhase(stopped, 'terminal');
+  it('stops a run before its next step', async () => {
+    const runId = expectOk(await cli('runs', 'submit', '--file', longPlanFile())).stdout.trim();
+    expect(expectOk(await cli('runs', 'stop', runId, '--reason', 'not needed')).stdout).toContain(`stop requested for run ${runId}`);
+    const ended = await stack.waitForPhase(runId, 'terminal', 60_000);
     expect(ended).toMatchObject({ phase: 'FAILED', status: 'cancelled' });
-    expect(ended.stepsCompleted).toBeLessThan(40);
-    const watched = await cli('runs', 'watch', stopped);
+    expect(ended.stepsCompleted).toBeLessThan(LONG_PLAN_STEPS);
+    const watched = await cli('runs', 'watch', runId);
     expect(watched.code).toBe(1);
     expect(watched.stdout).toContain('FAILED (cancelled)');
   });
@@ -139,7 +142,7 @@ describe('governed runs watch', SLOW_CALLS, () => {
     expect(shown).toMatch(/spend\s+\$0\.\d{4} of \$2\.00 budget/);
     expect(shown).toMatch(/phase\s+COMPLETED \(succeeded\)/);
     expect(shown).toMatch(/progress\s+\[█{24}\] 3 of 3 steps done/);
-    expect(shown).toMatch(/result\s+COMPLETED in \d+s/);
+    expect(shown).toMatch(/result\s+COMPLETED in (\d+m )?\d+s/);
     // Redrawn in place: the cursor climbs back over the last frame; it is hidden, then shown again.
     expect(shown).toMatch(/\x1b\[\d+A/);
     expect(shown.indexOf('\x1b[?25l')).toBeLessThan(shown.lastIndexOf('\x1b[?25h'));
@@ -161,7 +164,7 @@ describe('governed runs watch', SLOW_CALLS, () => {
     expect(runId).toMatch(/^[0-9a-f-]{36}$/);
     expect(result.stdout).not.toContain('\x1b[');
     expect(lines.some((l) => /^\d\d:\d\d:\d\dZ EXECUTING · step 1 of 1 · \$/.test(l))).toBe(true);
-    expect(lines.at(-1)).toMatch(/^\d\d:\d\d:\d\dZ COMPLETED in \d+s · 1 of 1 steps done · \$0\.\d{4} of \$5\.00$/);
+    expect(lines.at(-1)).toMatch(/^\d\d:\d\d:\d\dZ COMPLETED in (\d+m )?\d+s · 1 of 1 steps done · \$0\.\d{4} of \$5\.00$/);
     // Nothing repeats: a line is written only when the run changed.
     expect(new Set(lines.map((l) => l.slice(10))).size).toBe(lines.length);
   });
