@@ -16,7 +16,6 @@ import {
   incidents,
   outbox,
   runLogs,
-  runs,
   traceSteps,
 } from '../db/schema';
 import { reconcileAuditWorkflow } from '../workflows/audit';
@@ -160,12 +159,13 @@ describe('the seed destructive scenarios (§13.7), on the real stack', () => {
       const runId = await api.submit(tenant.apiKey, { plan: [{ skill: 'sim.llm', input: { prompt: 'a long step', latencyMs: 60_000 } }] });
       // In its long step: the trace has started, nothing after it is written. (Killing at the
       // start_trace ack used to pass only because the kill missed the worker tsx ran in a child.)
-      await waitFor('the run to execute its step', async () => {
-        const [run] = await stack.db.select({ phase: runs.phase }).from(runs).where(eq(runs.id, runId));
-        return run?.phase === 'EXECUTING';
-      });
-      // Killed inside its long step, not between its first writes.
+      // Killed inside its long step, not between its first writes: the stored run is EXECUTING and
+      // Temporal holds the step as a pending activity (so the phase it shows was upserted too).
       await stack.waitForPhase(runId, ['EXECUTING']);
+      await waitFor('the run to execute its step', async () => {
+        const { raw } = await stack.client.workflow.getHandle(runId).describe();
+        return raw.pendingActivities?.some((a) => a.activityType?.name === 'executeStep');
+      });
       await worker.kill();
       await waitPastDeadline(runId);
       await pass();
