@@ -7,7 +7,7 @@ import { policyRules } from '../core/policy';
 import type { Db } from '../db/client';
 import { incidents } from '../db/schema';
 import { currentPolicy, savePolicy, setTenantStatus } from '../db/tenancy';
-import { TENANT_PAUSE_TAG, commitWithPush, describePush } from '../dispatch/control-pusher';
+import { TENANT_PAUSE_TAG, commitWithPush, describePush, tenantStatusPush } from '../dispatch/control-pusher';
 import { actorOf, callerOf, requireRole } from './auth';
 import { HttpError } from './errors';
 
@@ -68,7 +68,7 @@ export function policyRoutes(deps: PolicyRoutesDeps): Router {
         pusher,
         caller.tenantId,
         (tx) => setTenantStatus(tx, caller.tenantId, status),
-        () => ({ kind: `tenant_${status === 'active' ? 'activated' : 'suspended'}`, signal: 'policyChanged', target: 'live', payload: { actor: actorOf(caller), reason: `tenant ${status}` } }),
+        () => tenantStatusPush(status, actorOf(caller)),
       );
       res.json({ tenantId: caller.tenantId, status, ...describePush(push) });
     });

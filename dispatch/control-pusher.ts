@@ -15,11 +15,28 @@ export type ControlPush =
 
 const SIGNALS = { policyChanged: policyChangedSignal, pause: pauseSignal, resume: resumeSignal } as const;
 
+/**
+ * How long the dispatcher leaves what the API committed (a run to start, a push to deliver) to the
+ * API's own attempt, made at once and bounded by the Temporal call timeout: it takes over only an
+ * attempt that never finished (the API died), instead of racing the API for it and leaving the
+ * API unable to say what happened.
+ */
+export function committerGraceMs(temporalCallTimeoutMs: number): number {
+  return 2 * temporalCallTimeoutMs;
+}
+
 /** Records the push in the caller's transaction: it exists exactly when the change it announces commits. */
-export async function enqueuePush(tx: DbOrTx, tenantId: string, push: ControlPush): Promise<number> {
+export async function enqueuePush(tx: DbOrTx, tenantId: string, push: ControlPush, options: { graceMs: number }): Promise<number> {
   const [row] = await tx
     .insert(controlPushes)
-    .values({ tenantId, kind: push.kind, signal: push.signal, target: push.target, payload: { ...push.payload } })
+    .values({
+      tenantId,
+      kind: push.kind,
+      signal: push.signal,
+      target: push.target,
+      payload: { ...push.payload },
+      nextAttemptAt: sql`now() + make_interval(secs => ${options.graceMs / 1000})`,
+    })
     .returning({ id: controlPushes.id });
   return row!.id;
 }
@@ -81,7 +98,8 @@ export async function deliverPush(deps: PusherDeps, pushId: number): Promise<Pus
         .set({
           attempts: sql`${controlPushes.attempts} + 1`,
           lastError: error.slice(0, 1000),
-          nextAttemptAt: sql`now() + make_interval(secs => least(power(2, ${controlPushes.attempts}), ${MAX_BACKOFF_SECONDS}))`,
+          // clock_timestamp(): the attempt's end; now() is the transaction's start, before the wait for Temporal.
+          nextAttemptAt: sql`clock_timestamp() + make_interval(secs => least(power(2, ${controlPushes.attempts}), ${MAX_BACKOFF_SECONDS}))`,
         })
         .where(eq(controlPushes.id, push.id));
       return { state: 'queued', error };
@@ -108,11 +126,16 @@ export async function commitWithPush<T>(
 ): Promise<{ result: T; push: PushResult }> {
   const { result, pushId } = await deps.db.transaction(async (tx) => {
     const result = await change(tx);
-    return { result, pushId: await enqueuePush(tx, tenantId, push(result)) };
+    return { result, pushId: await enqueuePush(tx, tenantId, push(result), { graceMs: committerGraceMs(deps.pushTimeoutMs) }) };
   });
   // Not a failure of the request: the push is queued and the dispatcher delivers it.
   const delivered = await deliverPush(deps, pushId).catch((err: unknown): PushResult => ({ state: 'queued', error: String(err) }));
   return { result, push: delivered };
+}
+
+/** What live runs are told when their tenant is suspended or activated: re-check the policy now. */
+export function tenantStatusPush(status: 'suspended' | 'active', actor: string): ControlPush {
+  return { kind: status === 'active' ? 'tenant_activated' : 'tenant_suspended', signal: 'policyChanged', target: 'live', payload: { actor, reason: `tenant ${status}` } };
 }
 
 /** Delivers the pushes that are due, oldest first; one that fails waits for its backoff. */

@@ -85,8 +85,9 @@ describe('with Temporal unreachable from the API', () => {
 
     const [queued] = await stack.db.select().from(controlPushes).where(eq(controlPushes.tenantId, tenant.tenantId));
     expect(queued).toMatchObject({ kind: 'policy_changed', pushedAt: null });
-    const pass = await stack.dispatcher.runOnce();
-    expect(pass.pushed).toBeGreaterThanOrEqual(1);
+    // Due one backoff (1 s) after the API's failed attempt ended.
+    expect(queued!.nextAttemptAt.getTime() - queued!.createdAt.getTime()).toBeGreaterThanOrEqual(1000);
+    await waitFor('the dispatcher to deliver the due push', async () => (await stack.dispatcher.runOnce()).pushed >= 1, 10_000);
     const [pushed] = await stack.db.select().from(controlPushes).where(eq(controlPushes.id, queued!.id));
     expect(pushed).toMatchObject({ signalledRuns: 1 });
     expect(pushed!.pushedAt).not.toBeNull();

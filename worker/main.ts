@@ -5,6 +5,7 @@ import { connectDatabase } from '../db/client';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { createEventMetrics, createWorkerMetrics } from '../lib/metrics';
+import { committerGraceMs } from '../dispatch/control-pusher';
 import { startDispatcher } from '../dispatch/service';
 import { startEventServices } from '../events/service';
 import { PortInUseError } from '../lib/listen';
@@ -61,7 +62,7 @@ async function main(): Promise<void> {
           logger,
           intervalMs: config.DISPATCH_INTERVAL_MS,
           temporalTimeoutMs: config.TEMPORAL_CALL_TIMEOUT_MS,
-          startGraceMs: 2 * config.TEMPORAL_CALL_TIMEOUT_MS,
+          startGraceMs: committerGraceMs(config.TEMPORAL_CALL_TIMEOUT_MS),
         })
       : null;
   // Worker.run resolves after SIGINT/SIGTERM once in-flight tasks have drained.

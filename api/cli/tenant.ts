@@ -2,8 +2,8 @@ import { Command } from 'commander';
 import type { ApiRole } from '../../core/authorization';
 import { setTenantStatus } from '../../db/tenancy';
 import { loadConfig } from '../../lib/config';
-import { connectClient } from '../../lib/temporal';
-import { deliverPush, enqueuePush } from '../../dispatch/control-pusher';
+import { lazyClient } from '../../lib/temporal';
+import { commitWithPush, tenantStatusPush } from '../../dispatch/control-pusher';
 import { createNamedTenant, createdTenantText, issueKey, issuedKeyText, requireTenant } from './tenant-admin';
 import { parseName, parseRole } from './tenant-args';
 import { withDb } from './with-db';
@@ -47,25 +47,23 @@ for (const [command, status] of [
     .action(async (opts: { name: string }) => {
       await withDb(async (db) => {
         const tenantId = await requireTenant(db, opts.name);
-        const pushId = await db.transaction(async (tx) => {
-          await setTenantStatus(tx, tenantId, status);
-          return enqueuePush(tx, tenantId, {
-            kind: `tenant_${status === 'active' ? 'activated' : 'suspended'}`,
-            signal: 'policyChanged',
-            target: 'live',
-            payload: { actor: 'cli', reason: `tenant ${status}` },
-          });
-        });
-        console.log(`tenant ${opts.name} is ${status}`);
-        const queued = 'running runs will be told by the worker as soon as Temporal answers';
+        const config = loadConfig();
+        const temporal = lazyClient(config);
         try {
-          const config = loadConfig();
-          const temporal = await connectClient(config);
-          const pushed = await deliverPush({ db, temporal, pushTimeoutMs: config.TEMPORAL_CALL_TIMEOUT_MS }, pushId);
-          await temporal.connection.close();
-          console.log(pushed.state === 'pushed' ? `told ${pushed.signalledRuns} running run(s) to re-check their policy` : queued);
-        } catch {
-          console.log(queued);
+          const { push } = await commitWithPush(
+            { db, temporal, pushTimeoutMs: config.TEMPORAL_CALL_TIMEOUT_MS },
+            tenantId,
+            (tx) => setTenantStatus(tx, tenantId, status),
+            () => tenantStatusPush(status, 'cli'),
+          );
+          console.log(`tenant ${opts.name} is ${status}`);
+          console.log(
+            push.state === 'pushed'
+              ? `told ${push.signalledRuns} running run(s) to re-check their policy`
+              : 'running runs will be told by the worker as soon as Temporal answers',
+          );
+        } finally {
+          await temporal.connection.close().catch(() => {});
         }
       });
     });
