@@ -7,9 +7,13 @@
  *   npm run bench -- audit [--runs 100000,1000000] [--due-pct 1] [--keep]   (bench/audit.ts)
  *   npm run bench -- events [--events 1000] [--rate 200] [--burst 5000]      (bench/events.ts)
  *
- * Prints submit-to-COMPLETED latency of sequential runs (p50/p95/max), the wall time and rate of a
- * concurrent batch, and the process's memory after each phase.
+ * Every figure is printed for governed runs and for a bare baseline measured in the same run on the
+ * same server (bench/bare: the same plan's skill activities and nothing else), with their ratio:
+ * sequential submit-to-finished latency (p50/p95), submit-to-first-step-started (p50/p99), history
+ * events per run, the rate of a concurrent batch, one 10-step and one 100-step run, and the
+ * process's memory (workers, API and driver share it) after each phase.
  */
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -17,10 +21,12 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { tsToMs } from '@temporalio/common/lib/time';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
 import Redis from 'ioredis';
 import postgres from 'postgres';
+import { createActivities, type ActivityDeps } from '../activities';
 import { createApp } from '../api/app';
 import { RUN_SEARCH_ATTRIBUTES } from '../core/search-attributes';
 import { connectDatabase } from '../db/client';
@@ -32,6 +38,7 @@ import { createApiMetrics, createWorkerMetrics } from '../lib/metrics';
 import { devServerTuningArgs, temporalCliPath } from '../lib/dev-server';
 import { buildWorkflowBundle } from '../worker/build-bundle';
 import { createWorker } from '../worker/create-worker';
+import { bareRunWorkflow } from './bare/workflows';
 
 /** `audit` and `events` run the benchmarks of bench/audit.ts and bench/events.ts, which parse their own options. */
 const SUITE = process.argv[2] === 'audit' || process.argv[2] === 'events' ? process.argv[2] : null;
@@ -50,6 +57,16 @@ const { values } = parseArgs({
 const SEQUENTIAL = Number(values.sequential);
 const CONCURRENT = Number(values.concurrent);
 const STEPS = Number(values.steps);
+
+interface Flavour {
+  name: string;
+  start(steps: number): Promise<string>;
+  finished(runId: string): Promise<void>;
+}
+
+const BARE_TASK_QUEUE = 'bench-bare';
+/** Step counts of the single long runs: the issue's 10-step history target and a 100-step run. */
+const LONG_RUNS = [10, 100];
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
@@ -91,12 +108,13 @@ async function main(): Promise<void> {
   const taskQueue = 'bench';
 
   const client = new Client({ connection: await Connection.connect({ address: env.address }) });
+  const deps: ActivityDeps = { db: database.db, metrics: createWorkerMetrics(), logger, llm: { baseUrl: 'http://127.0.0.1:9/v1', model: 'x', timeoutMs: 1000 }, temporal: client };
   const worker = await createWorker({
     connection: await NativeConnection.connect({ address: env.address }),
     namespace: 'default',
     taskQueue,
     workflowBundlePath: await buildWorkflowBundle(path.join(work, 'bundle.js')),
-    deps: { db: database.db, metrics: createWorkerMetrics(), logger, llm: { baseUrl: 'http://127.0.0.1:9/v1', model: 'x', timeoutMs: 1000 }, temporal: client },
+    deps,
   });
   const workerRun = worker.run();
   const app = createApp({
@@ -118,54 +136,117 @@ async function main(): Promise<void> {
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const { apiKey } = await createTenant(database.db, { name: `bench-${Date.now()}`, policy: { maxSteps: 1000 } });
 
-  const plan = Array.from({ length: STEPS }, (_, i) => ({ skill: 'sim.llm', input: { prompt: `bench step ${i}` } }));
-  async function submit(): Promise<string> {
-    const res = await fetch(`${base}/api/v1/runs`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ plan }),
-    });
-    if (res.status !== 202) throw new Error(`submit answered ${res.status}`);
-    return ((await res.json()) as { runId: string }).runId;
-  }
-  async function completed(runId: string): Promise<void> {
-    for (;;) {
-      const [run] = await database.db.select({ phase: runs.phase }).from(runs).where(eq(runs.id, runId));
-      if (run?.phase === 'COMPLETED') return;
-      if (run?.phase === 'FAILED') throw new Error(`run ${runId} failed`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  }
+  const bareWorker = await Worker.create({
+    connection: await NativeConnection.connect({ address: env.address }),
+    namespace: 'default',
+    taskQueue: BARE_TASK_QUEUE,
+    workflowsPath: require.resolve('./bare/workflows'),
+    activities: createActivities(deps),
+  });
+  const bareWorkerRun = bareWorker.run();
 
-  console.log(`governed runs benchmark: ${STEPS}-step sim.llm runs, dev server store: ${values.store}, ${os.cpus().length} cores`);
-  memory('after start');
-  await completed(await submit()); // warm-up: bundle load, first workflow task, connection pools
+  const planOf = (steps: number) => Array.from({ length: steps }, (_, i) => ({ skill: 'sim.llm' as const, input: { prompt: `bench step ${i}` } }));
 
-  const latencies: number[] = [];
-  for (let i = 0; i < SEQUENTIAL; i += 1) {
+  /** A governed run: submitted over HTTP, finished when the stored run is COMPLETED. */
+  const governed: Flavour = {
+    name: 'governed',
+    async start(steps) {
+      const res = await fetch(`${base}/api/v1/runs`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ plan: planOf(steps) }),
+      });
+      if (res.status !== 202) throw new Error(`submit answered ${res.status}`);
+      return ((await res.json()) as { runId: string }).runId;
+    },
+    async finished(runId) {
+      for (;;) {
+        const [run] = await database.db.select({ phase: runs.phase }).from(runs).where(eq(runs.id, runId));
+        if (run?.phase === 'COMPLETED') return;
+        if (run?.phase === 'FAILED') throw new Error(`run ${runId} failed`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    },
+  };
+  /** The bare baseline: the same steps' skill activities in a workflow started directly. */
+  const bare: Flavour = {
+    name: 'bare',
+    async start(steps) {
+      const runId = randomUUID();
+      await client.workflow.start(bareRunWorkflow, { workflowId: runId, taskQueue: BARE_TASK_QUEUE, args: [{ runId, plan: planOf(steps) }] });
+      return runId;
+    },
+    async finished(runId) {
+      await client.workflow.getHandle(runId).result();
+    },
+  };
+
+  async function measure(flavour: Flavour, steps: number): Promise<{ latencyMs: number; dispatchMs: number; events: number }> {
+    const submittedAt = Date.now();
     const started = performance.now();
-    await completed(await submit());
-    latencies.push(performance.now() - started);
+    const runId = await flavour.start(steps);
+    await flavour.finished(runId);
+    const latencyMs = performance.now() - started;
+    const history = await client.workflow.getHandle(runId).fetchHistory();
+    const events = history.events ?? [];
+    const firstStep = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'executeStep');
+    const firstStepStart = events.find((e) => e.activityTaskStartedEventAttributes?.scheduledEventId?.toString() === firstStep?.eventId?.toString());
+    return { latencyMs, dispatchMs: tsToMs(firstStepStart?.eventTime) - submittedAt, events: events.length };
   }
-  latencies.sort((a, b) => a - b);
-  console.log(
-    `  sequential x${SEQUENTIAL}: submit -> COMPLETED p50 ${percentile(latencies, 50).toFixed(0)} ms, p95 ${percentile(latencies, 95).toFixed(0)} ms, max ${latencies.at(-1)!.toFixed(0)} ms`,
-  );
+
+  async function sequential(flavour: Flavour, steps: number, count: number) {
+    const samples = [];
+    for (let i = 0; i < count; i += 1) samples.push(await measure(flavour, steps));
+    const latencies = samples.map((s) => s.latencyMs).sort((a, b) => a - b);
+    const dispatch = samples.map((s) => s.dispatchMs).sort((a, b) => a - b);
+    return {
+      p50: percentile(latencies, 50),
+      p95: percentile(latencies, 95),
+      dispatchP50: percentile(dispatch, 50),
+      dispatchP99: percentile(dispatch, 99),
+      events: samples[0]!.events,
+    };
+  }
+
+  async function batch(flavour: Flavour, steps: number, count: number): Promise<number> {
+    const started = performance.now();
+    const ids = await Promise.all(Array.from({ length: count }, () => flavour.start(steps)));
+    await Promise.all(ids.map((id) => flavour.finished(id)));
+    return (count / (performance.now() - started)) * 1000;
+  }
+
+  const ms = (n: number) => `${n.toFixed(0)} ms`;
+  const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
+  console.log(`governed runs benchmark: ${STEPS}-step sim.llm runs, dev server store: ${values.store}${values['untuned-server'] ? ' (untuned)' : ''}, ${os.cpus().length} cores`);
+  memory('after start');
+  // Warm-up: bundle load, first workflow task, connection pools.
+  for (const flavour of [governed, bare]) await measure(flavour, STEPS);
+
+  const seq = { governed: await sequential(governed, STEPS, SEQUENTIAL), bare: await sequential(bare, STEPS, SEQUENTIAL) };
+  console.log(`  sequential x${SEQUENTIAL} (submit -> finished):`);
+  for (const [name, r] of Object.entries(seq)) {
+    console.log(`    ${name.padEnd(8)} p50 ${ms(r.p50)}, p95 ${ms(r.p95)}; submit -> first step started p50 ${ms(r.dispatchP50)}, p99 ${ms(r.dispatchP99)}; ${r.events} history events`);
+  }
+  console.log(`    governed/bare latency p50 ${ratio(seq.governed.p50, seq.bare.p50)}, p95 ${ratio(seq.governed.p95, seq.bare.p95)}; events ${ratio(seq.governed.events, seq.bare.events)}`);
   memory('after sequential');
 
-  const batchStart = performance.now();
-  const ids = await Promise.all(Array.from({ length: CONCURRENT }, submit));
-  const submittedIn = performance.now() - batchStart;
-  await Promise.all(ids.map(completed));
-  const wall = performance.now() - batchStart;
-  console.log(
-    `  concurrent x${CONCURRENT}: all submitted in ${submittedIn.toFixed(0)} ms, all COMPLETED in ${wall.toFixed(0)} ms (${((CONCURRENT / wall) * 1000).toFixed(1)} runs/s)`,
-  );
+  const throughput = { governed: await batch(governed, STEPS, CONCURRENT), bare: await batch(bare, STEPS, CONCURRENT) };
+  console.log(`  concurrent x${CONCURRENT}: governed ${throughput.governed.toFixed(1)} runs/s, bare ${throughput.bare.toFixed(1)} runs/s; governed/bare throughput ${ratio(throughput.governed, throughput.bare)}`);
   memory('after concurrent');
+
+  for (const steps of LONG_RUNS) {
+    const g = await measure(governed, steps);
+    const b = await measure(bare, steps);
+    console.log(
+      `  one ${steps}-step run: governed ${ms(g.latencyMs)}, ${g.events} events (${(g.events / steps).toFixed(1)}/step); bare ${ms(b.latencyMs)}, ${b.events} events; latency ${ratio(g.latencyMs, b.latencyMs)}`,
+    );
+  }
+  memory('after long runs');
 
   server.close();
   worker.shutdown();
-  await workerRun;
+  bareWorker.shutdown();
+  await Promise.all([workerRun, bareWorkerRun]);
   redis.disconnect();
   await database.close();
   await env.teardown();
