@@ -7,13 +7,12 @@
  */
 
 const NUL = '\u0000';
-/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
-const UNPAIRED_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Why `s` cannot be accepted, as the end of a sentence ("contains a NUL character"), or null. */
 export function unsafeTextReason(s: string): string | null {
   if (s.includes(NUL)) return 'contains a NUL character';
-  if (UNPAIRED_SURROGATE.test(s)) return 'contains an unpaired surrogate';
+  // Well-formed UTF-16: every surrogate in its pair.
+  if (!s.isWellFormed()) return 'contains an unpaired surrogate';
   return null;
 }
 
@@ -78,7 +77,7 @@ export function findUnsafeText(value: unknown, root = ''): string | null {
  */
 export function toSafeText(value: unknown, maxLength: number): string | undefined {
   if (typeof value !== 'string') return undefined;
-  const repaired = value.replace(new RegExp(`${NUL}|${UNPAIRED_SURROGATE.source}`, 'g'), '\uFFFD');
+  const repaired = value.toWellFormed().replaceAll(NUL, '\uFFFD');
   if (repaired.length <= maxLength) return repaired;
   const cut = /[\uD800-\uDBFF]/.test(repaired[maxLength - 1]!) ? maxLength - 1 : maxLength;
   return repaired.slice(0, cut);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from './helpers/free-port';
+import { freePort } from '../lib/listen';
 import { exposedMetrics, isExposed, metricNames } from './helpers/promql';
 import { simPlan, startStack, type Stack } from './helpers/stack';
 

@@ -1,6 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { freePort } from './free-port';
+import { freePort } from '../../lib/listen';
 
 const root = path.join(__dirname, '..', '..');
 /** The shim `bin` points at: what `npx governed` runs. */
