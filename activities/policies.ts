@@ -114,7 +114,8 @@ export function createPolicyActivities({ db, metrics }: ActivityDeps) {
     return response;
   }
 
-  async function evaluatePolicy(input: { runId: string; tenantId: string; outcome: RunOutcome }): Promise<{ evaluationId: string }> {
+  /** `policyVersion`: the version the run holds at its end (it may have accepted a newer one mid-run); the stored run's submit-time version otherwise. */
+  async function evaluatePolicy(input: { runId: string; tenantId: string; outcome: RunOutcome; policyVersion?: number }): Promise<{ evaluationId: string }> {
     const evaluation = finalEvaluation(input.outcome);
     return db.transaction(async (tx) => {
       const [run] = await tx.select({ policyVersion: runs.policyVersion }).from(runs).where(eq(runs.id, input.runId));
@@ -128,7 +129,7 @@ export function createPolicyActivities({ db, metrics }: ActivityDeps) {
           decision: evaluation.decision,
           reason: evaluation.reason,
           violations: evaluation.violations,
-          policyVersion: run?.policyVersion ?? 0,
+          policyVersion: input.policyVersion ?? run?.policyVersion ?? 0,
         })
         .onConflictDoNothing()
         .returning({ id: policyEvaluations.id });

@@ -7,5 +7,7 @@ export const SAGA_PHASES = [
   'COMMITTED',
   'EVENTS_PUBLISHED',
   'ROLLED_BACK',
+  /** A compensation gave up: the saga failed and what it could not undo still stands (the run says which). */
+  'ROLLBACK_INCOMPLETE',
 ] as const;
 export type SagaPhase = (typeof SAGA_PHASES)[number];

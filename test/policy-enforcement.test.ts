@@ -121,7 +121,9 @@ describe('policy enforced mid-run', () => {
     const run = await stack.waitForPhase(runId, 'terminal');
     expect(run).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 5, pauseReason: null });
     expect((await midRunEvaluations(stack.db, runId)).at(-1)).toMatchObject({ decision: 'CONTINUE', policyVersion: 2 });
-    await expectFullGovernanceRecords(stack.db, runId);
+    const records = await expectFullGovernanceRecords(stack.db, runId);
+    // The run finished under the version it accepted on resume, not the one it was submitted under.
+    expect(records.evaluations.find((e) => e.kind === 'final')).toMatchObject({ decision: 'COMPLIANT', policyVersion: 2 });
   });
 
   it('a change with no push takes effect once the check interval has passed (the timer)', async () => {

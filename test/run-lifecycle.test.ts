@@ -4,7 +4,7 @@ import { RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
 import { runs } from '../db/schema';
 import { runStateQuery } from '../workflows/messages';
 import { expectFullGovernanceRecords } from './helpers/records';
-import { recordHistory } from './helpers/runs';
+import { controlEvents, recordHistory } from './helpers/runs';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
 
 let stack: Stack;
@@ -86,7 +86,24 @@ describe('a governed run, end to end', () => {
     expect(run.errorMessage).toMatch(/step 1 \(sim\.llm\) failed: simulated failure on attempt 3/);
     const records = await expectFullGovernanceRecords(stack.db, runId);
     expect(records.incidents[0]).toMatchObject({ kind: 'failure', errorCode: 'STEP_FAILED', severity: 'HIGH' });
-    expect(records.events.map((e) => e.topic)).toContain('run.failed');
+    expect(records.events.find((e) => e.topic === 'run.failed')!.payload).toMatchObject({ phase: 'FAILED', code: 'STEP_FAILED', stepsCompleted: 1 });
+  });
+
+  it('closes a failed run through GOVERNANCE_CHECK and FINALIZING, refusing a stop that arrives while it closes', async () => {
+    const runId = await stack.submitRun(tenant.apiKey, { plan: [{ skill: 'sim.llm', input: { prompt: 'broken', fail: true } }] });
+    // Holds the saga's first write, so the run is seen closing and a stop arrives meanwhile.
+    stack.faults.add({ activity: 'createIncident', runId, mode: 'stall', stallMs: 1500, times: 1 });
+    const closing = await stack.waitForPhase(runId, ['GOVERNANCE_CHECK', 'FINALIZING', 'COMPLETED', 'FAILED']);
+    expect(closing).toMatchObject({ phase: 'GOVERNANCE_CHECK', status: 'running' });
+    const stop = await stack.request('POST', `/api/v1/runs/${runId}/stop`, { apiKey: tenant.apiKey, body: { reason: 'too late' } });
+    expect(stop.status).toBe(202);
+
+    const run = await stack.waitForPhase(runId, 'terminal');
+    expect(run).toMatchObject({ phase: 'FAILED', status: 'failed', errorCode: 'STEP_FAILED' });
+    await expectFullGovernanceRecords(stack.db, runId);
+    const refusals = (await controlEvents(stack.db, runId)).filter((e) => !e.accepted).map((e) => [e.kind, e.detail]);
+    expect(refusals).toEqual([['stop', 'run cannot be stopped: it is closing (writing its governance and final records)']]);
+    if (process.env.RECORD_HISTORIES) recordHistory(runId, `run-failed-closes-visibly-stop-refused-${process.env.RECORD_HISTORIES}`);
   });
 
   it('lets a step that fails twice succeed on its third attempt', async () => {

@@ -5,7 +5,7 @@ import type { SagaPhase } from '../core/saga';
 import { runStateQuery, type RunState } from '../workflows/messages';
 import { expectFullGovernanceRecords, governanceRecords } from './helpers/records';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
-import { finalRunState } from './helpers/runs';
+import { finalRunState, recordHistory } from './helpers/runs';
 
 let stack: Stack;
 let tenant: TestTenant;
@@ -180,6 +180,29 @@ describe('the governance saga', () => {
     expect(records.incidents.filter((i) => i.dedupeKey === 'outcome')).toHaveLength(1);
   });
 
+  it('finalizes the run when a compensation gives up, still runs the others, and names what it could not undo', async () => {
+    const runId = await stack.submitRun(tenant.apiKey, { plan: SLOW_PLAN, budgetUsd: 1.5 });
+    stack.faults.add({ activity: 'completeTrace', runId, mode: 'fail' });
+    stack.faults.add({ activity: 'rollbackPolicyEvaluation', runId, mode: 'fail' });
+
+    const run = await stack.waitForPhase(runId, 'terminal');
+    expect(run).toMatchObject({ phase: 'FAILED', status: 'failed', errorCode: 'GOVERNANCE_ERROR', sagaPhase: 'ROLLBACK_INCOMPLETE' });
+    expect(run.errorMessage).toContain('governance saga failed after POLICY_EVALUATED');
+    expect(run.errorMessage).toContain(`could not undo POLICY_EVALUATED: rollbackPolicyEvaluation gave up after ${MAX_DOMAIN_ATTEMPTS} attempts`);
+    expect(stack.faults.hits('rollbackPolicyEvaluation', runId)).toBe(MAX_DOMAIN_ATTEMPTS);
+
+    const records = await governanceRecords(stack.db, runId);
+    // The older compensation still ran; the evaluation it could not undo stands, unmarked.
+    expect(acksOf(records, 'ROLLED_BACK').map(key)).toEqual(['incidents/create_incident']);
+    expect(records.evaluations.find((e) => e.kind === 'final')).toMatchObject({ rolledBack: false });
+    // Finalized: its log record and finalize_run ack, and the workflow failed with the run's code.
+    expect(acksOf(records, 'OK').map(key).sort()).toEqual([...BASE_OK, 'incidents/create_incident', 'policies/evaluate_policy'].sort());
+    expect(records.logs[0]!.record).toMatchObject({ outcome: 'failed', sagaPhase: 'ROLLBACK_INCOMPLETE', error: { code: 'GOVERNANCE_ERROR' } });
+    const result = await finalRunState(stack.client.workflow.getHandle(runId));
+    expect(result).toMatchObject({ phase: 'FAILED', sagaPhase: 'ROLLBACK_INCOMPLETE', error: { code: 'GOVERNANCE_ERROR' } });
+    if (process.env.RECORD_HISTORIES) recordHistory(runId, `saga-compensation-gives-up-${process.env.RECORD_HISTORIES}`);
+  });
+
   it('commits normally when each saga step fails twice and then succeeds', async () => {
     const runId = await stack.submitRun(tenant.apiKey, { plan: SLOW_PLAN, budgetUsd: 1.5 });
     for (const activity of ['createIncident', 'evaluatePolicy', 'completeTrace']) {
@@ -216,6 +239,9 @@ describe('the governance saga', () => {
     expect(api.status).toBe(200);
     expect(api.body.run).toMatchObject({ sagaPhase: 'EVENTS_PUBLISHED' });
     expect(api.body.log.record).toMatchObject({ sagaPhase: 'EVENTS_PUBLISHED', outcome: 'succeeded' });
+    // The event that announces the outcome names the phase the run ends in, not the one it was in.
+    const { events } = await expectFullGovernanceRecords(stack.db, runId);
+    expect(events.find((e) => e.topic === 'run.completed')!.payload).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 2 });
   });
   it('undoes a trace completion that committed before its step failed, and withdraws its events', async () => {
     const runId = await stack.submitRun(tenant.apiKey, { plan: SLOW_PLAN, budgetUsd: 1.5 });

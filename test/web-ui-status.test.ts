@@ -24,7 +24,7 @@ describe('in the Web UI', () => {
     expect(workflow.status.name).toBe('COMPLETED');
     expect(await workflow.staticSummary()).toBe(`2-step run · budget $1.5 · tenant ${tenant.tenantId}`);
     expect(await workflow.staticDetails()).toContain('**plan**: 1. sim.llm, 2. sim.llm');
-    if (process.env.RECORD_HISTORIES) recordHistory(runId, 'run-2-steps-v3-completed');
+    if (process.env.RECORD_HISTORIES) recordHistory(runId, `run-2-steps-${process.env.RECORD_HISTORIES}-completed`);
   });
 
   it('a FAILED run is a Failed workflow whose failure names the run\'s code', async () => {
@@ -36,6 +36,6 @@ describe('in the Web UI', () => {
     for await (const w of stack.client.workflow.list({ query: `WorkflowId = '${runId}' AND ExecutionStatus = 'Failed'` })) listed.push(w.workflowId);
     expect(listed).toEqual([runId]);
     await expect(stack.client.workflow.getHandle(runId).result()).rejects.toMatchObject({ cause: { type: 'STEP_FAILED' } });
-    if (process.env.RECORD_HISTORIES) recordHistory(runId, 'run-failed-step-v3-fails-workflow');
+    if (process.env.RECORD_HISTORIES) recordHistory(runId, `run-failed-step-${process.env.RECORD_HISTORIES}-fails-workflow`);
   });
 });

@@ -1,4 +1,4 @@
-import { CancellationScope, condition, setHandler } from '@temporalio/workflow';
+import { CancellationScope, condition, patched, setHandler } from '@temporalio/workflow';
 import type { PolicyCheckResponse } from '../activities/policies';
 import type { FailureCode, RunOutcome } from '../core/outcome';
 import type { PauseTimeoutBehavior } from '../core/policy';
@@ -26,6 +26,9 @@ import {
   type RunWorkflowInput,
 } from './messages';
 import { workflowNow } from './time';
+
+/** Runs that closed before control requests were refused while closing replay without the refusals. */
+export const REFUSE_CONTROL_WHILE_CLOSING_PATCH = 'refuse-control-while-closing';
 
 /** What the run keeps of its tenant's policy between checks. */
 interface PolicySettings {
@@ -97,7 +100,11 @@ export function createRunGovernor({ input, state, publishState }: GovernorContex
   state.lastCheck = null;
   state.policyVersion = knownPolicyVersion;
 
-  const controllable = () => !isTerminalPhase(state.phase) && state.phase !== 'GOVERNANCE_CHECK' && state.phase !== 'FINALIZING';
+  /** Set once the run only writes its governance and final records (whatever phase a failing run is in). */
+  let closing = false;
+  const controllable = () => !closing && !isTerminalPhase(state.phase) && state.phase !== 'GOVERNANCE_CHECK' && state.phase !== 'FINALIZING';
+  const uncontrollable = (action: 'paused' | 'stopped') =>
+    closing ? `run cannot be ${action}: it is closing (writing its governance and final records)` : `run cannot be ${action} in phase ${state.phase}`;
 
   /** Recorded even when the run is being cancelled: a refused signal must not go unseen. */
   function rejectSignal(kind: string, request: ControlRequest | undefined, why: string): Promise<void> {
@@ -133,7 +140,7 @@ export function createRunGovernor({ input, state, publishState }: GovernorContex
     if (!firstDelivery(request)) return;
     const reason = request.pauseReason ?? 'MANUAL_PAUSE';
     if (!PAUSE_REASONS.includes(reason)) return rejectSignal('pause', request, `unknown pause reason '${reason}'`);
-    if (!controllable()) return rejectSignal('pause', request, `run cannot be paused in phase ${state.phase}`);
+    if (!controllable()) return rejectSignal('pause', request, uncontrollable('paused'));
     if (state.pause || pauseRequest) return rejectSignal('pause', request, 'run is already paused');
     pauseRequest = { ...request, pauseReason: reason };
     checkRequested = true;
@@ -165,7 +172,7 @@ export function createRunGovernor({ input, state, publishState }: GovernorContex
   setHandler(stopSignal, async (raw) => {
     const request = controlRequestFrom(raw);
     if (!firstDelivery(request)) return;
-    if (!controllable()) return rejectSignal('stop', request, `run cannot be stopped in phase ${state.phase}`);
+    if (!controllable()) return rejectSignal('stop', request, uncontrollable('stopped'));
     stopRequest ??= request;
     checkRequested = true;
   });
@@ -370,7 +377,12 @@ export function createRunGovernor({ input, state, publishState }: GovernorContex
     /** The hard limit after each step: the run's budget, or a lower one its accepted policy set. */
     budgetUsd: () => Math.min(input.budgetUsd, settings?.budgetPerRunUsd ?? input.budgetUsd),
     warningAtUsd: () => (settings ? (Math.min(input.budgetUsd, settings.budgetPerRunUsd) * settings.warningThresholdPct) / 100 : null),
-    clearPause: () => {
+    /**
+     * The run is closing: a pause still held is lifted, and from now on a pause or stop is refused
+     * and recorded as refused (it used to be accepted and never acted on).
+     */
+    close: () => {
+      if (patched(REFUSE_CONTROL_WHILE_CLOSING_PATCH)) closing = true;
       if (state.pause) setPause(null);
     },
   };

@@ -33,6 +33,13 @@ export const NEVER_WEDGE_PATCH = 'never-wedge-on-a-failed-write';
  * The failure's type is the run's failure code and its details carry the final `RunState`.
  */
 export const FAILED_RUN_FAILS_WORKFLOW_PATCH = 'failed-run-fails-its-workflow';
+/** A run that failed while executing used to go straight to FAILED, its saga run in EXECUTING. */
+export const FAILED_RUN_CLOSES_VISIBLY_PATCH = 'failed-run-closes-through-governance';
+/**
+ * A compensation that gave up used to end the saga there and leave the run unfinalized; now the
+ * others still run and the run is finalized FAILED with what could not be undone.
+ */
+export const COMPENSATION_GIVES_UP_PATCH = 'compensation-gives-up-run-still-finalized';
 
 function failed(status: FailedStatus, code: FailureCode, message: string): RunOutcome {
   return { kind: 'failed', status, code, message };
@@ -157,7 +164,8 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
   }
 
   function outcomeEvents(outcome: RunOutcome): OutboundEvent[] {
-    const summary = { phase: state.phase, costUsd: state.costUsd, stepsCompleted: state.stepsCompleted };
+    // The phase the run ends in: the saga writes these events before the run gets there.
+    const summary = { phase: outcome.kind === 'succeeded' ? 'COMPLETED' : 'FAILED', costUsd: state.costUsd, stepsCompleted: state.stepsCompleted };
     const runEvent: OutboundEvent =
       outcome.kind === 'succeeded'
         ? { topic: 'run.completed', dedupeKey: sagaEventKey(runId, 'run.completed'), payload: summary }
@@ -179,17 +187,17 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
    * still time out; compensations run newest first and cope with nothing to undo.
    */
   async function runGovernanceSaga(outcome: RunOutcome): Promise<{ committed: true } | { committed: false; error: string }> {
-    const compensations: ((reason: string) => Promise<unknown>)[] = [];
+    const compensations: { undoes: SagaPhase; undo: typeof domain.rollbackIncident }[] = [];
     try {
-      compensations.unshift((reason) => domain.rollbackIncident({ runId, reason, undoesPhase: 'INCIDENT_CREATED' }));
+      compensations.unshift({ undoes: 'INCIDENT_CREATED', undo: domain.rollbackIncident });
       await domain.createIncident({ runId, tenantId, outcome });
       setSagaPhase('INCIDENT_CREATED');
 
-      compensations.unshift((reason) => domain.rollbackPolicyEvaluation({ runId, reason, undoesPhase: 'POLICY_EVALUATED' }));
-      await domain.evaluatePolicy({ runId, tenantId, outcome });
+      compensations.unshift({ undoes: 'POLICY_EVALUATED', undo: domain.rollbackPolicyEvaluation });
+      await domain.evaluatePolicy({ runId, tenantId, outcome, policyVersion: state.policyVersion });
       setSagaPhase('POLICY_EVALUATED');
 
-      compensations.unshift((reason) => domain.rollbackTraceCompletion({ runId, reason, undoesPhase: 'TRACE_COMPLETED' }));
+      compensations.unshift({ undoes: 'TRACE_COMPLETED', undo: domain.rollbackTraceCompletion });
       await domain.completeTrace({ runId, tenantId, outcome: outcome.kind, events: outcomeEvents(outcome) });
       setSagaPhase('TRACE_COMPLETED');
       // The last step's transaction committed the saga and wrote its events to the outbox.
@@ -199,9 +207,21 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
     } catch (err) {
       const error = describeFailure(err);
       const reason = `governance saga failed after ${state.sagaPhase}: ${error}`;
+      const notUndone: string[] = [];
       await CancellationScope.nonCancellable(async () => {
-        for (const compensate of compensations) await compensate(reason);
+        for (const { undoes, undo } of compensations) {
+          try {
+            await undo({ runId, reason, undoesPhase: undoes });
+          } catch (compensationError) {
+            if (!patched(COMPENSATION_GIVES_UP_PATCH)) throw compensationError;
+            notUndone.push(`could not undo ${undoes}: ${describeFailure(compensationError)}`);
+          }
+        }
       });
+      if (notUndone.length) {
+        setSagaPhase('ROLLBACK_INCOMPLETE');
+        return { committed: false, error: [reason, ...notUndone].join('; ') };
+      }
       setSagaPhase('ROLLED_BACK');
       return { committed: false, error: reason };
     }
@@ -209,7 +229,13 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
 
   async function finish(outcome: RunOutcome): Promise<void> {
     let final = outcome;
-    if (final.kind === 'succeeded') await transition('GOVERNANCE_CHECK', 'running');
+    // A run that failed while executing closes through the same phases as one that succeeded, so
+    // its governance and finalization show (status `running`, the only one §13.4 allows there:
+    // the run is still at work, writing its records; FAILED with the real status comes last).
+    // A run that never executed (denied, trace refused) fails from where it stands, as the phase
+    // table says.
+    const throughGovernance = final.kind === 'succeeded' || (state.phase === 'EXECUTING' && patched(FAILED_RUN_CLOSES_VISIBLY_PATCH));
+    if (throughGovernance) await transition('GOVERNANCE_CHECK', 'running');
     const saga = await runGovernanceSaga(final);
     const closingEvents: OutboundEvent[] = [];
     if (!saga.committed) {
@@ -221,7 +247,8 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
         payload: { code: 'GOVERNANCE_ERROR', reason: saga.error, sagaPhase: state.sagaPhase },
       });
     }
-    if (final.kind === 'succeeded') await transition('FINALIZING', 'running');
+    // FINALIZING follows governance that stood; a rolled-back saga fails the run from GOVERNANCE_CHECK.
+    if (saga.committed && state.phase === 'GOVERNANCE_CHECK') await transition('FINALIZING', 'running');
 
     const to: RunPhase = final.kind === 'succeeded' ? 'COMPLETED' : 'FAILED';
     const status: RunStatus = final.kind === 'succeeded' ? 'succeeded' : final.status;
@@ -279,7 +306,7 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
     else if (patched(NEVER_WEDGE_PATCH)) outcome = failed('failed', 'RECORDING_FAILED', `the run could not record its progress: ${describeFailure(err)}`);
     else throw err;
   }
-  governor?.clearPause();
+  governor?.close();
   // Whatever ended the run, its governance records and final status are written to the end.
   try {
     await CancellationScope.nonCancellable(() => finish(outcome));
