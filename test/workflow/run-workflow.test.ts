@@ -1,0 +1,258 @@
+/**
+ * The run workflow alone: the real workflow bundle on the real dev server, its activities replaced
+ * by an in-memory fake (no HTTP, no Postgres), so each decision, pause and saga path runs in
+ * about a second. Policy decisions come from the real rule (`decidePolicy`) over a policy the fake
+ * holds; the end-to-end suite checks the same paths against the real activities.
+ */
+import { randomUUID } from 'node:crypto';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { PolicyCheckRequest, PolicyCheckResponse } from '../../activities/policies';
+import type { StepResult } from '../../activities/skills';
+import { simulateCompletion } from '../../activities/skills/sim';
+import type { PlanStep } from '../../core/plan';
+import { DEFAULT_POLICY, type PolicyRules } from '../../core/policy';
+import { decidePolicy } from '../../core/policy-check';
+import { pauseSignal, resumeSignal, runStateQuery, stopSignal, type RunWorkflowInput } from '../../workflows/messages';
+import { finalRunState } from '../helpers/runs';
+
+interface Call {
+  activity: string;
+  input: Record<string, unknown>;
+}
+
+/** Where a step waits for the test: `reached` once the step runs, and it goes on at `release()`. */
+class Gate {
+  readonly reached: Promise<void>;
+  private readonly opened: Promise<void>;
+  private arrive!: () => void;
+  release!: () => void;
+
+  constructor() {
+    this.reached = new Promise((r) => (this.arrive = r));
+    this.opened = new Promise((r) => (this.release = r));
+  }
+
+  pass(): Promise<void> {
+    this.arrive();
+    return this.opened;
+  }
+}
+
+/** One run's world as its activities see it: what they were asked, the policy, what fails. */
+class FakeRunWorld {
+  readonly calls: Call[] = [];
+  rules: PolicyRules = DEFAULT_POLICY;
+  /** Activities that fail for good (a non-retryable failure, as after the retry budget). */
+  readonly failing = new Set<string>();
+  readonly gates = new Map<number, Gate>();
+
+  /** Holds the step until the test releases it. */
+  hold(stepIndex: number): Gate {
+    const gate = new Gate();
+    this.gates.set(stepIndex, gate);
+    return gate;
+  }
+
+  named(activity: string): Record<string, unknown>[] {
+    return this.calls.filter((c) => c.activity === activity).map((c) => c.input);
+  }
+}
+
+const worlds = new Map<string, FakeRunWorld>();
+
+function record(activity: string, input: { runId: string }): FakeRunWorld {
+  const world = worlds.get(input.runId)!;
+  world.calls.push({ activity, input: input as unknown as Record<string, unknown> });
+  if (world.failing.has(activity)) throw ApplicationFailure.nonRetryable(`${activity} failed for good`, 'InjectedFault');
+  return world;
+}
+
+const fakeActivities = {
+  ...Object.fromEntries(
+    [
+      'startTrace',
+      'recordTraceStartFailure',
+      'recordTransition',
+      'recordTraceStep',
+      'createIncident',
+      'evaluatePolicy',
+      'completeTrace',
+      'createRunLog',
+      'finalizeRun',
+      'recordUnfinalizedRun',
+      'recordPause',
+      'recordResume',
+      'recordPauseWarning',
+      'recordPauseTimeout',
+      'recordRejectedSignal',
+    ].map((name) => [name, async (input: { runId: string }) => void record(name, input)]),
+  ),
+  ...Object.fromEntries(
+    ['rollbackIncident', 'rollbackPolicyEvaluation', 'rollbackTraceCompletion'].map((name) => [
+      name,
+      async (input: { runId: string }) => (record(name, input), { undone: true }),
+    ]),
+  ),
+  async checkPolicy(input: PolicyCheckRequest): Promise<PolicyCheckResponse> {
+    const { rules } = record('checkPolicy', input);
+    const current = { version: 1, rules };
+    return {
+      ...decidePolicy({ ...input, current, known: current, tenantStatus: 'active' }),
+      policyVersion: 1,
+      rules,
+    };
+  },
+  async executeStep(input: { runId: string; stepIndex: number; step: PlanStep }): Promise<StepResult> {
+    const world = record('executeStep', input);
+    await world.gates.get(input.stepIndex)?.pass();
+    if (input.step.skill !== 'sim.llm') throw ApplicationFailure.nonRetryable('only sim.llm in this fake');
+    const completion = simulateCompletion(input.step.input);
+    if (input.step.input.fail) throw ApplicationFailure.nonRetryable('simulated failure', 'SimulatedStepFailure');
+    return { model: 'sim', ...completion, outputPreview: completion.text, durationMs: 0 };
+  },
+};
+
+let client: Client;
+let worker: Worker;
+let running: Promise<void>;
+const taskQueue = `run-workflow-${randomUUID()}`;
+
+beforeAll(async () => {
+  const address = inject('temporalAddress');
+  client = new Client({ connection: await Connection.connect({ address }) });
+  worker = await Worker.create({
+    connection: await NativeConnection.connect({ address }),
+    taskQueue,
+    workflowBundle: { codePath: inject('workflowBundlePath') },
+    activities: fakeActivities,
+  });
+  running = worker.run();
+});
+afterAll(async () => {
+  worker?.shutdown();
+  await running;
+  await client?.connection.close();
+});
+
+function plan(steps: number, input: Partial<PlanStep['input']> = {}): PlanStep[] {
+  return Array.from({ length: steps }, (_, i) => ({ skill: 'sim.llm', input: { prompt: `step ${i}`, ...input } }) as PlanStep);
+}
+
+async function startRun(steps: PlanStep[], options: { budgetUsd?: number; rules?: Partial<PolicyRules> } = {}) {
+  const runId = randomUUID();
+  const world = new FakeRunWorld();
+  world.rules = { ...DEFAULT_POLICY, ...options.rules };
+  worlds.set(runId, world);
+  const input: RunWorkflowInput = {
+    runId,
+    tenantId: randomUUID(),
+    plan: steps,
+    budgetUsd: options.budgetUsd ?? 1,
+    authorization: { decision: 'ALLOWED', reason: null },
+    observabilityMode: 'DEGRADED',
+    policyVersion: 1,
+  };
+  const handle = await client.workflow.start('runWorkflow', { taskQueue, workflowId: runId, args: [input] });
+  return { handle: handle as WorkflowHandle, world };
+}
+
+/** The phases the run recorded, in order, ending with the one `finalizeRun` moved it to. */
+function phasesOf(world: FakeRunWorld): string[] {
+  return [...world.named('recordTransition').map((t) => String(t.to)), ...world.named('finalizeRun').map((f) => `${String(f.to)}/${String(f.status)}`)];
+}
+
+const SAGA = ['createIncident', 'evaluatePolicy', 'completeTrace'];
+
+describe('the run workflow against fake activities', () => {
+  it('takes a clean run through every phase, the saga in order, and returns its state', async () => {
+    const { handle, world } = await startRun(plan(3));
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'COMPLETED', status: 'succeeded', stepsCompleted: 3, sagaPhase: 'EVENTS_PUBLISHED' });
+    expect(phasesOf(world)).toEqual(['AUTHORIZED', 'EXECUTING', 'GOVERNANCE_CHECK', 'FINALIZING', 'COMPLETED/succeeded']);
+    expect(world.calls.map((c) => c.activity).filter((a) => SAGA.includes(a))).toEqual(SAGA);
+    expect(world.named('recordTraceStep').map((s) => s.stepIndex)).toEqual([0, 1, 2]);
+  });
+
+  it('fails a run whose step overruns the budget, closing it through governance', async () => {
+    const { handle, world } = await startRun(plan(3, { completionTokens: 50_000 }), { budgetUsd: 0.01 });
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'FAILED', status: 'failed_policy', error: { code: 'BUDGET_EXCEEDED' }, stepsCompleted: 1 });
+    expect(phasesOf(world)).toEqual(['AUTHORIZED', 'EXECUTING', 'GOVERNANCE_CHECK', 'FINALIZING', 'FAILED/failed_policy']);
+    expect(world.named('executeStep')).toHaveLength(1);
+  });
+
+  it('holds a paused run until a resume, and records both', async () => {
+    const { handle, world } = await startRun(plan(3));
+    const first = world.hold(0);
+    await first.reached;
+    await handle.signal(pauseSignal, { reason: 'look first', actor: 'ops', authority: 'TENANT_ADMIN' });
+    first.release();
+    await waitUntil(async () => (await handle.query(runStateQuery)).pause !== null);
+    expect(world.named('executeStep')).toHaveLength(1);
+    await handle.signal(resumeSignal, { reason: 'go on', actor: 'ops', authority: 'TENANT_ADMIN' });
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 3, pause: null });
+    expect(world.named('recordPause')).toHaveLength(1);
+    expect(world.named('recordResume')).toHaveLength(1);
+  });
+
+  it('terminates a run whose pause outlives its SLA when the policy says TERMINATE', async () => {
+    const { handle, world } = await startRun(plan(2), { rules: { pauseSlaSeconds: 1, pauseWarningSeconds: 0, pauseTimeoutBehavior: 'TERMINATE' } });
+    const first = world.hold(0);
+    await first.reached;
+    await handle.signal(pauseSignal, { reason: 'nobody will come', actor: 'ops', authority: 'TENANT_ADMIN' });
+    first.release();
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'FAILED', error: { code: 'PAUSE_TIMEOUT' }, stepsCompleted: 1 });
+    expect(world.named('recordPauseTimeout')).toHaveLength(1);
+    expect(world.named('executeStep')).toHaveLength(1);
+  });
+
+  it('stops a run before its next step, cancelled, and records its governance', async () => {
+    const { handle, world } = await startRun(plan(3));
+    const first = world.hold(0);
+    await first.reached;
+    await handle.signal(stopSignal, { reason: 'enough', actor: 'ops', authority: 'TENANT_ADMIN' });
+    first.release();
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'FAILED', status: 'cancelled', error: { code: 'STOPPED' }, stepsCompleted: 1 });
+    expect(world.calls.map((c) => c.activity).filter((a) => SAGA.includes(a))).toEqual(SAGA);
+  });
+
+  it('rolls the saga back newest first when a step of it fails for good', async () => {
+    const { handle, world } = await startRun(plan(1));
+    world.failing.add('completeTrace');
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'FAILED', sagaPhase: 'ROLLED_BACK', error: { code: 'GOVERNANCE_ERROR' } });
+    expect(world.calls.map((c) => c.activity).filter((a) => a.startsWith('rollback'))).toEqual([
+      'rollbackTraceCompletion',
+      'rollbackPolicyEvaluation',
+      'rollbackIncident',
+    ]);
+    // A rolled-back saga fails the run from GOVERNANCE_CHECK: FINALIZING follows governance that stood.
+    expect(phasesOf(world)).toEqual(['AUTHORIZED', 'EXECUTING', 'GOVERNANCE_CHECK', 'FAILED/failed']);
+  });
+
+  it('finalizes the run when a compensation gives up, after running the others', async () => {
+    const { handle, world } = await startRun(plan(1));
+    world.failing.add('completeTrace');
+    world.failing.add('rollbackPolicyEvaluation');
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'FAILED', sagaPhase: 'ROLLBACK_INCOMPLETE', error: { code: 'GOVERNANCE_ERROR' } });
+    expect(state.error!.message).toContain('could not undo POLICY_EVALUATED');
+    expect(world.named('rollbackIncident')).toHaveLength(1);
+    expect(world.named('finalizeRun')).toHaveLength(1);
+  });
+});
+
+async function waitUntil(probe: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
