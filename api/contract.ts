@@ -204,7 +204,10 @@ export const API_ROUTES: readonly RouteContract[] = [
     summary: 'Resume a paused run (a Temporal update: refused at once with 409 when it cannot be resumed)',
     auth: OPERATORS,
     body: controlBody,
-    responses: { 200: { description: 'resumed', schema: z.looseObject({ runId: id, resumed: z.literal(true), state: liveState }) } },
+    responses: {
+      200: { description: 'resumed; the run state after it recorded the resume', schema: z.looseObject({ runId: id, resumed: z.literal(true), state: liveState }) },
+      202: { description: 'resumed (the update was accepted); the new state was not back within 2 s', schema: z.looseObject({ runId: id, resumed: z.literal(true), note: z.string() }) },
+    },
   },
   {
     method: 'get',

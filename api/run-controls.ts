@@ -1,5 +1,6 @@
 import { Router, type Response } from 'express';
-import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { setTimeout } from 'node:timers/promises';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError, WorkflowUpdateStage, type Client } from '@temporalio/client';
 import { and, eq } from 'drizzle-orm';
 import { z } from 'zod';
 import { isTerminalPhase, type RunPhase } from '../core/phases';
@@ -11,6 +12,9 @@ import { pauseSignal, resumeUpdate, stopSignal, type ControlRequest } from '../w
 import { actorOf, callerOf, requireRole, type Caller } from './auth';
 import { HttpError } from './errors';
 import { parseRunId } from './paging';
+
+/** How long a resume waits for the run's new state once accepted; well inside the request's Temporal deadline. */
+const RESUME_STATE_WAIT_MS = 2_000;
 
 export const controlBody = z
   .object({
@@ -89,10 +93,16 @@ export function runControlRoutes(deps: { db: Db; temporal: Client }): Router {
     const body = parseBody(req.body);
     const { run, caller } = await controllableRun(req.params.id, res);
     try {
-      const state = await deps.temporal.workflow
+      // Accepted means resumed: the update's validator has passed and the workflow holds it. The
+      // new state follows once the run has recorded its resume, normally in milliseconds; on a
+      // slow day the answer says accepted rather than letting the request deadline turn an
+      // accepted resume into a 503 whose retry would then be told "not paused".
+      const update = await deps.temporal.workflow
         .getHandle(run.id)
-        .executeUpdate(resumeUpdate, { args: [request(caller, run.apiKeyId, body.reason)] });
-      res.json({ runId: run.id, resumed: true, state });
+        .startUpdate(resumeUpdate, { args: [request(caller, run.apiKeyId, body.reason)], waitForStage: WorkflowUpdateStage.ACCEPTED });
+      const state = await Promise.race([update.result(), setTimeout(RESUME_STATE_WAIT_MS, null)]);
+      if (state) res.json({ runId: run.id, resumed: true, state });
+      else res.status(202).json({ runId: run.id, resumed: true, note: 'accepted: the run resumes before its next step' });
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError) throw new HttpError(409, err.cause?.message ?? err.message);
       if (err instanceof WorkflowNotFoundError) throw new HttpError(409, 'run has no live workflow');

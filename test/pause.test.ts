@@ -73,6 +73,22 @@ describe('a run paused for approval', () => {
     await expectFullGovernanceRecords(stack.db, runId);
   });
 
+  it('answers 202 for an accepted resume whose new state is slow, and the run goes on', async () => {
+    const tenant = await approvalTenant();
+    const { runId } = await pausedRun(tenant, 1);
+    // The run takes 3 s to record the resume: longer than the API waits for the new state.
+    stack.faults.add({ activity: 'recordResume', runId, mode: 'stall', stallMs: 3000, times: 1 });
+    const resumed = await stack.request('POST', `/api/v1/runs/${runId}/resume`, { apiKey: tenant.apiKey, body: { reason: 'go' } });
+    expect(resumed.status).toBe(202);
+    expect(resumed.body).toMatchObject({ runId, resumed: true, note: expect.stringMatching(/accepted/) });
+    const done = await stack.waitForPhase(runId, 'terminal');
+    expect(done).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 1 });
+    expect((await controlEvents(stack.db, runId)).map((e) => [e.kind, e.accepted])).toEqual([
+      ['pause', true],
+      ['resume', true],
+    ]);
+  });
+
   it('is resumed with the temporal CLI, sending plain JSON', async () => {
     const tenant = await approvalTenant();
     const { runId } = await pausedRun(tenant);
