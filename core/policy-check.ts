@@ -1,3 +1,4 @@
+import { effectiveBudgetUsd, isBudgetSpent } from './budget';
 import type { SkillName } from './plan';
 import type { PolicyRules } from './policy';
 
@@ -102,8 +103,8 @@ export function decidePolicy(input: PolicyCheckInput): PolicyCheckResult {
   const violations: Violation[] = [];
   if (input.tenantStatus === 'suspended') violations.push({ type: 'TENANT_SUSPENDED', detail: 'the tenant is suspended' });
 
-  const budget = Math.min(input.runBudgetUsd, rules.budgetPerRunUsd);
-  if (input.costUsd >= budget) {
+  const budget = effectiveBudgetUsd(input.runBudgetUsd, rules.budgetPerRunUsd);
+  if (isBudgetSpent(input.costUsd, budget)) {
     violations.push({ type: 'BUDGET_EXCEEDED', detail: `spent $${input.costUsd} of a $${budget} budget` });
   }
   if (input.tokens >= rules.maxTokens) {

@@ -1,5 +1,6 @@
 import { CancellationScope, condition, patched, setHandler } from '@temporalio/workflow';
 import type { PolicyCheckResponse } from '../activities/policies';
+import { budgetWarningAtUsd, effectiveBudgetUsd } from '../core/budget';
 import type { FailureCode, RunOutcome } from '../core/outcome';
 import type { PauseTimeoutBehavior } from '../core/policy';
 import {
@@ -375,8 +376,8 @@ export function createRunGovernor({ input, state, publishState }: GovernorContex
   return {
     beforeStep,
     /** The hard limit after each step: the run's budget, or a lower one its accepted policy set. */
-    budgetUsd: () => Math.min(input.budgetUsd, settings?.budgetPerRunUsd ?? input.budgetUsd),
-    warningAtUsd: () => (settings ? (Math.min(input.budgetUsd, settings.budgetPerRunUsd) * settings.warningThresholdPct) / 100 : null),
+    budgetUsd: () => effectiveBudgetUsd(input.budgetUsd, settings?.budgetPerRunUsd),
+    warningAtUsd: () => (settings ? budgetWarningAtUsd(effectiveBudgetUsd(input.budgetUsd, settings.budgetPerRunUsd), settings.warningThresholdPct) : null),
     /**
      * The run is closing: a pause still held is lifted, and from now on a pause or stop is refused
      * and recorded as refused (it used to be accepted and never acted on).

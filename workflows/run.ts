@@ -10,6 +10,7 @@ import {
   setHandler,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
+import { hasOverrunBudget } from '../core/budget';
 import { sagaEventKey, type OutboundEvent } from '../core/events';
 import type { FailureCode, RunOutcome } from '../core/outcome';
 import { assertTransition, type FailedStatus, type RunPhase, type RunStatus } from '../core/phases';
@@ -156,7 +157,7 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
       });
       publishState();
       const budget = governor?.budgetUsd() ?? input.budgetUsd;
-      if (state.costUsd > budget) {
+      if (hasOverrunBudget(state.costUsd, budget)) {
         return failed('failed_policy', 'BUDGET_EXCEEDED', `spent $${state.costUsd} after step ${stepIndex}, over the run's budget of $${budget}`);
       }
     }
