@@ -28,6 +28,7 @@ import Redis from 'ioredis';
 import postgres from 'postgres';
 import { createActivities, type ActivityDeps } from '../activities';
 import { createApp } from '../api/app';
+import { loadConfig } from '../lib/config';
 import { RUN_SEARCH_ATTRIBUTES } from '../core/search-attributes';
 import { connectDatabase } from '../db/client';
 import { runMigrations } from '../db/migrate';
@@ -117,6 +118,7 @@ async function main(): Promise<void> {
     deps,
   });
   const workerRun = worker.run();
+  const apiDefaults = loadConfig();
   const app = createApp({
     db: database.db,
     temporal: client,
@@ -125,9 +127,9 @@ async function main(): Promise<void> {
     logger,
     taskQueue,
     bodyLimit: '256kb',
-    temporalDeadlineMs: 5000,
+    temporalDeadlineMs: apiDefaults.API_TEMPORAL_DEADLINE_MS,
     defaultObservabilityMode: 'DEGRADED',
-    temporalCallTimeoutMs: 3000,
+    temporalCallTimeoutMs: apiDefaults.TEMPORAL_CALL_TIMEOUT_MS,
     runDeadlineSeconds: 3600,
     auditIntervalSeconds: 60,
   });
@@ -157,7 +159,10 @@ async function main(): Promise<void> {
         body: JSON.stringify({ plan: planOf(steps) }),
       });
       if (res.status !== 202) throw new Error(`submit answered ${res.status}`);
-      return ((await res.json()) as { runId: string }).runId;
+      const body = (await res.json()) as { runId: string; workflow: string };
+      // No dispatcher runs here: a run the API could not start would never finish.
+      if (body.workflow !== 'started') throw new Error(`run ${body.runId} was ${body.workflow}, not started`);
+      return body.runId;
     },
     async finished(runId) {
       for (;;) {

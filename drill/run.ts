@@ -130,7 +130,7 @@ async function drive(
   note('checked every run and event');
   const times = findings.map((f) => f.secondsToComplete).filter((s): s is number => s !== null);
   if ((percentile(times, 100) ?? 0) > 300) {
-    notes.push('runs took minutes: a skill step that was running on a killed worker (or whose result was lost) waits out its 10-minute start-to-close timeout until skill activities heartbeat');
+    notes.push('runs took minutes: a skill step on a killed worker should be retried after its heartbeat timeout (core/step-heartbeat.ts); look for a step whose heartbeat stopped reaching Temporal');
   }
   return { title, timeline, findings, events, failures, workDir: null, notes };
 }

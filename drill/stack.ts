@@ -9,6 +9,7 @@ import pino from 'pino';
 import postgres from 'postgres';
 import { Registry } from 'prom-client';
 import { createApp } from '../api/app';
+import { loadConfig } from '../lib/config';
 import { connectDatabase, type Database } from '../db/client';
 import { runMigrations } from '../db/migrate';
 import { createTenant } from '../db/tenancy';
@@ -229,6 +230,7 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
     const apiRedis = new Redis(productRedisUrl, { maxRetriesPerRequest: 1 });
     apiRedis.on('error', () => {});
     cleanups.push(() => apiRedis.disconnect());
+    const apiDefaults = loadConfig();
     const app = createApp({
       db: productDatabase.db,
       temporal: client,
@@ -240,8 +242,9 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
       defaultObservabilityMode: 'DEGRADED',
       runDeadlineSeconds: 3600,
       auditIntervalSeconds: 60,
-      temporalDeadlineMs: 4000,
-      temporalCallTimeoutMs: 3000,
+      // The product's own Temporal bounds (lib/config.ts defaults, or the environment's).
+      temporalDeadlineMs: apiDefaults.API_TEMPORAL_DEADLINE_MS,
+      temporalCallTimeoutMs: apiDefaults.TEMPORAL_CALL_TIMEOUT_MS,
     });
     const server = http.createServer(app);
     await listen(server, 0, '127.0.0.1', { name: 'drill API port', variable: '-' });

@@ -1,5 +1,6 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { STEP_HEARTBEAT_TIMEOUT_MS } from '../core/step-heartbeat';
 
 /**
  * Domain writes are one short transaction each (milliseconds on a healthy database), but under a
@@ -16,12 +17,11 @@ export const domain = proxyActivities<Activities>({
 
 /**
  * A skill call may legitimately take minutes (a long completion), so its start-to-close is long;
- * a lost worker is detected by the heartbeat instead (the step beats every 3 s, see
- * `STEP_HEARTBEAT_INTERVAL_MS`): a SIGKILLed worker costs the step 15 s plus one retry interval.
- * It is retried a few times, then the step (and the run) fails.
+ * a lost worker is detected by the step's heartbeat instead (`core/step-heartbeat.ts`). It is
+ * retried a few times, then the step (and the run) fails.
  */
 export const skills = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '15 seconds',
+  heartbeatTimeout: STEP_HEARTBEAT_TIMEOUT_MS,
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 3 },
 });

@@ -1,6 +1,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { PlanStep } from '../../core/plan';
+import { STEP_HEARTBEAT_INTERVAL_MS } from '../../core/step-heartbeat';
 import { toSafeText } from '../../core/text-safety';
 import type { ActivityDeps } from '../deps';
 import { chatCompletion } from './chat';
@@ -16,11 +17,6 @@ export interface StepResult {
 }
 
 const PREVIEW_CHARS = 200;
-/**
- * How often a running step tells Temporal it is alive. The workflow's heartbeat timeout (see
- * `workflows/activity-proxies.ts`) is several of these, so one late beat is not a lost worker.
- */
-export const STEP_HEARTBEAT_INTERVAL_MS = 3_000;
 
 export function createSkillActivities({ llm, metrics }: ActivityDeps) {
   async function runSimulator(step: Extract<PlanStep, { skill: 'sim.llm' }>): Promise<Omit<StepResult, 'durationMs'>> {
