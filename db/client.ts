@@ -23,11 +23,25 @@ export interface DatabaseOptions {
   connectTimeoutSeconds?: number;
 }
 
+/**
+ * The wait before a new connection after one failed. postgres.js's default grows with every failure
+ * the pool has seen (3^n / 100 s, up to 20 s) and queries queue behind it: in an outage with a few
+ * callers a single query waited 13 s and more to fail, and after the outage one waited as long to
+ * succeed. Capped at a second, an activity's attempt fails or succeeds promptly and its own retry
+ * policy does the waiting; a connection attempt per second per pool is no load for a server.
+ */
+const MAX_RECONNECT_DELAY_SECONDS = 1;
+
+export function reconnectDelaySeconds(failures: number): number {
+  return (0.5 + Math.random() / 2) * Math.min(3 ** failures / 100, MAX_RECONNECT_DELAY_SECONDS);
+}
+
 export function connectDatabase(url: string, options: DatabaseOptions = {}): Database {
   const sql = postgres(url, {
     max: options.max ?? 10,
     onnotice: () => {},
     connect_timeout: options.connectTimeoutSeconds ?? 10,
+    backoff: reconnectDelaySeconds,
     // Documented by postgres.js, missing from its types.
     ...({ socket: closeReportingSockets() } as object),
   });
