@@ -110,7 +110,10 @@ export async function loadAuditRecords(db: DbOrTx, runIds: readonly string[]): P
          where s.run_id = r.id and s.created_at > (select min(f.created_at) from ${domainAcks} f
            where f.run_id = r.id and f.domain = ${FINALIZE_RUN.domain} and f.action = ${FINALIZE_RUN.action} and f.status = 'OK')) as late_steps
     from ${runs} r
-    where r.id = any(${sql.param([...runIds])}::uuid[])`);
+    where r.id in (${sql.join(
+      runIds.map((id) => sql`${id}::uuid`),
+      sql`, `,
+    )})`);
   const records = new Map<string, RunAuditRecords>();
   for (const row of rows) {
     records.set(row.run_id, {

@@ -42,6 +42,10 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Dat
     onnotice: () => {},
     connect_timeout: options.connectTimeoutSeconds ?? 10,
     backoff: reconnectDelaySeconds,
+    // postgres.js asks every new connection for the database's array types, and when that
+    // connection dies mid-question the rejection is never handled: an unhandled rejection, which
+    // ends a Node process. No column here is a Postgres array; pass lists as separate parameters.
+    fetch_types: false,
     // Documented by postgres.js, missing from its types.
     ...({ socket: closeReportingSockets() } as object),
   });
