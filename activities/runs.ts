@@ -3,7 +3,7 @@ import { and, eq, notInArray, sql } from 'drizzle-orm';
 import { FINALIZE_RUN } from '../core/audit';
 import type { OutboundEvent } from '../core/events';
 import type { FailureCode } from '../core/outcome';
-import { TERMINAL_PHASES, assertTransition, type RunPhase, type RunStatus } from '../core/phases';
+import { TERMINAL_PHASES, assertTransition, phaseRank, type RunPhase, type RunStatus } from '../core/phases';
 import type { SagaPhase } from '../core/saga';
 import { closeRunContract } from '../db/audit';
 import { runs } from '../db/schema';
@@ -54,13 +54,16 @@ export function createRunActivities({ db, metrics }: ActivityDeps) {
       metrics.phaseTransitions.inc({ from: input.from, to: input.to });
       return;
     }
-    await assertAlreadyAt(input.runId, input.to);
+    // A repeat: the workflow task that recorded this write was lost with its worker, and the run
+    // has moved on since (its later writes are repeated as well, and are no-ops too).
+    await assertAlreadyAt(input.runId, input.to, { orPast: true });
   }
 
-  async function assertAlreadyAt(runId: string, phase: RunPhase): Promise<void> {
+  async function assertAlreadyAt(runId: string, phase: RunPhase, options: { orPast?: boolean } = {}): Promise<void> {
     const [current] = await db.select({ phase: runs.phase }).from(runs).where(eq(runs.id, runId));
     if (!current) throw ApplicationFailure.nonRetryable(`run ${runId} does not exist`, 'RunNotFound');
-    if (current.phase !== phase) {
+    const stored = current.phase as RunPhase;
+    if (stored !== phase && !(options.orPast && phaseRank(stored) > phaseRank(phase))) {
       throw ApplicationFailure.nonRetryable(
         `run ${runId} is stored in phase ${current.phase}, cannot move it to ${phase}`,
         'IllegalTransition',

@@ -76,8 +76,10 @@ describe('a run paused for approval', () => {
   it('answers 202 for an accepted resume whose new state is slow, and the run goes on', async () => {
     const tenant = await approvalTenant();
     const { runId } = await pausedRun(tenant, 1);
-    // The run takes 3 s to record the resume: longer than the API waits for the new state.
-    stack.faults.add({ activity: 'recordResume', runId, mode: 'stall', stallMs: 3000, times: 1 });
+    // The resume's write fails its two quick local attempts, and the task-queue activity it is
+    // handed to takes 3 s: the update is accepted at once, its new state comes after the API waits.
+    stack.faults.add({ activity: 'recordResume', runId, mode: 'fail', times: 2 });
+    stack.faults.add({ activity: 'recordResume', runId, mode: 'stall', stallMs: 3000, skip: 2, times: 1 });
     const resumed = await stack.request('POST', `/api/v1/runs/${runId}/resume`, { apiKey: tenant.apiKey, body: { reason: 'go' } });
     expect(resumed.status).toBe(202);
     expect(resumed.body).toMatchObject({ runId, resumed: true, note: expect.stringMatching(/accepted/) });

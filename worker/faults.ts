@@ -17,6 +17,8 @@ export interface FaultRule {
   mode: 'fail' | 'failAfter' | 'stall';
   /** How many calls to affect; absent means every call. */
   times?: number;
+  /** How many matching calls to let through before the rule starts to fire. */
+  skip?: number;
   stallMs?: number;
 }
 
@@ -25,10 +27,10 @@ export class InjectedFault extends Error {
 }
 
 export class FaultInjector {
-  private rules: { rule: FaultRule; hits: number }[] = [];
+  private rules: { rule: FaultRule; hits: number; seen: number }[] = [];
 
   add(rule: FaultRule): void {
-    this.rules.push({ rule, hits: 0 });
+    this.rules.push({ rule, hits: 0, seen: 0 });
   }
 
   clear(): void {
@@ -58,13 +60,12 @@ export class FaultInjector {
   /** The rules that fire for this call, each counted as hit. */
   private firing(activity: string, args: readonly unknown[], modes: FaultRule['mode'][]): { rule: FaultRule; hits: number }[] {
     const runId = (args[0] as { runId?: unknown } | undefined)?.runId;
-    const fired = this.rules.filter(
-      ({ rule, hits }) =>
-        rule.activity === activity &&
-        modes.includes(rule.mode) &&
-        (rule.runId === undefined || rule.runId === runId) &&
-        (rule.times === undefined || hits < rule.times),
-    );
+    const fired = this.rules.filter((entry) => {
+      const { rule } = entry;
+      if (rule.activity !== activity || !modes.includes(rule.mode) || (rule.runId !== undefined && rule.runId !== runId)) return false;
+      entry.seen += 1;
+      return entry.seen > (rule.skip ?? 0) && (rule.times === undefined || entry.hits < rule.times);
+    });
     for (const entry of fired) entry.hits += 1;
     return fired;
   }

@@ -1,4 +1,4 @@
-import { proxyActivities } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, isCancellation, patched, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { STEP_HEARTBEAT_TIMEOUT_MS } from '../core/step-heartbeat';
 
@@ -10,10 +10,74 @@ import { STEP_HEARTBEAT_TIMEOUT_MS } from '../core/step-heartbeat';
  * answers: an outage makes the run wait, not fail. A write that keeps failing for another reason
  * is made final by the worker's interceptor.
  */
-export const domain = proxyActivities<Activities>({
+const DOMAIN_WRITE_OPTIONS = {
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
+} as const;
+
+export const domain = proxyActivities<Activities>(DOMAIN_WRITE_OPTIONS);
+export type DomainWrites = typeof domain;
+
+/**
+ * The same writes as local activities: run by the worker that runs the workflow task and recorded
+ * as one marker each, without a round trip through the server's task queues per write. Every write
+ * is idempotent (keyed by run, step or action), so one repeated after a lost workflow task is a
+ * no-op. Two quick attempts only: a write that still fails is handed to the task-queue activity,
+ * where an outage is waited out in the open (a pending activity with its attempts and last
+ * failure, queries answered meanwhile) and the retry budget of a non-transient error applies.
+ */
+const localDomain = proxyLocalActivities<Activities>({
+  startToCloseTimeout: DOMAIN_WRITE_OPTIONS.startToCloseTimeout,
+  retry: { initialInterval: '200 milliseconds', maximumAttempts: 2 },
 });
+
+/**
+ * Writes that stay task-queue activities from the first attempt: the run's first write, where a
+ * database unreachable from the start shows, and the governance saga with its compensations, the
+ * cross-domain commit whose every step and retry is worth seeing as it happens.
+ */
+const QUEUED_WRITES: ReadonlySet<string> = new Set<keyof Activities>([
+  'startTrace',
+  'createIncident',
+  'evaluatePolicy',
+  'completeTrace',
+  'rollbackIncident',
+  'rollbackPolicyEvaluation',
+  'rollbackTraceCompletion',
+]);
+
+/** A local activity's failure comes bare or wrapped: only a cancellation or a final failure stops here. */
+function handedOn(err: unknown): boolean {
+  const failure = err instanceof ActivityFailure ? err.cause : err;
+  return !isCancellation(err) && !(failure instanceof ApplicationFailure && failure.nonRetryable);
+}
+
+type Write = (...args: unknown[]) => Promise<unknown>;
+
+/** Each write as a local activity first and as a task-queue activity when that did not succeed. */
+const localFirstDomain = new Proxy({} as DomainWrites, {
+  get(_, name: string) {
+    const queued = domain[name as keyof DomainWrites] as Write;
+    if (QUEUED_WRITES.has(name)) return queued;
+    const local = localDomain[name as keyof DomainWrites] as Write;
+    return async (...args: unknown[]) => {
+      try {
+        return await local(...args);
+      } catch (err) {
+        if (!handedOn(err)) throw err;
+        return queued(...args);
+      }
+    };
+  },
+});
+
+/** Runs started before domain writes became local activities replay with the task-queue ones. */
+export const LOCAL_DOMAIN_WRITES_PATCH = 'domain-writes-local-first';
+
+/** The run workflow's writes; called once, at the start of the run, so the choice is recorded there. */
+export function runDomainWrites(): DomainWrites {
+  return patched(LOCAL_DOMAIN_WRITES_PATCH) ? localFirstDomain : domain;
+}
 
 /**
  * A skill call may legitimately take minutes (a long completion), so its start-to-close is long;

@@ -11,7 +11,7 @@ import {
   type PauseReason,
 } from '../core/policy-check';
 import { isTerminalPhase } from '../core/phases';
-import { domain } from './activity-proxies';
+import type { DomainWrites } from './activity-proxies';
 import {
   controlRequestFrom,
   pauseRequestFrom,
@@ -67,6 +67,8 @@ export interface GovernorContext {
   input: RunWorkflowInput;
   state: RunState;
   publishState(): void;
+  /** The run's writes (`runDomainWrites`): local-first or task-queue, chosen once per run. */
+  domain: DomainWrites;
 }
 
 /**
@@ -75,7 +77,7 @@ export interface GovernorContext {
  * arrived, or the next skill needs approval; a PAUSE is a durable wait for a resume with the
  * policy's SLA as its deadline.
  */
-export function createRunGovernor({ input, state, publishState }: GovernorContext) {
+export function createRunGovernor({ input, state, publishState, domain }: GovernorContext) {
   const { runId, tenantId } = input;
   let settings: PolicySettings | null = null;
   let knownPolicyVersion = input.policyVersion ?? 0;

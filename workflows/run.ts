@@ -17,7 +17,7 @@ import { assertTransition, type FailedStatus, type RunPhase, type RunStatus } fr
 import { addUsd } from '../core/pricing';
 import type { SagaPhase } from '../core/saga';
 import { PAUSE_REASON, RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
-import { domain, skills } from './activity-proxies';
+import { runDomainWrites, skills } from './activity-proxies';
 import { createRunGovernor } from './governor';
 import { runStateQuery, type RunState, type RunWorkflowInput } from './messages';
 
@@ -69,7 +69,8 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
   };
   let upserted: string | null = null;
   setHandler(runStateQuery, () => state);
-  const governor = patched(MID_RUN_POLICY_PATCH) ? createRunGovernor({ input, state, publishState }) : null;
+  const domain = runDomainWrites();
+  const governor = patched(MID_RUN_POLICY_PATCH) ? createRunGovernor({ input, state, publishState, domain }) : null;
   publishState();
 
   function publishState(): void {
