@@ -101,6 +101,8 @@ describe('a governed run, end to end', () => {
     const run = await stack.waitForPhase(runId, 'terminal');
     expect(run).toMatchObject({ phase: 'FAILED', status: 'failed', errorCode: 'STEP_FAILED' });
     await expectFullGovernanceRecords(stack.db, runId);
+    // The workflow closes only once every signal it received is handled and recorded.
+    await stack.client.workflow.getHandle(runId).result().catch(() => undefined);
     const refusals = (await controlEvents(stack.db, runId)).filter((e) => !e.accepted).map((e) => [e.kind, e.detail]);
     expect(refusals).toEqual([['stop', 'run cannot be stopped: it is closing (writing its governance and final records)']]);
     if (process.env.RECORD_HISTORIES) recordHistory(runId, `run-failed-closes-visibly-stop-refused-${process.env.RECORD_HISTORIES}`);

@@ -1,6 +1,7 @@
 import type { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, Next } from '@temporalio/worker';
+import { writeAttempt } from '../core/retry-budget';
 import { isDatabaseUnavailable } from '../db/unavailable';
 import type { FaultInjector } from './faults';
 
@@ -40,10 +41,11 @@ export class RetryBudgetInterceptor implements ActivityInboundCallsInterceptor {
       return result;
     } catch (err) {
       if (err instanceof ApplicationFailure || err instanceof CancelledFailure || isTransientError(err)) throw err;
-      if (this.ctx.info.attempt >= this.maxAttempts) {
+      const attempt = writeAttempt(this.ctx.info.attempt, input.args[0]);
+      if (attempt >= this.maxAttempts) {
         const message = err instanceof Error ? err.message : String(err);
         throw ApplicationFailure.nonRetryable(
-          `${this.ctx.info.activityType} gave up after ${this.ctx.info.attempt} attempts: ${message}`,
+          `${this.ctx.info.activityType} gave up after ${attempt} attempts: ${message}`,
           err instanceof Error ? err.name : 'Error',
         );
       }

@@ -1,5 +1,6 @@
 import { ActivityFailure, ApplicationFailure, isCancellation, patched, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { LOCAL_WRITE_ATTEMPTS, type HandedOnWrite } from '../core/retry-budget';
 import { STEP_HEARTBEAT_TIMEOUT_MS } from '../core/step-heartbeat';
 
 /**
@@ -24,27 +25,13 @@ export type DomainWrites = typeof domain;
  * is idempotent (keyed by run, step or action), so one repeated after a lost workflow task is a
  * no-op. Two quick attempts only: a write that still fails is handed to the task-queue activity,
  * where an outage is waited out in the open (a pending activity with its attempts and last
- * failure, queries answered meanwhile) and the retry budget of a non-transient error applies.
+ * failure, queries answered meanwhile) and the retry budget of a non-transient error applies,
+ * counting the local attempts (`core/retry-budget.ts`).
  */
 const localDomain = proxyLocalActivities<Activities>({
   startToCloseTimeout: DOMAIN_WRITE_OPTIONS.startToCloseTimeout,
-  retry: { initialInterval: '200 milliseconds', maximumAttempts: 2 },
+  retry: { initialInterval: '200 milliseconds', maximumAttempts: LOCAL_WRITE_ATTEMPTS },
 });
-
-/**
- * Writes that stay task-queue activities from the first attempt: the run's first write, where a
- * database unreachable from the start shows, and the governance saga with its compensations, the
- * cross-domain commit whose every step and retry is worth seeing as it happens.
- */
-const QUEUED_WRITES: ReadonlySet<string> = new Set<keyof Activities>([
-  'startTrace',
-  'createIncident',
-  'evaluatePolicy',
-  'completeTrace',
-  'rollbackIncident',
-  'rollbackPolicyEvaluation',
-  'rollbackTraceCompletion',
-]);
 
 /** A local activity's failure comes bare or wrapped: only a cancellation or a final failure stops here. */
 function handedOn(err: unknown): boolean {
@@ -52,20 +39,19 @@ function handedOn(err: unknown): boolean {
   return !isCancellation(err) && !(failure instanceof ApplicationFailure && failure.nonRetryable);
 }
 
-type Write = (...args: unknown[]) => Promise<unknown>;
+type Write = (input: object) => Promise<unknown>;
 
 /** Each write as a local activity first and as a task-queue activity when that did not succeed. */
 const localFirstDomain = new Proxy({} as DomainWrites, {
   get(_, name: string) {
     const queued = domain[name as keyof DomainWrites] as Write;
-    if (QUEUED_WRITES.has(name)) return queued;
     const local = localDomain[name as keyof DomainWrites] as Write;
-    return async (...args: unknown[]) => {
+    return async (input: object) => {
       try {
-        return await local(...args);
+        return await local(input);
       } catch (err) {
         if (!handedOn(err)) throw err;
-        return queued(...args);
+        return queued({ ...input, localAttemptsBefore: LOCAL_WRITE_ATTEMPTS } satisfies HandedOnWrite);
       }
     };
   },

@@ -382,10 +382,18 @@ export function createRunGovernor({ input, state, publishState, domain }: Govern
     warningAtUsd: () => (settings ? budgetWarningAtUsd(effectiveBudgetUsd(input.budgetUsd, settings.budgetPerRunUsd), settings.warningThresholdPct) : null),
     /**
      * The run is closing: a pause still held is lifted, and from now on a pause or stop is refused
-     * and recorded as refused (it used to be accepted and never acted on).
+     * and recorded as refused (it used to be accepted and never acted on). So is one accepted that
+     * the run never reached a step boundary to act on: a signal delivered together with the result
+     * that ended the run (as after a retried workflow task) is handled first.
      */
-    close: () => {
-      if (patched(REFUSE_CONTROL_WHILE_CLOSING_PATCH)) closing = true;
+    close: async (outcome: RunOutcome) => {
+      if (patched(REFUSE_CONTROL_WHILE_CLOSING_PATCH)) {
+        closing = true;
+        const stopped = outcome.kind === 'failed' && outcome.code === 'STOPPED';
+        if (stopRequest && !stopped) await rejectSignal('stop', stopRequest, uncontrollable('stopped'));
+        if (pauseRequest) await rejectSignal('pause', pauseRequest, uncontrollable('paused'));
+        stopRequest = pauseRequest = null;
+      }
       if (state.pause) setPause(null);
     },
   };

@@ -308,7 +308,7 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
     else if (patched(NEVER_WEDGE_PATCH)) outcome = failed('failed', 'RECORDING_FAILED', `the run could not record its progress: ${describeFailure(err)}`);
     else throw err;
   }
-  governor?.close();
+  await governor?.close(outcome);
   // Whatever ended the run, its governance records and final status are written to the end.
   try {
     await CancellationScope.nonCancellable(() => finish(outcome));
