@@ -21,11 +21,18 @@ export interface RunFinding {
 /** What every run the drills submit leaves behind once: it completes, so no failure incident and no `run.failed`. */
 const EXPECTED_TOPICS = ['run.started', 'trace.started', 'policy.evaluated', 'trace.completed', 'run.completed'];
 
-/** Polls until every run is COMPLETED or FAILED, or the deadline passes; how many are left. */
-export async function waitUntilTerminal(db: Db, runIds: string[], deadline: number): Promise<number> {
+/**
+ * Polls until every run is COMPLETED or FAILED and its workflow has closed, or the deadline passes;
+ * how many are left. A run's final write lands before its workflow closes, and when the worker
+ * dies between the two (a local activity's workflow task lost) the workflow closes one workflow
+ * task timeout later, on another worker.
+ */
+export async function waitUntilTerminal(db: Db, client: Client, runIds: string[], deadline: number): Promise<number> {
   for (;;) {
-    const rows = await db.select({ phase: runs.phase }).from(runs).where(inArray(runs.id, runIds));
-    const open = runIds.length - rows.filter((r) => isTerminalPhase(r.phase as RunPhase)).length;
+    const rows = await db.select({ id: runs.id, phase: runs.phase }).from(runs).where(inArray(runs.id, runIds));
+    const stored = rows.filter((r) => isTerminalPhase(r.phase as RunPhase)).map((r) => r.id);
+    const running = await mapLimit(stored, 8, async (id) => (await client.workflow.getHandle(id).describe()).status.name === 'RUNNING');
+    const open = runIds.length - stored.length + running.filter(Boolean).length;
     if (open === 0 || Date.now() > deadline) return open;
     await new Promise((r) => setTimeout(r, 250));
   }

@@ -122,7 +122,7 @@ async function drive(
     runsDeadline = Math.min(deadline, Date.now() + FAILED_FAULT_WAIT_MS);
   });
 
-  const open = await waitUntilTerminal(stack.database.db, ids, runsDeadline);
+  const open = await waitUntilTerminal(stack.database.db, stack.client, ids, runsDeadline);
   note(open === 0 ? `all ${ids.length} runs finished` : `timed out: ${open} runs still in flight`);
   const findings = await checkRuns(stack.database.db, stack.client, submitted, options.steps);
   // Events of finished runs may still be on their way through the relay and the reactor.
