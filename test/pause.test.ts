@@ -60,6 +60,8 @@ describe('a run paused for approval', () => {
     await stack.request('POST', `/api/v1/runs/${runId}/resume`, { apiKey: tenant.apiKey });
     const done = await stack.waitForPhase(runId, 'terminal');
     expect(done).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 2, pauseReason: null });
+    // The run's final write lands before its workflow task, with the last upsert, completes.
+    await handle.result();
     expect((await handle.describe()).typedSearchAttributes.get(PAUSE_REASON)).toBeUndefined();
 
     const events = await controlEvents(stack.db, runId);

@@ -5,6 +5,7 @@ import { PAUSE_REASON } from '../core/search-attributes';
 import { expectFullGovernanceRecords, governanceRecords } from './helpers/records';
 import { midRunEvaluations, storedRun, waitForPause, waitForSteps } from './helpers/runs';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
+import { waitFor } from './helpers/wait';
 
 let stack: Stack;
 
@@ -112,8 +113,11 @@ describe('policy enforced mid-run', () => {
     const checks = await midRunEvaluations(stack.db, runId);
     expect(checks.at(-1)).toMatchObject({ decision: 'PAUSE' });
     expect(checks.at(-1)!.reason).toMatch(/LIMIT_CHANGED: policy v1 -> v2: max steps 50 -> 20/);
-    const description = await stack.client.workflow.getHandle(runId).describe();
-    expect(description.typedSearchAttributes.get(PAUSE_REASON)).toBe('POLICY_CHANGE');
+    // The pause is stored by a local write; Temporal has the upserted reason once that workflow task completes.
+    const reason = await waitFor('the pause reason in Temporal', async () =>
+      (await stack.client.workflow.getHandle(runId).describe()).typedSearchAttributes.get(PAUSE_REASON),
+    );
+    expect(reason).toBe('POLICY_CHANGE');
 
     const resumed = await stack.request('POST', `/api/v1/runs/${runId}/resume`, { apiKey: tenant.apiKey, body: { reason: 'limit is fine' } });
     expect(resumed.status).toBe(200);
