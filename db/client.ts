@@ -32,7 +32,7 @@ export interface DatabaseOptions {
  */
 const MAX_RECONNECT_DELAY_SECONDS = 1;
 
-export function reconnectDelaySeconds(failures: number): number {
+function reconnectDelaySeconds(failures: number): number {
   return (0.5 + Math.random() / 2) * Math.min(3 ** failures / 100, MAX_RECONNECT_DELAY_SECONDS);
 }
 

@@ -28,11 +28,15 @@ const EXPECTED_TOPICS = ['run.started', 'trace.started', 'policy.evaluated', 'tr
  * task timeout later, on another worker.
  */
 export async function waitUntilTerminal(db: Db, client: Client, runIds: string[], deadline: number): Promise<number> {
+  const closed = new Set<string>();
   for (;;) {
     const rows = await db.select({ id: runs.id, phase: runs.phase }).from(runs).where(inArray(runs.id, runIds));
-    const stored = rows.filter((r) => isTerminalPhase(r.phase as RunPhase)).map((r) => r.id);
-    const running = await mapLimit(stored, 8, async (id) => (await client.workflow.getHandle(id).describe()).status.name === 'RUNNING');
-    const open = runIds.length - stored.length + running.filter(Boolean).length;
+    // Only runs stored final and not yet seen closed are asked about: a closed workflow stays closed.
+    const unconfirmed = rows.filter((r) => isTerminalPhase(r.phase as RunPhase) && !closed.has(r.id)).map((r) => r.id);
+    await mapLimit(unconfirmed, 8, async (id) => {
+      if ((await client.workflow.getHandle(id).describe()).status.name !== 'RUNNING') closed.add(id);
+    });
+    const open = runIds.length - closed.size;
     if (open === 0 || Date.now() > deadline) return open;
     await new Promise((r) => setTimeout(r, 250));
   }

@@ -159,6 +159,14 @@ async function startRun(steps: PlanStep[], options: { budgetUsd?: number; rules?
   return { handle: handle as WorkflowHandle, world };
 }
 
+/** Does `act` while the run's first step is held, then lets the step finish. */
+async function whileFirstStepRuns(world: FakeRunWorld, act: () => Promise<void>): Promise<void> {
+  const first = world.hold(0);
+  await first.reached;
+  await act();
+  first.release();
+}
+
 /** The phases the run recorded, in order, ending with the one `finalizeRun` moved it to. */
 function phasesOf(world: FakeRunWorld): string[] {
   return [...world.named('recordTransition').map((t) => String(t.to)), ...world.named('finalizeRun').map((f) => `${String(f.to)}/${String(f.status)}`)];
@@ -186,10 +194,7 @@ describe('the run workflow against fake activities', () => {
 
   it('holds a paused run until a resume, and records both', async () => {
     const { handle, world } = await startRun(plan(3));
-    const first = world.hold(0);
-    await first.reached;
-    await handle.signal(pauseSignal, { reason: 'look first', actor: 'ops', authority: 'TENANT_ADMIN' });
-    first.release();
+    await whileFirstStepRuns(world, () => handle.signal(pauseSignal, { reason: 'look first', actor: 'ops', authority: 'TENANT_ADMIN' }));
     await waitUntil(async () => (await handle.query(runStateQuery)).pause !== null);
     expect(world.named('executeStep')).toHaveLength(1);
     await handle.signal(resumeSignal, { reason: 'go on', actor: 'ops', authority: 'TENANT_ADMIN' });
@@ -201,10 +206,7 @@ describe('the run workflow against fake activities', () => {
 
   it('terminates a run whose pause outlives its SLA when the policy says TERMINATE', async () => {
     const { handle, world } = await startRun(plan(2), { rules: { pauseSlaSeconds: 1, pauseWarningSeconds: 0, pauseTimeoutBehavior: 'TERMINATE' } });
-    const first = world.hold(0);
-    await first.reached;
-    await handle.signal(pauseSignal, { reason: 'nobody will come', actor: 'ops', authority: 'TENANT_ADMIN' });
-    first.release();
+    await whileFirstStepRuns(world, () => handle.signal(pauseSignal, { reason: 'nobody will come', actor: 'ops', authority: 'TENANT_ADMIN' }));
     const state = await finalRunState(handle);
     expect(state).toMatchObject({ phase: 'FAILED', error: { code: 'PAUSE_TIMEOUT' }, stepsCompleted: 1 });
     expect(world.named('recordPauseTimeout')).toHaveLength(1);
@@ -213,10 +215,7 @@ describe('the run workflow against fake activities', () => {
 
   it('stops a run before its next step, cancelled, and records its governance', async () => {
     const { handle, world } = await startRun(plan(3));
-    const first = world.hold(0);
-    await first.reached;
-    await handle.signal(stopSignal, { reason: 'enough', actor: 'ops', authority: 'TENANT_ADMIN' });
-    first.release();
+    await whileFirstStepRuns(world, () => handle.signal(stopSignal, { reason: 'enough', actor: 'ops', authority: 'TENANT_ADMIN' }));
     const state = await finalRunState(handle);
     expect(state).toMatchObject({ phase: 'FAILED', status: 'cancelled', error: { code: 'STOPPED' }, stepsCompleted: 1 });
     expect(world.calls.map((c) => c.activity).filter((a) => SAGA.includes(a))).toEqual(SAGA);
