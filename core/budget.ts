@@ -1,3 +1,5 @@
+import { addUsd } from './pricing';
+
 /**
  * The one budget rule. A run may spend up to its budget, inclusive: a step may start only while
  * something is left, and a run that spent more than its budget has overrun it (which only the
@@ -22,6 +24,14 @@ export function isBudgetSpent(spentUsd: number, budgetUsd: number): boolean {
 /** More spent than the budget allows. */
 export function hasOverrunBudget(spentUsd: number, budgetUsd: number): boolean {
   return budgetLeftUsd(spentUsd, budgetUsd) < 0;
+}
+
+/**
+ * Reservation: a step may start only when what was spent plus what the step may cost stays within
+ * the budget. With upper-bound predictions a run that passes this before every step never overruns.
+ */
+export function wouldOverrunBudget(spentUsd: number, predictedStepUsd: number, budgetUsd: number): boolean {
+  return hasOverrunBudget(addUsd(spentUsd, predictedStepUsd), budgetUsd);
 }
 
 /** The spend at which a run is warned (and, with `pauseOnThreshold`, paused). */

@@ -7,6 +7,10 @@ export type ObservabilityMode = (typeof OBSERVABILITY_MODES)[number];
 export const PAUSE_TIMEOUT_BEHAVIORS = ['TERMINATE', 'CONTINUE', 'ESCALATE'] as const;
 export type PauseTimeoutBehavior = (typeof PAUSE_TIMEOUT_BEHAVIORS)[number];
 
+/** What a run does before a step whose predicted cost would take it over its budget. */
+export const PREDICTED_OVERRUN_BEHAVIORS = ['TERMINATE', 'PAUSE'] as const;
+export type PredictedOverrunBehavior = (typeof PREDICTED_OVERRUN_BEHAVIORS)[number];
+
 const skillName = z.enum(SKILL_NAMES as [SkillName, ...SkillName[]]);
 
 /** A tenant's policy document; each accepted change is stored as a new version. */
@@ -29,6 +33,8 @@ export const policyRules = z
     observabilityMode: z.enum(OBSERVABILITY_MODES).nullable(),
     /** Pause a run (BUDGET_WARNING) when it crosses the warning threshold, not only alert. */
     pauseOnThreshold: z.boolean().default(false),
+    /** TERMINATE (BUDGET_EXCEEDED) or PAUSE (BUDGET_WARNING) a run before a step predicted to overrun its budget. */
+    onPredictedOverrun: z.enum(PREDICTED_OVERRUN_BEHAVIORS).default('TERMINATE'),
   })
   .strict()
   .refine((p) => p.pauseWarningSeconds < p.pauseSlaSeconds, {
@@ -53,4 +59,5 @@ export const DEFAULT_POLICY: PolicyRules = {
   pauseTimeoutBehavior: 'TERMINATE',
   observabilityMode: null,
   pauseOnThreshold: false,
+  onPredictedOverrun: 'TERMINATE',
 };

@@ -46,6 +46,27 @@ describe('llm.chat against an OpenAI-compatible endpoint', () => {
   });
 });
 
+describe('llm.chat and the budget', () => {
+  it('stops a run after an unbounded step (no maxTokens) that crossed the budget: the hard limit behind the reservation', async () => {
+    const messages = [{ role: 'user', content: 'unbounded' }];
+    const plan = [0, 1, 2].map(() => ({ skill: 'llm.chat', input: { messages, model: 'gpt-4o' } }));
+    // The stub bills 16 prompt and 42 completion tokens: $0.00046 at gpt-4o prices.
+    const runId = await stack.submitRun(tenant.apiKey, { plan, budgetUsd: 0.0003 });
+    const run = await stack.waitForPhase(runId, 'terminal');
+    expect(run).toMatchObject({ phase: 'FAILED', status: 'failed_policy', errorCode: 'BUDGET_EXCEEDED', stepsCompleted: 1 });
+    expect(run.costUsd).toBeGreaterThan(0.0003);
+  });
+
+  it('reserves a step with maxTokens against the budget before calling the provider', async () => {
+    const messages = [{ role: 'user', content: 'bounded' }];
+    const before = stub.requests.length;
+    const runId = await stack.submitRun(tenant.apiKey, { plan: [{ skill: 'llm.chat', input: { messages, maxTokens: 100_000 } }], budgetUsd: 0.5 });
+    const run = await stack.waitForPhase(runId, 'terminal');
+    expect(run).toMatchObject({ phase: 'FAILED', errorCode: 'BUDGET_EXCEEDED', stepsCompleted: 0, costUsd: 0 });
+    expect(stub.requests.slice(before).some((r) => r.body?.messages?.[0]?.content === 'bounded')).toBe(false);
+  });
+});
+
 describe('llm.chat when the provider refuses the request', () => {
   let refusing: Stack;
   beforeAll(async () => {

@@ -114,15 +114,18 @@ describe('a governed run, end to end', () => {
     expect(run).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 1 });
   });
 
-  it('stops a run that spends over its budget after the step that crossed it', async () => {
-    // Each step reports 10,000 completion tokens = $0.06 at sim-1 prices; the budget allows one.
+  it('refuses, before it runs, the step that would take the run over its budget', async () => {
+    // Each step reports 10,000 completion tokens = $0.06 at sim-1 prices, known from its input; the budget holds one.
     const runId = await stack.submitRun(tenant.apiKey, { plan: simPlan(4, { completionTokens: 10_000 }), budgetUsd: 0.1 });
     const run = await stack.waitForPhase(runId, 'terminal');
-    expect(run).toMatchObject({ phase: 'FAILED', status: 'failed_policy', errorCode: 'BUDGET_EXCEEDED', stepsCompleted: 2 });
-    expect(run.costUsd).toBeGreaterThan(0.1);
+    expect(run).toMatchObject({ phase: 'FAILED', status: 'failed_policy', errorCode: 'BUDGET_EXCEEDED', stepsCompleted: 1 });
+    expect(run.costUsd).toBeLessThanOrEqual(0.1);
     const records = await expectFullGovernanceRecords(stack.db, runId);
     expect(records.incidents[0]).toMatchObject({ kind: 'failure', errorCode: 'BUDGET_EXCEEDED' });
-    expect(records.steps).toHaveLength(2);
+    expect(records.steps).toHaveLength(1);
+    const final = records.evaluations.find((e) => e.kind === 'final')!;
+    expect(final).toMatchObject({ decision: 'VIOLATION', violations: ['BUDGET_EXCEEDED'] });
+    expect(final.reason).toMatch(/predicted overrun: step 1 \(sim\.llm\) would cost at most \$0\.06/);
   });
 
   it('gives the same run and one workflow for a repeated Idempotency-Key', async () => {

@@ -1,8 +1,8 @@
 import { CancellationScope, condition, patched, setHandler } from '@temporalio/workflow';
 import type { PolicyCheckResponse } from '../activities/policies';
-import { budgetWarningAtUsd, effectiveBudgetUsd } from '../core/budget';
+import { budgetWarningAtUsd, effectiveBudgetUsd, wouldOverrunBudget } from '../core/budget';
 import type { FailureCode, RunOutcome } from '../core/outcome';
-import type { PauseTimeoutBehavior } from '../core/policy';
+import type { PauseTimeoutBehavior, PredictedOverrunBehavior } from '../core/policy';
 import {
   DEFAULT_RESUME_AUTHORITIES,
   PAUSE_REASONS,
@@ -11,6 +11,7 @@ import {
   type PauseReason,
 } from '../core/policy-check';
 import { isTerminalPhase } from '../core/phases';
+import { predictStepCost } from '../core/step-cost';
 import type { DomainWrites } from './activity-proxies';
 import {
   controlRequestFrom,
@@ -30,6 +31,8 @@ import { workflowNow } from './time';
 
 /** Runs that closed before control requests were refused while closing replay without the refusals. */
 export const REFUSE_CONTROL_WHILE_CLOSING_PATCH = 'refuse-control-while-closing';
+/** Runs started before budget reservation let a step run whatever it was predicted to cost. */
+export const BUDGET_RESERVATION_PATCH = 'budget-reservation';
 
 /** What the run keeps of its tenant's policy between checks. */
 interface PolicySettings {
@@ -41,6 +44,7 @@ interface PolicySettings {
   pauseSlaMs: number;
   pauseWarningMs: number;
   pauseTimeoutBehavior: PauseTimeoutBehavior;
+  onPredictedOverrun: PredictedOverrunBehavior;
 }
 
 function settingsFrom(check: PolicyCheckResponse): PolicySettings {
@@ -54,6 +58,8 @@ function settingsFrom(check: PolicyCheckResponse): PolicySettings {
     pauseSlaMs: rules.pauseSlaSeconds * 1000,
     pauseWarningMs: rules.pauseWarningSeconds * 1000,
     pauseTimeoutBehavior: rules.pauseTimeoutBehavior,
+    // Policies stored before the rule existed terminate, as the default does.
+    onPredictedOverrun: rules.onPredictedOverrun ?? 'TERMINATE',
   };
 }
 
@@ -87,6 +93,9 @@ export function createRunGovernor({ input, state, publishState, domain }: Govern
   let signalNumber = 0;
   let checkRequested = false;
   let approvedStep = -1;
+  /** The step whose predicted overrun a resume accepted: it runs, and the hard limit after it still holds. */
+  let overrunAcceptedStep = -1;
+  const reservesBudget = patched(BUDGET_RESERVATION_PATCH);
   let stopRequest: ControlRequest | null = null;
   let pauseRequest: PauseRequest | null = null;
   let resumeRequest: ControlRequest | null = null;
@@ -344,10 +353,10 @@ export function createRunGovernor({ input, state, publishState, domain }: Govern
   }
 
   /**
-   * Runs before step `stepIndex`: null lets the step run, an outcome ends the run. Loops because a
-   * resumed pause is followed by a fresh check of the policy as it is now.
+   * The policy's answer before step `stepIndex`: null lets the step run, an outcome ends the run.
+   * Loops because a resumed pause is followed by a fresh check of the policy as it is now.
    */
-  async function beforeStep(stepIndex: number): Promise<RunOutcome | null> {
+  async function policyGate(stepIndex: number): Promise<RunOutcome | null> {
     while (checkDue(stepIndex)) {
       const result = await check(stepIndex);
       publishState();
@@ -373,6 +382,37 @@ export function createRunGovernor({ input, state, publishState, domain }: Govern
       checkRequested = true;
     }
     return null;
+  }
+
+  /** Why step `stepIndex` may not start because of what it may cost, or null when it fits the budget. */
+  function predictedOverrun(stepIndex: number): string | null {
+    if (!reservesBudget || overrunAcceptedStep === stepIndex) return null;
+    const step = input.plan[stepIndex]!;
+    const prediction = predictStepCost(step, state);
+    const budget = effectiveBudgetUsd(input.budgetUsd, settings?.budgetPerRunUsd);
+    if (!prediction || !wouldOverrunBudget(state.costUsd, prediction.usd, budget)) return null;
+    const basis = prediction.basis === 'upper-bound' ? 'at most' : 'about (the run\'s average step)';
+    return `predicted overrun: step ${stepIndex} (${step.skill}) would cost ${basis} $${prediction.usd} with $${state.costUsd} spent, over the run's budget of $${budget}; refused before it ran`;
+  }
+
+  /**
+   * Runs before step `stepIndex`: the policy, then the step's reservation against the budget. A
+   * predicted overrun terminates the run before any money is spent, or, when the policy says PAUSE,
+   * waits for a person: their resume accepts the risk for this one step.
+   */
+  async function beforeStep(stepIndex: number): Promise<RunOutcome | null> {
+    for (;;) {
+      const verdict = await policyGate(stepIndex);
+      if (verdict) return verdict;
+      const overrun = predictedOverrun(stepIndex);
+      if (!overrun) return null;
+      if (settings?.onPredictedOverrun !== 'PAUSE') return { kind: 'failed', status: 'failed_policy', code: 'BUDGET_EXCEEDED', message: overrun };
+      const end = await pause('BUDGET_WARNING', overrun, null);
+      if (end.ended === 'outcome') return end.outcome;
+      if (end.ended === 'resumed') overrunAcceptedStep = stepIndex;
+      // A stop ends the run through the check; a resume is followed by the policy as it is now.
+      checkRequested = true;
+    }
   }
 
   return {

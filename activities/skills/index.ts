@@ -5,7 +5,8 @@ import { STEP_HEARTBEAT_INTERVAL_MS } from '../../core/step-heartbeat';
 import { toSafeText } from '../../core/text-safety';
 import type { ActivityDeps } from '../deps';
 import { chatCompletion } from './chat';
-import { SIM_MODEL, simulateCompletion } from './sim';
+import { SIM_MODEL } from '../../core/step-cost';
+import { simulateCompletion } from './sim';
 
 export interface StepResult {
   model: string;

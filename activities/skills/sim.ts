@@ -1,14 +1,13 @@
 import { createHash } from 'node:crypto';
 import { costUsd } from '../../core/pricing';
 import type { SimLlmInput } from '../../core/plan';
-
-export const SIM_MODEL = 'sim-1';
+import { SIM_DEFAULT_COMPLETION_TOKENS, SIM_MODEL, simPromptTokens } from '../../core/step-cost';
 
 /** Tokens, cost and text derived from the input alone: the same input always reports the same usage. */
 export function simulateCompletion(input: SimLlmInput): { tokensIn: number; tokensOut: number; costUsd: number; text: string } {
-  const tokensIn = Math.max(1, Math.ceil(input.prompt.length / 4));
+  const tokensIn = simPromptTokens(input.prompt);
   const digest = createHash('sha256').update(input.prompt).digest('hex');
-  const tokensOut = input.completionTokens ?? 16 + (parseInt(digest.slice(0, 4), 16) % 112);
+  const tokensOut = input.completionTokens ?? SIM_DEFAULT_COMPLETION_TOKENS.min + (parseInt(digest.slice(0, 4), 16) % SIM_DEFAULT_COMPLETION_TOKENS.spread);
   return {
     tokensIn,
     tokensOut,

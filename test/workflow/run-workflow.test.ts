@@ -48,6 +48,8 @@ class FakeRunWorld {
   /** Activities that fail for good (a non-retryable failure, as after the retry budget). */
   readonly failing = new Set<string>();
   readonly gates = new Map<number, Gate>();
+  /** What an `llm.chat` step charges here: the fake provider's bill. */
+  chatCostUsd = 0.05;
 
   /** Holds the step until the test releases it. */
   hold(stepIndex: number): Gate {
@@ -108,7 +110,9 @@ const fakeActivities = {
   async executeStep(input: { runId: string; stepIndex: number; step: PlanStep }): Promise<StepResult> {
     const world = record('executeStep', input);
     await world.gates.get(input.stepIndex)?.pass();
-    if (input.step.skill !== 'sim.llm') throw ApplicationFailure.nonRetryable('only sim.llm in this fake');
+    if (input.step.skill === 'llm.chat') {
+      return { model: 'fake-chat', tokensIn: 10, tokensOut: 10, costUsd: world.chatCostUsd, outputPreview: 'fake', durationMs: 0 };
+    }
     const completion = simulateCompletion(input.step.input);
     if (input.step.input.fail) throw ApplicationFailure.nonRetryable('simulated failure', 'SimulatedStepFailure');
     return { model: 'sim', ...completion, outputPreview: completion.text, durationMs: 0 };
@@ -141,10 +145,15 @@ function plan(steps: number, input: Partial<PlanStep['input']> = {}): PlanStep[]
   return Array.from({ length: steps }, (_, i) => ({ skill: 'sim.llm', input: { prompt: `step ${i}`, ...input } }) as PlanStep);
 }
 
-async function startRun(steps: PlanStep[], options: { budgetUsd?: number; rules?: Partial<PolicyRules> } = {}) {
+function chatPlan(steps: number, input: { maxTokens?: number } = {}): PlanStep[] {
+  return Array.from({ length: steps }, (_, i) => ({ skill: 'llm.chat', input: { messages: [{ role: 'user', content: `step ${i}` }], ...input } }) as PlanStep);
+}
+
+async function startRun(steps: PlanStep[], options: { budgetUsd?: number; rules?: Partial<PolicyRules>; chatCostUsd?: number } = {}) {
   const runId = randomUUID();
   const world = new FakeRunWorld();
   world.rules = { ...DEFAULT_POLICY, ...options.rules };
+  world.chatCostUsd = options.chatCostUsd ?? world.chatCostUsd;
   worlds.set(runId, world);
   const input: RunWorkflowInput = {
     runId,
@@ -184,12 +193,46 @@ describe('the run workflow against fake activities', () => {
     expect(world.named('recordTraceStep').map((s) => s.stepIndex)).toEqual([0, 1, 2]);
   });
 
-  it('fails a run whose step overruns the budget, closing it through governance', async () => {
-    const { handle, world } = await startRun(plan(3, { completionTokens: 50_000 }), { budgetUsd: 0.01 });
+  it('fails a run whose unbounded step overruns the budget, after that step, closing it through governance', async () => {
+    // A chat step without maxTokens has no upper bound and the first one has no average to go by.
+    const { handle, world } = await startRun(chatPlan(3), { budgetUsd: 0.01 });
     const state = await finalRunState(handle);
     expect(state).toMatchObject({ phase: 'FAILED', status: 'failed_policy', error: { code: 'BUDGET_EXCEEDED' }, stepsCompleted: 1 });
+    expect(state.costUsd).toBeGreaterThan(0.01);
     expect(phasesOf(world)).toEqual(['AUTHORIZED', 'EXECUTING', 'GOVERNANCE_CHECK', 'FINALIZING', 'FAILED/failed_policy']);
     expect(world.named('executeStep')).toHaveLength(1);
+  });
+
+  it('refuses a step predicted to overrun the budget before it runs, so the run never spends more than its budget', async () => {
+    // $0.060064 per step at most; a $0.13 budget holds two.
+    const { handle, world } = await startRun(plan(4, { completionTokens: 10_000 }), { budgetUsd: 0.13 });
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'FAILED', status: 'failed_policy', error: { code: 'BUDGET_EXCEEDED' }, stepsCompleted: 2 });
+    expect(state.costUsd).toBeLessThanOrEqual(0.13);
+    expect(state.error!.message).toMatch(/predicted overrun: step 2 \(sim\.llm\) would cost at most \$0\.06\d* .* budget of \$0\.13/);
+    expect(world.named('executeStep').map((s) => s.stepIndex)).toEqual([0, 1]);
+    // The prediction is what the final evaluation records.
+    expect(world.named('evaluatePolicy')[0]!.outcome).toMatchObject({ code: 'BUDGET_EXCEEDED', message: state.error!.message });
+  });
+
+  it('predicts an unbounded step from the run\'s average step, once there is one', async () => {
+    const { handle } = await startRun(chatPlan(5), { budgetUsd: 0.12, chatCostUsd: 0.04 });
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ error: { code: 'BUDGET_EXCEEDED' }, stepsCompleted: 3, costUsd: 0.12 });
+    expect(state.error!.message).toContain("would cost about (the run's average step) $0.04");
+  });
+
+  it('pauses before a predicted overrun when the policy says PAUSE, and a resume lets that one step run', async () => {
+    // Up to 10,000 tokens out at the dearest price is $0.1 a step; the fake provider bills $0.05.
+    const { handle, world } = await startRun(chatPlan(3, { maxTokens: 10_000 }), { budgetUsd: 0.2, rules: { onPredictedOverrun: 'PAUSE' } });
+    await waitUntil(async () => (await handle.query(runStateQuery)).pause?.reason === 'BUDGET_WARNING');
+    expect(world.named('executeStep')).toHaveLength(3 - 1);
+    expect(world.named('recordPause')[0]).toMatchObject({ reason: 'BUDGET_WARNING', detail: expect.stringContaining('predicted overrun: step 2') });
+    await handle.signal(resumeSignal, { reason: 'worth it', actor: 'ops', authority: 'TENANT_ADMIN' });
+    const state = await finalRunState(handle);
+    // The resumed step ran: $0.15 in all, within the $0.2 its prediction feared it would cross.
+    expect(state).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 3, costUsd: 0.15 });
+    expect(world.named('recordResume')).toHaveLength(1);
   });
 
   it('holds a paused run until a resume, and records both', async () => {

@@ -1,0 +1,62 @@
+import type { LlmChatInput, PlanStep, SimLlmInput } from './plan';
+import { PRICE_TABLE, costUsd, priceFor, type ModelPrice } from './pricing';
+
+/**
+ * What a step may cost at most, known before it runs (budget reservation). Pure: the run workflow
+ * predicts each step from the plan it holds, without a round trip.
+ */
+
+export const SIM_MODEL = 'sim-1';
+/** The simulator's completion length when the input does not set one lies in [16, 16 + 111]. */
+export const SIM_DEFAULT_COMPLETION_TOKENS = { min: 16, spread: 112 } as const;
+
+/** The simulator's prompt tokens: one per four characters, at least one. */
+export function simPromptTokens(prompt: string): number {
+  return Math.max(1, Math.ceil(prompt.length / 4));
+}
+
+function simUpperBoundUsd(input: SimLlmInput): number {
+  const completion = input.completionTokens ?? SIM_DEFAULT_COMPLETION_TOKENS.min + SIM_DEFAULT_COMPLETION_TOKENS.spread - 1;
+  return costUsd(SIM_MODEL, simPromptTokens(input.prompt), completion);
+}
+
+/** Tokens a chat message's framing adds (role, separators), and the reply's priming: generous on purpose. */
+const CHAT_TOKENS_PER_MESSAGE = 8;
+const CHAT_REPLY_PRIMING_TOKENS = 8;
+
+/**
+ * With `maxTokens` set, a chat completion is bounded: no tokenizer makes more tokens than
+ * characters, and the provider stops at `maxTokens`. The price is the requested model's, or the
+ * dearest one we know when the model is left to the worker's configuration (or billed under
+ * another name, which prices as `default`).
+ */
+function chatUpperBoundUsd(input: LlmChatInput & { maxTokens: number }): number {
+  const promptTokens =
+    input.messages.reduce((n, m) => n + m.content.length + CHAT_TOKENS_PER_MESSAGE, 0) + CHAT_REPLY_PRIMING_TOKENS;
+  const prices: ModelPrice[] = input.model === undefined ? Object.values(PRICE_TABLE) : [priceFor(input.model), priceFor('default')];
+  return Math.max(...prices.map((p) => (promptTokens * p.inputPer1k + input.maxTokens * p.outputPer1k) / 1000));
+}
+
+export interface StepCostPrediction {
+  usd: number;
+  /** `upper-bound`: the step cannot cost more. `average`: the run's mean step so far, a guess. */
+  basis: 'upper-bound' | 'average';
+}
+
+/**
+ * The step's predicted cost: its upper bound when its input gives one, else the run's average step
+ * so far; null when neither exists (an unbounded first step), so nothing is reserved.
+ */
+export function predictStepCost(step: PlanStep, spent: { costUsd: number; stepsCompleted: number }): StepCostPrediction | null {
+  if (step.skill === 'sim.llm') return { usd: roundUpUsd(simUpperBoundUsd(step.input)), basis: 'upper-bound' };
+  if (step.input.maxTokens !== undefined) {
+    return { usd: roundUpUsd(chatUpperBoundUsd({ ...step.input, maxTokens: step.input.maxTokens })), basis: 'upper-bound' };
+  }
+  if (spent.stepsCompleted === 0) return null;
+  return { usd: roundUpUsd(spent.costUsd / spent.stepsCompleted), basis: 'average' };
+}
+
+/** Costs are stored to the micro-dollar; a bound rounds up so it stays a bound. */
+function roundUpUsd(usd: number): number {
+  return Math.ceil(usd * 1e6 - 1e-6) / 1e6;
+}

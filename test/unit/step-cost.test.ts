@@ -1,0 +1,64 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { simulateCompletion } from '../../activities/skills/sim';
+import { wouldOverrunBudget } from '../../core/budget';
+import type { PlanStep, SimLlmInput } from '../../core/plan';
+import { PRICE_TABLE, addUsd, costUsd } from '../../core/pricing';
+import { predictStepCost } from '../../core/step-cost';
+
+const simInput: fc.Arbitrary<SimLlmInput> = fc.record(
+  { prompt: fc.string({ minLength: 1, maxLength: 400 }), completionTokens: fc.integer({ min: 0, max: 50_000 }) },
+  { requiredKeys: ['prompt'] },
+);
+const nothingSpent = { costUsd: 0, stepsCompleted: 0 };
+
+describe('a step\'s predicted cost', () => {
+  it('is an upper bound of what the simulator charges, for any input', () => {
+    fc.assert(
+      fc.property(simInput, (input) => {
+        const prediction = predictStepCost({ skill: 'sim.llm', input }, nothingSpent)!;
+        expect(prediction.basis).toBe('upper-bound');
+        expect(prediction.usd).toBeGreaterThanOrEqual(simulateCompletion(input).costUsd);
+      }),
+    );
+  });
+
+  it('bounds a chat completion with maxTokens by the dearest price when the model is not named', () => {
+    const messages = [{ role: 'user' as const, content: 'x'.repeat(1000) }];
+    const named = predictStepCost({ skill: 'llm.chat', input: { messages, maxTokens: 500, model: 'gpt-4o-mini' } }, nothingSpent)!;
+    const unnamed = predictStepCost({ skill: 'llm.chat', input: { messages, maxTokens: 500 } }, nothingSpent)!;
+    // Whatever the provider counts up to one token per character, at most 500 out, is within the bound.
+    expect(named.usd).toBeGreaterThanOrEqual(costUsd('gpt-4o-mini', 1000 + 16, 500));
+    for (const model of Object.keys(PRICE_TABLE)) expect(unnamed.usd).toBeGreaterThanOrEqual(costUsd(model, 1000 + 16, 500));
+    expect(unnamed.usd).toBeGreaterThan(named.usd);
+  });
+
+  it('falls back to the run\'s average step for a skill without a bound, and to nothing on the first step', () => {
+    const unbounded: PlanStep = { skill: 'llm.chat', input: { messages: [{ role: 'user', content: 'hi' }] } };
+    expect(predictStepCost(unbounded, nothingSpent)).toBeNull();
+    expect(predictStepCost(unbounded, { costUsd: 0.3, stepsCompleted: 3 })).toEqual({ usd: 0.1, basis: 'average' });
+  });
+});
+
+describe('budget reservation', () => {
+  it('never lets a run of upper-bounded steps spend more than its budget', () => {
+    fc.assert(
+      fc.property(fc.array(simInput, { minLength: 1, maxLength: 30 }), fc.double({ min: 0.000_01, max: 2, noNaN: true }), (plan, budget) => {
+        let spent = 0;
+        let stepsCompleted = 0;
+        for (const input of plan) {
+          const prediction = predictStepCost({ skill: 'sim.llm', input }, { costUsd: spent, stepsCompleted })!;
+          if (wouldOverrunBudget(spent, prediction.usd, budget)) break;
+          spent = addUsd(spent, simulateCompletion(input).costUsd);
+          stepsCompleted += 1;
+        }
+        expect(spent).toBeLessThanOrEqual(budget);
+      }),
+    );
+  });
+
+  it('lets a step that lands exactly on the budget run, and refuses one a micro-dollar over', () => {
+    expect(wouldOverrunBudget(0.04, 0.06, 0.1)).toBe(false);
+    expect(wouldOverrunBudget(0.04, 0.060001, 0.1)).toBe(true);
+  });
+});
