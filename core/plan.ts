@@ -70,7 +70,8 @@ const planStep = z
     }
   });
 
-export const MAX_PLAN_STEPS = 500;
+/** As many as a policy may allow (`maxSteps`); the body limit bounds the plan's size, continue-as-new its history. */
+export const MAX_PLAN_STEPS = 10_000;
 
 export const submitRunBody = z
   .object({

@@ -35,7 +35,7 @@ export const REFUSE_CONTROL_WHILE_CLOSING_PATCH = 'refuse-control-while-closing'
 export const BUDGET_RESERVATION_PATCH = 'budget-reservation';
 
 /** What the run keeps of its tenant's policy between checks. */
-interface PolicySettings {
+export interface PolicySettings {
   version: number;
   budgetPerRunUsd: number;
   checkIntervalMs: number;
@@ -67,6 +67,47 @@ function heldAuthorities(request: ControlRequest): string[] {
   return [request.authority, ...(request.authorities ?? [])].filter((a): a is string => typeof a === 'string');
 }
 
+/** The governor's own state: plain data, so a run that continues as new carries it whole. */
+export interface GovernorMemory {
+  settings: PolicySettings | null;
+  knownPolicyVersion: number;
+  /** Workflow time of the last policy check. */
+  lastCheckAt: number | null;
+  /** Counters that key the run's records (`check:n`, `pause:n`, `signal:n`): they never restart. */
+  checkNumber: number;
+  pauseNumber: number;
+  signalNumber: number;
+  checkRequested: boolean;
+  approvedStep: number;
+  /** The step whose predicted overrun a resume accepted: it runs, and the hard limit after it still holds. */
+  overrunAcceptedStep: number;
+  /** Controls accepted and not yet acted on at a step boundary. */
+  stopRequest: ControlRequest | null;
+  pauseRequest: PauseRequest | null;
+  /** Ids of requests already acted on (the newest ones), so a redelivered request is a no-op. */
+  seenRequestIds: string[];
+}
+
+/** How many request ids a run carries across continue-as-new: redeliveries come soon after the first. */
+const CARRIED_REQUEST_IDS = 1_000;
+
+function freshMemory(knownPolicyVersion: number): GovernorMemory {
+  return {
+    settings: null,
+    knownPolicyVersion,
+    lastCheckAt: null,
+    checkNumber: 0,
+    pauseNumber: 0,
+    signalNumber: 0,
+    checkRequested: false,
+    approvedStep: -1,
+    overrunAcceptedStep: -1,
+    stopRequest: null,
+    pauseRequest: null,
+    seenRequestIds: [],
+  };
+}
+
 type PauseEnd = { ended: 'resumed' } | { ended: 'stopped' } | { ended: 'outcome'; outcome: RunOutcome };
 
 export interface GovernorContext {
@@ -75,6 +116,8 @@ export interface GovernorContext {
   publishState(): void;
   /** The run's writes (`runDomainWrites`): local-first or task-queue, chosen once per run. */
   domain: DomainWrites;
+  /** What the previous execution of a run that continued as new remembered. */
+  carried?: GovernorMemory;
 }
 
 /**
@@ -83,24 +126,14 @@ export interface GovernorContext {
  * arrived, or the next skill needs approval; a PAUSE is a durable wait for a resume with the
  * policy's SLA as its deadline.
  */
-export function createRunGovernor({ input, state, publishState, domain }: GovernorContext) {
+export function createRunGovernor({ input, state, publishState, domain, carried }: GovernorContext) {
   const { runId, tenantId } = input;
-  let settings: PolicySettings | null = null;
-  let knownPolicyVersion = input.policyVersion ?? 0;
-  let lastCheckAt: number | null = null;
-  let checkNumber = 0;
-  let pauseNumber = 0;
-  let signalNumber = 0;
-  let checkRequested = false;
-  let approvedStep = -1;
-  /** The step whose predicted overrun a resume accepted: it runs, and the hard limit after it still holds. */
-  let overrunAcceptedStep = -1;
+  /** What the governor remembers between steps; a run that continues as new carries it over. */
+  const memory: GovernorMemory = carried ? { ...carried } : freshMemory(input.policyVersion ?? 0);
   const reservesBudget = patched(BUDGET_RESERVATION_PATCH);
-  let stopRequest: ControlRequest | null = null;
-  let pauseRequest: PauseRequest | null = null;
   let resumeRequest: ControlRequest | null = null;
   /** Requests already acted on, by their sender's id: a redelivered one is a no-op. */
-  const seenRequestIds = new Set<string>();
+  const seenRequestIds = new Set(memory.seenRequestIds);
   const firstDelivery = (request: ControlRequest): boolean => {
     if (request.requestId === undefined) return true;
     if (seenRequestIds.has(request.requestId)) return false;
@@ -108,9 +141,11 @@ export function createRunGovernor({ input, state, publishState, domain }: Govern
     return true;
   };
 
-  state.pause = null;
-  state.lastCheck = null;
-  state.policyVersion = knownPolicyVersion;
+  if (!carried) {
+    state.pause = null;
+    state.lastCheck = null;
+    state.policyVersion = memory.knownPolicyVersion;
+  }
 
   /** Set once the run only writes its governance and final records (whatever phase a failing run is in). */
   let closing = false;
@@ -120,8 +155,8 @@ export function createRunGovernor({ input, state, publishState, domain }: Govern
 
   /** Recorded even when the run is being cancelled: a refused signal must not go unseen. */
   function rejectSignal(kind: string, request: ControlRequest | undefined, why: string): Promise<void> {
-    signalNumber += 1;
-    const number = signalNumber;
+    memory.signalNumber += 1;
+    const number = memory.signalNumber;
     return CancellationScope.nonCancellable(() => domain.recordRejectedSignal({
       runId,
       tenantId,
@@ -153,9 +188,9 @@ export function createRunGovernor({ input, state, publishState, domain }: Govern
     const reason = request.pauseReason ?? 'MANUAL_PAUSE';
     if (!PAUSE_REASONS.includes(reason)) return rejectSignal('pause', request, `unknown pause reason '${reason}'`);
     if (!controllable()) return rejectSignal('pause', request, uncontrollable('paused'));
-    if (state.pause || pauseRequest) return rejectSignal('pause', request, 'run is already paused');
-    pauseRequest = { ...request, pauseReason: reason };
-    checkRequested = true;
+    if (state.pause || memory.pauseRequest) return rejectSignal('pause', request, 'run is already paused');
+    memory.pauseRequest = { ...request, pauseReason: reason };
+    memory.checkRequested = true;
   });
 
   setHandler(resumeSignal, async (raw) => {
@@ -185,54 +220,54 @@ export function createRunGovernor({ input, state, publishState, domain }: Govern
     const request = controlRequestFrom(raw);
     if (!firstDelivery(request)) return;
     if (!controllable()) return rejectSignal('stop', request, uncontrollable('stopped'));
-    stopRequest ??= request;
-    checkRequested = true;
+    memory.stopRequest ??= request;
+    memory.checkRequested = true;
   });
 
   setHandler(policyChangedSignal, async () => {
-    checkRequested = true;
+    memory.checkRequested = true;
   });
 
   function checkDue(stepIndex: number): boolean {
-    if (checkRequested || stopRequest || pauseRequest || !settings || lastCheckAt === null) return true;
+    if (memory.checkRequested || memory.stopRequest || memory.pauseRequest || !memory.settings || memory.lastCheckAt === null) return true;
     const nextSkill = input.plan[stepIndex]!.skill;
-    if (settings.approvalSkills.includes(nextSkill) && approvedStep !== stepIndex) return true;
-    return workflowNow() - lastCheckAt >= settings.checkIntervalMs;
+    if (memory.settings.approvalSkills.includes(nextSkill) && memory.approvedStep !== stepIndex) return true;
+    return workflowNow() - memory.lastCheckAt >= memory.settings.checkIntervalMs;
   }
 
   async function check(stepIndex: number): Promise<PolicyCheckResponse> {
-    checkRequested = false;
-    checkNumber += 1;
+    memory.checkRequested = false;
+    memory.checkNumber += 1;
     const result = await domain.checkPolicy({
       runId,
       tenantId,
-      checkNumber,
+      checkNumber: memory.checkNumber,
       stepIndex,
-      knownPolicyVersion,
+      knownPolicyVersion: memory.knownPolicyVersion,
       runBudgetUsd: input.budgetUsd,
       costUsd: state.costUsd,
       tokens: state.tokens,
       stepsCompleted: state.stepsCompleted,
       remainingSkills: input.plan.slice(stepIndex).map((s) => s.skill),
-      nextStepApproved: approvedStep === stepIndex,
-      stopRequested: stopRequest !== null,
+      nextStepApproved: memory.approvedStep === stepIndex,
+      stopRequested: memory.stopRequest !== null,
     });
-    lastCheckAt = workflowNow();
-    settings = settingsFrom(result);
+    memory.lastCheckAt = workflowNow();
+    memory.settings = settingsFrom(result);
     state.lastCheck = { decision: result.decision, reason: result.reason, stepIndex };
     return result;
   }
 
   function acceptPolicy(result: PolicyCheckResponse): void {
-    knownPolicyVersion = result.policyVersion;
-    state.policyVersion = knownPolicyVersion;
+    memory.knownPolicyVersion = result.policyVersion;
+    state.policyVersion = memory.knownPolicyVersion;
   }
 
   function terminationOutcome(result: PolicyCheckResponse): RunOutcome {
     const types = result.violations.map((v) => v.type);
     if (types.includes('MANUAL_STOP')) {
-      const by = stopRequest?.actor ? ` by ${stopRequest.actor}` : '';
-      const why = stopRequest?.reason ? `: ${stopRequest.reason}` : '';
+      const by = memory.stopRequest?.actor ? ` by ${memory.stopRequest.actor}` : '';
+      const why = memory.stopRequest?.reason ? `: ${memory.stopRequest.reason}` : '';
       return { kind: 'failed', status: 'cancelled', code: 'STOPPED', message: `run stopped${by}${why}` };
     }
     const code: FailureCode = types.includes('BUDGET_EXCEEDED') ? 'BUDGET_EXCEEDED' : 'POLICY_TERMINATED';
@@ -251,9 +286,9 @@ export function createRunGovernor({ input, state, publishState, domain }: Govern
 
   /** The durable wait: a resume, a stop, or the SLA running out (with a warning before it). */
   async function pause(reason: PauseReason, detail: string, request: PauseRequest | null): Promise<PauseEnd> {
-    const policy = settings!;
-    pauseNumber += 1;
-    const number = pauseNumber;
+    const policy = memory.settings!;
+    memory.pauseNumber += 1;
+    const number = memory.pauseNumber;
     const startedAt = workflowNow();
     const allowedAuthorities = request?.allowedAuthorities?.length ? request.allowedAuthorities : [...DEFAULT_RESUME_AUTHORITIES[reason]];
     const actor = request?.actor ?? 'policy';
@@ -281,7 +316,7 @@ export function createRunGovernor({ input, state, publishState, domain }: Govern
       holdsUpToSeconds: (policy.pauseSlaMs * (policy.pauseTimeoutBehavior === 'ESCALATE' ? 2 : 1)) / 1000,
     });
 
-    const interrupted = () => resumeRequest !== null || stopRequest !== null;
+    const interrupted = () => resumeRequest !== null || memory.stopRequest !== null;
     const resumed = async (by: ControlRequest, endedBy: 'operator' | 'timeout'): Promise<PauseEnd> => {
       await domain.recordResume({
         runId,
@@ -317,7 +352,7 @@ export function createRunGovernor({ input, state, publishState, domain }: Govern
         woke = await condition(interrupted, policy.pauseWarningMs);
       }
       if (woke) {
-        if (stopRequest) {
+        if (memory.stopRequest) {
           setPause(null);
           return { ended: 'stopped' };
         }
@@ -363,12 +398,12 @@ export function createRunGovernor({ input, state, publishState, domain }: Govern
       if (result.decision === 'TERMINATE') return terminationOutcome(result);
       if (result.decision === 'CONTINUE' || result.decision === 'SKIP') {
         acceptPolicy(result);
-        if (!pauseRequest) return null;
-        const request = pauseRequest;
-        pauseRequest = null;
+        if (!memory.pauseRequest) return null;
+        const request = memory.pauseRequest;
+        memory.pauseRequest = null;
         const end = await pause(request.pauseReason ?? 'MANUAL_PAUSE', request.reason ?? 'paused by an operator', request);
         if (end.ended === 'outcome') return end.outcome;
-        checkRequested = true;
+        memory.checkRequested = true;
         continue;
       }
       // PAUSE: the policy asks for a human.
@@ -377,19 +412,19 @@ export function createRunGovernor({ input, state, publishState, domain }: Govern
       if (end.ended === 'resumed') {
         // A resume accepts what the pause was about: the changed policy, or the step needing approval.
         acceptPolicy(result);
-        if (result.violations.some((v) => v.type === 'APPROVAL_REQUIRED')) approvedStep = stepIndex;
+        if (result.violations.some((v) => v.type === 'APPROVAL_REQUIRED')) memory.approvedStep = stepIndex;
       }
-      checkRequested = true;
+      memory.checkRequested = true;
     }
     return null;
   }
 
   /** Why step `stepIndex` may not start because of what it may cost, or null when it fits the budget. */
   function predictedOverrun(stepIndex: number): string | null {
-    if (!reservesBudget || overrunAcceptedStep === stepIndex) return null;
+    if (!reservesBudget || memory.overrunAcceptedStep === stepIndex) return null;
     const step = input.plan[stepIndex]!;
     const prediction = predictStepCost(step, state);
-    const budget = effectiveBudgetUsd(input.budgetUsd, settings?.budgetPerRunUsd);
+    const budget = effectiveBudgetUsd(input.budgetUsd, memory.settings?.budgetPerRunUsd);
     if (!prediction || !wouldOverrunBudget(state.costUsd, prediction.usd, budget)) return null;
     const basis = prediction.basis === 'upper-bound' ? 'at most' : 'about (the run\'s average step)';
     return `predicted overrun: step ${stepIndex} (${step.skill}) would cost ${basis} $${prediction.usd} with $${state.costUsd} spent, over the run's budget of $${budget}; refused before it ran`;
@@ -406,20 +441,22 @@ export function createRunGovernor({ input, state, publishState, domain }: Govern
       if (verdict) return verdict;
       const overrun = predictedOverrun(stepIndex);
       if (!overrun) return null;
-      if (settings?.onPredictedOverrun !== 'PAUSE') return { kind: 'failed', status: 'failed_policy', code: 'BUDGET_EXCEEDED', message: overrun };
+      if (memory.settings?.onPredictedOverrun !== 'PAUSE') return { kind: 'failed', status: 'failed_policy', code: 'BUDGET_EXCEEDED', message: overrun };
       const end = await pause('BUDGET_WARNING', overrun, null);
       if (end.ended === 'outcome') return end.outcome;
-      if (end.ended === 'resumed') overrunAcceptedStep = stepIndex;
+      if (end.ended === 'resumed') memory.overrunAcceptedStep = stepIndex;
       // A stop ends the run through the check; a resume is followed by the policy as it is now.
-      checkRequested = true;
+      memory.checkRequested = true;
     }
   }
 
   return {
     beforeStep,
+    /** What the next execution needs to go on where this one stops (only ever between steps, never paused). */
+    memory: (): GovernorMemory => ({ ...memory, seenRequestIds: [...seenRequestIds].slice(-CARRIED_REQUEST_IDS) }),
     /** The hard limit after each step: the run's budget, or a lower one its accepted policy set. */
-    budgetUsd: () => effectiveBudgetUsd(input.budgetUsd, settings?.budgetPerRunUsd),
-    warningAtUsd: () => (settings ? budgetWarningAtUsd(effectiveBudgetUsd(input.budgetUsd, settings.budgetPerRunUsd), settings.warningThresholdPct) : null),
+    budgetUsd: () => effectiveBudgetUsd(input.budgetUsd, memory.settings?.budgetPerRunUsd),
+    warningAtUsd: () => (memory.settings ? budgetWarningAtUsd(effectiveBudgetUsd(input.budgetUsd, memory.settings.budgetPerRunUsd), memory.settings.warningThresholdPct) : null),
     /**
      * The run is closing: a pause still held is lifted, and from now on a pause or stop is refused
      * and recorded as refused (it used to be accepted and never acted on). So is one accepted that
@@ -430,9 +467,9 @@ export function createRunGovernor({ input, state, publishState, domain }: Govern
       if (patched(REFUSE_CONTROL_WHILE_CLOSING_PATCH)) {
         closing = true;
         const stopped = outcome.kind === 'failed' && outcome.code === 'STOPPED';
-        if (stopRequest && !stopped) await rejectSignal('stop', stopRequest, uncontrollable('stopped'));
-        if (pauseRequest) await rejectSignal('pause', pauseRequest, uncontrollable('paused'));
-        stopRequest = pauseRequest = null;
+        if (memory.stopRequest && !stopped) await rejectSignal('stop', memory.stopRequest, uncontrollable('stopped'));
+        if (memory.pauseRequest) await rejectSignal('pause', memory.pauseRequest, uncontrollable('paused'));
+        memory.stopRequest = memory.pauseRequest = null;
       }
       if (state.pause) setPause(null);
     },

@@ -5,6 +5,7 @@ import type { RunPhase, RunStatus } from '../core/phases';
 import type { PlanStep } from '../core/plan';
 import type { SagaPhase } from '../core/saga';
 import { toSafeText } from '../core/text-safety';
+import type { GovernorMemory } from './governor';
 
 export interface RunWorkflowInput {
   runId: string;
@@ -15,6 +16,16 @@ export interface RunWorkflowInput {
   observabilityMode: ObservabilityMode;
   /** The policy version the run was authorized under; absent in runs started before policy checks. */
   policyVersion?: number;
+  /** Continue as new once the history holds this many events (default `RUN_HISTORY_EVENTS_BOUND`). */
+  continueAsNewAfterEvents?: number;
+  /** Set when an earlier execution of this run continued as new: where it stopped, before step `nextStep`. */
+  continued?: ContinuedRun;
+}
+
+export interface ContinuedRun {
+  nextStep: number;
+  state: RunState;
+  governor: GovernorMemory;
 }
 
 export interface PauseState {
@@ -47,6 +58,8 @@ export interface RunState {
   pause?: PauseState | null;
   policyVersion?: number;
   lastCheck?: { decision: PolicyDecision; reason: string; stepIndex: number } | null;
+  /** How many times the run's workflow continued as new (a long run's history is cut into executions). */
+  continuedAsNew?: number;
 }
 
 /**

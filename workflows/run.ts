@@ -2,13 +2,16 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  ContinueAsNew,
   allHandlersFinished,
   condition,
+  continueAsNew,
   isCancellation,
   patched,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
+  workflowInfo,
 } from '@temporalio/workflow';
 import { hasOverrunBudget } from '../core/budget';
 import { sagaEventKey, type OutboundEvent } from '../core/events';
@@ -42,6 +45,15 @@ export const FAILED_RUN_CLOSES_VISIBLY_PATCH = 'failed-run-closes-through-govern
  */
 export const COMPENSATION_GIVES_UP_PATCH = 'compensation-gives-up-run-still-finalized';
 
+/** Runs started before long runs continued as new keep one history, however long. */
+export const LONG_RUN_CONTINUES_AS_NEW_PATCH = 'long-run-continues-as-new';
+/**
+ * A run continues as new, between steps, once its history holds this many events: far below the
+ * 10,240 at which Temporal starts warning (a step adds about seven, a pause a dozen more), and
+ * small enough that a worker taking over replays it in a moment.
+ */
+export const RUN_HISTORY_EVENTS_BOUND = 2_000;
+
 function failed(status: FailedStatus, code: FailureCode, message: string): RunOutcome {
   return { kind: 'failed', status, code, message };
 }
@@ -52,8 +64,8 @@ function describeFailure(err: unknown): string {
 }
 
 export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
-  const { runId, tenantId } = input;
-  const state: RunState = {
+  const { runId, tenantId, continued } = input;
+  const state: RunState = continued?.state ?? {
     runId,
     tenantId,
     phase: 'CREATED',
@@ -70,7 +82,7 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
   let upserted: string | null = null;
   setHandler(runStateQuery, () => state);
   const domain = runDomainWrites();
-  const governor = patched(MID_RUN_POLICY_PATCH) ? createRunGovernor({ input, state, publishState, domain }) : null;
+  const governor = patched(MID_RUN_POLICY_PATCH) ? createRunGovernor({ input, state, publishState, domain, carried: continued?.governor }) : null;
   publishState();
 
   function publishState(): void {
@@ -95,6 +107,7 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
       const p = state.pause;
       lines.push(`**PAUSED** (${p.reason}) since ${p.since}, expires ${p.expiresAt}: ${p.detail}; resume by ${p.allowedAuthorities.join(', ')}`);
     }
+    if (state.continuedAsNew) lines.push(`execution ${state.continuedAsNew + 1} of this run (its history continued as new ${state.continuedAsNew} times)`);
     if (state.lastCheck) lines.push(`last policy check: ${state.lastCheck.decision} before step ${state.lastCheck.stepIndex} (${state.lastCheck.reason})`);
     if (state.error) lines.push(`error: ${state.error.code}: ${state.error.message}`);
     setCurrentDetails(lines.join('\n\n'));
@@ -134,8 +147,23 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
     }
   }
 
-  async function executePlan(): Promise<RunOutcome> {
-    for (const [stepIndex, step] of input.plan.entries()) {
+  function historyIsLong(): boolean {
+    const info = workflowInfo();
+    return info.continueAsNewSuggested || info.historyLength >= (input.continueAsNewAfterEvents ?? RUN_HISTORY_EVENTS_BOUND);
+  }
+
+  /** Hands the run to a fresh execution of its workflow (same workflow id) before step `nextStep`. */
+  async function continueRun(nextStep: number): Promise<never> {
+    // An update or signal still being handled would be lost with this execution.
+    await condition(allHandlersFinished);
+    state.continuedAsNew = (state.continuedAsNew ?? 0) + 1;
+    return continueAsNew<typeof runWorkflow>({ ...input, continued: { nextStep, state, governor: governor!.memory() } });
+  }
+
+  async function executePlan(firstStep: number): Promise<RunOutcome> {
+    for (let stepIndex = firstStep; stepIndex < input.plan.length; stepIndex += 1) {
+      const step = input.plan[stepIndex]!;
+      if (governor && stepIndex > firstStep && historyIsLong() && patched(LONG_RUN_CONTINUES_AS_NEW_PATCH)) await continueRun(stepIndex);
       const verdict = await governor?.beforeStep(stepIndex);
       if (verdict) return verdict;
       let result;
@@ -290,6 +318,7 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
   }
 
   async function execute(): Promise<RunOutcome> {
+    if (continued) return executePlan(continued.nextStep);
     const guardFailure = await startTraceGuarded();
     if (guardFailure) return guardFailure;
     if (input.authorization.decision === 'DENIED') {
@@ -297,13 +326,14 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
     }
     await transition('AUTHORIZED', 'queued');
     await transition('EXECUTING', 'running');
-    return executePlan();
+    return executePlan(0);
   }
 
   let outcome: RunOutcome;
   try {
     outcome = await execute();
   } catch (err) {
+    if (err instanceof ContinueAsNew) throw err;
     if (isCancellation(err)) outcome = failed('cancelled', 'STOPPED', 'run cancelled');
     else if (patched(NEVER_WEDGE_PATCH)) outcome = failed('failed', 'RECORDING_FAILED', `the run could not record its progress: ${describeFailure(err)}`);
     else throw err;

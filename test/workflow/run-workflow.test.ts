@@ -5,7 +5,7 @@
  * holds; the end-to-end suite checks the same paths against the real activities.
  */
 import { randomUUID } from 'node:crypto';
-import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -16,7 +16,7 @@ import type { PlanStep } from '../../core/plan';
 import { DEFAULT_POLICY, type PolicyRules } from '../../core/policy';
 import { decidePolicy } from '../../core/policy-check';
 import { pauseSignal, resumeSignal, runStateQuery, stopSignal, type RunWorkflowInput } from '../../workflows/messages';
-import { finalRunState } from '../helpers/runs';
+import { executionsOf, finalRunState, recordHistory } from '../helpers/runs';
 
 interface Call {
   activity: string;
@@ -149,7 +149,10 @@ function chatPlan(steps: number, input: { maxTokens?: number } = {}): PlanStep[]
   return Array.from({ length: steps }, (_, i) => ({ skill: 'llm.chat', input: { messages: [{ role: 'user', content: `step ${i}` }], ...input } }) as PlanStep);
 }
 
-async function startRun(steps: PlanStep[], options: { budgetUsd?: number; rules?: Partial<PolicyRules>; chatCostUsd?: number } = {}) {
+async function startRun(
+  steps: PlanStep[],
+  options: { budgetUsd?: number; rules?: Partial<PolicyRules>; chatCostUsd?: number; continueAsNewAfterEvents?: number } = {},
+) {
   const runId = randomUUID();
   const world = new FakeRunWorld();
   world.rules = { ...DEFAULT_POLICY, ...options.rules };
@@ -163,9 +166,10 @@ async function startRun(steps: PlanStep[], options: { budgetUsd?: number; rules?
     authorization: { decision: 'ALLOWED', reason: null },
     observabilityMode: 'DEGRADED',
     policyVersion: 1,
+    ...(options.continueAsNewAfterEvents ? { continueAsNewAfterEvents: options.continueAsNewAfterEvents } : {}),
   };
   const handle = await client.workflow.start('runWorkflow', { taskQueue, workflowId: runId, args: [input] });
-  return { handle: handle as WorkflowHandle, world };
+  return { handle, world };
 }
 
 /** Does `act` while the run's first step is held, then lets the step finish. */
@@ -287,6 +291,54 @@ describe('the run workflow against fake activities', () => {
     expect(state.error!.message).toContain('could not undo POLICY_EVALUATED');
     expect(world.named('rollbackIncident')).toHaveLength(1);
     expect(world.named('finalizeRun')).toHaveLength(1);
+  });
+});
+
+/** Names a history for the replay corpus when the suite runs with RECORD_HISTORIES=<version>. */
+function recordForReplay(runId: string, name: string, executionRunId?: string): void {
+  if (process.env.RECORD_HISTORIES) recordHistory(runId, `${name}-${process.env.RECORD_HISTORIES}`, executionRunId);
+}
+
+describe('a long run continues as new', () => {
+  it('cuts its history into executions under the bound, each step run once, its records keyed on as if it were one', async () => {
+    const { handle, world } = await startRun(plan(30), { continueAsNewAfterEvents: 60 });
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 30, tokens: expect.any(Number) });
+    expect(state.continuedAsNew).toBeGreaterThanOrEqual(3);
+    expect(world.named('executeStep').map((s) => s.stepIndex)).toEqual([...Array(30).keys()]);
+    expect(world.named('recordTraceStep').map((s) => s.stepIndex)).toEqual([...Array(30).keys()]);
+    // Its checks go on numbering: a check key reused across executions would return an old decision.
+    const checks = world.named('checkPolicy').map((c) => c.checkNumber as number);
+    expect(checks).toEqual([...checks.keys()].map((i) => i + 1));
+    expect(phasesOf(world)).toEqual(['AUTHORIZED', 'EXECUTING', 'GOVERNANCE_CHECK', 'FINALIZING', 'COMPLETED/succeeded']);
+    expect(world.named('startTrace')).toHaveLength(1);
+    const executions = await executionsOf(client, handle.workflowId, handle.firstExecutionRunId);
+    expect(executions).toHaveLength(state.continuedAsNew! + 1);
+    // The bound is checked between steps: an execution ends within one step's events of it.
+    for (const e of executions) expect(e.events).toBeLessThan(60 + 20);
+    recordForReplay(handle.workflowId, 'run-continued-as-new-first', executions[0]!.runId);
+    recordForReplay(handle.workflowId, 'run-continued-as-new-last', executions.at(-1)!.runId);
+  });
+
+  it('carries a stop accepted during a step into the next execution, which acts on it', async () => {
+    const { handle, world } = await startRun(plan(3), { continueAsNewAfterEvents: 1 });
+    await whileFirstStepRuns(world, () => handle.signal(stopSignal, { reason: 'enough', actor: 'ops', authority: 'TENANT_ADMIN', requestId: 'stop-1' }));
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'FAILED', status: 'cancelled', error: { code: 'STOPPED', message: 'run stopped by ops: enough' }, stepsCompleted: 1 });
+    expect(state.continuedAsNew).toBe(1);
+    expect(world.named('executeStep')).toHaveLength(1);
+  });
+
+  it('carries a pause accepted during a step; the next execution holds the run until a resume', async () => {
+    const { handle, world } = await startRun(plan(3), { continueAsNewAfterEvents: 1 });
+    await whileFirstStepRuns(world, () => handle.signal(pauseSignal, { reason: 'look first', actor: 'ops', authority: 'TENANT_ADMIN' }));
+    await waitUntil(async () => (await handle.query(runStateQuery)).pause?.reason === 'MANUAL_PAUSE');
+    expect(world.named('executeStep')).toHaveLength(1);
+    await handle.signal(resumeSignal, { reason: 'go on', actor: 'ops', authority: 'TENANT_ADMIN' });
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 3, pause: null });
+    expect(world.named('recordPause').map((p) => p.dedupeKey)).toEqual(['pause:1']);
+    expect(world.named('recordResume')).toHaveLength(1);
   });
 });
 

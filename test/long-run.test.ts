@@ -1,0 +1,46 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectFullGovernanceRecords } from './helpers/records';
+import { executionsOf } from './helpers/runs';
+import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
+
+let stack: Stack;
+let tenant: TestTenant;
+
+beforeAll(async () => {
+  stack = await startStack();
+  tenant = await stack.createTenant({ policy: { maxSteps: 1_000 } });
+});
+afterAll(() => stack?.close());
+
+describe('a 1,000-step run', () => {
+  it('completes, its workflow continuing as new under the history bound, and shows as one run', { timeout: 240_000 }, async () => {
+    const runId = await stack.submitRun(tenant.apiKey, { plan: simPlan(1_000), budgetUsd: 5 });
+    const run = await stack.waitForPhase(runId, 'terminal', 200_000);
+    expect(run).toMatchObject({ phase: 'COMPLETED', status: 'succeeded', stepsCompleted: 1_000 });
+
+    const records = await expectFullGovernanceRecords(stack.db, runId);
+    expect(records.steps.map((s) => s.stepIndex)).toEqual([...Array(1_000).keys()]);
+    expect(records.steps.reduce((sum, s) => sum + s.costUsd, 0)).toBeCloseTo(run.costUsd, 6);
+
+    const shown = await stack.request('GET', `/api/v1/runs/${runId}`, { apiKey: tenant.apiKey });
+    expect(shown.status).toBe(200);
+    expect(shown.body.run).toMatchObject({ id: runId, phase: 'COMPLETED', stepsCompleted: 1_000 });
+
+    const latest = await stack.client.workflow.getHandle(runId).describe();
+    expect(latest.status.name).toBe('COMPLETED');
+    const executions = await executionsOf(stack.client, runId, runId === latest.runId ? runId : (await firstExecution(runId)));
+    expect(executions.length).toBeGreaterThan(1);
+    expect(executions.at(-1)!.runId).toBe(latest.runId);
+    for (const e of executions) expect(e.events).toBeLessThan(10_240);
+    console.log(`1,000-step run: ${executions.length} executions of ${executions.map((e) => e.events).join(', ')} events`);
+  });
+});
+
+/** The run's first execution: the one its API start created, the oldest with its workflow id. */
+async function firstExecution(runId: string): Promise<string> {
+  let oldest: { runId: string; startTime: Date } | undefined;
+  for await (const execution of stack.client.workflow.list({ query: `WorkflowId = "${runId}"` })) {
+    if (!oldest || execution.startTime < oldest.startTime) oldest = { runId: execution.runId, startTime: execution.startTime };
+  }
+  return oldest!.runId;
+}
