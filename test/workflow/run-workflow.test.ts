@@ -15,7 +15,7 @@ import { simulateCompletion } from '../../activities/skills/sim';
 import type { PlanStep } from '../../core/plan';
 import { DEFAULT_POLICY, type PolicyRules } from '../../core/policy';
 import { decidePolicy } from '../../core/policy-check';
-import { pauseSignal, resumeSignal, runStateQuery, stopSignal, type RunWorkflowInput } from '../../workflows/messages';
+import { pauseSignal, policyChangedSignal, resumeSignal, resumeUpdate, runStateQuery, stopSignal, type RunWorkflowInput } from '../../workflows/messages';
 import { executionsOf, finalRunState, recordHistory } from '../helpers/runs';
 
 interface Call {
@@ -48,6 +48,7 @@ class FakeRunWorld {
   /** Activities that fail for good (a non-retryable failure, as after the retry budget). */
   readonly failing = new Set<string>();
   readonly gates = new Map<number, Gate>();
+  tenantStatus: 'active' | 'suspended' = 'active';
   /** What an `llm.chat` step charges here: the fake provider's bill. */
   chatCostUsd = 0.05;
 
@@ -99,10 +100,10 @@ const fakeActivities = {
     ]),
   ),
   async checkPolicy(input: PolicyCheckRequest): Promise<PolicyCheckResponse> {
-    const { rules } = record('checkPolicy', input);
+    const { rules, tenantStatus } = record('checkPolicy', input);
     const current = { version: 1, rules };
     return {
-      ...decidePolicy({ ...input, current, known: current, tenantStatus: 'active' }),
+      ...decidePolicy({ ...input, current, known: current, tenantStatus }),
       policyVersion: 1,
       rules,
     };
@@ -151,12 +152,20 @@ function chatPlan(steps: number, input: { maxTokens?: number } = {}): PlanStep[]
 
 async function startRun(
   steps: PlanStep[],
-  options: { budgetUsd?: number; rules?: Partial<PolicyRules>; chatCostUsd?: number; continueAsNewAfterEvents?: number } = {},
+  options: {
+    budgetUsd?: number;
+    rules?: Partial<PolicyRules>;
+    chatCostUsd?: number;
+    continueAsNewAfterEvents?: number;
+    input?: Partial<RunWorkflowInput>;
+    failing?: string[];
+  } = {},
 ) {
   const runId = randomUUID();
   const world = new FakeRunWorld();
   world.rules = { ...DEFAULT_POLICY, ...options.rules };
   world.chatCostUsd = options.chatCostUsd ?? world.chatCostUsd;
+  for (const activity of options.failing ?? []) world.failing.add(activity);
   worlds.set(runId, world);
   const input: RunWorkflowInput = {
     runId,
@@ -167,6 +176,7 @@ async function startRun(
     observabilityMode: 'DEGRADED',
     policyVersion: 1,
     ...(options.continueAsNewAfterEvents ? { continueAsNewAfterEvents: options.continueAsNewAfterEvents } : {}),
+    ...options.input,
   };
   const handle = await client.workflow.start('runWorkflow', { taskQueue, workflowId: runId, args: [input] });
   return { handle, world };
@@ -195,6 +205,7 @@ describe('the run workflow against fake activities', () => {
     expect(phasesOf(world)).toEqual(['AUTHORIZED', 'EXECUTING', 'GOVERNANCE_CHECK', 'FINALIZING', 'COMPLETED/succeeded']);
     expect(world.calls.map((c) => c.activity).filter((a) => SAGA.includes(a))).toEqual(SAGA);
     expect(world.named('recordTraceStep').map((s) => s.stepIndex)).toEqual([0, 1, 2]);
+    recordForReplay(handle.workflowId, 'path-clean-run');
   });
 
   it('fails a run whose unbounded step overruns the budget, after that step, closing it through governance', async () => {
@@ -203,6 +214,7 @@ describe('the run workflow against fake activities', () => {
     const state = await finalRunState(handle);
     expect(state).toMatchObject({ phase: 'FAILED', status: 'failed_policy', error: { code: 'BUDGET_EXCEEDED' }, stepsCompleted: 1 });
     expect(state.costUsd).toBeGreaterThan(0.01);
+    recordForReplay(handle.workflowId, 'path-budget-overrun');
     expect(phasesOf(world)).toEqual(['AUTHORIZED', 'EXECUTING', 'GOVERNANCE_CHECK', 'FINALIZING', 'FAILED/failed_policy']);
     expect(world.named('executeStep')).toHaveLength(1);
   });
@@ -217,6 +229,7 @@ describe('the run workflow against fake activities', () => {
     expect(world.named('executeStep').map((s) => s.stepIndex)).toEqual([0, 1]);
     // The prediction is what the final evaluation records.
     expect(world.named('evaluatePolicy')[0]!.outcome).toMatchObject({ code: 'BUDGET_EXCEEDED', message: state.error!.message });
+    recordForReplay(handle.workflowId, 'path-predicted-overrun-terminate');
   });
 
   it('predicts an unbounded step from the run\'s average step, once there is one', async () => {
@@ -237,6 +250,7 @@ describe('the run workflow against fake activities', () => {
     // The resumed step ran: $0.15 in all, within the $0.2 its prediction feared it would cross.
     expect(state).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 3, costUsd: 0.15 });
     expect(world.named('recordResume')).toHaveLength(1);
+    recordForReplay(handle.workflowId, 'path-predicted-overrun-pause-resumed');
   });
 
   it('holds a paused run until a resume, and records both', async () => {
@@ -249,6 +263,7 @@ describe('the run workflow against fake activities', () => {
     expect(state).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 3, pause: null });
     expect(world.named('recordPause')).toHaveLength(1);
     expect(world.named('recordResume')).toHaveLength(1);
+    recordForReplay(handle.workflowId, 'path-pause-resumed-by-signal');
   });
 
   it('terminates a run whose pause outlives its SLA when the policy says TERMINATE', async () => {
@@ -258,6 +273,7 @@ describe('the run workflow against fake activities', () => {
     expect(state).toMatchObject({ phase: 'FAILED', error: { code: 'PAUSE_TIMEOUT' }, stepsCompleted: 1 });
     expect(world.named('recordPauseTimeout')).toHaveLength(1);
     expect(world.named('executeStep')).toHaveLength(1);
+    recordForReplay(handle.workflowId, 'path-pause-sla-terminate');
   });
 
   it('stops a run before its next step, cancelled, and records its governance', async () => {
@@ -266,6 +282,7 @@ describe('the run workflow against fake activities', () => {
     const state = await finalRunState(handle);
     expect(state).toMatchObject({ phase: 'FAILED', status: 'cancelled', error: { code: 'STOPPED' }, stepsCompleted: 1 });
     expect(world.calls.map((c) => c.activity).filter((a) => SAGA.includes(a))).toEqual(SAGA);
+    recordForReplay(handle.workflowId, 'path-stopped');
   });
 
   it('rolls the saga back newest first when a step of it fails for good', async () => {
@@ -280,6 +297,7 @@ describe('the run workflow against fake activities', () => {
     ]);
     // A rolled-back saga fails the run from GOVERNANCE_CHECK: FINALIZING follows governance that stood.
     expect(phasesOf(world)).toEqual(['AUTHORIZED', 'EXECUTING', 'GOVERNANCE_CHECK', 'FAILED/failed']);
+    recordForReplay(handle.workflowId, 'path-saga-rolled-back');
   });
 
   it('finalizes the run when a compensation gives up, after running the others', async () => {
@@ -291,6 +309,78 @@ describe('the run workflow against fake activities', () => {
     expect(state.error!.message).toContain('could not undo POLICY_EVALUATED');
     expect(world.named('rollbackIncident')).toHaveLength(1);
     expect(world.named('finalizeRun')).toHaveLength(1);
+    recordForReplay(handle.workflowId, 'path-compensation-gives-up');
+  });
+
+  it('resumes a paused run by update, answering with the run state once it goes on', async () => {
+    const { handle, world } = await startRun(plan(2));
+    await whileFirstStepRuns(world, () => handle.signal(pauseSignal, { reason: 'look first', actor: 'ops', authority: 'TENANT_ADMIN' }));
+    await waitUntil(async () => (await handle.query(runStateQuery)).pause !== null);
+    await expect(handle.executeUpdate(resumeUpdate, { args: [{ actor: 'viewer', authority: 'NOBODY' }] })).rejects.toMatchObject({
+      cause: { message: expect.stringMatching(/may not resume/) },
+    });
+    const answered = await handle.executeUpdate(resumeUpdate, { args: [{ actor: 'ops', authority: 'TENANT_ADMIN', reason: 'go on' }] });
+    expect(answered.pause).toBeNull();
+    expect(await finalRunState(handle)).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 2 });
+    expect(world.named('recordResume')).toHaveLength(1);
+    recordForReplay(handle.workflowId, 'path-pause-resumed-by-update');
+  });
+
+  it('resumes a run by itself when its pause outlives the SLA and the policy says CONTINUE', async () => {
+    const { handle, world } = await startRun(plan(2), { rules: { pauseSlaSeconds: 1, pauseWarningSeconds: 0.5, pauseTimeoutBehavior: 'CONTINUE' } });
+    await whileFirstStepRuns(world, () => handle.signal(pauseSignal, { reason: 'back soon', actor: 'ops', authority: 'TENANT_ADMIN' }));
+    expect(await finalRunState(handle)).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 2 });
+    expect(world.named('recordPauseWarning')).toHaveLength(1);
+    expect(world.named('recordResume')[0]).toMatchObject({ endedBy: 'timeout', authority: 'SYSTEM_AUTO' });
+    recordForReplay(handle.workflowId, 'path-pause-sla-continue');
+  });
+
+  it('escalates a pause that outlives its SLA once, then terminates it when the policy says ESCALATE', async () => {
+    const { handle, world } = await startRun(plan(2), { rules: { pauseSlaSeconds: 1, pauseWarningSeconds: 0, pauseTimeoutBehavior: 'ESCALATE' } });
+    await whileFirstStepRuns(world, () => handle.signal(pauseSignal, { reason: 'nobody will come', actor: 'ops', authority: 'TENANT_ADMIN' }));
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'FAILED', error: { code: 'PAUSE_TIMEOUT' }, stepsCompleted: 1 });
+    expect(state.error!.message).toContain('nor within the escalation period');
+    expect(world.named('recordPauseTimeout').map((t) => t.escalation)).toEqual([true, false]);
+    recordForReplay(handle.workflowId, 'path-pause-sla-escalate');
+  });
+
+  it('terminates a run whose tenant is suspended at its next step', async () => {
+    const { handle, world } = await startRun(plan(3));
+    await whileFirstStepRuns(world, async () => {
+      world.tenantStatus = 'suspended';
+      await handle.signal(policyChangedSignal);
+    });
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'FAILED', status: 'failed_policy', error: { code: 'POLICY_TERMINATED' }, stepsCompleted: 1 });
+    expect(state.error!.message).toContain('TENANT_SUSPENDED');
+    recordForReplay(handle.workflowId, 'path-tenant-suspended');
+  });
+
+  it('fails a run that is not authorized without executing it', async () => {
+    const { handle, world } = await startRun(plan(2), { input: { authorization: { decision: 'DENIED', reason: 'skill not allowed' } } });
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'FAILED', status: 'failed_policy', error: { code: 'AUTHORIZATION_DENIED' }, stepsCompleted: 0 });
+    expect(world.named('executeStep')).toHaveLength(0);
+    expect(phasesOf(world)).toEqual(['FAILED/failed_policy']);
+    recordForReplay(handle.workflowId, 'path-denied');
+  });
+
+  it('fails a STRICT run whose trace cannot start, before any step', async () => {
+    const { handle, world } = await startRun(plan(2), { input: { observabilityMode: 'STRICT' }, failing: ['startTrace'] });
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'FAILED', error: { code: 'OBSERVABILITY_REQUIRED' }, stepsCompleted: 0 });
+    expect(world.named('recordTraceStartFailure')).toHaveLength(1);
+    expect(world.named('executeStep')).toHaveLength(0);
+    recordForReplay(handle.workflowId, 'path-observability-strict');
+  });
+
+  it('fails a run whose step fails for good, through governance', async () => {
+    const { handle, world } = await startRun(plan(3, { fail: true }));
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'FAILED', status: 'failed', error: { code: 'STEP_FAILED' }, stepsCompleted: 0 });
+    expect(phasesOf(world)).toEqual(['AUTHORIZED', 'EXECUTING', 'GOVERNANCE_CHECK', 'FINALIZING', 'FAILED/failed']);
+    recordForReplay(handle.workflowId, 'path-step-failed');
   });
 });
 
