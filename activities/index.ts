@@ -25,3 +25,10 @@ export function createActivities(deps: ActivityDeps) {
 }
 
 export type Activities = ReturnType<typeof createActivities>;
+
+/** A plan step's skill: slow, billed, retried a few times (the workflow's `skills` proxy). */
+export type SkillActivities = ReturnType<typeof createSkillActivities>;
+/** The audit loop's work, run by its own workflows. */
+export type ReconcilerActivities = ReturnType<typeof createReconcilerActivities>;
+/** The run's short idempotent writes to its domains (the workflow's `domain` proxy). */
+export type DomainActivities = Omit<Activities, keyof SkillActivities | keyof ReconcilerActivities>;

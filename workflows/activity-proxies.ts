@@ -1,5 +1,5 @@
 import { ActivityFailure, ApplicationFailure, isCancellation, patched, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import type { DomainActivities, SkillActivities } from '../activities';
 import { LOCAL_WRITE_ATTEMPTS, type HandedOnWrite } from '../core/retry-budget';
 import { STEP_HEARTBEAT_TIMEOUT_MS } from '../core/step-heartbeat';
 
@@ -16,7 +16,7 @@ const DOMAIN_WRITE_OPTIONS = {
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
 } as const;
 
-export const domain = proxyActivities<Activities>(DOMAIN_WRITE_OPTIONS);
+export const domain = proxyActivities<DomainActivities>(DOMAIN_WRITE_OPTIONS);
 export type DomainWrites = typeof domain;
 
 /**
@@ -28,7 +28,7 @@ export type DomainWrites = typeof domain;
  * failure, queries answered meanwhile) and the retry budget of a non-transient error applies,
  * counting the local attempts (`core/retry-budget.ts`).
  */
-const localDomain = proxyLocalActivities<Activities>({
+const localDomain = proxyLocalActivities<DomainActivities>({
   startToCloseTimeout: DOMAIN_WRITE_OPTIONS.startToCloseTimeout,
   retry: { initialInterval: '200 milliseconds', maximumAttempts: LOCAL_WRITE_ATTEMPTS },
 });
@@ -70,7 +70,7 @@ export function runDomainWrites(): DomainWrites {
  * a lost worker is detected by the step's heartbeat instead (`core/step-heartbeat.ts`). It is
  * retried a few times, then the step (and the run) fails.
  */
-export const skills = proxyActivities<Activities>({
+export const skills = proxyActivities<SkillActivities>({
   startToCloseTimeout: '10 minutes',
   heartbeatTimeout: STEP_HEARTBEAT_TIMEOUT_MS,
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 3 },
