@@ -2,6 +2,7 @@ import { ActivityFailure, ApplicationFailure, isCancellation, patched, proxyActi
 import type { DomainActivities, SkillActivities } from '../activities';
 import { LOCAL_WRITE_ATTEMPTS, type HandedOnWrite } from '../core/retry-budget';
 import { STEP_HEARTBEAT_TIMEOUT_MS } from '../core/step-heartbeat';
+import { RUN_PATCHES } from './patches';
 
 /**
  * Domain writes are one short transaction each (milliseconds on a healthy database), but under a
@@ -57,12 +58,9 @@ const localFirstDomain = new Proxy({} as DomainWrites, {
   },
 });
 
-/** Runs started before domain writes became local activities replay with the task-queue ones. */
-export const LOCAL_DOMAIN_WRITES_PATCH = 'domain-writes-local-first';
-
 /** The run workflow's writes; called once, at the start of the run, so the choice is recorded there. */
 export function runDomainWrites(): DomainWrites {
-  return patched(LOCAL_DOMAIN_WRITES_PATCH) ? localFirstDomain : domain;
+  return patched(RUN_PATCHES.localDomainWrites) ? localFirstDomain : domain;
 }
 
 /**

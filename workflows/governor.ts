@@ -1,8 +1,7 @@
-import { CancellationScope, condition, patched, setHandler } from '@temporalio/workflow';
+import { CancellationScope, condition, patched } from '@temporalio/workflow';
 import type { PolicyCheckResponse } from '../activities/policies';
-import { budgetWarningAtUsd, effectiveBudgetUsd, wouldOverrunBudget } from '../core/budget';
+import { budgetWarningAtUsd, effectiveBudgetUsd, hasOverrunBudget, wouldOverrunBudget } from '../core/budget';
 import type { FailureCode, RunOutcome } from '../core/outcome';
-import type { PauseTimeoutBehavior, PredictedOverrunBehavior } from '../core/policy';
 import {
   DEFAULT_RESUME_AUTHORITIES,
   PAUSE_REASONS,
@@ -16,36 +15,18 @@ import type { DomainWrites } from './activity-proxies';
 import {
   controlRequestFrom,
   pauseRequestFrom,
-  pauseSignal,
-  policyChangedSignal,
-  resumeSignal,
-  resumeUpdate,
-  stopSignal,
+  type ContinuedRun,
   type ControlRequest,
+  type GovernorMemory,
+  type PolicySettings,
   type PauseRequest,
+  type PauseState,
   type ResumeRequest,
   type RunState,
   type RunWorkflowInput,
 } from './messages';
+import { RUN_PATCHES } from './patches';
 import { workflowNow } from './time';
-
-/** Runs that closed before control requests were refused while closing replay without the refusals. */
-export const REFUSE_CONTROL_WHILE_CLOSING_PATCH = 'refuse-control-while-closing';
-/** Runs started before budget reservation let a step run whatever it was predicted to cost. */
-export const BUDGET_RESERVATION_PATCH = 'budget-reservation';
-
-/** What the run keeps of its tenant's policy between checks. */
-export interface PolicySettings {
-  version: number;
-  budgetPerRunUsd: number;
-  checkIntervalMs: number;
-  approvalSkills: readonly string[];
-  warningThresholdPct: number;
-  pauseSlaMs: number;
-  pauseWarningMs: number;
-  pauseTimeoutBehavior: PauseTimeoutBehavior;
-  onPredictedOverrun: PredictedOverrunBehavior;
-}
 
 function settingsFrom(check: PolicyCheckResponse): PolicySettings {
   const { rules } = check;
@@ -65,27 +46,6 @@ function settingsFrom(check: PolicyCheckResponse): PolicySettings {
 
 function heldAuthorities(request: ControlRequest): string[] {
   return [request.authority, ...(request.authorities ?? [])].filter((a): a is string => typeof a === 'string');
-}
-
-/** The governor's own state: plain data, so a run that continues as new carries it whole. */
-export interface GovernorMemory {
-  settings: PolicySettings | null;
-  knownPolicyVersion: number;
-  /** Workflow time of the last policy check. */
-  lastCheckAt: number | null;
-  /** Counters that key the run's records (`check:n`, `pause:n`, `signal:n`): they never restart. */
-  checkNumber: number;
-  pauseNumber: number;
-  signalNumber: number;
-  checkRequested: boolean;
-  approvedStep: number;
-  /** The step whose predicted overrun a resume accepted: it runs, and the hard limit after it still holds. */
-  overrunAcceptedStep: number;
-  /** Controls accepted and not yet acted on at a step boundary. */
-  stopRequest: ControlRequest | null;
-  pauseRequest: PauseRequest | null;
-  /** Ids of requests already acted on (the newest ones), so a redelivered request is a no-op. */
-  seenRequestIds: string[];
 }
 
 /** How many request ids a run carries across continue-as-new: redeliveries come soon after the first. */
@@ -110,189 +70,332 @@ function freshMemory(knownPolicyVersion: number): GovernorMemory {
 
 type PauseEnd = { ended: 'resumed' } | { ended: 'stopped' } | { ended: 'outcome'; outcome: RunOutcome };
 
-export interface GovernorContext {
-  input: RunWorkflowInput;
-  state: RunState;
-  publishState(): void;
-  /** The run's writes (`runDomainWrites`): local-first or task-queue, chosen once per run. */
-  domain: DomainWrites;
-  /** What the previous execution of a run that continued as new remembered. */
-  carried?: GovernorMemory;
+/** What the governor shows of itself in the run's state: its pause, its last check, the policy it holds. */
+export type GovernorSnapshot = Required<Pick<RunState, 'pause' | 'lastCheck' | 'policyVersion'>>;
+
+/** The run the governor governs: it reads the run's state and asks it to publish, never writes it. */
+export interface RunView {
+  view(): RunState;
+  publish(): void;
 }
 
 /**
  * Policy as a live force during execution (seed FIX-005, §11.2, §13.5): before each step the run
  * asks for a fresh decision when its check interval has passed in workflow time, a control signal
  * arrived, or the next skill needs approval; a PAUSE is a durable wait for a resume with the
- * policy's SLA as its deadline.
+ * policy's SLA as its deadline; a step predicted to overrun the budget does not start. Runs
+ * recorded before mid-run checks (`policyChecks` false) only keep the hard limit after each step.
  */
-export function createRunGovernor({ input, state, publishState, domain, carried }: GovernorContext) {
-  const { runId, tenantId } = input;
-  /** What the governor remembers between steps; a run that continues as new carries it over. */
-  const memory: GovernorMemory = carried ? { ...carried } : freshMemory(input.policyVersion ?? 0);
-  const reservesBudget = patched(BUDGET_RESERVATION_PATCH);
-  let resumeRequest: ControlRequest | null = null;
+export class RunGovernor {
+  private readonly memory: GovernorMemory;
   /** Requests already acted on, by their sender's id: a redelivered one is a no-op. */
-  const seenRequestIds = new Set(memory.seenRequestIds);
-  const firstDelivery = (request: ControlRequest): boolean => {
-    if (request.requestId === undefined) return true;
-    if (seenRequestIds.has(request.requestId)) return false;
-    seenRequestIds.add(request.requestId);
-    return true;
-  };
+  private readonly seenRequestIds: Set<string>;
+  private resumeRequest: ControlRequest | null = null;
+  /** Set once the run only writes its governance and final records (whatever phase a failing run is in). */
+  private closing = false;
+  private readonly reservesBudget: boolean;
+  private snapshotState: GovernorSnapshot;
 
-  if (!carried) {
-    state.pause = null;
-    state.lastCheck = null;
-    state.policyVersion = memory.knownPolicyVersion;
+  constructor(
+    private readonly input: RunWorkflowInput,
+    private readonly run: RunView,
+    private readonly domain: DomainWrites,
+    readonly policyChecks: boolean,
+    continued?: ContinuedRun,
+  ) {
+    this.memory = continued ? { ...continued.governor } : freshMemory(input.policyVersion ?? 0);
+    this.seenRequestIds = new Set(this.memory.seenRequestIds);
+    this.reservesBudget = policyChecks && patched(RUN_PATCHES.budgetReservation);
+    this.snapshotState = {
+      pause: continued?.state.pause ?? null,
+      lastCheck: continued?.state.lastCheck ?? null,
+      policyVersion: continued?.state.policyVersion ?? this.memory.knownPolicyVersion,
+    };
   }
 
-  /** Set once the run only writes its governance and final records (whatever phase a failing run is in). */
-  let closing = false;
-  const controllable = () => !closing && !isTerminalPhase(state.phase) && state.phase !== 'GOVERNANCE_CHECK' && state.phase !== 'FINALIZING';
-  const uncontrollable = (action: 'paused' | 'stopped') =>
-    closing ? `run cannot be ${action}: it is closing (writing its governance and final records)` : `run cannot be ${action} in phase ${state.phase}`;
+  /** For the run's state (its query, search attributes and result); null for a run without checks. */
+  snapshot(): GovernorSnapshot | null {
+    return this.policyChecks ? { ...this.snapshotState } : null;
+  }
+
+  /** What the next execution needs to go on where this one stops (only ever between steps, never paused). */
+  carried(): GovernorMemory {
+    return { ...this.memory, seenRequestIds: [...this.seenRequestIds].slice(-CARRIED_REQUEST_IDS) };
+  }
+
+  // ---- control messages (registered by `runWorkflow`) ----
+
+  async onPause(raw: unknown): Promise<void> {
+    const request = pauseRequestFrom(raw);
+    if (!this.firstDelivery(request)) return;
+    const reason = request.pauseReason ?? 'MANUAL_PAUSE';
+    if (!PAUSE_REASONS.includes(reason)) return this.rejectSignal('pause', request, `unknown pause reason '${reason}'`);
+    if (!this.controllable()) return this.rejectSignal('pause', request, this.uncontrollable('paused'));
+    if (this.snapshotState.pause || this.memory.pauseRequest) return this.rejectSignal('pause', request, 'run is already paused');
+    this.memory.pauseRequest = { ...request, pauseReason: reason };
+    this.memory.checkRequested = true;
+  }
+
+  async onResumeSignal(raw: unknown): Promise<void> {
+    const request = controlRequestFrom(raw);
+    if (!this.firstDelivery(request)) return;
+    const refusal = this.resumeRefusal(request);
+    if (refusal) return this.rejectSignal('resume', request, refusal);
+    this.resumeRequest = request;
+  }
+
+  /** The update's validator: refuses at once, with the reason, a resume that cannot be accepted now. */
+  validateResume(raw: unknown): void {
+    const refusal = this.resumeRefusal(controlRequestFrom(raw));
+    if (refusal) throw new Error(refusal);
+  }
+
+  /** A resume that answers once the run goes on (or has ended). */
+  async onResumeUpdate(raw: unknown): Promise<RunState> {
+    this.resumeRequest = controlRequestFrom(raw);
+    await condition(() => this.snapshotState.pause === null || isTerminalPhase(this.run.view().phase));
+    return this.run.view();
+  }
+
+  async onStop(raw: unknown): Promise<void> {
+    const request = controlRequestFrom(raw);
+    if (!this.firstDelivery(request)) return;
+    if (!this.controllable()) return this.rejectSignal('stop', request, this.uncontrollable('stopped'));
+    this.memory.stopRequest ??= request;
+    this.memory.checkRequested = true;
+  }
+
+  onPolicyChanged(): void {
+    this.memory.checkRequested = true;
+  }
+
+  // ---- the step boundary ----
+
+  /**
+   * Runs before step `stepIndex`: the policy, then the step's reservation against the budget. A
+   * predicted overrun terminates the run before any money is spent, or, when the policy says PAUSE,
+   * waits for a person: their resume accepts the risk for this one step.
+   */
+  async beforeStep(stepIndex: number): Promise<RunOutcome | null> {
+    if (!this.policyChecks) return null;
+    for (;;) {
+      const verdict = await this.policyGate(stepIndex);
+      if (verdict) return verdict;
+      const overrun = this.predictedOverrun(stepIndex);
+      if (!overrun) return null;
+      if (this.memory.settings?.onPredictedOverrun !== 'PAUSE') return { kind: 'failed', status: 'failed_policy', code: 'BUDGET_EXCEEDED', message: overrun };
+      const end = await this.hold('BUDGET_WARNING', overrun, null);
+      if (end.ended === 'outcome') return end.outcome;
+      if (end.ended === 'resumed') this.memory.overrunAcceptedStep = stepIndex;
+      // A stop ends the run through the check; a resume is followed by the policy as it is now.
+      this.memory.checkRequested = true;
+    }
+  }
+
+  /** The hard limit after step `stepIndex`: only a step without an upper bound can have crossed it. */
+  afterStep(stepIndex: number): RunOutcome | null {
+    const spent = this.run.view().costUsd;
+    const budget = this.budgetUsd();
+    if (!hasOverrunBudget(spent, budget)) return null;
+    return { kind: 'failed', status: 'failed_policy', code: 'BUDGET_EXCEEDED', message: `spent $${spent} after step ${stepIndex}, over the run's budget of $${budget}` };
+  }
+
+  /** Where the run is warned (`threshold.exceeded`), once a policy is held. */
+  warningAtUsd(): number | null {
+    const settings = this.memory.settings;
+    return settings ? budgetWarningAtUsd(this.budgetUsd(), settings.warningThresholdPct) : null;
+  }
+
+  /**
+   * The run is closing: a pause still held is lifted, and from now on a pause or stop is refused
+   * and recorded as refused (it used to be accepted and never acted on). So is one accepted that
+   * the run never reached a step boundary to act on: a signal delivered together with the result
+   * that ended the run (as after a retried workflow task) is handled first.
+   */
+  async close(outcome: RunOutcome): Promise<void> {
+    if (!this.policyChecks) return;
+    if (patched(RUN_PATCHES.refuseControlWhileClosing)) {
+      this.closing = true;
+      const stopped = outcome.kind === 'failed' && outcome.code === 'STOPPED';
+      if (this.memory.stopRequest && !stopped) await this.rejectSignal('stop', this.memory.stopRequest, this.uncontrollable('stopped'));
+      if (this.memory.pauseRequest) await this.rejectSignal('pause', this.memory.pauseRequest, this.uncontrollable('paused'));
+      this.memory.stopRequest = this.memory.pauseRequest = null;
+    }
+    if (this.snapshotState.pause) this.setPause(null);
+  }
+
+  // ---- inside ----
+
+  /** The run's budget, or a lower one its accepted policy set. */
+  private budgetUsd(): number {
+    return effectiveBudgetUsd(this.input.budgetUsd, this.memory.settings?.budgetPerRunUsd);
+  }
+
+  private firstDelivery(request: ControlRequest): boolean {
+    if (request.requestId === undefined) return true;
+    if (this.seenRequestIds.has(request.requestId)) return false;
+    this.seenRequestIds.add(request.requestId);
+    return true;
+  }
+
+  private controllable(): boolean {
+    const { phase } = this.run.view();
+    return !this.closing && !isTerminalPhase(phase) && phase !== 'GOVERNANCE_CHECK' && phase !== 'FINALIZING';
+  }
+
+  private uncontrollable(action: 'paused' | 'stopped'): string {
+    return this.closing
+      ? `run cannot be ${action}: it is closing (writing its governance and final records)`
+      : `run cannot be ${action} in phase ${this.run.view().phase}`;
+  }
 
   /** Recorded even when the run is being cancelled: a refused signal must not go unseen. */
-  function rejectSignal(kind: string, request: ControlRequest | undefined, why: string): Promise<void> {
-    memory.signalNumber += 1;
-    const number = memory.signalNumber;
-    return CancellationScope.nonCancellable(() => domain.recordRejectedSignal({
-      runId,
-      tenantId,
-      dedupeKey: `signal:${number}`,
-      kind,
-      actor: request?.actor ?? null,
-      authority: request?.authority ?? null,
-      detail: why,
-    }));
+  private rejectSignal(kind: string, request: ControlRequest | undefined, why: string): Promise<void> {
+    this.memory.signalNumber += 1;
+    const number = this.memory.signalNumber;
+    return CancellationScope.nonCancellable(() =>
+      this.domain.recordRejectedSignal({
+        runId: this.input.runId,
+        tenantId: this.input.tenantId,
+        dedupeKey: `signal:${number}`,
+        kind,
+        actor: request?.actor ?? null,
+        authority: request?.authority ?? null,
+        detail: why,
+      }),
+    );
   }
 
   /** Why a resume cannot be accepted now, or null when it can. */
-  function resumeRefusal(request: ResumeRequest): string | null {
-    if (!state.pause) return `run is not paused (phase ${state.phase})`;
-    if (request.ifPauseTag !== undefined && state.pause.tag !== request.ifPauseTag) {
-      return `the run's pause (${state.pause.reason}) was not set by '${request.ifPauseTag}'`;
+  private resumeRefusal(request: ResumeRequest): string | null {
+    const { pause } = this.snapshotState;
+    if (!pause) return `run is not paused (phase ${this.run.view().phase})`;
+    if (request.ifPauseTag !== undefined && pause.tag !== request.ifPauseTag) {
+      return `the run's pause (${pause.reason}) was not set by '${request.ifPauseTag}'`;
     }
     const held = heldAuthorities(request);
     if (held.length === 0) return `a resume must name its authority (one of ${RESUME_AUTHORITIES.join(', ')})`;
-    if (!canResume(state.pause.allowedAuthorities, held)) {
-      return `authority ${held.join('/')} may not resume a ${state.pause.reason} pause (allowed: ${state.pause.allowedAuthorities.join(', ')})`;
+    if (!canResume(pause.allowedAuthorities, held)) {
+      return `authority ${held.join('/')} may not resume a ${pause.reason} pause (allowed: ${pause.allowedAuthorities.join(', ')})`;
     }
     return null;
   }
 
-  setHandler(pauseSignal, async (raw) => {
-    const request = pauseRequestFrom(raw);
-    if (!firstDelivery(request)) return;
-    const reason = request.pauseReason ?? 'MANUAL_PAUSE';
-    if (!PAUSE_REASONS.includes(reason)) return rejectSignal('pause', request, `unknown pause reason '${reason}'`);
-    if (!controllable()) return rejectSignal('pause', request, uncontrollable('paused'));
-    if (state.pause || memory.pauseRequest) return rejectSignal('pause', request, 'run is already paused');
-    memory.pauseRequest = { ...request, pauseReason: reason };
-    memory.checkRequested = true;
-  });
-
-  setHandler(resumeSignal, async (raw) => {
-    const request = controlRequestFrom(raw);
-    if (!firstDelivery(request)) return;
-    const refusal = resumeRefusal(request);
-    if (refusal) return rejectSignal('resume', request, refusal);
-    resumeRequest = request;
-  });
-
-  setHandler(
-    resumeUpdate,
-    async (raw) => {
-      resumeRequest = controlRequestFrom(raw);
-      await condition(() => state.pause === null || isTerminalPhase(state.phase));
-      return state;
-    },
-    {
-      validator: (raw) => {
-        const refusal = resumeRefusal(controlRequestFrom(raw));
-        if (refusal) throw new Error(refusal);
-      },
-    },
-  );
-
-  setHandler(stopSignal, async (raw) => {
-    const request = controlRequestFrom(raw);
-    if (!firstDelivery(request)) return;
-    if (!controllable()) return rejectSignal('stop', request, uncontrollable('stopped'));
-    memory.stopRequest ??= request;
-    memory.checkRequested = true;
-  });
-
-  setHandler(policyChangedSignal, async () => {
-    memory.checkRequested = true;
-  });
-
-  function checkDue(stepIndex: number): boolean {
+  private checkDue(stepIndex: number): boolean {
+    const { memory } = this;
     if (memory.checkRequested || memory.stopRequest || memory.pauseRequest || !memory.settings || memory.lastCheckAt === null) return true;
-    const nextSkill = input.plan[stepIndex]!.skill;
+    const nextSkill = this.input.plan[stepIndex]!.skill;
     if (memory.settings.approvalSkills.includes(nextSkill) && memory.approvedStep !== stepIndex) return true;
     return workflowNow() - memory.lastCheckAt >= memory.settings.checkIntervalMs;
   }
 
-  async function check(stepIndex: number): Promise<PolicyCheckResponse> {
+  private async check(stepIndex: number): Promise<PolicyCheckResponse> {
+    const { memory, input } = this;
+    const progress = this.run.view();
     memory.checkRequested = false;
     memory.checkNumber += 1;
-    const result = await domain.checkPolicy({
-      runId,
-      tenantId,
+    const result = await this.domain.checkPolicy({
+      runId: input.runId,
+      tenantId: input.tenantId,
       checkNumber: memory.checkNumber,
       stepIndex,
       knownPolicyVersion: memory.knownPolicyVersion,
       runBudgetUsd: input.budgetUsd,
-      costUsd: state.costUsd,
-      tokens: state.tokens,
-      stepsCompleted: state.stepsCompleted,
+      costUsd: progress.costUsd,
+      tokens: progress.tokens,
+      stepsCompleted: progress.stepsCompleted,
       remainingSkills: input.plan.slice(stepIndex).map((s) => s.skill),
       nextStepApproved: memory.approvedStep === stepIndex,
       stopRequested: memory.stopRequest !== null,
     });
     memory.lastCheckAt = workflowNow();
     memory.settings = settingsFrom(result);
-    state.lastCheck = { decision: result.decision, reason: result.reason, stepIndex };
+    this.snapshotState.lastCheck = { decision: result.decision, reason: result.reason, stepIndex };
     return result;
   }
 
-  function acceptPolicy(result: PolicyCheckResponse): void {
-    memory.knownPolicyVersion = result.policyVersion;
-    state.policyVersion = memory.knownPolicyVersion;
+  private acceptPolicy(result: PolicyCheckResponse): void {
+    this.memory.knownPolicyVersion = result.policyVersion;
+    this.snapshotState.policyVersion = result.policyVersion;
   }
 
-  function terminationOutcome(result: PolicyCheckResponse): RunOutcome {
+  private terminationOutcome(result: PolicyCheckResponse): RunOutcome {
     const types = result.violations.map((v) => v.type);
+    const { stopRequest } = this.memory;
     if (types.includes('MANUAL_STOP')) {
-      const by = memory.stopRequest?.actor ? ` by ${memory.stopRequest.actor}` : '';
-      const why = memory.stopRequest?.reason ? `: ${memory.stopRequest.reason}` : '';
+      const by = stopRequest?.actor ? ` by ${stopRequest.actor}` : '';
+      const why = stopRequest?.reason ? `: ${stopRequest.reason}` : '';
       return { kind: 'failed', status: 'cancelled', code: 'STOPPED', message: `run stopped${by}${why}` };
     }
     const code: FailureCode = types.includes('BUDGET_EXCEEDED') ? 'BUDGET_EXCEEDED' : 'POLICY_TERMINATED';
     return { kind: 'failed', status: 'failed_policy', code, message: `terminated by policy: ${result.reason}` };
   }
 
+  /**
+   * The policy's answer before step `stepIndex`: null lets the step run, an outcome ends the run.
+   * Loops because a resumed pause is followed by a fresh check of the policy as it is now.
+   */
+  private async policyGate(stepIndex: number): Promise<RunOutcome | null> {
+    const { memory } = this;
+    while (this.checkDue(stepIndex)) {
+      const result = await this.check(stepIndex);
+      this.run.publish();
+      if (result.decision === 'TERMINATE') return this.terminationOutcome(result);
+      if (result.decision === 'CONTINUE' || result.decision === 'SKIP') {
+        this.acceptPolicy(result);
+        if (!memory.pauseRequest) return null;
+        const request = memory.pauseRequest;
+        memory.pauseRequest = null;
+        const end = await this.hold(request.pauseReason ?? 'MANUAL_PAUSE', request.reason ?? 'paused by an operator', request);
+        if (end.ended === 'outcome') return end.outcome;
+        memory.checkRequested = true;
+        continue;
+      }
+      // PAUSE: the policy asks for a human.
+      const end = await this.hold(result.pauseReason ?? 'POLICY_CHANGE', result.reason, null);
+      if (end.ended === 'outcome') return end.outcome;
+      if (end.ended === 'resumed') {
+        // A resume accepts what the pause was about: the changed policy, or the step needing approval.
+        this.acceptPolicy(result);
+        if (result.violations.some((v) => v.type === 'APPROVAL_REQUIRED')) memory.approvedStep = stepIndex;
+      }
+      memory.checkRequested = true;
+    }
+    return null;
+  }
+
+  /** Why step `stepIndex` may not start because of what it may cost, or null when it fits the budget. */
+  private predictedOverrun(stepIndex: number): string | null {
+    if (!this.reservesBudget || this.memory.overrunAcceptedStep === stepIndex) return null;
+    const step = this.input.plan[stepIndex]!;
+    const spent = this.run.view();
+    const prediction = predictStepCost(step, spent);
+    const budget = this.budgetUsd();
+    if (!prediction || !wouldOverrunBudget(spent.costUsd, prediction.usd, budget)) return null;
+    const basis = prediction.basis === 'upper-bound' ? 'at most' : "about (the run's average step)";
+    return `predicted overrun: step ${stepIndex} (${step.skill}) would cost ${basis} $${prediction.usd} with $${spent.costUsd} spent, over the run's budget of $${budget}; refused before it ran`;
+  }
+
+  private setPause(pause: PauseState | null): void {
+    this.snapshotState.pause = pause;
+    this.run.publish();
+  }
+
   /** A control event the run records on its own behalf (timers, not people). */
-  function systemEvent(kind: string, dedupeKey: string, detail: string) {
+  private systemEvent(kind: string, dedupeKey: string, detail: string) {
+    const { runId, tenantId } = this.input;
     return { runId, tenantId, dedupeKey, kind, actor: 'system', authority: 'SYSTEM_AUTO', accepted: true, detail };
   }
 
-  function setPause(pause: RunState['pause']): void {
-    state.pause = pause;
-    publishState();
-  }
-
   /** The durable wait: a resume, a stop, or the SLA running out (with a warning before it). */
-  async function pause(reason: PauseReason, detail: string, request: PauseRequest | null): Promise<PauseEnd> {
-    const policy = memory.settings!;
-    memory.pauseNumber += 1;
-    const number = memory.pauseNumber;
+  private async hold(reason: PauseReason, detail: string, request: PauseRequest | null): Promise<PauseEnd> {
+    const { runId, tenantId } = this.input;
+    const policy = this.memory.settings!;
+    this.memory.pauseNumber += 1;
+    const number = this.memory.pauseNumber;
     const startedAt = workflowNow();
     const allowedAuthorities = request?.allowedAuthorities?.length ? request.allowedAuthorities : [...DEFAULT_RESUME_AUTHORITIES[reason]];
-    const actor = request?.actor ?? 'policy';
-    setPause({
+    this.setPause({
       number,
       reason,
       detail,
@@ -302,12 +405,13 @@ export function createRunGovernor({ input, state, publishState, domain, carried 
       escalated: false,
       ...(request?.tag !== undefined ? { tag: request.tag } : {}),
     });
-    await domain.recordPause({
+    const pause = this.snapshotState.pause!;
+    await this.domain.recordPause({
       runId,
       tenantId,
       dedupeKey: `pause:${number}`,
       kind: 'pause',
-      actor,
+      actor: request?.actor ?? 'policy',
       authority: request?.authority ?? 'SYSTEM_AUTO',
       accepted: true,
       detail: `${reason}: ${detail}`,
@@ -316,9 +420,9 @@ export function createRunGovernor({ input, state, publishState, domain, carried 
       holdsUpToSeconds: (policy.pauseSlaMs * (policy.pauseTimeoutBehavior === 'ESCALATE' ? 2 : 1)) / 1000,
     });
 
-    const interrupted = () => resumeRequest !== null || memory.stopRequest !== null;
+    const interrupted = () => this.resumeRequest !== null || this.memory.stopRequest !== null;
     const resumed = async (by: ControlRequest, endedBy: 'operator' | 'timeout'): Promise<PauseEnd> => {
-      await domain.recordResume({
+      await this.domain.recordResume({
         runId,
         tenantId,
         dedupeKey: `resume:${number}`,
@@ -331,50 +435,46 @@ export function createRunGovernor({ input, state, publishState, domain, carried 
         pausedForMs: workflowNow() - startedAt,
         endedBy,
       });
-      resumeRequest = null;
-      setPause(null);
+      this.resumeRequest = null;
+      this.setPause(null);
       return { ended: 'resumed' };
     };
 
     for (let period = 1; ; period += 1) {
-      const periodStart = workflowNow();
-      state.pause!.expiresAt = new Date(periodStart + policy.pauseSlaMs).toISOString();
-      publishState();
-      const untilWarning = policy.pauseSlaMs - policy.pauseWarningMs;
-      let woke = await condition(interrupted, untilWarning);
+      pause.expiresAt = new Date(workflowNow() + policy.pauseSlaMs).toISOString();
+      this.run.publish();
+      let woke = await condition(interrupted, policy.pauseSlaMs - policy.pauseWarningMs);
       if (!woke && policy.pauseWarningMs > 0) {
-        await domain.recordPauseWarning({
-          ...systemEvent('pause_expiring', `pause-warning:${number}:${period}`, `${reason} pause expires in ${policy.pauseWarningMs / 1000}s (then ${policy.pauseTimeoutBehavior})`),
+        await this.domain.recordPauseWarning({
+          ...this.systemEvent('pause_expiring', `pause-warning:${number}:${period}`, `${reason} pause expires in ${policy.pauseWarningMs / 1000}s (then ${policy.pauseTimeoutBehavior})`),
           // The warning goes to whoever may still resume the run.
-          resumableBy: state.pause!.allowedAuthorities,
-          expiresAt: state.pause!.expiresAt,
+          resumableBy: pause.allowedAuthorities,
+          expiresAt: pause.expiresAt,
         });
         woke = await condition(interrupted, policy.pauseWarningMs);
       }
       if (woke) {
-        if (memory.stopRequest) {
-          setPause(null);
+        if (this.memory.stopRequest) {
+          this.setPause(null);
           return { ended: 'stopped' };
         }
-        return resumed(resumeRequest!, 'operator');
+        return resumed(this.resumeRequest!, 'operator');
       }
 
-      const escalation = policy.pauseTimeoutBehavior === 'ESCALATE' && !state.pause!.escalated;
-      await domain.recordPauseTimeout({
-        ...systemEvent('pause_timeout', `pause-timeout:${number}:${period}`, `${reason} pause ran out its SLA of ${policy.pauseSlaMs / 1000}s`),
+      const escalation = policy.pauseTimeoutBehavior === 'ESCALATE' && !pause.escalated;
+      await this.domain.recordPauseTimeout({
+        ...this.systemEvent('pause_timeout', `pause-timeout:${number}:${period}`, `${reason} pause ran out its SLA of ${policy.pauseSlaMs / 1000}s`),
         behavior: policy.pauseTimeoutBehavior,
         reason,
         escalation,
       });
-      if (policy.pauseTimeoutBehavior === 'CONTINUE') {
-        return resumed({ actor: 'system', authority: 'SYSTEM_AUTO' }, 'timeout');
-      }
+      if (policy.pauseTimeoutBehavior === 'CONTINUE') return resumed({ actor: 'system', authority: 'SYSTEM_AUTO' }, 'timeout');
       if (escalation) {
-        state.pause!.escalated = true;
+        pause.escalated = true;
         continue;
       }
-      const afterEscalation = state.pause!.escalated ? ' nor within the escalation period' : '';
-      setPause(null);
+      const afterEscalation = pause.escalated ? ' nor within the escalation period' : '';
+      this.setPause(null);
       return {
         ended: 'outcome',
         outcome: {
@@ -386,92 +486,4 @@ export function createRunGovernor({ input, state, publishState, domain, carried 
       };
     }
   }
-
-  /**
-   * The policy's answer before step `stepIndex`: null lets the step run, an outcome ends the run.
-   * Loops because a resumed pause is followed by a fresh check of the policy as it is now.
-   */
-  async function policyGate(stepIndex: number): Promise<RunOutcome | null> {
-    while (checkDue(stepIndex)) {
-      const result = await check(stepIndex);
-      publishState();
-      if (result.decision === 'TERMINATE') return terminationOutcome(result);
-      if (result.decision === 'CONTINUE' || result.decision === 'SKIP') {
-        acceptPolicy(result);
-        if (!memory.pauseRequest) return null;
-        const request = memory.pauseRequest;
-        memory.pauseRequest = null;
-        const end = await pause(request.pauseReason ?? 'MANUAL_PAUSE', request.reason ?? 'paused by an operator', request);
-        if (end.ended === 'outcome') return end.outcome;
-        memory.checkRequested = true;
-        continue;
-      }
-      // PAUSE: the policy asks for a human.
-      const end = await pause(result.pauseReason ?? 'POLICY_CHANGE', result.reason, null);
-      if (end.ended === 'outcome') return end.outcome;
-      if (end.ended === 'resumed') {
-        // A resume accepts what the pause was about: the changed policy, or the step needing approval.
-        acceptPolicy(result);
-        if (result.violations.some((v) => v.type === 'APPROVAL_REQUIRED')) memory.approvedStep = stepIndex;
-      }
-      memory.checkRequested = true;
-    }
-    return null;
-  }
-
-  /** Why step `stepIndex` may not start because of what it may cost, or null when it fits the budget. */
-  function predictedOverrun(stepIndex: number): string | null {
-    if (!reservesBudget || memory.overrunAcceptedStep === stepIndex) return null;
-    const step = input.plan[stepIndex]!;
-    const prediction = predictStepCost(step, state);
-    const budget = effectiveBudgetUsd(input.budgetUsd, memory.settings?.budgetPerRunUsd);
-    if (!prediction || !wouldOverrunBudget(state.costUsd, prediction.usd, budget)) return null;
-    const basis = prediction.basis === 'upper-bound' ? 'at most' : 'about (the run\'s average step)';
-    return `predicted overrun: step ${stepIndex} (${step.skill}) would cost ${basis} $${prediction.usd} with $${state.costUsd} spent, over the run's budget of $${budget}; refused before it ran`;
-  }
-
-  /**
-   * Runs before step `stepIndex`: the policy, then the step's reservation against the budget. A
-   * predicted overrun terminates the run before any money is spent, or, when the policy says PAUSE,
-   * waits for a person: their resume accepts the risk for this one step.
-   */
-  async function beforeStep(stepIndex: number): Promise<RunOutcome | null> {
-    for (;;) {
-      const verdict = await policyGate(stepIndex);
-      if (verdict) return verdict;
-      const overrun = predictedOverrun(stepIndex);
-      if (!overrun) return null;
-      if (memory.settings?.onPredictedOverrun !== 'PAUSE') return { kind: 'failed', status: 'failed_policy', code: 'BUDGET_EXCEEDED', message: overrun };
-      const end = await pause('BUDGET_WARNING', overrun, null);
-      if (end.ended === 'outcome') return end.outcome;
-      if (end.ended === 'resumed') memory.overrunAcceptedStep = stepIndex;
-      // A stop ends the run through the check; a resume is followed by the policy as it is now.
-      memory.checkRequested = true;
-    }
-  }
-
-  return {
-    beforeStep,
-    /** What the next execution needs to go on where this one stops (only ever between steps, never paused). */
-    memory: (): GovernorMemory => ({ ...memory, seenRequestIds: [...seenRequestIds].slice(-CARRIED_REQUEST_IDS) }),
-    /** The hard limit after each step: the run's budget, or a lower one its accepted policy set. */
-    budgetUsd: () => effectiveBudgetUsd(input.budgetUsd, memory.settings?.budgetPerRunUsd),
-    warningAtUsd: () => (memory.settings ? budgetWarningAtUsd(effectiveBudgetUsd(input.budgetUsd, memory.settings.budgetPerRunUsd), memory.settings.warningThresholdPct) : null),
-    /**
-     * The run is closing: a pause still held is lifted, and from now on a pause or stop is refused
-     * and recorded as refused (it used to be accepted and never acted on). So is one accepted that
-     * the run never reached a step boundary to act on: a signal delivered together with the result
-     * that ended the run (as after a retried workflow task) is handled first.
-     */
-    close: async (outcome: RunOutcome) => {
-      if (patched(REFUSE_CONTROL_WHILE_CLOSING_PATCH)) {
-        closing = true;
-        const stopped = outcome.kind === 'failed' && outcome.code === 'STOPPED';
-        if (memory.stopRequest && !stopped) await rejectSignal('stop', memory.stopRequest, uncontrollable('stopped'));
-        if (memory.pauseRequest) await rejectSignal('pause', memory.pauseRequest, uncontrollable('paused'));
-        memory.stopRequest = memory.pauseRequest = null;
-      }
-      if (state.pause) setPause(null);
-    },
-  };
 }

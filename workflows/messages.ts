@@ -1,11 +1,10 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { ObservabilityMode } from '../core/policy';
+import type { ObservabilityMode, PauseTimeoutBehavior, PredictedOverrunBehavior } from '../core/policy';
 import { RESUME_AUTHORITIES, type PauseReason, type PolicyDecision, type ResumeAuthority } from '../core/policy-check';
 import type { RunPhase, RunStatus } from '../core/phases';
 import type { PlanStep } from '../core/plan';
 import type { SagaPhase } from '../core/saga';
 import { toSafeText } from '../core/text-safety';
-import type { GovernorMemory } from './governor';
 
 export interface RunWorkflowInput {
   runId: string;
@@ -26,6 +25,40 @@ export interface ContinuedRun {
   nextStep: number;
   state: RunState;
   governor: GovernorMemory;
+}
+
+/** What the run keeps of its tenant's policy between checks. */
+export interface PolicySettings {
+  version: number;
+  budgetPerRunUsd: number;
+  checkIntervalMs: number;
+  approvalSkills: readonly string[];
+  warningThresholdPct: number;
+  pauseSlaMs: number;
+  pauseWarningMs: number;
+  pauseTimeoutBehavior: PauseTimeoutBehavior;
+  onPredictedOverrun: PredictedOverrunBehavior;
+}
+
+/** The governor's own state: plain data, so a run that continues as new carries it whole. */
+export interface GovernorMemory {
+  settings: PolicySettings | null;
+  knownPolicyVersion: number;
+  /** Workflow time of the last policy check. */
+  lastCheckAt: number | null;
+  /** Counters that key the run's records (`check:n`, `pause:n`, `signal:n`): they never restart. */
+  checkNumber: number;
+  pauseNumber: number;
+  signalNumber: number;
+  checkRequested: boolean;
+  approvedStep: number;
+  /** The step whose predicted overrun a resume accepted: it runs, and the hard limit after it still holds. */
+  overrunAcceptedStep: number;
+  /** Controls accepted and not yet acted on at a step boundary. */
+  stopRequest: ControlRequest | null;
+  pauseRequest: PauseRequest | null;
+  /** Ids of requests already acted on (the newest ones), so a redelivered request is a no-op. */
+  seenRequestIds: string[];
 }
 
 export interface PauseState {

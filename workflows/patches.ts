@@ -1,0 +1,35 @@
+/**
+ * Every change to the run workflow that a run in flight must not see, oldest first. Each id is
+ * passed to `patched()` where the new behaviour begins; the recorded histories in
+ * `test/histories/` replay through both branches.
+ */
+export const RUN_PATCHES = {
+  /** Runs recorded before mid-run policy checks existed replay without them. */
+  midRunPolicyChecks: 'mid-run-policy-checks',
+  /**
+   * A write that fails for good (the retry budget spent on an error that is not an outage) used to
+   * fail the workflow and leave the stored run mid-phase forever; now the run fails and says why.
+   */
+  neverWedge: 'never-wedge-on-a-failed-write',
+  /**
+   * A run that ends FAILED fails its workflow too (after every record is written), so Temporal's
+   * own status — the Web UI's badge, `ExecutionStatus = "Failed"` in a list query — tells the
+   * run's outcome. The failure's type is the run's failure code and its details the final state.
+   */
+  failedRunFailsWorkflow: 'failed-run-fails-its-workflow',
+  /** A run that failed while executing used to go straight to FAILED, its saga run in EXECUTING. */
+  failedRunClosesVisibly: 'failed-run-closes-through-governance',
+  /** Runs that closed before control requests were refused while closing replay without the refusals. */
+  refuseControlWhileClosing: 'refuse-control-while-closing',
+  /**
+   * A compensation that gave up used to end the saga there and leave the run unfinalized; now the
+   * others still run and the run is finalized FAILED with what could not be undone.
+   */
+  compensationGivesUp: 'compensation-gives-up-run-still-finalized',
+  /** Runs started before domain writes became local activities replay with the task-queue ones. */
+  localDomainWrites: 'domain-writes-local-first',
+  /** Runs started before budget reservation let a step run whatever it was predicted to cost. */
+  budgetReservation: 'budget-reservation',
+  /** Runs started before long runs continued as new keep one history, however long. */
+  longRunContinuesAsNew: 'long-run-continues-as-new',
+} as const;

@@ -1,0 +1,395 @@
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  ContinueAsNew,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  isCancellation,
+  patched,
+  setCurrentDetails,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { sagaEventKey, type OutboundEvent } from '../core/events';
+import type { FailureCode, RunOutcome } from '../core/outcome';
+import { assertTransition, type FailedStatus, type RunPhase, type RunStatus } from '../core/phases';
+import { addUsd } from '../core/pricing';
+import type { SagaPhase } from '../core/saga';
+import { PAUSE_REASON, RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
+import { runDomainWrites, skills, type DomainWrites } from './activity-proxies';
+import { RunGovernor, type RunView } from './governor';
+import type { RunState, RunWorkflowInput } from './messages';
+import { RUN_PATCHES } from './patches';
+
+/**
+ * A run continues as new, between steps, once its history holds this many events: far below the
+ * 10,240 at which Temporal starts warning (a step adds about seven, a pause a dozen more), and
+ * small enough that a worker taking over replays it in a moment.
+ */
+export const RUN_HISTORY_EVENTS_BOUND = 2_000;
+
+export function failed(status: FailedStatus, code: FailureCode, message: string): RunOutcome {
+  return { kind: 'failed', status, code, message };
+}
+
+function describeFailure(err: unknown): string {
+  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** What the governance saga leaves for the final record: the outcome that stands, and events to send with it. */
+interface Governed {
+  outcome: RunOutcome;
+  sagaCommitted: boolean;
+  events: OutboundEvent[];
+}
+
+/** What the terminal transition writes with the run's final record. */
+interface FinalRecord {
+  error: { code: FailureCode; message: string } | null;
+  events: OutboundEvent[];
+}
+
+/** The run's own part of its state; the governor owns the rest (pause, last check, policy held). */
+type RunRecord = Omit<RunState, 'pause' | 'lastCheck' | 'policyVersion'>;
+
+/**
+ * One run, as its workflow drives it: the only owner of the run's state, the only mover of its
+ * phase (`transition`), and the writer of its records through the domain activities.
+ */
+export class RunLifecycle implements RunView {
+  readonly governor: RunGovernor;
+  private readonly record: RunRecord;
+  private readonly domain: DomainWrites;
+  /** Runs recorded before mid-run checks upsert their search attributes on every publish. */
+  private readonly upsertsOnlyChanges: boolean;
+  private upserted: string | null = null;
+
+  constructor(readonly input: RunWorkflowInput) {
+    const { runId, tenantId, continued } = input;
+    this.record = continued
+      ? withoutGovernorState(continued.state)
+      : {
+          runId,
+          tenantId,
+          phase: 'CREATED',
+          status: 'queued',
+          totalSteps: input.plan.length,
+          stepsCompleted: 0,
+          costUsd: 0,
+          tokens: 0,
+          budgetUsd: input.budgetUsd,
+          observabilityStatus: 'OK',
+          sagaPhase: 'NOT_STARTED',
+          error: null,
+        };
+    this.domain = runDomainWrites();
+    this.upsertsOnlyChanges = patched(RUN_PATCHES.midRunPolicyChecks);
+    this.governor = new RunGovernor(input, this, this.domain, this.upsertsOnlyChanges, continued);
+    this.publish();
+  }
+
+  /** The run's state as its query, its result and the API show it. */
+  view(): RunState {
+    return { ...this.record, ...this.governor.snapshot() };
+  }
+
+  /** Shows the state in Temporal: search attributes (to list runs by phase) and the run's current details. */
+  publish(): void {
+    const state = this.view();
+    const pauseReason = state.pause?.reason ?? null;
+    const attributes = `${state.phase}|${state.status}|${pauseReason}`;
+    // Each upsert is a history event.
+    if (!this.upsertsOnlyChanges || attributes !== this.upserted) {
+      upsertSearchAttributes([
+        { key: RUN_PHASE, value: state.phase },
+        { key: RUN_STATUS, value: state.status },
+        { key: TENANT_ID, value: state.tenantId },
+        { key: PAUSE_REASON, value: pauseReason },
+      ]);
+      this.upserted = attributes;
+    }
+    setCurrentDetails(describe(state));
+  }
+
+  /**
+   * Every move of the phase machine, checked in workflow code first: an illegal transition is a bug
+   * and fails the task loudly. The terminal move is written with the run's final record.
+   */
+  async transition(to: Exclude<RunPhase, 'COMPLETED' | 'FAILED'>, status: RunStatus): Promise<void>;
+  async transition(to: 'COMPLETED' | 'FAILED', status: RunStatus, final: FinalRecord): Promise<void>;
+  async transition(to: RunPhase, status: RunStatus, final?: FinalRecord): Promise<void> {
+    const { runId, tenantId } = this.input;
+    const from = this.record.phase;
+    assertTransition(from, to, status);
+    if (final) {
+      const { sagaPhase } = this.record;
+      await this.domain.finalizeRun({ runId, tenantId, from, to, status, sagaPhase, error: final.error, events: final.events });
+      this.record.error = final.error;
+    } else {
+      await this.domain.recordTransition({ runId, from, to, status });
+    }
+    this.record.phase = to;
+    this.record.status = status;
+    this.publish();
+  }
+
+  /** An outcome for whatever ended the run early; what cannot be one (continue-as-new, a bug in an old run) is rethrown. */
+  async outcomeOf(execute: () => Promise<RunOutcome>): Promise<RunOutcome> {
+    try {
+      return await execute();
+    } catch (err) {
+      if (err instanceof ContinueAsNew) throw err;
+      if (isCancellation(err)) return failed('cancelled', 'STOPPED', 'run cancelled');
+      if (patched(RUN_PATCHES.neverWedge)) return failed('failed', 'RECORDING_FAILED', `the run could not record its progress: ${describeFailure(err)}`);
+      throw err;
+    }
+  }
+
+  /** Observability guard (seed FIX-004): a trace that cannot start is handled per mode. */
+  async startTrace(): Promise<RunOutcome | null> {
+    const { runId, tenantId, observabilityMode: mode } = this.input;
+    try {
+      await this.domain.startTrace({ runId, tenantId });
+      return null;
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      const error = describeFailure(err);
+      await this.domain.recordTraceStartFailure({ runId, mode, error });
+      if (mode === 'STRICT') return failed('failed', 'OBSERVABILITY_REQUIRED', `trace could not start (STRICT mode): ${error}`);
+      if (mode === 'DEGRADED') {
+        this.record.observabilityStatus = 'DEGRADED';
+        this.publish();
+      }
+      return null;
+    }
+  }
+
+  /** The plan from `firstStep` on, each step between the governor's checks; a long run continues as new between steps. */
+  async executePlan(firstStep: number): Promise<RunOutcome> {
+    const { input, governor } = this;
+    for (let stepIndex = firstStep; stepIndex < input.plan.length; stepIndex += 1) {
+      const step = input.plan[stepIndex]!;
+      if (governor.policyChecks && stepIndex > firstStep && this.historyIsLong() && patched(RUN_PATCHES.longRunContinuesAsNew)) {
+        await this.continueAsNew(stepIndex);
+      }
+      const verdict = await governor.beforeStep(stepIndex);
+      if (verdict) return verdict;
+      let result;
+      try {
+        result = await skills.executeStep({ runId: input.runId, stepIndex, step });
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        return failed('failed', 'STEP_FAILED', `step ${stepIndex} (${step.skill}) failed: ${describeFailure(err)}`);
+      }
+      const progress = this.record;
+      progress.costUsd = addUsd(progress.costUsd, result.costUsd);
+      progress.tokens += result.tokensIn + result.tokensOut;
+      progress.stepsCompleted = stepIndex + 1;
+      await this.domain.recordTraceStep({
+        runId: input.runId,
+        stepIndex,
+        skill: step.skill,
+        result,
+        progress: { costUsd: progress.costUsd, tokens: progress.tokens, stepsCompleted: progress.stepsCompleted },
+        ...(governor.policyChecks ? { warningAtUsd: governor.warningAtUsd(), tenantId: input.tenantId } : {}),
+      });
+      this.publish();
+      const overrun = governor.afterStep(stepIndex);
+      if (overrun) return overrun;
+    }
+    return { kind: 'succeeded' };
+  }
+
+  /**
+   * GOVERNANCE_CHECK: the transaction coordinator as a saga (seed FIX-001) writes the incident, the
+   * policy evaluation and the trace completion. A run that failed while executing passes here too,
+   * status `running` (the only one §13.4 allows: the run is still at work, writing its records;
+   * FAILED with the real status comes last). A run that never executed (denied, trace refused)
+   * fails from where it stands, as the phase table says.
+   */
+  async governanceCheck(outcome: RunOutcome): Promise<Governed> {
+    const throughGovernance = outcome.kind === 'succeeded' || (this.record.phase === 'EXECUTING' && patched(RUN_PATCHES.failedRunClosesVisibly));
+    if (throughGovernance) await this.transition('GOVERNANCE_CHECK', 'running');
+    const saga = await this.governanceSaga(outcome);
+    if (saga.committed) return { outcome, sagaCommitted: true, events: [] };
+    return {
+      outcome: failed('failed', 'GOVERNANCE_ERROR', saga.error),
+      sagaCommitted: false,
+      events: [
+        {
+          topic: 'run.failed',
+          // Its own key: a retracted saga run.failed must not swallow this one.
+          dedupeKey: `${this.input.runId}:run.failed:rolled-back`,
+          payload: { code: 'GOVERNANCE_ERROR', reason: saga.error, sagaPhase: this.record.sagaPhase },
+        },
+      ],
+    };
+  }
+
+  /** FINALIZING (after governance that stood; a rolled-back saga fails the run from GOVERNANCE_CHECK), then COMPLETED or FAILED. */
+  async finalize({ outcome, sagaCommitted, events }: Governed): Promise<void> {
+    const { input, record } = this;
+    if (sagaCommitted && record.phase === 'GOVERNANCE_CHECK') await this.transition('FINALIZING', 'running');
+    const status: RunStatus = outcome.kind === 'succeeded' ? 'succeeded' : outcome.status;
+    const error = outcome.kind === 'failed' ? { code: outcome.code, message: outcome.message } : null;
+    await this.domain.createRunLog({
+      runId: input.runId,
+      tenantId: input.tenantId,
+      status,
+      record: {
+        outcome: outcome.kind,
+        error,
+        plan: input.plan.map((s) => s.skill),
+        stepsCompleted: record.stepsCompleted,
+        costUsd: record.costUsd,
+        tokens: record.tokens,
+        budgetUsd: input.budgetUsd,
+        observabilityStatus: record.observabilityStatus,
+        sagaPhase: record.sagaPhase,
+        authorization: input.authorization,
+      },
+    });
+    await this.transition(outcome.kind === 'succeeded' ? 'COMPLETED' : 'FAILED', status, { error, events });
+  }
+
+  /**
+   * Whatever ended the run, its governance records and final status are written to the end, even
+   * when the run is being cancelled. When even that fails, the run is marked unfinalized and its
+   * workflow fails, so Temporal's own status says what the stored run says.
+   */
+  async closeRecorded(close: () => Promise<void>): Promise<void> {
+    try {
+      await CancellationScope.nonCancellable(close);
+    } catch (err) {
+      if (!patched(RUN_PATCHES.neverWedge)) throw err;
+      const error = `the run could not be finalized: ${describeFailure(err)}`;
+      await CancellationScope.nonCancellable(() => this.domain.recordUnfinalizedRun({ runId: this.input.runId, error }));
+      throw ApplicationFailure.nonRetryable(error, 'RunNotFinalized');
+    }
+  }
+
+  /** The workflow's result: the final state, or for a FAILED run a failure carrying it. */
+  result(): RunState {
+    const state = this.view();
+    if (state.phase === 'FAILED' && patched(RUN_PATCHES.failedRunFailsWorkflow)) {
+      throw ApplicationFailure.create({
+        type: state.error?.code ?? 'RUN_FAILED',
+        message: `run ${state.status}: ${state.error?.message ?? 'no reason recorded'}`,
+        nonRetryable: true,
+        details: [state],
+      });
+    }
+    return state;
+  }
+
+  private historyIsLong(): boolean {
+    const info = workflowInfo();
+    return info.continueAsNewSuggested || info.historyLength >= (this.input.continueAsNewAfterEvents ?? RUN_HISTORY_EVENTS_BOUND);
+  }
+
+  /** Hands the run to a fresh execution of its workflow (same workflow id) before step `nextStep`. */
+  private async continueAsNew(nextStep: number): Promise<never> {
+    // An update or signal still being handled would be lost with this execution.
+    await condition(allHandlersFinished);
+    this.record.continuedAsNew = (this.record.continuedAsNew ?? 0) + 1;
+    return continueAsNew<(input: RunWorkflowInput) => Promise<RunState>>({
+      ...this.input,
+      continued: { nextStep, state: this.view(), governor: this.governor.carried() },
+    });
+  }
+
+  private setSagaPhase(phase: SagaPhase): void {
+    this.record.sagaPhase = phase;
+    this.publish();
+  }
+
+  /**
+   * Each compensation is registered before its step, because a step can commit and still time
+   * out; compensations run newest first and cope with nothing to undo.
+   */
+  private async governanceSaga(outcome: RunOutcome): Promise<{ committed: true } | { committed: false; error: string }> {
+    const { domain, input } = this;
+    const { runId, tenantId } = input;
+    const compensations: { undoes: SagaPhase; undo: typeof domain.rollbackIncident }[] = [];
+    try {
+      compensations.unshift({ undoes: 'INCIDENT_CREATED', undo: domain.rollbackIncident });
+      await domain.createIncident({ runId, tenantId, outcome });
+      this.setSagaPhase('INCIDENT_CREATED');
+
+      compensations.unshift({ undoes: 'POLICY_EVALUATED', undo: domain.rollbackPolicyEvaluation });
+      await domain.evaluatePolicy({ runId, tenantId, outcome, policyVersion: this.governor.snapshot()?.policyVersion });
+      this.setSagaPhase('POLICY_EVALUATED');
+
+      compensations.unshift({ undoes: 'TRACE_COMPLETED', undo: domain.rollbackTraceCompletion });
+      await domain.completeTrace({ runId, tenantId, outcome: outcome.kind, events: this.outcomeEvents(outcome) });
+      this.setSagaPhase('TRACE_COMPLETED');
+      // The last step's transaction committed the saga and wrote its events to the outbox.
+      this.setSagaPhase('COMMITTED');
+      this.setSagaPhase('EVENTS_PUBLISHED');
+      return { committed: true };
+    } catch (err) {
+      const reason = `governance saga failed after ${this.record.sagaPhase}: ${describeFailure(err)}`;
+      const notUndone: string[] = [];
+      await CancellationScope.nonCancellable(async () => {
+        for (const { undoes, undo } of compensations) {
+          try {
+            await undo({ runId, reason, undoesPhase: undoes });
+          } catch (compensationError) {
+            if (!patched(RUN_PATCHES.compensationGivesUp)) throw compensationError;
+            notUndone.push(`could not undo ${undoes}: ${describeFailure(compensationError)}`);
+          }
+        }
+      });
+      if (notUndone.length) {
+        this.setSagaPhase('ROLLBACK_INCOMPLETE');
+        return { committed: false, error: [reason, ...notUndone].join('; ') };
+      }
+      this.setSagaPhase('ROLLED_BACK');
+      return { committed: false, error: reason };
+    }
+  }
+
+  /** The events the saga's last write sends: the run's, its evaluation's and its trace's (and its incident's). */
+  private outcomeEvents(outcome: RunOutcome): OutboundEvent[] {
+    const { runId } = this.input;
+    // The phase the run ends in: the saga writes these events before the run gets there.
+    const summary = { phase: outcome.kind === 'succeeded' ? 'COMPLETED' : 'FAILED', costUsd: this.record.costUsd, stepsCompleted: this.record.stepsCompleted };
+    const runEvent: OutboundEvent =
+      outcome.kind === 'succeeded'
+        ? { topic: 'run.completed', dedupeKey: sagaEventKey(runId, 'run.completed'), payload: summary }
+        : { topic: 'run.failed', dedupeKey: sagaEventKey(runId, 'run.failed'), payload: { ...summary, code: outcome.code, reason: outcome.message } };
+    const events: OutboundEvent[] = [
+      runEvent,
+      { topic: 'policy.evaluated', dedupeKey: sagaEventKey(runId, 'policy.evaluated'), payload: { outcome: outcome.kind } },
+      { topic: 'trace.completed', dedupeKey: sagaEventKey(runId, 'trace.completed'), payload: { outcome: outcome.kind } },
+    ];
+    if (outcome.kind === 'failed') {
+      events.push({ topic: 'incident.created', dedupeKey: sagaEventKey(runId, 'incident.created'), payload: { code: outcome.code } });
+    }
+    return events;
+  }
+}
+
+function withoutGovernorState({ pause: _pause, lastCheck: _lastCheck, policyVersion: _policyVersion, ...record }: RunState): RunRecord {
+  return record;
+}
+
+/** The run's current details on its Web UI page (Markdown). */
+function describe(state: RunState): string {
+  const lines = [
+    `**${state.phase}** (${state.status})`,
+    `steps ${state.stepsCompleted}/${state.totalSteps} · cost $${state.costUsd.toFixed(6)} of $${state.budgetUsd}`,
+    `governance saga: ${state.sagaPhase} · observability: ${state.observabilityStatus}`,
+  ];
+  if (state.pause) {
+    const p = state.pause;
+    lines.push(`**PAUSED** (${p.reason}) since ${p.since}, expires ${p.expiresAt}: ${p.detail}; resume by ${p.allowedAuthorities.join(', ')}`);
+  }
+  if (state.continuedAsNew) lines.push(`execution ${state.continuedAsNew + 1} of this run (its history continued as new ${state.continuedAsNew} times)`);
+  if (state.lastCheck) lines.push(`last policy check: ${state.lastCheck.decision} before step ${state.lastCheck.stepIndex} (${state.lastCheck.reason})`);
+  if (state.error) lines.push(`error: ${state.error.code}: ${state.error.message}`);
+  return lines.join('\n\n');
+}
