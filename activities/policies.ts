@@ -10,6 +10,7 @@ import { policyEvaluations, runs } from '../db/schema';
 import { recordAck } from './audit';
 import { ackRollback, type CompensationInput } from './compensation';
 import type { ActivityDeps } from './deps';
+import { countMoves, recordMoves, type CarriedMoves } from './runs';
 
 /** Outcomes that are themselves policy violations; others are compliant as far as policy goes. */
 const POLICY_VIOLATIONS = new Set(['AUTHORIZATION_DENIED', 'BUDGET_EXCEEDED', 'POLICY_TERMINATED', 'PAUSE_TIMEOUT']);
@@ -25,7 +26,7 @@ export function finalEvaluation(outcome: RunOutcome): { decision: 'COMPLIANT' | 
   };
 }
 
-export interface PolicyCheckRequest {
+export interface PolicyCheckRequest extends CarriedMoves {
   runId: string;
   tenantId: string;
   /** The run's n-th check; keys its evaluation row. */
@@ -71,7 +72,9 @@ export function createPolicyActivities({ db, metrics }: ActivityDeps) {
    */
   async function checkPolicy(input: PolicyCheckRequest): Promise<PolicyCheckResponse> {
     const end = metrics.policyCheckDuration.startTimer();
+    let made: Awaited<ReturnType<typeof recordMoves>> = [];
     const response = await db.transaction(async (tx): Promise<PolicyCheckResponse> => {
+      made = await recordMoves(tx, input.transitions);
       const current = await currentPolicy(tx, input.tenantId);
       // A retry of a check that already committed returns the recorded decision, not a new one:
       // the run must act on exactly what the evaluation row says.
@@ -110,6 +113,7 @@ export function createPolicyActivities({ db, metrics }: ActivityDeps) {
       metrics.policyChecks.inc({ decision: result.decision });
       return { ...result, policyVersion: current.version, rules: current.rules };
     });
+    countMoves(metrics, made);
     end();
     return response;
   }

@@ -6,6 +6,7 @@ import type { FailureCode } from '../core/outcome';
 import { TERMINAL_PHASES, assertTransition, phaseRank, type RunPhase, type RunStatus } from '../core/phases';
 import type { SagaPhase } from '../core/saga';
 import { closeRunContract } from '../db/audit';
+import type { DbOrTx } from '../db/client';
 import { runs } from '../db/schema';
 import { recordAck } from './audit';
 import type { ActivityDeps } from './deps';
@@ -18,63 +19,77 @@ export interface TransitionInput {
   status: RunStatus;
 }
 
-export interface FinalizeRunInput extends TransitionInput {
+export interface FinalizeRunInput extends TransitionInput, CarriedMoves {
   tenantId: string;
   sagaPhase: SagaPhase;
   error?: { code: FailureCode; message: string } | null;
   events?: OutboundEvent[];
 }
 
-export function createRunActivities({ db, metrics }: ActivityDeps) {
-  /**
-   * Moves the stored run from `from` to `to`; a retry after the move committed is a no-op. The
-   * move to EXECUTING announces `run.started` in the same transaction.
-   */
-  async function recordTransition(input: TransitionInput): Promise<void> {
-    assertTransition(input.from, input.to, input.status);
-    const moved = await db.transaction(async (tx) => {
-      const [row] = await tx
-        .update(runs)
-        .set({
-          phase: input.to,
-          status: input.status,
-          updatedAt: sql`now()`,
-          ...(input.to === 'EXECUTING' ? { startedAt: sql`coalesce(${runs.startedAt}, now())` } : {}),
-        })
-        .where(and(eq(runs.id, input.runId), eq(runs.phase, input.from)))
-        .returning({ tenantId: runs.tenantId, startedAt: runs.startedAt });
-      if (row && input.to === 'EXECUTING') {
-        await writeEvents(tx, { runId: input.runId, tenantId: row.tenantId }, [
-          { topic: 'run.started', dedupeKey: `${input.runId}:run.started`, payload: { startedAt: row.startedAt?.toISOString() ?? null } },
-        ]);
-      }
-      return Boolean(row);
-    });
-    if (moved) {
-      metrics.phaseTransitions.inc({ from: input.from, to: input.to });
-      return;
-    }
-    // A repeat: the workflow task that recorded this write was lost with its worker, and the run
-    // has moved on since (its later writes are repeated as well, and are no-ops too).
-    await assertAlreadyAt(input.runId, input.to, { orPast: true });
-  }
+/** Phase moves the workflow made since its last write, recorded first in the transaction of the write that carries them. */
+export interface CarriedMoves {
+  transitions?: TransitionInput[];
+}
 
-  async function assertAlreadyAt(runId: string, phase: RunPhase, options: { orPast?: boolean } = {}): Promise<void> {
-    const [current] = await db.select({ phase: runs.phase }).from(runs).where(eq(runs.id, runId));
-    if (!current) throw ApplicationFailure.nonRetryable(`run ${runId} does not exist`, 'RunNotFound');
-    const stored = current.phase as RunPhase;
-    if (stored !== phase && !(options.orPast && phaseRank(stored) > phaseRank(phase))) {
-      throw ApplicationFailure.nonRetryable(
-        `run ${runId} is stored in phase ${current.phase}, cannot move it to ${phase}`,
-        'IllegalTransition',
-      );
+/**
+ * Moves the stored run along `moves`, in order; a move already made (a retry after it committed,
+ * or a repeat after a lost workflow task) is a no-op. The move to EXECUTING announces
+ * `run.started` in the same transaction. Returns the moves that took effect, for the metrics.
+ */
+export async function recordMoves(tx: DbOrTx, moves: readonly TransitionInput[] = []): Promise<TransitionInput[]> {
+  const made: TransitionInput[] = [];
+  for (const move of moves) {
+    assertTransition(move.from, move.to, move.status);
+    const [row] = await tx
+      .update(runs)
+      .set({
+        phase: move.to,
+        status: move.status,
+        updatedAt: sql`now()`,
+        ...(move.to === 'EXECUTING' ? { startedAt: sql`coalesce(${runs.startedAt}, now())` } : {}),
+      })
+      .where(and(eq(runs.id, move.runId), eq(runs.phase, move.from)))
+      .returning({ tenantId: runs.tenantId, startedAt: runs.startedAt });
+    if (!row) {
+      // A repeat: the workflow task that recorded this write was lost with its worker, and the run
+      // has moved on since (its later writes are repeated as well, and are no-ops too).
+      await assertAlreadyAt(tx, move.runId, move.to, { orPast: true });
+      continue;
     }
+    made.push(move);
+    if (move.to === 'EXECUTING') {
+      await writeEvents(tx, { runId: move.runId, tenantId: row.tenantId }, [
+        { topic: 'run.started', dedupeKey: `${move.runId}:run.started`, payload: { startedAt: row.startedAt?.toISOString() ?? null } },
+      ]);
+    }
+  }
+  return made;
+}
+
+async function assertAlreadyAt(tx: DbOrTx, runId: string, phase: RunPhase, options: { orPast?: boolean } = {}): Promise<void> {
+  const [current] = await tx.select({ phase: runs.phase }).from(runs).where(eq(runs.id, runId));
+  if (!current) throw ApplicationFailure.nonRetryable(`run ${runId} does not exist`, 'RunNotFound');
+  const stored = current.phase as RunPhase;
+  if (stored !== phase && !(options.orPast && phaseRank(stored) > phaseRank(phase))) {
+    throw ApplicationFailure.nonRetryable(`run ${runId} is stored in phase ${current.phase}, cannot move it to ${phase}`, 'IllegalTransition');
+  }
+}
+
+export function countMoves(metrics: ActivityDeps['metrics'], moves: readonly TransitionInput[]): void {
+  for (const move of moves) metrics.phaseTransitions.inc({ from: move.from, to: move.to });
+}
+
+export function createRunActivities({ db, metrics }: ActivityDeps) {
+  /** Moves the stored run from `from` to `to`, after any moves it carries (see `recordMoves`). */
+  async function recordTransition({ transitions = [], ...move }: TransitionInput & CarriedMoves): Promise<void> {
+    countMoves(metrics, await db.transaction((tx) => recordMoves(tx, [...transitions, move])));
   }
 
   /** The run's final status, its `finalize_run` ack and any closing events, in one transaction. */
   async function finalizeRun(input: FinalizeRunInput): Promise<void> {
     assertTransition(input.from, input.to, input.status);
-    const moved = await db.transaction(async (tx) => {
+    const { moved, made } = await db.transaction(async (tx) => {
+      const made = await recordMoves(tx, input.transitions);
       const rows = await tx
         .update(runs)
         .set({
@@ -92,14 +107,14 @@ export function createRunActivities({ db, metrics }: ActivityDeps) {
         .returning({ id: runs.id });
       await recordAck(tx, { runId: input.runId, action: FINALIZE_RUN, status: 'OK', resultId: input.runId });
       await writeEvents(tx, input, input.events ?? []);
-      return rows.length > 0;
+      if (rows.length === 0) await assertAlreadyAt(tx, input.runId, input.to);
+      return { moved: rows.length > 0, made };
     });
+    countMoves(metrics, made);
     if (moved) {
       metrics.phaseTransitions.inc({ from: input.from, to: input.to });
       metrics.runsFinished.inc({ status: input.status });
-      return;
     }
-    await assertAlreadyAt(input.runId, input.to);
   }
 
   /**

@@ -1,8 +1,8 @@
-import { ActivityFailure, ApplicationFailure, isCancellation, patched, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, isCancellation, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { DomainActivities, SkillActivities } from '../activities';
 import { LOCAL_WRITE_ATTEMPTS, type HandedOnWrite } from '../core/retry-budget';
 import { STEP_HEARTBEAT_TIMEOUT_MS } from '../core/step-heartbeat';
-import { RUN_PATCHES } from './patches';
+import type { RunPatches } from './patches';
 
 /**
  * Domain writes are one short transaction each (milliseconds on a healthy database), but under a
@@ -59,8 +59,8 @@ const localFirstDomain = new Proxy({} as DomainWrites, {
 });
 
 /** The run workflow's writes; called once, at the start of the run, so the choice is recorded there. */
-export function runDomainWrites(): DomainWrites {
-  return patched(RUN_PATCHES.localDomainWrites) ? localFirstDomain : domain;
+export function runDomainWrites(patches: RunPatches): DomainWrites {
+  return patches.has('localDomainWrites') ? localFirstDomain : domain;
 }
 
 /**

@@ -1,5 +1,6 @@
-import { CancellationScope, condition, patched } from '@temporalio/workflow';
+import { CancellationScope, condition } from '@temporalio/workflow';
 import type { PolicyCheckResponse } from '../activities/policies';
+import type { CarriedMoves } from '../activities/runs';
 import { budgetWarningAtUsd, effectiveBudgetUsd, hasOverrunBudget, wouldOverrunBudget } from '../core/budget';
 import type { FailureCode, RunOutcome } from '../core/outcome';
 import {
@@ -25,7 +26,7 @@ import {
   type RunState,
   type RunWorkflowInput,
 } from './messages';
-import { RUN_PATCHES } from './patches';
+import type { RunPatches } from './patches';
 import { workflowNow } from './time';
 
 function settingsFrom(check: PolicyCheckResponse): PolicySettings {
@@ -77,6 +78,8 @@ export type GovernorSnapshot = Required<Pick<RunState, 'pause' | 'lastCheck' | '
 export interface RunView {
   view(): RunState;
   publish(): void;
+  /** Runs `write` with the phase moves not yet written, to record them in the same transaction. */
+  carryMoves<T>(write: (moves: CarriedMoves) => Promise<T>): Promise<T>;
 }
 
 /**
@@ -100,12 +103,13 @@ export class RunGovernor {
     private readonly input: RunWorkflowInput,
     private readonly run: RunView,
     private readonly domain: DomainWrites,
+    private readonly patches: RunPatches,
     readonly policyChecks: boolean,
     continued?: ContinuedRun,
   ) {
     this.memory = continued ? { ...continued.governor } : freshMemory(input.policyVersion ?? 0);
     this.seenRequestIds = new Set(this.memory.seenRequestIds);
-    this.reservesBudget = policyChecks && patched(RUN_PATCHES.budgetReservation);
+    this.reservesBudget = policyChecks && patches.has('budgetReservation');
     this.snapshotState = {
       pause: continued?.state.pause ?? null,
       lastCheck: continued?.state.lastCheck ?? null,
@@ -214,7 +218,7 @@ export class RunGovernor {
    */
   async close(outcome: RunOutcome): Promise<void> {
     if (!this.policyChecks) return;
-    if (patched(RUN_PATCHES.refuseControlWhileClosing)) {
+    if (this.patches.has('refuseControlWhileClosing')) {
       this.closing = true;
       const stopped = outcome.kind === 'failed' && outcome.code === 'STOPPED';
       if (this.memory.stopRequest && !stopped) await this.rejectSignal('stop', this.memory.stopRequest, this.uncontrollable('stopped'));
@@ -294,7 +298,8 @@ export class RunGovernor {
     const progress = this.run.view();
     memory.checkRequested = false;
     memory.checkNumber += 1;
-    const result = await this.domain.checkPolicy({
+    const result = await this.run.carryMoves((moves) => this.domain.checkPolicy({
+      ...moves,
       runId: input.runId,
       tenantId: input.tenantId,
       checkNumber: memory.checkNumber,
@@ -307,7 +312,7 @@ export class RunGovernor {
       remainingSkills: input.plan.slice(stepIndex).map((s) => s.skill),
       nextStepApproved: memory.approvedStep === stepIndex,
       stopRequested: memory.stopRequest !== null,
-    });
+    }));
     memory.lastCheckAt = workflowNow();
     memory.settings = settingsFrom(result);
     this.snapshotState.lastCheck = { decision: result.decision, reason: result.reason, stepIndex };

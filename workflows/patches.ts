@@ -1,3 +1,5 @@
+import { patched } from '@temporalio/workflow';
+
 /**
  * Every change to the run workflow that a run in flight must not see, oldest first. Each id is
  * passed to `patched()` where the new behaviour begins; the recorded histories in
@@ -32,4 +34,42 @@ export const RUN_PATCHES = {
   budgetReservation: 'budget-reservation',
   /** Runs started before long runs continued as new keep one history, however long. */
   longRunContinuesAsNew: 'long-run-continues-as-new',
+  /** Runs started before some moves rode with the next write record every move in a write of its own. */
+  movesRideWithWrites: 'moves-ride-with-writes',
 } as const;
+
+export type RunPatch = keyof typeof RUN_PATCHES;
+
+/**
+ * What a run started on this code records instead of one marker per patch: each `patched()` costs
+ * its history a marker and an upsert of `TemporalChangeVersion` (a visibility write). Frozen: a patch
+ * added later is not part of it and is asked for on its own.
+ */
+const BASELINE = {
+  id: 'run-baseline-2026-11',
+  includes: new Set<RunPatch>([
+    'midRunPolicyChecks',
+    'neverWedge',
+    'failedRunFailsWorkflow',
+    'failedRunClosesVisibly',
+    'refuseControlWhileClosing',
+    'compensationGivesUp',
+    'localDomainWrites',
+    'budgetReservation',
+    'longRunContinuesAsNew',
+    'movesRideWithWrites',
+  ]),
+};
+
+/**
+ * Which patched behaviours this run has. A run started on today's code has all of the baseline's
+ * (one marker, asked for first, when the run is created); a run recorded before it asks for each
+ * patch where the behaviour begins, as it always did, and replays as it ran.
+ */
+export class RunPatches {
+  private readonly onBaseline = patched(BASELINE.id);
+
+  has(patch: RunPatch): boolean {
+    return (this.onBaseline && BASELINE.includes.has(patch)) || patched(RUN_PATCHES[patch]);
+  }
+}

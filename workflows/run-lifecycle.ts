@@ -7,12 +7,12 @@ import {
   condition,
   continueAsNew,
   isCancellation,
-  patched,
   setCurrentDetails,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import { sagaEventKey, type OutboundEvent } from '../core/events';
+import type { CarriedMoves, TransitionInput } from '../activities/runs';
 import type { FailureCode, RunOutcome } from '../core/outcome';
 import { assertTransition, type FailedStatus, type RunPhase, type RunStatus } from '../core/phases';
 import { addUsd } from '../core/pricing';
@@ -21,7 +21,7 @@ import { PAUSE_REASON, RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-a
 import { runDomainWrites, skills, type DomainWrites } from './activity-proxies';
 import { RunGovernor, type RunView } from './governor';
 import type { RunState, RunWorkflowInput } from './messages';
-import { RUN_PATCHES } from './patches';
+import { RunPatches } from './patches';
 
 /**
  * A run continues as new, between steps, once its history holds this many events: far below the
@@ -52,6 +52,14 @@ interface FinalRecord {
   events: OutboundEvent[];
 }
 
+/**
+ * Moves written in the transaction of the write that follows them, saving a write each: into
+ * AUTHORIZED and EXECUTING with the first policy check, into FINALIZING with the run log. The move
+ * into GOVERNANCE_CHECK is written on its own: an outage holds the saga's writes, and meanwhile
+ * the stored run must say it is closing.
+ */
+const MOVES_THAT_RIDE: ReadonlySet<RunPhase> = new Set(['AUTHORIZED', 'EXECUTING', 'FINALIZING']);
+
 /** The run's own part of its state; the governor owns the rest (pause, last check, policy held). */
 type RunRecord = Omit<RunState, 'pause' | 'lastCheck' | 'policyVersion'>;
 
@@ -61,14 +69,19 @@ type RunRecord = Omit<RunState, 'pause' | 'lastCheck' | 'policyVersion'>;
  */
 export class RunLifecycle implements RunView {
   readonly governor: RunGovernor;
+  private readonly patches: RunPatches;
   private readonly record: RunRecord;
   private readonly domain: DomainWrites;
   /** Runs recorded before mid-run checks upsert their search attributes on every publish. */
   private readonly upsertsOnlyChanges: boolean;
   private upserted: string | null = null;
+  private readonly movesRide: boolean;
+  /** Moves made and not yet written (see `MOVES_THAT_RIDE`). */
+  private readonly pendingMoves: TransitionInput[] = [];
 
   constructor(readonly input: RunWorkflowInput) {
     const { runId, tenantId, continued } = input;
+    this.patches = new RunPatches();
     this.record = continued
       ? withoutGovernorState(continued.state)
       : {
@@ -85,9 +98,10 @@ export class RunLifecycle implements RunView {
           sagaPhase: 'NOT_STARTED',
           error: null,
         };
-    this.domain = runDomainWrites();
-    this.upsertsOnlyChanges = patched(RUN_PATCHES.midRunPolicyChecks);
-    this.governor = new RunGovernor(input, this, this.domain, this.upsertsOnlyChanges, continued);
+    this.domain = runDomainWrites(this.patches);
+    this.upsertsOnlyChanges = this.patches.has('midRunPolicyChecks');
+    this.governor = new RunGovernor(input, this, this.domain, this.patches, this.upsertsOnlyChanges, continued);
+    this.movesRide = this.upsertsOnlyChanges && this.patches.has('movesRideWithWrites');
     this.publish();
   }
 
@@ -126,14 +140,24 @@ export class RunLifecycle implements RunView {
     assertTransition(from, to, status);
     if (final) {
       const { sagaPhase } = this.record;
-      await this.domain.finalizeRun({ runId, tenantId, from, to, status, sagaPhase, error: final.error, events: final.events });
+      await this.carryMoves((moves) => this.domain.finalizeRun({ ...moves, runId, tenantId, from, to, status, sagaPhase, error: final.error, events: final.events }));
       this.record.error = final.error;
+    } else if (this.movesRide && MOVES_THAT_RIDE.has(to)) {
+      this.pendingMoves.push({ runId, from, to, status });
     } else {
-      await this.domain.recordTransition({ runId, from, to, status });
+      await this.carryMoves((moves) => this.domain.recordTransition({ ...moves, runId, from, to, status }));
     }
     this.record.phase = to;
     this.record.status = status;
     this.publish();
+  }
+
+  async carryMoves<T>(write: (moves: CarriedMoves) => Promise<T>): Promise<T> {
+    const transitions = [...this.pendingMoves];
+    const result = await write(transitions.length ? { transitions } : {});
+    // A write that failed leaves them to the next one.
+    this.pendingMoves.splice(0, transitions.length);
+    return result;
   }
 
   /** An outcome for whatever ended the run early; what cannot be one (continue-as-new, a bug in an old run) is rethrown. */
@@ -143,7 +167,7 @@ export class RunLifecycle implements RunView {
     } catch (err) {
       if (err instanceof ContinueAsNew) throw err;
       if (isCancellation(err)) return failed('cancelled', 'STOPPED', 'run cancelled');
-      if (patched(RUN_PATCHES.neverWedge)) return failed('failed', 'RECORDING_FAILED', `the run could not record its progress: ${describeFailure(err)}`);
+      if (this.patches.has('neverWedge')) return failed('failed', 'RECORDING_FAILED', `the run could not record its progress: ${describeFailure(err)}`);
       throw err;
     }
   }
@@ -172,7 +196,7 @@ export class RunLifecycle implements RunView {
     const { input, governor } = this;
     for (let stepIndex = firstStep; stepIndex < input.plan.length; stepIndex += 1) {
       const step = input.plan[stepIndex]!;
-      if (governor.policyChecks && stepIndex > firstStep && this.historyIsLong() && patched(RUN_PATCHES.longRunContinuesAsNew)) {
+      if (governor.policyChecks && stepIndex > firstStep && this.historyIsLong() && this.patches.has('longRunContinuesAsNew')) {
         await this.continueAsNew(stepIndex);
       }
       const verdict = await governor.beforeStep(stepIndex);
@@ -211,7 +235,7 @@ export class RunLifecycle implements RunView {
    * fails from where it stands, as the phase table says.
    */
   async governanceCheck(outcome: RunOutcome): Promise<Governed> {
-    const throughGovernance = outcome.kind === 'succeeded' || (this.record.phase === 'EXECUTING' && patched(RUN_PATCHES.failedRunClosesVisibly));
+    const throughGovernance = outcome.kind === 'succeeded' || (this.record.phase === 'EXECUTING' && this.patches.has('failedRunClosesVisibly'));
     if (throughGovernance) await this.transition('GOVERNANCE_CHECK', 'running');
     const saga = await this.governanceSaga(outcome);
     if (saga.committed) return { outcome, sagaCommitted: true, events: [] };
@@ -235,7 +259,8 @@ export class RunLifecycle implements RunView {
     if (sagaCommitted && record.phase === 'GOVERNANCE_CHECK') await this.transition('FINALIZING', 'running');
     const status: RunStatus = outcome.kind === 'succeeded' ? 'succeeded' : outcome.status;
     const error = outcome.kind === 'failed' ? { code: outcome.code, message: outcome.message } : null;
-    await this.domain.createRunLog({
+    await this.carryMoves((moves) => this.domain.createRunLog({
+      ...moves,
       runId: input.runId,
       tenantId: input.tenantId,
       status,
@@ -251,7 +276,7 @@ export class RunLifecycle implements RunView {
         sagaPhase: record.sagaPhase,
         authorization: input.authorization,
       },
-    });
+    }));
     await this.transition(outcome.kind === 'succeeded' ? 'COMPLETED' : 'FAILED', status, { error, events });
   }
 
@@ -264,7 +289,7 @@ export class RunLifecycle implements RunView {
     try {
       await CancellationScope.nonCancellable(close);
     } catch (err) {
-      if (!patched(RUN_PATCHES.neverWedge)) throw err;
+      if (!this.patches.has('neverWedge')) throw err;
       const error = `the run could not be finalized: ${describeFailure(err)}`;
       await CancellationScope.nonCancellable(() => this.domain.recordUnfinalizedRun({ runId: this.input.runId, error }));
       throw ApplicationFailure.nonRetryable(error, 'RunNotFinalized');
@@ -274,7 +299,7 @@ export class RunLifecycle implements RunView {
   /** The workflow's result: the final state, or for a FAILED run a failure carrying it. */
   result(): RunState {
     const state = this.view();
-    if (state.phase === 'FAILED' && patched(RUN_PATCHES.failedRunFailsWorkflow)) {
+    if (state.phase === 'FAILED' && this.patches.has('failedRunFailsWorkflow')) {
       throw ApplicationFailure.create({
         type: state.error?.code ?? 'RUN_FAILED',
         message: `run ${state.status}: ${state.error?.message ?? 'no reason recorded'}`,
@@ -338,7 +363,7 @@ export class RunLifecycle implements RunView {
           try {
             await undo({ runId, reason, undoesPhase: undoes });
           } catch (compensationError) {
-            if (!patched(RUN_PATCHES.compensationGivesUp)) throw compensationError;
+            if (!this.patches.has('compensationGivesUp')) throw compensationError;
             notUndone.push(`could not undo ${undoes}: ${describeFailure(compensationError)}`);
           }
         }

@@ -190,9 +190,13 @@ async function whileFirstStepRuns(world: FakeRunWorld, act: () => Promise<void>)
   first.release();
 }
 
-/** The phases the run recorded, in order, ending with the one `finalizeRun` moved it to. */
+/** The phases the run recorded, in order (a move rides with a write or has its own), ending with the one `finalizeRun` moved it to. */
 function phasesOf(world: FakeRunWorld): string[] {
-  return [...world.named('recordTransition').map((t) => String(t.to)), ...world.named('finalizeRun').map((f) => `${String(f.to)}/${String(f.status)}`)];
+  return world.calls.flatMap(({ activity, input }) => [
+    ...((input.transitions as { to: string }[] | undefined) ?? []).map((t) => t.to),
+    ...(activity === 'recordTransition' ? [String(input.to)] : []),
+    ...(activity === 'finalizeRun' ? [`${String(input.to)}/${String(input.status)}`] : []),
+  ]);
 }
 
 const SAGA = ['createIncident', 'evaluatePolicy', 'completeTrace'];
@@ -206,6 +210,24 @@ describe('the run workflow against fake activities', () => {
     expect(world.calls.map((c) => c.activity).filter((a) => SAGA.includes(a))).toEqual(SAGA);
     expect(world.named('recordTraceStep').map((s) => s.stepIndex)).toEqual([0, 1, 2]);
     recordForReplay(handle.workflowId, 'path-clean-run');
+  });
+
+  it('writes its moves with the writes that follow them, but the move into GOVERNANCE_CHECK on its own', async () => {
+    const { handle, world } = await startRun(plan(1));
+    await finalRunState(handle);
+    const moves = (activity: string) => world.named(activity).map((c) => ((c.transitions as { to: string }[] | undefined) ?? []).map((t) => t.to));
+    expect(moves('checkPolicy')).toEqual([['AUTHORIZED', 'EXECUTING']]);
+    expect(world.named('recordTransition').map((t) => t.to)).toEqual(['GOVERNANCE_CHECK']);
+    expect(moves('createRunLog')).toEqual([['FINALIZING']]);
+  });
+
+  it('keeps the moves a failed write carried for the next write', async () => {
+    const { handle, world } = await startRun(plan(2), { failing: ['checkPolicy'] });
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'FAILED', error: { code: 'RECORDING_FAILED' }, stepsCompleted: 0 });
+    // The run closes through governance; the moves the failed check carried go with the next write.
+    expect(phasesOf(world)).toEqual(['AUTHORIZED', 'EXECUTING', 'AUTHORIZED', 'EXECUTING', 'GOVERNANCE_CHECK', 'FINALIZING', 'FAILED/failed']);
+    expect(world.named('recordTransition')[0]).toMatchObject({ to: 'GOVERNANCE_CHECK', transitions: [{ to: 'AUTHORIZED' }, { to: 'EXECUTING' }] });
   });
 
   it('fails a run whose unbounded step overruns the budget, after that step, closing it through governance', async () => {
