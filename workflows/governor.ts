@@ -4,7 +4,6 @@ import type { CarriedMoves } from '../activities/runs';
 import { budgetWarningAtUsd, effectiveBudgetUsd, hasOverrunBudget, wouldOverrunBudget } from '../core/budget';
 import type { FailureCode, RunOutcome } from '../core/outcome';
 import {
-  DEFAULT_RESUME_AUTHORITIES,
   PAUSE_REASONS,
   RESUME_AUTHORITIES,
   canResume,
@@ -15,6 +14,7 @@ import { predictStepCost } from '../core/step-cost';
 import type { DomainWrites } from './activity-proxies';
 import {
   controlRequestFrom,
+  heldAuthorities,
   pauseRequestFrom,
   type ContinuedRun,
   type ControlRequest,
@@ -27,6 +27,7 @@ import {
   type RunWorkflowInput,
 } from './messages';
 import type { RunPatches } from './patches';
+import { holdPause, type PauseEnd } from './pause';
 import { workflowNow } from './time';
 
 function settingsFrom(check: PolicyCheckResponse): PolicySettings {
@@ -45,9 +46,6 @@ function settingsFrom(check: PolicyCheckResponse): PolicySettings {
   };
 }
 
-function heldAuthorities(request: ControlRequest): string[] {
-  return [request.authority, ...(request.authorities ?? [])].filter((a): a is string => typeof a === 'string');
-}
 
 /** How many request ids a run carries across continue-as-new: redeliveries come soon after the first. */
 const CARRIED_REQUEST_IDS = 1_000;
@@ -69,7 +67,6 @@ function freshMemory(knownPolicyVersion: number): GovernorMemory {
   };
 }
 
-type PauseEnd = { ended: 'resumed' } | { ended: 'stopped' } | { ended: 'outcome'; outcome: RunOutcome };
 
 /** What the governor shows of itself in the run's state: its pause, its last check, the policy it holds. */
 export type GovernorSnapshot = Required<Pick<RunState, 'pause' | 'lastCheck' | 'policyVersion'>>;
@@ -386,109 +383,24 @@ export class RunGovernor {
     this.run.publish();
   }
 
-  /** A control event the run records on its own behalf (timers, not people). */
-  private systemEvent(kind: string, dedupeKey: string, detail: string) {
-    const { runId, tenantId } = this.input;
-    return { runId, tenantId, dedupeKey, kind, actor: 'system', authority: 'SYSTEM_AUTO', accepted: true, detail };
-  }
-
-  /** The durable wait: a resume, a stop, or the SLA running out (with a warning before it). */
-  private async hold(reason: PauseReason, detail: string, request: PauseRequest | null): Promise<PauseEnd> {
-    const { runId, tenantId } = this.input;
-    const policy = this.memory.settings!;
+  /** The durable wait (`workflows/pause.ts`), shown in the run's state while it holds. */
+  private hold(reason: PauseReason, detail: string, request: PauseRequest | null): Promise<PauseEnd> {
     this.memory.pauseNumber += 1;
-    const number = this.memory.pauseNumber;
-    const startedAt = workflowNow();
-    const allowedAuthorities = request?.allowedAuthorities?.length ? request.allowedAuthorities : [...DEFAULT_RESUME_AUTHORITIES[reason]];
-    this.setPause({
-      number,
-      reason,
-      detail,
-      allowedAuthorities,
-      since: new Date(startedAt).toISOString(),
-      expiresAt: new Date(startedAt + policy.pauseSlaMs).toISOString(),
-      escalated: false,
-      ...(request?.tag !== undefined ? { tag: request.tag } : {}),
-    });
-    const pause = this.snapshotState.pause!;
-    await this.domain.recordPause({
-      runId,
-      tenantId,
-      dedupeKey: `pause:${number}`,
-      kind: 'pause',
-      actor: request?.actor ?? 'policy',
-      authority: request?.authority ?? 'SYSTEM_AUTO',
-      accepted: true,
-      detail: `${reason}: ${detail}`,
-      reason,
-      // A run held by governance is not stale: its audit deadlines move by the longest this pause can hold it.
-      holdsUpToSeconds: (policy.pauseSlaMs * (policy.pauseTimeoutBehavior === 'ESCALATE' ? 2 : 1)) / 1000,
-    });
-
-    const interrupted = () => this.resumeRequest !== null || this.memory.stopRequest !== null;
-    const resumed = async (by: ControlRequest, endedBy: 'operator' | 'timeout'): Promise<PauseEnd> => {
-      await this.domain.recordResume({
-        runId,
-        tenantId,
-        dedupeKey: `resume:${number}`,
-        kind: 'resume',
-        actor: by.actor ?? null,
-        authority: heldAuthorities(by)[0] ?? null,
-        accepted: true,
-        detail: endedBy === 'timeout' ? 'resumed automatically when the pause SLA ran out (CONTINUE)' : (by.reason ?? null),
-        reason,
-        pausedForMs: workflowNow() - startedAt,
-        endedBy,
-      });
-      this.resumeRequest = null;
-      this.setPause(null);
-      return { ended: 'resumed' };
-    };
-
-    for (let period = 1; ; period += 1) {
-      pause.expiresAt = new Date(workflowNow() + policy.pauseSlaMs).toISOString();
-      this.run.publish();
-      let woke = await condition(interrupted, policy.pauseSlaMs - policy.pauseWarningMs);
-      if (!woke && policy.pauseWarningMs > 0) {
-        await this.domain.recordPauseWarning({
-          ...this.systemEvent('pause_expiring', `pause-warning:${number}:${period}`, `${reason} pause expires in ${policy.pauseWarningMs / 1000}s (then ${policy.pauseTimeoutBehavior})`),
-          // The warning goes to whoever may still resume the run.
-          resumableBy: pause.allowedAuthorities,
-          expiresAt: pause.expiresAt,
-        });
-        woke = await condition(interrupted, policy.pauseWarningMs);
-      }
-      if (woke) {
-        if (this.memory.stopRequest) {
-          this.setPause(null);
-          return { ended: 'stopped' };
-        }
-        return resumed(this.resumeRequest!, 'operator');
-      }
-
-      const escalation = policy.pauseTimeoutBehavior === 'ESCALATE' && !pause.escalated;
-      await this.domain.recordPauseTimeout({
-        ...this.systemEvent('pause_timeout', `pause-timeout:${number}:${period}`, `${reason} pause ran out its SLA of ${policy.pauseSlaMs / 1000}s`),
-        behavior: policy.pauseTimeoutBehavior,
-        reason,
-        escalation,
-      });
-      if (policy.pauseTimeoutBehavior === 'CONTINUE') return resumed({ actor: 'system', authority: 'SYSTEM_AUTO' }, 'timeout');
-      if (escalation) {
-        pause.escalated = true;
-        continue;
-      }
-      const afterEscalation = pause.escalated ? ' nor within the escalation period' : '';
-      this.setPause(null);
-      return {
-        ended: 'outcome',
-        outcome: {
-          kind: 'failed',
-          status: 'failed_policy',
-          code: 'PAUSE_TIMEOUT',
-          message: `${reason} pause was not resumed within its SLA${afterEscalation} (${policy.pauseTimeoutBehavior})`,
+    return holdPause(
+      {
+        runId: this.input.runId,
+        tenantId: this.input.tenantId,
+        domain: this.domain,
+        policy: this.memory.settings!,
+        show: (pause) => this.setPause(pause),
+        publish: () => this.run.publish(),
+        resumeRequest: () => this.resumeRequest,
+        resumeHandled: () => {
+          this.resumeRequest = null;
         },
-      };
-    }
+        stopRequested: () => this.memory.stopRequest !== null,
+      },
+      { number: this.memory.pauseNumber, reason, detail, request },
+    );
   }
 }

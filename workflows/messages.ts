@@ -165,6 +165,11 @@ export function pauseRequestFrom(raw: unknown): PauseRequest & { pauseReason?: s
   };
 }
 
+/** Every authority a request claims: its `authority` first, then the others it holds. */
+export function heldAuthorities(request: ControlRequest): string[] {
+  return [request.authority, ...(request.authorities ?? [])].filter((a): a is string => typeof a === 'string');
+}
+
 export const runStateQuery = defineQuery<RunState>('runState');
 export const pauseSignal = defineSignal<[PauseRequest?]>('pause');
 export const resumeSignal = defineSignal<[ResumeRequest?]>('resume');

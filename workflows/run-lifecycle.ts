@@ -1,5 +1,4 @@
 import {
-  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   ContinueAsNew,
@@ -11,16 +10,18 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import { sagaEventKey, type OutboundEvent } from '../core/events';
+import type { OutboundEvent } from '../core/events';
 import type { CarriedMoves, TransitionInput } from '../activities/runs';
 import type { FailureCode, RunOutcome } from '../core/outcome';
-import { assertTransition, type FailedStatus, type RunPhase, type RunStatus } from '../core/phases';
+import { assertTransition, type RunPhase, type RunStatus } from '../core/phases';
 import { addUsd } from '../core/pricing';
 import type { SagaPhase } from '../core/saga';
 import { PAUSE_REASON, RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
 import { runDomainWrites, skills, type DomainWrites } from './activity-proxies';
 import { RunGovernor, type RunView } from './governor';
 import type { RunState, RunWorkflowInput } from './messages';
+import { describeFailure, failed } from './failures';
+import { runGovernanceSaga } from './governance-saga';
 import { RunPatches } from './patches';
 
 /**
@@ -30,14 +31,7 @@ import { RunPatches } from './patches';
  */
 export const RUN_HISTORY_EVENTS_BOUND = 2_000;
 
-export function failed(status: FailedStatus, code: FailureCode, message: string): RunOutcome {
-  return { kind: 'failed', status, code, message };
-}
 
-function describeFailure(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** What the governance saga leaves for the final record: the outcome that stands, and events to send with it. */
 interface Governed {
@@ -237,7 +231,19 @@ export class RunLifecycle implements RunView {
   async governanceCheck(outcome: RunOutcome): Promise<Governed> {
     const throughGovernance = outcome.kind === 'succeeded' || (this.record.phase === 'EXECUTING' && this.patches.has('failedRunClosesVisibly'));
     if (throughGovernance) await this.transition('GOVERNANCE_CHECK', 'running');
-    const saga = await this.governanceSaga(outcome);
+    const { runId, tenantId } = this.input;
+    const saga = await runGovernanceSaga(
+      {
+        runId,
+        tenantId,
+        domain: this.domain,
+        patches: this.patches,
+        policyVersion: this.governor.snapshot()?.policyVersion,
+        progress: () => this.record,
+        setSagaPhase: (phase) => this.setSagaPhase(phase),
+      },
+      outcome,
+    );
     if (saga.committed) return { outcome, sagaCommitted: true, events: [] };
     return {
       outcome: failed('failed', 'GOVERNANCE_ERROR', saga.error),
@@ -331,71 +337,6 @@ export class RunLifecycle implements RunView {
     this.publish();
   }
 
-  /**
-   * Each compensation is registered before its step, because a step can commit and still time
-   * out; compensations run newest first and cope with nothing to undo.
-   */
-  private async governanceSaga(outcome: RunOutcome): Promise<{ committed: true } | { committed: false; error: string }> {
-    const { domain, input } = this;
-    const { runId, tenantId } = input;
-    const compensations: { undoes: SagaPhase; undo: typeof domain.rollbackIncident }[] = [];
-    try {
-      compensations.unshift({ undoes: 'INCIDENT_CREATED', undo: domain.rollbackIncident });
-      await domain.createIncident({ runId, tenantId, outcome });
-      this.setSagaPhase('INCIDENT_CREATED');
-
-      compensations.unshift({ undoes: 'POLICY_EVALUATED', undo: domain.rollbackPolicyEvaluation });
-      await domain.evaluatePolicy({ runId, tenantId, outcome, policyVersion: this.governor.snapshot()?.policyVersion });
-      this.setSagaPhase('POLICY_EVALUATED');
-
-      compensations.unshift({ undoes: 'TRACE_COMPLETED', undo: domain.rollbackTraceCompletion });
-      await domain.completeTrace({ runId, tenantId, outcome: outcome.kind, events: this.outcomeEvents(outcome) });
-      this.setSagaPhase('TRACE_COMPLETED');
-      // The last step's transaction committed the saga and wrote its events to the outbox.
-      this.setSagaPhase('COMMITTED');
-      this.setSagaPhase('EVENTS_PUBLISHED');
-      return { committed: true };
-    } catch (err) {
-      const reason = `governance saga failed after ${this.record.sagaPhase}: ${describeFailure(err)}`;
-      const notUndone: string[] = [];
-      await CancellationScope.nonCancellable(async () => {
-        for (const { undoes, undo } of compensations) {
-          try {
-            await undo({ runId, reason, undoesPhase: undoes });
-          } catch (compensationError) {
-            if (!this.patches.has('compensationGivesUp')) throw compensationError;
-            notUndone.push(`could not undo ${undoes}: ${describeFailure(compensationError)}`);
-          }
-        }
-      });
-      if (notUndone.length) {
-        this.setSagaPhase('ROLLBACK_INCOMPLETE');
-        return { committed: false, error: [reason, ...notUndone].join('; ') };
-      }
-      this.setSagaPhase('ROLLED_BACK');
-      return { committed: false, error: reason };
-    }
-  }
-
-  /** The events the saga's last write sends: the run's, its evaluation's and its trace's (and its incident's). */
-  private outcomeEvents(outcome: RunOutcome): OutboundEvent[] {
-    const { runId } = this.input;
-    // The phase the run ends in: the saga writes these events before the run gets there.
-    const summary = { phase: outcome.kind === 'succeeded' ? 'COMPLETED' : 'FAILED', costUsd: this.record.costUsd, stepsCompleted: this.record.stepsCompleted };
-    const runEvent: OutboundEvent =
-      outcome.kind === 'succeeded'
-        ? { topic: 'run.completed', dedupeKey: sagaEventKey(runId, 'run.completed'), payload: summary }
-        : { topic: 'run.failed', dedupeKey: sagaEventKey(runId, 'run.failed'), payload: { ...summary, code: outcome.code, reason: outcome.message } };
-    const events: OutboundEvent[] = [
-      runEvent,
-      { topic: 'policy.evaluated', dedupeKey: sagaEventKey(runId, 'policy.evaluated'), payload: { outcome: outcome.kind } },
-      { topic: 'trace.completed', dedupeKey: sagaEventKey(runId, 'trace.completed'), payload: { outcome: outcome.kind } },
-    ];
-    if (outcome.kind === 'failed') {
-      events.push({ topic: 'incident.created', dedupeKey: sagaEventKey(runId, 'incident.created'), payload: { code: outcome.code } });
-    }
-    return events;
-  }
 }
 
 function withoutGovernorState({ pause: _pause, lastCheck: _lastCheck, policyVersion: _policyVersion, ...record }: RunState): RunRecord {

@@ -10,7 +10,8 @@ import {
   type RunState,
   type RunWorkflowInput,
 } from './messages';
-import { RunLifecycle, failed } from './run-lifecycle';
+import { failed } from './failures';
+import { RunLifecycle } from './run-lifecycle';
 
 export { RUN_HISTORY_EVENTS_BOUND } from './run-lifecycle';
 

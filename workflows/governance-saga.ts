@@ -1,0 +1,90 @@
+import { CancellationScope } from '@temporalio/workflow';
+import { sagaEventKey, type OutboundEvent } from '../core/events';
+import type { RunOutcome } from '../core/outcome';
+import type { SagaPhase } from '../core/saga';
+import type { DomainWrites } from './activity-proxies';
+import type { RunState } from './messages';
+import { describeFailure } from './failures';
+import type { RunPatches } from './patches';
+
+export type SagaResult = { committed: true } | { committed: false; error: string };
+
+/** What the saga needs from the run it closes. */
+export interface SagaContext {
+  runId: string;
+  tenantId: string;
+  domain: DomainWrites;
+  patches: RunPatches;
+  /** The policy version the run holds at its end (undefined for runs recorded before mid-run checks). */
+  policyVersion: number | undefined;
+  progress(): Pick<RunState, 'costUsd' | 'stepsCompleted' | 'sagaPhase'>;
+  setSagaPhase(phase: SagaPhase): void;
+}
+
+/**
+ * The transaction coordinator as a saga (seed FIX-001): the incident, the policy evaluation and
+ * the trace completion, each a write of its own domain. Each compensation is registered before its
+ * step, because a step can commit and still time out; on a failure they run newest first, cope
+ * with nothing to undo, and mark what was written as rolled back (never deleted).
+ */
+export async function runGovernanceSaga(ctx: SagaContext, outcome: RunOutcome): Promise<SagaResult> {
+  const { runId, tenantId, domain } = ctx;
+  const compensations: { undoes: SagaPhase; undo: typeof domain.rollbackIncident }[] = [];
+  try {
+    compensations.unshift({ undoes: 'INCIDENT_CREATED', undo: domain.rollbackIncident });
+    await domain.createIncident({ runId, tenantId, outcome });
+    ctx.setSagaPhase('INCIDENT_CREATED');
+
+    compensations.unshift({ undoes: 'POLICY_EVALUATED', undo: domain.rollbackPolicyEvaluation });
+    await domain.evaluatePolicy({ runId, tenantId, outcome, policyVersion: ctx.policyVersion });
+    ctx.setSagaPhase('POLICY_EVALUATED');
+
+    compensations.unshift({ undoes: 'TRACE_COMPLETED', undo: domain.rollbackTraceCompletion });
+    await domain.completeTrace({ runId, tenantId, outcome: outcome.kind, events: outcomeEvents(ctx, outcome) });
+    ctx.setSagaPhase('TRACE_COMPLETED');
+    // The last step's transaction committed the saga and wrote its events to the outbox.
+    ctx.setSagaPhase('COMMITTED');
+    ctx.setSagaPhase('EVENTS_PUBLISHED');
+    return { committed: true };
+  } catch (err) {
+    const reason = `governance saga failed after ${ctx.progress().sagaPhase}: ${describeFailure(err)}`;
+    const notUndone: string[] = [];
+    await CancellationScope.nonCancellable(async () => {
+      for (const { undoes, undo } of compensations) {
+        try {
+          await undo({ runId, reason, undoesPhase: undoes });
+        } catch (compensationError) {
+          if (!ctx.patches.has('compensationGivesUp')) throw compensationError;
+          notUndone.push(`could not undo ${undoes}: ${describeFailure(compensationError)}`);
+        }
+      }
+    });
+    if (notUndone.length) {
+      ctx.setSagaPhase('ROLLBACK_INCOMPLETE');
+      return { committed: false, error: [reason, ...notUndone].join('; ') };
+    }
+    ctx.setSagaPhase('ROLLED_BACK');
+    return { committed: false, error: reason };
+  }
+}
+
+/** The events the saga's last write sends: the run's, its evaluation's and its trace's (and its incident's). */
+function outcomeEvents(ctx: SagaContext, outcome: RunOutcome): OutboundEvent[] {
+  const { runId } = ctx;
+  const { costUsd, stepsCompleted } = ctx.progress();
+  // The phase the run ends in: the saga writes these events before the run gets there.
+  const summary = { phase: outcome.kind === 'succeeded' ? 'COMPLETED' : 'FAILED', costUsd, stepsCompleted };
+  const runEvent: OutboundEvent =
+    outcome.kind === 'succeeded'
+      ? { topic: 'run.completed', dedupeKey: sagaEventKey(runId, 'run.completed'), payload: summary }
+      : { topic: 'run.failed', dedupeKey: sagaEventKey(runId, 'run.failed'), payload: { ...summary, code: outcome.code, reason: outcome.message } };
+  const events: OutboundEvent[] = [
+    runEvent,
+    { topic: 'policy.evaluated', dedupeKey: sagaEventKey(runId, 'policy.evaluated'), payload: { outcome: outcome.kind } },
+    { topic: 'trace.completed', dedupeKey: sagaEventKey(runId, 'trace.completed'), payload: { outcome: outcome.kind } },
+  ];
+  if (outcome.kind === 'failed') {
+    events.push({ topic: 'incident.created', dedupeKey: sagaEventKey(runId, 'incident.created'), payload: { code: outcome.code } });
+  }
+  return events;
+}

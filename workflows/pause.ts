@@ -1,0 +1,140 @@
+import { condition } from '@temporalio/workflow';
+import type { RunOutcome } from '../core/outcome';
+import { DEFAULT_RESUME_AUTHORITIES, type PauseReason } from '../core/policy-check';
+import type { DomainWrites } from './activity-proxies';
+import { heldAuthorities, type ControlRequest, type PauseRequest, type PauseState, type PolicySettings } from './messages';
+import { workflowNow } from './time';
+
+export type PauseEnd = { ended: 'resumed' } | { ended: 'stopped' } | { ended: 'outcome'; outcome: RunOutcome };
+
+/** What a pause needs from the governor that holds it. */
+export interface PauseHost {
+  runId: string;
+  tenantId: string;
+  domain: DomainWrites;
+  /** The policy the run holds: the SLA, its warning and what happens when it runs out. */
+  policy: PolicySettings;
+  /** Shows the pause in the run's state (null: lifted). */
+  show(pause: PauseState | null): void;
+  publish(): void;
+  /** The resume accepted by the governor's handlers, if one came. */
+  resumeRequest(): ControlRequest | null;
+  resumeHandled(): void;
+  stopRequested(): boolean;
+}
+
+/**
+ * The durable wait of a PAUSE (seed §13.5): it ends with a resume, a stop, or the SLA running out
+ * — with a `pause_expiring` warning before — and then TERMINATE fails the run, CONTINUE resumes it
+ * as SYSTEM_AUTO, ESCALATE waits one more period before it terminates.
+ */
+export async function holdPause(
+  host: PauseHost,
+  { number, reason, detail, request }: { number: number; reason: PauseReason; detail: string; request: PauseRequest | null },
+): Promise<PauseEnd> {
+  const { runId, tenantId, domain, policy } = host;
+  const startedAt = workflowNow();
+  const allowedAuthorities = request?.allowedAuthorities?.length ? request.allowedAuthorities : [...DEFAULT_RESUME_AUTHORITIES[reason]];
+  const pause: PauseState = {
+    number,
+    reason,
+    detail,
+    allowedAuthorities,
+    since: new Date(startedAt).toISOString(),
+    expiresAt: new Date(startedAt + policy.pauseSlaMs).toISOString(),
+    escalated: false,
+    ...(request?.tag !== undefined ? { tag: request.tag } : {}),
+  };
+  host.show(pause);
+  await domain.recordPause({
+    runId,
+    tenantId,
+    dedupeKey: `pause:${number}`,
+    kind: 'pause',
+    actor: request?.actor ?? 'policy',
+    authority: request?.authority ?? 'SYSTEM_AUTO',
+    accepted: true,
+    detail: `${reason}: ${detail}`,
+    reason,
+    // A run held by governance is not stale: its audit deadlines move by the longest this pause can hold it.
+    holdsUpToSeconds: (policy.pauseSlaMs * (policy.pauseTimeoutBehavior === 'ESCALATE' ? 2 : 1)) / 1000,
+  });
+
+  /** A control event the run records on its own behalf (timers, not people). */
+  const systemEvent = (kind: string, dedupeKey: string, eventDetail: string) => ({
+    runId,
+    tenantId,
+    dedupeKey,
+    kind,
+    actor: 'system',
+    authority: 'SYSTEM_AUTO',
+    accepted: true,
+    detail: eventDetail,
+  });
+  const interrupted = () => host.resumeRequest() !== null || host.stopRequested();
+  const resumed = async (by: ControlRequest, endedBy: 'operator' | 'timeout'): Promise<PauseEnd> => {
+    await domain.recordResume({
+      runId,
+      tenantId,
+      dedupeKey: `resume:${number}`,
+      kind: 'resume',
+      actor: by.actor ?? null,
+      authority: heldAuthorities(by)[0] ?? null,
+      accepted: true,
+      detail: endedBy === 'timeout' ? 'resumed automatically when the pause SLA ran out (CONTINUE)' : (by.reason ?? null),
+      reason,
+      pausedForMs: workflowNow() - startedAt,
+      endedBy,
+    });
+    // Only now: a second resume that came while this one was recorded must not wake the next pause.
+    host.resumeHandled();
+    host.show(null);
+    return { ended: 'resumed' };
+  };
+
+  for (let period = 1; ; period += 1) {
+    pause.expiresAt = new Date(workflowNow() + policy.pauseSlaMs).toISOString();
+    host.publish();
+    let woke = await condition(interrupted, policy.pauseSlaMs - policy.pauseWarningMs);
+    if (!woke && policy.pauseWarningMs > 0) {
+      await domain.recordPauseWarning({
+        ...systemEvent('pause_expiring', `pause-warning:${number}:${period}`, `${reason} pause expires in ${policy.pauseWarningMs / 1000}s (then ${policy.pauseTimeoutBehavior})`),
+        // The warning goes to whoever may still resume the run.
+        resumableBy: pause.allowedAuthorities,
+        expiresAt: pause.expiresAt,
+      });
+      woke = await condition(interrupted, policy.pauseWarningMs);
+    }
+    if (woke) {
+      if (host.stopRequested()) {
+        host.show(null);
+        return { ended: 'stopped' };
+      }
+      return resumed(host.resumeRequest()!, 'operator');
+    }
+
+    const escalation = policy.pauseTimeoutBehavior === 'ESCALATE' && !pause.escalated;
+    await domain.recordPauseTimeout({
+      ...systemEvent('pause_timeout', `pause-timeout:${number}:${period}`, `${reason} pause ran out its SLA of ${policy.pauseSlaMs / 1000}s`),
+      behavior: policy.pauseTimeoutBehavior,
+      reason,
+      escalation,
+    });
+    if (policy.pauseTimeoutBehavior === 'CONTINUE') return resumed({ actor: 'system', authority: 'SYSTEM_AUTO' }, 'timeout');
+    if (escalation) {
+      pause.escalated = true;
+      continue;
+    }
+    const afterEscalation = pause.escalated ? ' nor within the escalation period' : '';
+    host.show(null);
+    return {
+      ended: 'outcome',
+      outcome: {
+        kind: 'failed',
+        status: 'failed_policy',
+        code: 'PAUSE_TIMEOUT',
+        message: `${reason} pause was not resumed within its SLA${afterEscalation} (${policy.pauseTimeoutBehavior})`,
+      },
+    };
+  }
+}
