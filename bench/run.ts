@@ -19,7 +19,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { tsToMs } from '@temporalio/common/lib/time';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
@@ -68,6 +68,8 @@ interface Flavour {
 const BARE_TASK_QUEUE = 'bench-bare';
 /** Step counts of the single long runs: the issue's 10-step history target and a 100-step run. */
 const LONG_RUNS = [10, 100];
+/** A run long enough to continue as new several times (`RUN_HISTORY_EVENTS_BOUND`). */
+const VERY_LONG_RUN = 1_000;
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
@@ -200,6 +202,18 @@ async function main(): Promise<void> {
     return { latencyMs, dispatchMs: tsToMs(firstStepStart?.eventTime) - submittedAt, events: events.length };
   }
 
+  /** The event count of each execution of a run that continued as new, first to last. */
+  async function executionEventCounts(runId: string): Promise<number[]> {
+    const counts: number[] = [];
+    for (let executionId: string | undefined = (await client.workflow.getHandle(runId).describe()).runId; executionId; ) {
+      const history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>> = await client.workflow.getHandle(runId, executionId).fetchHistory();
+      const events = history.events ?? [];
+      counts.unshift(events.length);
+      executionId = events[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
+    }
+    return counts;
+  }
+
   async function sequential(flavour: Flavour, steps: number, count: number) {
     const samples = [];
     for (let i = 0; i < count; i += 1) samples.push(await measure(flavour, steps));
@@ -245,6 +259,16 @@ async function main(): Promise<void> {
     const b = await measure(bare, steps);
     console.log(
       `  one ${steps}-step run: governed ${ms(g.latencyMs)}, ${g.events} events (${(g.events / steps).toFixed(1)}/step); bare ${ms(b.latencyMs)}, ${b.events} events; latency ${ratio(g.latencyMs, b.latencyMs)}`,
+    );
+  }
+  {
+    const started = performance.now();
+    const runId = await governed.start(VERY_LONG_RUN);
+    await governed.finished(runId);
+    const latencyMs = performance.now() - started;
+    const executions = await executionEventCounts(runId);
+    console.log(
+      `  one ${VERY_LONG_RUN}-step governed run: ${ms(latencyMs)}, ${executions.length} executions (continued as new), events per execution ${executions.join(', ')}; largest ${Math.max(...executions)} (Temporal warns at 10,240)`,
     );
   }
   memory('after long runs');
