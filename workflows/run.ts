@@ -13,8 +13,6 @@ import {
 import { failed } from './failures';
 import { RunLifecycle } from './run-lifecycle';
 
-export { RUN_HISTORY_EVENTS_BOUND } from './run-lifecycle';
-
 /**
  * A governed run, as the seed's phase table reads (§13.4):
  * CREATED → AUTHORIZED → EXECUTING → GOVERNANCE_CHECK → FINALIZING → COMPLETED | FAILED.
