@@ -84,24 +84,17 @@ export async function submitRun(
         taskQueue: deps.taskQueue,
       })
       .onConflictDoNothing({ target: [runs.tenantId, runs.idempotencyKey], where: sql`${runs.idempotencyKey} is not null` })
-      .returning({ id: runs.id });
+      .returning();
     if (!row) return null;
     await declareRunContract(tx, { runId: row.id, tenantId: caller.tenantId, deadlineSeconds: deps.runDeadlineSeconds });
-    return row.id;
+    return row;
   });
 
   if (created === null) return replay(deps, caller, idempotencyKey!, requestHash);
 
-  const started = await startNow(deps, {
-    runId: created,
-    tenantId: caller.tenantId,
-    plan,
-    budgetUsd,
-    authorization,
-    observabilityMode,
-    policyVersion: policy.version,
-  });
-  return { runId: created, authorizationDecision: authorization.decision, replayed: false, workflow: started ? 'started' : 'queued' };
+  // The same input as any later start of this run (the starter's, a retried submit's): built from the stored row.
+  const started = await startNow(deps, workflowInputOf(created));
+  return { runId: created.id, authorizationDecision: authorization.decision, replayed: false, workflow: started ? 'started' : 'queued' };
 }
 
 async function replay(deps: SubmitDeps, caller: Caller, idempotencyKey: string, requestHash: string): Promise<SubmitResult> {

@@ -11,13 +11,15 @@ export const PRICE_TABLE: Readonly<Record<string, ModelPrice>> = {
   default: { inputPer1k: 0.001, outputPer1k: 0.002 },
 };
 
-export function priceFor(model: string): ModelPrice {
-  return PRICE_TABLE[model] ?? PRICE_TABLE.default!;
+export type PriceTable = Readonly<Record<string, ModelPrice>>;
+
+export function priceFor(model: string, table: PriceTable = PRICE_TABLE): ModelPrice {
+  return table[model] ?? table.default ?? PRICE_TABLE.default!;
 }
 
 /** Cost rounded to micro-dollars so sums stay exact enough to compare against a budget. */
-export function costUsd(model: string, tokensIn: number, tokensOut: number): number {
-  const price = priceFor(model);
+export function costUsd(model: string, tokensIn: number, tokensOut: number, table: PriceTable = PRICE_TABLE): number {
+  const price = priceFor(model, table);
   const raw = (tokensIn * price.inputPer1k + tokensOut * price.outputPer1k) / 1000;
   return Math.round(raw * 1e6) / 1e6;
 }

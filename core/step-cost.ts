@@ -1,5 +1,5 @@
 import type { LlmChatInput, PlanStep, SimLlmInput } from './plan';
-import { PRICE_TABLE, costUsd, priceFor, type ModelPrice } from './pricing';
+import { PRICE_TABLE, costUsd, priceFor, type ModelPrice, type PriceTable } from './pricing';
 
 /**
  * What a step may cost at most, known before it runs (budget reservation). Pure: the run workflow
@@ -15,9 +15,19 @@ export function simPromptTokens(prompt: string): number {
   return Math.max(1, Math.ceil(prompt.length / 4));
 }
 
-function simUpperBoundUsd(input: SimLlmInput): number {
+function simUpperBoundUsd(input: SimLlmInput, prices: PriceTable): number {
   const completion = input.completionTokens ?? SIM_DEFAULT_COMPLETION_TOKENS.min + SIM_DEFAULT_COMPLETION_TOKENS.spread - 1;
-  return costUsd(SIM_MODEL, simPromptTokens(input.prompt), completion);
+  return costUsd(SIM_MODEL, simPromptTokens(input.prompt), completion, prices);
+}
+
+/** A byte-level tokenizer makes at most one token per UTF-8 byte; most make far fewer. */
+function utf8Bytes(text: string): number {
+  let bytes = 0;
+  for (const char of text) {
+    const codePoint = char.codePointAt(0)!;
+    bytes += codePoint < 0x80 ? 1 : codePoint < 0x800 ? 2 : codePoint < 0x10000 ? 3 : 4;
+  }
+  return bytes;
 }
 
 /** Tokens a chat message's framing adds (role, separators), and the reply's priming: generous on purpose. */
@@ -25,15 +35,15 @@ const CHAT_TOKENS_PER_MESSAGE = 8;
 const CHAT_REPLY_PRIMING_TOKENS = 8;
 
 /**
- * With `maxTokens` set, a chat completion is bounded: no tokenizer makes more tokens than
- * characters, and the provider stops at `maxTokens`. The price is the requested model's, or the
- * dearest one we know when the model is left to the worker's configuration (or billed under
- * another name, which prices as `default`).
+ * With `maxTokens` set, a chat completion is bounded: the prompt is at most one token per UTF-8
+ * byte, and the provider stops at `maxTokens`. The price is the requested model's (or `default`'s,
+ * as a reply billed under a name we do not know prices), or the dearest one we know when the model
+ * is left to the worker's configuration. A provider that bills another known, dearer model than
+ * the one asked for is not covered: the hard limit after the step still is.
  */
-function chatUpperBoundUsd(input: LlmChatInput & { maxTokens: number }): number {
-  const promptTokens =
-    input.messages.reduce((n, m) => n + m.content.length + CHAT_TOKENS_PER_MESSAGE, 0) + CHAT_REPLY_PRIMING_TOKENS;
-  const prices: ModelPrice[] = input.model === undefined ? Object.values(PRICE_TABLE) : [priceFor(input.model), priceFor('default')];
+function chatUpperBoundUsd(input: LlmChatInput & { maxTokens: number }, table: PriceTable): number {
+  const promptTokens = input.messages.reduce((n, m) => n + utf8Bytes(m.content) + CHAT_TOKENS_PER_MESSAGE, 0) + CHAT_REPLY_PRIMING_TOKENS;
+  const prices: ModelPrice[] = input.model === undefined ? Object.values(table) : [priceFor(input.model, table), priceFor('default', table)];
   return Math.max(...prices.map((p) => (promptTokens * p.inputPer1k + input.maxTokens * p.outputPer1k) / 1000));
 }
 
@@ -47,10 +57,14 @@ export interface StepCostPrediction {
  * The step's predicted cost: its upper bound when its input gives one, else the run's average step
  * so far; null when neither exists (an unbounded first step), so nothing is reserved.
  */
-export function predictStepCost(step: PlanStep, spent: { costUsd: number; stepsCompleted: number }): StepCostPrediction | null {
-  if (step.skill === 'sim.llm') return { usd: roundUpUsd(simUpperBoundUsd(step.input)), basis: 'upper-bound' };
+export function predictStepCost(
+  step: PlanStep,
+  spent: { costUsd: number; stepsCompleted: number },
+  prices: PriceTable = PRICE_TABLE,
+): StepCostPrediction | null {
+  if (step.skill === 'sim.llm') return { usd: roundUpUsd(simUpperBoundUsd(step.input, prices)), basis: 'upper-bound' };
   if (step.input.maxTokens !== undefined) {
-    return { usd: roundUpUsd(chatUpperBoundUsd({ ...step.input, maxTokens: step.input.maxTokens })), basis: 'upper-bound' };
+    return { usd: roundUpUsd(chatUpperBoundUsd({ ...step.input, maxTokens: step.input.maxTokens }, prices)), basis: 'upper-bound' };
   }
   if (spent.stepsCompleted === 0) return null;
   return { usd: roundUpUsd(spent.costUsd / spent.stepsCompleted), basis: 'average' };

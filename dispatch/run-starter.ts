@@ -1,10 +1,11 @@
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import { and, asc, eq, isNull, lt, sql } from 'drizzle-orm';
 import type { ObservabilityMode } from '../core/policy';
+import { PRICE_TABLE } from '../core/pricing';
 import { RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
 import type { Db } from '../db/client';
 import { runs } from '../db/schema';
-import type { RunWorkflowInput } from '../workflows/messages';
+import { RUN_HISTORY_EVENTS_BOUND, type RunWorkflowInput } from '../workflows/messages';
 import { runWorkflow } from '../workflows/run';
 
 type StoredRun = typeof runs.$inferSelect;
@@ -22,6 +23,9 @@ export function workflowInputOf(run: StoredRun): RunWorkflowInput {
         : { decision: 'DENIED', reason: run.authorizationReason ?? 'denied' },
     observabilityMode: run.observabilityMode as ObservabilityMode,
     policyVersion: run.policyVersion,
+    // Fixed for the run's life: decisions taken from them must replay the same after a code change.
+    prices: PRICE_TABLE,
+    continueAsNewAfterEvents: RUN_HISTORY_EVENTS_BOUND,
   };
 }
 

@@ -1,4 +1,7 @@
+import { defaultPayloadConverter } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PRICE_TABLE } from '../core/pricing';
+import { RUN_HISTORY_EVENTS_BOUND, type RunWorkflowInput } from '../workflows/messages';
 import { expectFullGovernanceRecords } from './helpers/records';
 import { executionsOf } from './helpers/runs';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
@@ -32,6 +35,10 @@ describe('a 1,000-step run', () => {
     expect(executions.length).toBeGreaterThan(1);
     expect(executions.at(-1)!.runId).toBe(latest.runId);
     for (const e of executions) expect(e.events).toBeLessThan(10_240);
+    // The run was started with its prices and its history bound pinned, so a code change cannot move its decisions.
+    const [started] = (await stack.client.workflow.getHandle(runId, executions[0]!.runId).fetchHistory()).events ?? [];
+    const input = defaultPayloadConverter.fromPayload<RunWorkflowInput>(started!.workflowExecutionStartedEventAttributes!.input!.payloads![0]!);
+    expect(input).toMatchObject({ prices: PRICE_TABLE, continueAsNewAfterEvents: RUN_HISTORY_EVENTS_BOUND });
     console.log(`1,000-step run: ${executions.length} executions of ${executions.map((e) => e.events).join(', ')} events`);
   });
 });

@@ -185,7 +185,8 @@ export class RunGovernor {
       const overrun = this.predictedOverrun(stepIndex);
       if (!overrun) return null;
       if (this.memory.settings?.onPredictedOverrun !== 'PAUSE') return { kind: 'failed', status: 'failed_policy', code: 'BUDGET_EXCEEDED', message: overrun };
-      const end = await this.hold('BUDGET_WARNING', overrun, null);
+      // Only a person may accept spending over the budget: a timer that would resume the run ends it.
+      const end = await this.hold('BUDGET_WARNING', overrun, null, { timerMayResume: false });
       if (end.ended === 'outcome') return end.outcome;
       if (end.ended === 'resumed') this.memory.overrunAcceptedStep = stepIndex;
       // A stop ends the run through the check; a resume is followed by the policy as it is now.
@@ -371,7 +372,7 @@ export class RunGovernor {
     if (!this.reservesBudget || this.memory.overrunAcceptedStep === stepIndex) return null;
     const step = this.input.plan[stepIndex]!;
     const spent = this.run.view();
-    const prediction = predictStepCost(step, spent);
+    const prediction = predictStepCost(step, spent, this.input.prices);
     const budget = this.budgetUsd();
     if (!prediction || !wouldOverrunBudget(spent.costUsd, prediction.usd, budget)) return null;
     const basis = prediction.basis === 'upper-bound' ? 'at most' : "about (the run's average step)";
@@ -384,14 +385,17 @@ export class RunGovernor {
   }
 
   /** The durable wait (`workflows/pause.ts`), shown in the run's state while it holds. */
-  private hold(reason: PauseReason, detail: string, request: PauseRequest | null): Promise<PauseEnd> {
+  private hold(reason: PauseReason, detail: string, request: PauseRequest | null, options = { timerMayResume: true }): Promise<PauseEnd> {
     this.memory.pauseNumber += 1;
+    const settings = this.memory.settings!;
+    const policy =
+      options.timerMayResume || settings.pauseTimeoutBehavior !== 'CONTINUE' ? settings : { ...settings, pauseTimeoutBehavior: 'TERMINATE' as const };
     return holdPause(
       {
         runId: this.input.runId,
         tenantId: this.input.tenantId,
         domain: this.domain,
-        policy: this.memory.settings!,
+        policy,
         show: (pause) => this.setPause(pause),
         publish: () => this.run.publish(),
         resumeRequest: () => this.resumeRequest,

@@ -3,8 +3,16 @@ import type { ObservabilityMode, PauseTimeoutBehavior, PredictedOverrunBehavior 
 import { RESUME_AUTHORITIES, type PauseReason, type PolicyDecision, type ResumeAuthority } from '../core/policy-check';
 import type { RunPhase, RunStatus } from '../core/phases';
 import type { PlanStep } from '../core/plan';
+import type { PriceTable } from '../core/pricing';
 import type { SagaPhase } from '../core/saga';
 import { toSafeText } from '../core/text-safety';
+
+/**
+ * A run continues as new, between steps, once its history holds this many events: far below the
+ * 10,240 at which Temporal starts warning (a step adds about seven, a pause a dozen more), and
+ * small enough that a worker taking over replays it in a moment.
+ */
+export const RUN_HISTORY_EVENTS_BOUND = 2_000;
 
 export interface RunWorkflowInput {
   runId: string;
@@ -17,6 +25,11 @@ export interface RunWorkflowInput {
   policyVersion?: number;
   /** Continue as new once the history holds this many events (default `RUN_HISTORY_EVENTS_BOUND`). */
   continueAsNewAfterEvents?: number;
+  /**
+   * Prices as the run started with them: its cost predictions decide whether a step runs, so they
+   * must not change under it on replay when the code's price table does. Absent: the code's table.
+   */
+  prices?: PriceTable;
   /** Set when an earlier execution of this run continued as new: where it stopped, before step `nextStep`. */
   continued?: ContinuedRun;
 }

@@ -43,7 +43,9 @@ export type RunPatch = keyof typeof RUN_PATCHES;
 /**
  * What a run started on this code records instead of one marker per patch: each `patched()` costs
  * its history a marker and an upsert of `TemporalChangeVersion` (a visibility write). Frozen: a patch
- * added later is not part of it and is asked for on its own.
+ * added later is not part of it and is asked for on its own. A release older than the baseline
+ * cannot replay a run that recorded it (nor the moves riding with writes, which the same release
+ * brought to every run), so a rollback goes no further back than the release that introduced it.
  */
 const BASELINE = {
   id: 'run-baseline-2026-11',

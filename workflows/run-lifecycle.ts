@@ -19,17 +19,11 @@ import type { SagaPhase } from '../core/saga';
 import { PAUSE_REASON, RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
 import { runDomainWrites, skills, type DomainWrites } from './activity-proxies';
 import { RunGovernor, type RunView } from './governor';
-import type { RunState, RunWorkflowInput } from './messages';
+import { RUN_HISTORY_EVENTS_BOUND, type RunState, type RunWorkflowInput } from './messages';
 import { describeFailure, failed } from './failures';
 import { runGovernanceSaga } from './governance-saga';
 import { RunPatches } from './patches';
 
-/**
- * A run continues as new, between steps, once its history holds this many events: far below the
- * 10,240 at which Temporal starts warning (a step adds about seven, a pause a dozen more), and
- * small enough that a worker taking over replays it in a moment.
- */
-export const RUN_HISTORY_EVENTS_BOUND = 2_000;
 
 
 

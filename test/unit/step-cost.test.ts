@@ -33,6 +33,20 @@ describe('a step\'s predicted cost', () => {
     expect(unnamed.usd).toBeGreaterThan(named.usd);
   });
 
+  it('bounds a prompt by its UTF-8 bytes, so no byte-level tokenizer can count more', () => {
+    const hindi = 'नमस्ते दुनिया '.repeat(100);
+    const prediction = predictStepCost({ skill: 'llm.chat', input: { messages: [{ role: 'user', content: hindi }], maxTokens: 1, model: 'gpt-4o' } }, nothingSpent)!;
+    const bytes = new TextEncoder().encode(hindi).length;
+    expect(bytes).toBeGreaterThan(2 * hindi.length);
+    expect(prediction.usd).toBeGreaterThanOrEqual(costUsd('gpt-4o', bytes, 1));
+  });
+
+  it('prices with the table the run started with, not the code\'s of the day', () => {
+    const input = { messages: [{ role: 'user' as const, content: 'hi' }], maxTokens: 1000, model: 'gpt-4o' };
+    const dearer = { ...PRICE_TABLE, 'gpt-4o': { inputPer1k: 1, outputPer1k: 1 } };
+    expect(predictStepCost({ skill: 'llm.chat', input }, nothingSpent, dearer)!.usd).toBeGreaterThan(predictStepCost({ skill: 'llm.chat', input }, nothingSpent)!.usd * 10);
+  });
+
   it('falls back to the run\'s average step for a skill without a bound, and to nothing on the first step', () => {
     const unbounded: PlanStep = { skill: 'llm.chat', input: { messages: [{ role: 'user', content: 'hi' }] } };
     expect(predictStepCost(unbounded, nothingSpent)).toBeNull();

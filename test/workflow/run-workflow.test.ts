@@ -275,6 +275,18 @@ describe('the run workflow against fake activities', () => {
     recordForReplay(handle.workflowId, 'path-predicted-overrun-pause-resumed');
   });
 
+  it('does not let the pause SLA approve a predicted overrun, even when the policy says CONTINUE', async () => {
+    const { handle, world } = await startRun(chatPlan(3, { maxTokens: 10_000 }), {
+      budgetUsd: 0.2,
+      rules: { onPredictedOverrun: 'PAUSE', pauseSlaSeconds: 1, pauseWarningSeconds: 0, pauseTimeoutBehavior: 'CONTINUE' },
+    });
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'FAILED', status: 'failed_policy', error: { code: 'PAUSE_TIMEOUT' }, stepsCompleted: 2 });
+    expect(world.named('executeStep')).toHaveLength(2);
+    expect(world.named('recordResume')).toHaveLength(0);
+    expect(world.named('recordPauseTimeout')[0]).toMatchObject({ reason: 'BUDGET_WARNING', behavior: 'TERMINATE' });
+  });
+
   it('holds a paused run until a resume, and records both', async () => {
     const { handle, world } = await startRun(plan(3));
     await whileFirstStepRuns(world, () => handle.signal(pauseSignal, { reason: 'look first', actor: 'ops', authority: 'TENANT_ADMIN' }));
