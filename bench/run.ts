@@ -19,7 +19,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { tsToMs } from '@temporalio/common/lib/time';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
@@ -37,6 +37,7 @@ import { createTenant } from '../db/tenancy';
 import { createLogger } from '../lib/logger';
 import { createApiMetrics, createWorkerMetrics } from '../lib/metrics';
 import { devServerTuningArgs, temporalCliPath } from '../lib/dev-server';
+import { executionsOf } from '../lib/temporal';
 import { buildWorkflowBundle } from '../worker/build-bundle';
 import { createWorker } from '../worker/create-worker';
 import { bareRunWorkflow } from './bare/workflows';
@@ -202,18 +203,6 @@ async function main(): Promise<void> {
     return { latencyMs, dispatchMs: tsToMs(firstStepStart?.eventTime) - submittedAt, events: events.length };
   }
 
-  /** The event count of each execution of a run that continued as new, first to last. */
-  async function executionEventCounts(runId: string): Promise<number[]> {
-    const counts: number[] = [];
-    for (let executionId: string | undefined = (await client.workflow.getHandle(runId).describe()).runId; executionId; ) {
-      const history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>> = await client.workflow.getHandle(runId, executionId).fetchHistory();
-      const events = history.events ?? [];
-      counts.unshift(events.length);
-      executionId = events[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
-    }
-    return counts;
-  }
-
   async function sequential(flavour: Flavour, steps: number, count: number) {
     const samples = [];
     for (let i = 0; i < count; i += 1) samples.push(await measure(flavour, steps));
@@ -266,7 +255,7 @@ async function main(): Promise<void> {
     const runId = await governed.start(VERY_LONG_RUN);
     await governed.finished(runId);
     const latencyMs = performance.now() - started;
-    const executions = await executionEventCounts(runId);
+    const executions = (await executionsOf(client, runId)).map((e) => e.events);
     console.log(
       `  one ${VERY_LONG_RUN}-step governed run: ${ms(latencyMs)}, ${executions.length} executions (continued as new), events per execution ${executions.join(', ')}; largest ${Math.max(...executions)} (Temporal warns at 10,240)`,
     );

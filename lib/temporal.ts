@@ -1,4 +1,4 @@
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import type { Config } from './config';
 
@@ -28,4 +28,19 @@ export function lazyClient(config: TemporalConfig): Client {
 
 export function connectWorkerConnection(config: TemporalConfig): Promise<NativeConnection> {
   return NativeConnection.connect(connectionOptions(config));
+}
+
+/**
+ * Each execution of a workflow that continued as new, first to last, with its history's event
+ * count: walked back from the latest through the run each one continued.
+ */
+export async function executionsOf(client: Client, workflowId: string): Promise<{ runId: string; events: number }[]> {
+  const executions: { runId: string; events: number }[] = [];
+  for (let runId: string | undefined = (await client.workflow.getHandle(workflowId).describe()).runId; runId; ) {
+    const history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>> = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    const events = history.events ?? [];
+    executions.unshift({ runId, events: events.length });
+    runId = events[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
+  }
+  return executions;
 }

@@ -60,8 +60,6 @@ export class RunLifecycle implements RunView {
   private readonly patches: RunPatches;
   private readonly record: RunRecord;
   private readonly domain: DomainWrites;
-  /** Runs recorded before mid-run checks upsert their search attributes on every publish. */
-  private readonly upsertsOnlyChanges: boolean;
   private upserted: string | null = null;
   private readonly movesRide: boolean;
   /** Moves made and not yet written (see `MOVES_THAT_RIDE`). */
@@ -87,9 +85,9 @@ export class RunLifecycle implements RunView {
           error: null,
         };
     this.domain = runDomainWrites(this.patches);
-    this.upsertsOnlyChanges = this.patches.has('midRunPolicyChecks');
-    this.governor = new RunGovernor(input, this, this.domain, this.patches, this.upsertsOnlyChanges, continued);
-    this.movesRide = this.upsertsOnlyChanges && this.patches.has('movesRideWithWrites');
+    const policyChecks = this.patches.has('midRunPolicyChecks');
+    this.governor = new RunGovernor(input, this, this.domain, this.patches, policyChecks, continued);
+    this.movesRide = policyChecks && this.patches.has('movesRideWithWrites');
     this.publish();
   }
 
@@ -103,8 +101,8 @@ export class RunLifecycle implements RunView {
     const state = this.view();
     const pauseReason = state.pause?.reason ?? null;
     const attributes = `${state.phase}|${state.status}|${pauseReason}`;
-    // Each upsert is a history event.
-    if (!this.upsertsOnlyChanges || attributes !== this.upserted) {
+    // Each upsert is a history event; runs recorded before mid-run checks upsert on every publish.
+    if (!this.governor.policyChecks || attributes !== this.upserted) {
       upsertSearchAttributes([
         { key: RUN_PHASE, value: state.phase },
         { key: RUN_STATUS, value: state.status },

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { and, asc, eq } from 'drizzle-orm';
 import { inject } from 'vitest';
@@ -61,14 +61,3 @@ export function recordHistory(runId: string, name: string, executionRunId?: stri
   writeFileSync(path.join(__dirname, '..', 'histories', `${name}.json`), json);
 }
 
-/** Each execution of a workflow that continued as new, first to last, with its history's event count. */
-export async function executionsOf(client: Client, workflowId: string, firstExecutionRunId: string): Promise<{ runId: string; events: number }[]> {
-  const executions: { runId: string; events: number }[] = [];
-  for (let runId: string | undefined = firstExecutionRunId; runId; ) {
-    const history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>> = await client.workflow.getHandle(workflowId, runId).fetchHistory();
-    const events = history.events ?? [];
-    executions.push({ runId, events: events.length });
-    runId = events.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
-  }
-  return executions;
-}

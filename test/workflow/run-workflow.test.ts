@@ -16,7 +16,8 @@ import type { PlanStep } from '../../core/plan';
 import { DEFAULT_POLICY, type PolicyRules } from '../../core/policy';
 import { decidePolicy } from '../../core/policy-check';
 import { pauseSignal, policyChangedSignal, resumeSignal, resumeUpdate, runStateQuery, stopSignal, type RunWorkflowInput } from '../../workflows/messages';
-import { executionsOf, finalRunState, recordHistory } from '../helpers/runs';
+import { executionsOf } from '../../lib/temporal';
+import { finalRunState, recordHistory } from '../helpers/runs';
 
 interface Call {
   activity: string;
@@ -436,7 +437,7 @@ describe('a long run continues as new', () => {
     expect(checks).toEqual([...checks.keys()].map((i) => i + 1));
     expect(phasesOf(world)).toEqual(['AUTHORIZED', 'EXECUTING', 'GOVERNANCE_CHECK', 'FINALIZING', 'COMPLETED/succeeded']);
     expect(world.named('startTrace')).toHaveLength(1);
-    const executions = await executionsOf(client, handle.workflowId, handle.firstExecutionRunId);
+    const executions = await executionsOf(client, handle.workflowId);
     expect(executions).toHaveLength(state.continuedAsNew! + 1);
     // The bound is checked between steps: an execution ends within one step's events of it.
     for (const e of executions) expect(e.events).toBeLessThan(60 + 20);
