@@ -1,0 +1,35 @@
+/**
+ * Tools as policies, records and people name them: `server.tool`, where `server` is the name the
+ * operator gave a tool server in the worker's configuration and `tool` the name that server lists.
+ * Pure: the workflow matches a tool call against the policy it holds without a round trip.
+ */
+
+/** `server.tool`. */
+export type ToolId = string;
+
+/** A tool server's name in the operator's configuration. */
+export const TOOL_SERVER_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
+
+/** A policy's tool pattern: `server.tool`, every tool of a server (`server.*`), or every tool (`*`). */
+export const TOOL_PATTERN = /^(\*|[a-z][a-z0-9_-]{0,31}\.(\*|[^\s*]{1,128}))$/;
+
+export function toolIdOf(server: string, tool: string): ToolId {
+  return `${server}.${tool}`;
+}
+
+/** The server and tool of an id; null when it names no server. */
+export function splitToolId(id: ToolId): { server: string; tool: string } | null {
+  const dot = id.indexOf('.');
+  if (dot <= 0 || dot === id.length - 1) return null;
+  return { server: id.slice(0, dot), tool: id.slice(dot + 1) };
+}
+
+export function matchesToolPattern(pattern: string, id: ToolId): boolean {
+  if (pattern === '*') return true;
+  if (pattern.endsWith('.*')) return splitToolId(id)?.server === pattern.slice(0, -2);
+  return pattern === id;
+}
+
+export function matchesAnyToolPattern(patterns: readonly string[], id: ToolId): boolean {
+  return patterns.some((pattern) => matchesToolPattern(pattern, id));
+}
