@@ -1,7 +1,7 @@
 import type { AuditAction } from '../core/audit';
 import type { SagaPhase } from '../core/saga';
 import type { DbOrTx } from '../db/client';
-import { recordAck } from './audit';
+import { recordAck } from '../db/acks';
 
 export interface CompensationInput {
   runId: string;

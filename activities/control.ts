@@ -2,11 +2,12 @@ import { eq, sql } from 'drizzle-orm';
 import type { EventTopic } from '../core/events';
 import type { PauseReason } from '../core/policy-check';
 import type { PauseTimeoutBehavior } from '../core/policy';
+import { decideApproval, insertPendingApproval } from '../db/approvals';
 import { extendRunDeadlines } from '../db/audit';
 import type { DbOrTx } from '../db/client';
 import { runControlEvents, runs } from '../db/schema';
 import type { ActivityDeps } from './deps';
-import { insertIncidentOnce } from './incidents';
+import { insertIncidentOnce } from '../db/incidents';
 import { writeEvents } from '../db/outbox';
 
 export interface ControlEventInput {
@@ -48,6 +49,21 @@ async function insertControlEvent(tx: DbOrTx, input: ControlEventInput, topic?: 
   return inserted.length > 0;
 }
 
+/** A TOOL_APPROVAL pause's call, as the workflow shows it. */
+interface PendingApprovalInput {
+  stepIndex: number;
+  turn: number;
+  callIndex: number;
+  tool: string;
+  argsSha256: string;
+  argsPreview: string;
+}
+
+/** The pause's number from the keys the workflow gives its control events (`pause:3`, `pause-timeout:3:1`). */
+function pauseNumberOf(dedupeKey: string): number {
+  return Number(dedupeKey.split(':')[1]);
+}
+
 /** The run-control domain: pauses, resumes, expiry warnings, timeouts and refused signals. */
 export function createControlActivities({ db, metrics }: ActivityDeps) {
   /** A signal the run ignored (wrong state or authority), kept with the reason. */
@@ -55,14 +71,44 @@ export function createControlActivities({ db, metrics }: ActivityDeps) {
     await db.transaction((tx) => insertControlEvent(tx, { ...input, accepted: false }, 'signal.rejected'));
   }
 
-  async function recordPause(input: ControlEventInput & { reason: PauseReason; holdsUpToSeconds?: number }): Promise<void> {
+  /**
+   * Refused signals, many in one transaction: a flood of controls costs the run one write per
+   * batch, not one per signal. `dropped` counts refusals past the run's queue, recorded as one.
+   */
+  async function recordRejectedSignals(input: {
+    runId: string;
+    tenantId: string;
+    refusals: Omit<ControlEventInput, 'runId' | 'tenantId' | 'accepted'>[];
+    dropped: number;
+  }): Promise<void> {
+    await db.transaction(async (tx) => {
+      for (const refusal of input.refusals) await insertControlEvent(tx, { ...refusal, runId: input.runId, tenantId: input.tenantId, accepted: false }, 'signal.rejected');
+      if (input.dropped > 0) {
+        const last = input.refusals.at(-1)?.dedupeKey ?? 'none';
+        await insertControlEvent(tx, {
+          runId: input.runId,
+          tenantId: input.tenantId,
+          dedupeKey: `signals-dropped:${last}:${input.dropped}`,
+          kind: 'signals',
+          accepted: false,
+          detail: `${input.dropped} more signals refused while the run's queue of refusals was full (not recorded one by one)`,
+        });
+      }
+    });
+  }
+
+  async function recordPause(input: ControlEventInput & { reason: PauseReason; holdsUpToSeconds?: number; approval?: PendingApprovalInput }): Promise<void> {
     const inserted = await db.transaction(async (tx) => {
       const [row] = await tx
         .update(runs)
         .set({ pauseReason: input.reason, pausedAt: sql`now()`, updatedAt: sql`now()` })
         .where(eq(runs.id, input.runId))
         .returning({ id: runs.id });
-      const recorded = await insertControlEvent(tx, input, 'run.paused');
+      const recorded = await insertControlEvent(tx, input, 'run.paused', input.approval ? { approval: input.approval } : {});
+      if (input.approval) {
+        const { argsPreview: _shownInTheEvent, ...call } = input.approval;
+        await insertPendingApproval(tx, { runId: input.runId, tenantId: input.tenantId, pauseNumber: pauseNumberOf(input.dedupeKey), ...call });
+      }
       if (recorded && input.holdsUpToSeconds) await extendRunDeadlines(tx, input.runId, input.holdsUpToSeconds);
       return Boolean(row);
     });
@@ -73,10 +119,23 @@ export function createControlActivities({ db, metrics }: ActivityDeps) {
     await db.transaction((tx) => insertControlEvent(tx, input, 'pause.expiring', { resumableBy: input.resumableBy ?? [], expiresAt: input.expiresAt ?? null }));
   }
 
-  async function recordResume(input: ControlEventInput & { reason: PauseReason; pausedForMs: number; endedBy: 'operator' | 'timeout' }): Promise<void> {
+  async function recordResume(
+    input: ControlEventInput & { reason: PauseReason; pausedForMs: number; endedBy: 'operator' | 'timeout'; approval?: { pauseNumber: number; decision: 'approve' | 'deny'; requestId: string | null } },
+  ): Promise<void> {
     await db.transaction(async (tx) => {
       await tx.update(runs).set({ pauseReason: null, pausedAt: null, updatedAt: sql`now()` }).where(eq(runs.id, input.runId));
-      await insertControlEvent(tx, input, 'run.resumed');
+      await insertControlEvent(tx, input, 'run.resumed', input.approval ? { decision: input.approval.decision } : {});
+      if (input.approval) {
+        await decideApproval(tx, {
+          runId: input.runId,
+          pauseNumber: input.approval.pauseNumber,
+          status: input.approval.decision === 'approve' ? 'approved' : 'denied',
+          by: input.actor ?? null,
+          authority: input.authority ?? null,
+          requestId: input.approval.requestId,
+          reason: input.detail ?? null,
+        });
+      }
     });
     metrics.pauseDuration.observe({ reason: input.reason, ended_by: input.endedBy }, input.pausedForMs / 1000);
   }
@@ -85,6 +144,9 @@ export function createControlActivities({ db, metrics }: ActivityDeps) {
   async function recordPauseTimeout(input: ControlEventInput & { behavior: PauseTimeoutBehavior; reason: PauseReason; escalation: boolean }): Promise<void> {
     await db.transaction(async (tx) => {
       await insertControlEvent(tx, input);
+      if (input.reason === 'TOOL_APPROVAL' && !input.escalation && input.behavior !== 'CONTINUE') {
+        await decideApproval(tx, { runId: input.runId, pauseNumber: pauseNumberOf(input.dedupeKey), status: 'expired', by: 'system', authority: 'SYSTEM_AUTO', requestId: null, reason: input.detail ?? null });
+      }
       if (input.escalation) {
         await insertIncidentOnce(tx, {
           runId: input.runId,
@@ -103,5 +165,5 @@ export function createControlActivities({ db, metrics }: ActivityDeps) {
     metrics.pauseTimeouts.inc({ behavior: input.behavior });
   }
 
-  return { recordRejectedSignal, recordPause, recordPauseWarning, recordResume, recordPauseTimeout };
+  return { recordRejectedSignal, recordRejectedSignals, recordPause, recordPauseWarning, recordResume, recordPauseTimeout };
 }

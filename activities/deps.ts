@@ -1,4 +1,5 @@
 import type { Client } from '@temporalio/client';
+import type { ToolServers } from './tools/servers';
 import type { Db } from '../db/client';
 import type { Logger } from '../lib/logger';
 import type { WorkerMetrics } from '../lib/metrics';
@@ -17,4 +18,10 @@ export interface ActivityDeps {
   llm: LlmConfig;
   /** For what only Temporal knows: whether a stale run's workflow still runs. */
   temporal: Client;
+  /** The tool servers the operator declared for this worker (none: agents get no tools). */
+  tools: ToolServers;
+  limits: {
+    /** A step output (or tool result) larger than this fails; it is never truncated. */
+    maxStepOutputBytes: number;
+  };
 }

@@ -1,24 +1,11 @@
 import { and, eq } from 'drizzle-orm';
 import { CREATE_INCIDENT } from '../core/audit';
 import { FAILURE_SEVERITY, type RunOutcome } from '../core/outcome';
-import type { DbOrTx } from '../db/client';
+import { insertIncidentOnce, type IncidentRow } from '../db/incidents';
 import { incidents } from '../db/schema';
-import { recordAck } from './audit';
+import { recordAck } from '../db/acks';
 import { ackRollback, type CompensationInput } from './compensation';
 import type { ActivityDeps } from './deps';
-
-type IncidentRow = typeof incidents.$inferInsert;
-
-/** Inserts once per (run, dedupe key); a replay returns the first row's id. */
-export async function insertIncidentOnce(tx: DbOrTx, row: IncidentRow): Promise<{ id: string; inserted: boolean }> {
-  const inserted = await tx.insert(incidents).values(row).onConflictDoNothing().returning({ id: incidents.id });
-  if (inserted[0]) return { id: inserted[0].id, inserted: true };
-  const [existing] = await tx
-    .select({ id: incidents.id })
-    .from(incidents)
-    .where(and(eq(incidents.runId, row.runId), eq(incidents.dedupeKey, row.dedupeKey)));
-  return { id: existing!.id, inserted: false };
-}
 
 export function createIncidentActivities({ db, metrics }: ActivityDeps) {
   /** The incident domain's record of a run's outcome: a failure incident or an explicit "none". */

@@ -1,3 +1,4 @@
+import { createAgentActivities } from './agent';
 import { createControlActivities } from './control';
 import type { ActivityDeps } from './deps';
 import { createIncidentActivities } from './incidents';
@@ -6,6 +7,7 @@ import { createPolicyActivities } from './policies';
 import { createReconcilerActivities } from './reconciler';
 import { createRunActivities } from './runs';
 import { createSkillActivities } from './skills';
+import { createToolCallActivities } from './tool-calls';
 import { createTraceActivities } from './traces';
 
 export type { ActivityDeps, LlmConfig } from './deps';
@@ -19,6 +21,8 @@ export function createActivities(deps: ActivityDeps) {
     ...createPolicyActivities(deps),
     ...createLogActivities(deps),
     ...createSkillActivities(deps),
+    ...createAgentActivities(deps),
+    ...createToolCallActivities(deps),
     ...createControlActivities(deps),
     ...createReconcilerActivities(deps),
   };
@@ -26,8 +30,8 @@ export function createActivities(deps: ActivityDeps) {
 
 export type Activities = ReturnType<typeof createActivities>;
 
-/** A plan step's skill: slow, billed, retried a few times (the workflow's `skills` proxy). */
-export type SkillActivities = ReturnType<typeof createSkillActivities>;
+/** The run's work: plan steps, model turns and tool calls; slow, billed, retried a few times (the workflow's `skills` proxy). */
+export type SkillActivities = ReturnType<typeof createSkillActivities> & ReturnType<typeof createAgentActivities>;
 /** The audit loop's work, run by its own workflows. */
 export type ReconcilerActivities = ReturnType<typeof createReconcilerActivities>;
 /** The run's short idempotent writes to its domains (the workflow's `domain` proxy). */

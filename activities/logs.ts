@@ -1,7 +1,7 @@
 import { eq } from 'drizzle-orm';
 import { CREATE_LOG_RECORD } from '../core/audit';
 import { runLogs } from '../db/schema';
-import { recordAck } from './audit';
+import { recordAck } from '../db/acks';
 import type { ActivityDeps } from './deps';
 import { countMoves, recordMoves, type CarriedMoves } from './runs';
 

@@ -7,13 +7,13 @@ import { decidePolicy, summarizeViolations, type PolicyCheckResult, type PolicyD
 import { currentPolicy, policyVersion, tenantStatus } from '../db/tenancy';
 import type { DbOrTx } from '../db/client';
 import { policyEvaluations, runs } from '../db/schema';
-import { recordAck } from './audit';
+import { recordAck } from '../db/acks';
 import { ackRollback, type CompensationInput } from './compensation';
 import type { ActivityDeps } from './deps';
 import { countMoves, recordMoves, type CarriedMoves } from './runs';
 
 /** Outcomes that are themselves policy violations; others are compliant as far as policy goes. */
-const POLICY_VIOLATIONS = new Set(['AUTHORIZATION_DENIED', 'BUDGET_EXCEEDED', 'POLICY_TERMINATED', 'PAUSE_TIMEOUT']);
+const POLICY_VIOLATIONS = new Set(['AUTHORIZATION_DENIED', 'BUDGET_EXCEEDED', 'POLICY_TERMINATED', 'PAUSE_TIMEOUT', 'TOOL_CALL_LIMIT', 'TOOL_DENIED']);
 
 export function finalEvaluation(outcome: RunOutcome): { decision: 'COMPLIANT' | 'VIOLATION'; reason: string; violations: string[] } {
   if (outcome.kind === 'failed' && POLICY_VIOLATIONS.has(outcome.code)) {
@@ -40,6 +40,8 @@ export interface PolicyCheckRequest extends CarriedMoves {
   remainingSkills: SkillName[];
   nextStepApproved: boolean;
   stopRequested: boolean;
+  /** Governed steps taken, an agent's turns and tool calls included (absent in runs without agents). */
+  actionsCompleted?: number;
 }
 
 export interface PolicyCheckResponse extends PolicyCheckResult {
@@ -92,6 +94,7 @@ export function createPolicyActivities({ db, metrics }: ActivityDeps) {
         stepsCompleted: input.stepsCompleted,
         remainingSkills: input.remainingSkills,
         nextStepApproved: input.nextStepApproved,
+        actionsCompleted: input.actionsCompleted,
       });
       const inserted = await tx
         .insert(policyEvaluations)

@@ -17,7 +17,7 @@ import { auditFindings, auditPasses, auditReconciliations, auditExpectations, ru
 import { mapLimit } from '../lib/map-limit';
 import { describeRunLiveness } from '../lib/run-liveness';
 import type { ActivityDeps } from './deps';
-import { insertIncidentOnce } from './incidents';
+import { insertIncidentOnce } from '../db/incidents';
 import { writeEvents } from '../db/outbox';
 
 /** Temporal describes at most this many stale runs at once. */

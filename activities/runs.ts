@@ -8,7 +8,7 @@ import type { SagaPhase } from '../core/saga';
 import { closeRunContract } from '../db/audit';
 import type { DbOrTx } from '../db/client';
 import { runs } from '../db/schema';
-import { recordAck } from './audit';
+import { recordAck } from '../db/acks';
 import type { ActivityDeps } from './deps';
 import { writeEvents } from '../db/outbox';
 

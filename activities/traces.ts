@@ -3,7 +3,7 @@ import { COMPLETE_TRACE, START_TRACE } from '../core/audit';
 import { SAGA_EVENT_TOPICS, sagaEventKey, type OutboundEvent } from '../core/events';
 import type { ObservabilityMode } from '../core/policy';
 import { outbox, runs, traceSteps, traces } from '../db/schema';
-import { recordAck } from './audit';
+import { recordAck } from '../db/acks';
 import { ackRollback, type CompensationInput } from './compensation';
 import type { ActivityDeps } from './deps';
 import { writeEvents } from '../db/outbox';

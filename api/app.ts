@@ -3,6 +3,7 @@ import type { Client } from '@temporalio/client';
 import type Redis from 'ioredis';
 import type { ObservabilityMode } from '../core/policy';
 import type { Db } from '../db/client';
+import { loadConfig } from '../lib/config';
 import type { Logger } from '../lib/logger';
 import type { ApiMetrics } from '../lib/metrics';
 import { alertRoutes } from './alerts';
@@ -13,8 +14,11 @@ import { drainUnreadBodies } from './drain-body';
 import { errorHandler, HttpError } from './errors';
 import { auditPassAge, healthCheck, withinCheckTimeout } from './health';
 import { incidentRoutes } from './incidents';
+import { approvalRoutes } from './approvals';
 import { openApiDocument } from './openapi';
+import { outputRoutes } from './outputs';
 import { policyRoutes } from './policies';
+import { controlLimitsOf, createControlGuards, limitControlsPerKey, type ControlLimits } from './rate-limit';
 import { rejectUnsafeInput } from './request-guard';
 import { runControlRoutes } from './run-controls';
 import { runRoutes } from './runs';
@@ -40,6 +44,8 @@ export interface ApiDeps {
   auditIntervalSeconds: number;
   /** Where reactors beat, for `/healthz`; absent when this deployment runs none. */
   reactors?: { stream: string; heartbeatIntervalMs: number; missThreshold: number };
+  /** Rate limits and coalescing of control requests (`api/rate-limit.ts`); absent: the CONTROL_* variables of the environment. */
+  controlLimits?: ControlLimits;
 }
 
 export function createApp(deps: ApiDeps): Express {
@@ -82,9 +88,12 @@ export function createApp(deps: ApiDeps): Express {
   app.use('/api/v1', rejectUnsafeInput(), boundTemporalCalls(deps.temporal.connection, deps.temporalDeadlineMs));
   // Before the run routes: reading a run's audit is not a control action, viewers may do it.
   app.use('/api/v1', auditRoutes(deps));
-  app.use('/api/v1/runs', runRoutes(deps), runControlRoutes(deps));
+  const controls = createControlGuards({ redis: deps.redis, logger: deps.logger, limits: deps.controlLimits ?? controlLimitsOf(loadConfig()) });
+  app.use('/api/v1/runs', runRoutes(deps), outputRoutes(deps), runControlRoutes({ ...deps, controls }));
+  // The tenant-wide pause and resume count against the caller's control limit, as a run's controls do.
+  for (const path of ['/api/v1/tenant/pause', '/api/v1/tenant/resume']) app.post(path, limitControlsPerKey(controls.limiter));
   app.use('/api/v1', policyRoutes(deps));
-  app.use('/api/v1', incidentRoutes(deps), alertRoutes(deps));
+  app.use('/api/v1', incidentRoutes(deps), alertRoutes(deps), approvalRoutes(deps));
 
   app.use((req, _res) => {
     throw new HttpError(404, `no route for ${req.method} ${req.path}`);

@@ -7,7 +7,9 @@ import { listQuery as alertListQuery } from './alerts';
 import { findingsQuery, reportsQuery } from './audit';
 import { changeBody as incidentChangeBody, listQuery as incidentListQuery } from './incidents';
 import { tenantPauseBody, tenantResumeBody } from './policies';
-import { controlBody } from './run-controls';
+import { approvalsQuery } from './approvals';
+import { outputQuery } from './outputs';
+import { approvalBody, controlBody } from './run-controls';
 import { listQuery as runListQuery } from './runs';
 
 /**
@@ -64,6 +66,16 @@ const liveState = z.looseObject({
   pause: z.looseObject({ reason: z.string(), expiresAt: isoTime, allowedAuthorities: z.array(z.string()) }).nullable().optional(),
 });
 
+const stepOutput = z.looseObject({
+  stepIndex: z.number().int(),
+  name: z.string().nullable(),
+  skill: z.string().nullable(),
+  contentType: z.enum(['text/plain', 'application/json']),
+  sha256: z.string(),
+  bytes: z.number().int(),
+  content: z.string(),
+});
+
 const incident = z.looseObject({
   id,
   runId: id.nullable(),
@@ -77,7 +89,14 @@ const incident = z.looseObject({
 
 const policy = z.looseObject({ version: z.number().int(), rules: z.looseObject({}) });
 const push = z.union([
-  z.looseObject({ push: z.literal('pushed'), signalledRuns: z.number().int() }),
+  z.looseObject({
+    push: z.literal('pushed'),
+    signalledRuns: z.number().int(),
+    skippedRuns: z
+      .array(z.looseObject({ runId: id, reason: z.string() }))
+      .optional()
+      .describe("runs that refused the signal for good (at Temporal's signal limit): the push went on without them"),
+  }),
   z.looseObject({ push: z.literal('queued'), note: z.string() }),
 ]);
 
@@ -93,6 +112,21 @@ const auditReport = z.looseObject({
 
 const staleReport = z.looseObject({ id: z.number().int(), generatedAt: isoTime, staleCount: z.number().int(), runs: z.array(z.looseObject({ runId: id })) });
 
+/** What every control answers about itself: the id the run acts on once, and the key that repeats it safely. */
+const controlIds = {
+  requestId: z.string().describe('the id the run acts on once; a retry with the same Idempotency-Key has the same one'),
+  idempotencyKey: z.string().describe("the caller's Idempotency-Key, or the one the API chose when none was sent: send it again to retry safely"),
+};
+
+const rateLimited = {
+  description: 'a control rate limit was reached: per API key, or per run; retry after Retry-After seconds',
+  schema: errorBody.extend({ limit: z.enum(['per_key', 'per_run']), retryAfterSeconds: z.number().int().positive() }),
+  headers: { 'Retry-After': 'seconds until the limit allows the request' },
+};
+
+const CONTROL_IDEMPOTENCY =
+  'names this control so a retry is safe: the run acts on it once (1-200 visible ASCII characters; without one the API picks one and answers it)';
+
 export type Auth = 'none' | readonly ApiRole[];
 const ANY_ROLE: Auth = ['admin', 'member', 'viewer'];
 const OPERATORS: Auth = ['admin', 'member'];
@@ -106,8 +140,21 @@ export interface RouteContract {
   auth: Auth;
   query?: z.ZodType;
   body?: z.ZodType;
-  /** Success responses; every route may also answer the error shape with the statuses in `ERROR_STATUSES`. */
-  responses: Record<number, { description: string; schema?: z.ZodType; contentType?: string }>;
+  /** When the route reads an `Idempotency-Key` header: what it does with it. */
+  idempotencyKey?: string;
+  /**
+   * Success responses, and errors with a shape or headers of their own (a 429); every route may also
+   * answer the error shape with the statuses in `ERROR_STATUSES`.
+   */
+  responses: Record<number, ResponseContract>;
+}
+
+export interface ResponseContract {
+  description: string;
+  schema?: z.ZodType;
+  contentType?: string;
+  /** Integer-valued headers the answer carries (Retry-After), with what each says. */
+  headers?: Record<string, string>;
 }
 
 export const ERROR_STATUSES: Record<number, string> = {
@@ -153,6 +200,7 @@ export const API_ROUTES: readonly RouteContract[] = [
     summary: 'Submit a run: recorded with its audit contract, then started (or queued for the starter)',
     auth: ANY_ROLE,
     body: submitRunBody,
+    idempotencyKey: 'a retry with the same key and body returns the same run (1-200 visible ASCII characters)',
     responses: {
       202: {
         description: 'accepted (a viewer key or a policy refusal is recorded as DENIED and ends FAILED)',
@@ -192,21 +240,114 @@ export const API_ROUTES: readonly RouteContract[] = [
     (action): RouteContract => ({
       method: 'post',
       path: `/api/v1/runs/:id/${action}`,
-      summary: action === 'pause' ? 'Pause the run before its next step (a key may only use a reason its role may resume)' : 'Stop the run before its next step, or at once if paused',
+      summary:
+        action === 'pause'
+          ? 'Pause the run before its next step (a key may only use a reason its role may resume); a pause of a paused run, or one repeated within seconds, sends no signal'
+          : 'Stop the run before its next step, or at once if paused; a stop repeated within seconds sends no signal',
       auth: OPERATORS,
       body: controlBody,
-      responses: { 202: { description: 'signalled', schema: z.looseObject({ runId: id, requested: z.literal(action) }) } },
+      idempotencyKey: CONTROL_IDEMPOTENCY,
+      responses: {
+        200: {
+          description:
+            action === 'pause'
+              ? 'no signal sent: the run is already paused (`already_paused`), or a pause was sent to it within the last seconds (`coalesced`)'
+              : 'no signal sent: a stop was sent to the run within the last seconds (`already_stopping`)',
+          schema: z.looseObject({
+            runId: id,
+            requested: z.literal(action),
+            outcome: action === 'pause' ? z.enum(['already_paused', 'coalesced']) : z.literal('already_stopping'),
+            ...controlIds,
+            note: z.string(),
+          }),
+        },
+        202: { description: 'signalled', schema: z.looseObject({ runId: id, requested: z.literal(action), outcome: z.literal('signalled'), ...controlIds, note: z.string() }) },
+        409: { description: "the run ended, has no live workflow, or has received Temporal's maximum number of signals (the reason names history.maximumSignalsPerExecution)", schema: errorBody },
+        429: rateLimited,
+      },
     }),
   ),
   {
     method: 'post',
     path: '/api/v1/runs/:id/resume',
-    summary: 'Resume a paused run (a Temporal update: refused at once with 409 when it cannot be resumed)',
+    summary: 'Resume a paused run (a Temporal update: refused at once with 409 when it cannot be resumed); never a 5xx once Temporal may have accepted it',
     auth: OPERATORS,
     body: controlBody,
+    idempotencyKey: `${CONTROL_IDEMPOTENCY}; it is also the Temporal update id, so a retried resume cannot approve twice`,
     responses: {
-      200: { description: 'resumed; the run state after it recorded the resume', schema: z.looseObject({ runId: id, resumed: z.literal(true), state: liveState }) },
-      202: { description: 'resumed (the update was accepted); the new state was not back within 2 s', schema: z.looseObject({ runId: id, resumed: z.literal(true), note: z.string() }) },
+      200: { description: 'resumed; the run state after it recorded the resume', schema: z.looseObject({ runId: id, ...controlIds, resumed: z.literal(true), state: liveState }) },
+      202: {
+        description:
+          '`resumed: true`: the update was accepted and the new state was not back within 2 s. `resumed: "unknown"`: Temporal did not answer in time ' +
+          'after the update was sent, so it may or may not have been accepted; the note says how to learn the outcome, and a retry with the same Idempotency-Key cannot resume twice',
+        schema: z.union([
+          z.looseObject({ runId: id, ...controlIds, resumed: z.literal(true), note: z.string() }),
+          z.looseObject({ runId: id, ...controlIds, resumed: z.literal('unknown'), note: z.string() }),
+        ]),
+      },
+      409: { description: 'the run is not paused, the caller may not lift its pause (the reason says why), it ended, or it has no live workflow', schema: errorBody },
+      429: rateLimited,
+    },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/runs/:id/output',
+    summary: "The run's work: each completed step's whole output (text or JSON, with its sha256 and size), and the run's output once it COMPLETED",
+    auth: ANY_ROLE,
+    query: outputQuery,
+    responses: {
+      200: {
+        description: 'the outputs stored so far',
+        schema: z.looseObject({ runId: id, phase: z.string(), complete: z.boolean(), output: stepOutput.nullable(), steps: z.array(stepOutput) }),
+      },
+    },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/runs/:id/steps/:stepIndex/output',
+    summary: "One step's whole output (`stepIndex` from 0); `?raw=1` answers the content alone, with its own content type and a Digest header",
+    auth: ANY_ROLE,
+    query: outputQuery,
+    responses: {
+      200: { description: 'the step output (JSON), or with `raw=1` the content itself', schema: z.union([z.string(), stepOutput.extend({ runId: id })]) },
+      404: { description: 'no such run or step, or the step has not completed', schema: errorBody },
+    },
+  },
+  ...(['approve', 'deny'] as const).map(
+    (decision): RouteContract => ({
+      method: 'post',
+      path: `/api/v1/runs/:id/${decision}`,
+      summary:
+        decision === 'approve'
+          ? 'Approve the tool call the run waits on (a TOOL_APPROVAL pause), quoting the hash of the arguments you were shown'
+          : 'Deny the tool call the run waits on: the model is told (or the run fails, under a FAIL_RUN tool policy)',
+      auth: OPERATORS,
+      body: approvalBody,
+      idempotencyKey: `${CONTROL_IDEMPOTENCY}; it is also the Temporal update id, so a retried ${decision} counts once and never decides a later call`,
+      responses: {
+        200: { description: `the ${decision === 'approve' ? 'approval' : 'denial'} is recorded; the run state after it`, schema: z.looseObject({ runId: id, ...controlIds, resumed: z.literal(true), state: liveState }) },
+        202: {
+          description: 'accepted, the new state not back within 2 s (`resumed: true`), or Temporal did not answer in time (`resumed: "unknown"`, see the note)',
+          schema: z.looseObject({ runId: id, ...controlIds, resumed: z.union([z.literal(true), z.literal('unknown')]), note: z.string() }),
+        },
+        409: { description: 'the run is not waiting on a tool approval, the hash is not the pending call\'s (the arguments changed, or another call waits), or the key may not approve', schema: errorBody },
+        429: rateLimited,
+      },
+    }),
+  ),
+  {
+    method: 'get',
+    path: '/api/v1/approvals',
+    summary: "The tenant's tool approvals (pending by default): the tool, the exact arguments, the hash an approval quotes, and who decided",
+    auth: ANY_ROLE,
+    query: approvalsQuery,
+    responses: {
+      200: {
+        description: 'approvals, newest first',
+        schema: z.looseObject({
+          approvals: z.array(z.looseObject({ runId: id, status: z.string(), tool: z.string(), arguments: z.string().nullable(), argsSha256: z.string(), requestedAt: isoTime })),
+        }),
+      },
     },
   },
   {
@@ -262,7 +403,10 @@ export const API_ROUTES: readonly RouteContract[] = [
     summary: 'Pause every live run of the tenant (MANUAL_PAUSE, tagged tenant-pause)',
     auth: ADMIN,
     body: tenantPauseBody,
-    responses: { 202: { description: 'committed; pushed or queued', schema: z.intersection(z.looseObject({ tenantId: id, requested: z.literal('pause') }), push) } },
+    responses: {
+      202: { description: 'committed; pushed or queued', schema: z.intersection(z.looseObject({ tenantId: id, requested: z.literal('pause') }), push) },
+      429: rateLimited,
+    },
   },
   {
     method: 'post',
@@ -270,7 +414,10 @@ export const API_ROUTES: readonly RouteContract[] = [
     summary: 'Resume the runs the tenant-wide pause paused',
     auth: ADMIN,
     body: tenantResumeBody,
-    responses: { 202: { description: 'committed; pushed or queued', schema: z.intersection(z.looseObject({ tenantId: id, requested: z.literal('resume') }), push) } },
+    responses: {
+      202: { description: 'committed; pushed or queued', schema: z.intersection(z.looseObject({ tenantId: id, requested: z.literal('resume') }), push) },
+      429: rateLimited,
+    },
   },
   {
     method: 'get',

@@ -7,6 +7,8 @@ export class HttpError extends Error {
     readonly status: number,
     message: string,
     readonly details?: Record<string, unknown>,
+    /** Response headers the answer needs, such as a 429's Retry-After. */
+    readonly headers?: Record<string, string>,
   ) {
     super(message);
   }
@@ -23,7 +25,7 @@ const GRPC_UNAVAILABLE = 14;
  * True when `err`, or an error it wraps (the client's ServiceError, an update's RPC error), says
  * Temporal could not be reached, or not before the request's deadline.
  */
-function isTemporalUnavailable(err: unknown): boolean {
+export function isTemporalUnavailable(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth += 1) {
     const { code, details } = e as { code?: unknown; details?: unknown };
     // A gRPC status is a numeric code with details; postgres.js and socket codes are strings.
@@ -81,6 +83,7 @@ export interface ErrorLog {
 export function errorHandler(log: ErrorLog): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
     if (err instanceof HttpError) {
+      if (err.headers) res.set(err.headers);
       res.status(err.status).json({ error: err.message, ...err.details });
       return;
     }

@@ -19,7 +19,10 @@ function parameters(route: RouteContract): JsonSchema[] {
   const query = route.query ? jsonSchema(route.query, 'input') : null;
   const properties = (query?.properties ?? {}) as Record<string, JsonSchema>;
   const required = new Set((query?.required as string[] | undefined) ?? []);
-  return [...path, ...Object.entries(properties).map(([name, schema]) => ({ name, in: 'query', required: required.has(name), schema }))];
+  const headers = route.idempotencyKey
+    ? [{ name: 'Idempotency-Key', in: 'header', required: false, description: route.idempotencyKey, schema: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[\\x21-\\x7e]+$' } }]
+    : [];
+  return [...path, ...Object.entries(properties).map(([name, schema]) => ({ name, in: 'query', required: required.has(name), schema })), ...headers];
 }
 
 function operation(route: RouteContract): JsonSchema {
@@ -27,6 +30,9 @@ function operation(route: RouteContract): JsonSchema {
   for (const [status, response] of Object.entries(route.responses)) {
     responses[status] = {
       description: response.description,
+      ...(response.headers
+        ? { headers: Object.fromEntries(Object.entries(response.headers).map(([name, description]) => [name, { schema: { type: 'integer' }, description }])) }
+        : {}),
       ...(response.schema
         ? { content: { [response.contentType ?? 'application/json']: { schema: jsonSchema(response.schema, 'output') } } }
         : response.contentType

@@ -1,27 +1,57 @@
-import { Router, type Response } from 'express';
+import { createHash, randomUUID } from 'node:crypto';
+import { Router, type Request, type Response } from 'express';
 import { setTimeout } from 'node:timers/promises';
-import { WorkflowNotFoundError, WorkflowUpdateFailedError, WorkflowUpdateStage, type Client } from '@temporalio/client';
+import {
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
+  WorkflowUpdateStage,
+  type Client,
+} from '@temporalio/client';
 import { and, eq } from 'drizzle-orm';
 import { z } from 'zod';
 import { isTerminalPhase, type RunPhase } from '../core/phases';
 import { describeZodError } from '../core/plan';
-import { DEFAULT_RESUME_AUTHORITIES, PAUSE_REASONS, canResume, type ResumeAuthority } from '../core/policy-check';
+import { DEFAULT_RESUME_AUTHORITIES, REQUESTABLE_PAUSE_REASONS, canResume, type ResumeAuthority } from '../core/policy-check';
 import type { Db } from '../db/client';
 import { runs } from '../db/schema';
-import { pauseSignal, resumeUpdate, stopSignal, type ControlRequest } from '../workflows/messages';
+import { isSignalLimitReached } from '../dispatch/control-pusher';
+import type { Logger } from '../lib/logger';
+import { pauseSignal, resumeUpdate, stopSignal, type ControlRequest, type ResumeRequest } from '../workflows/messages';
 import { actorOf, callerOf, requireRole, type Caller } from './auth';
-import { HttpError } from './errors';
+import { HttpError, isTemporalUnavailable } from './errors';
 import { parseRunId } from './paging';
+import type { ControlGuards } from './rate-limit';
 
 /** How long a resume waits for the run's new state once accepted; well inside the request's Temporal deadline. */
 const RESUME_STATE_WAIT_MS = 2_000;
 
+/** The same rule as a submit's: what a client may name a request by. */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
+
 export const controlBody = z
   .object({
     reason: z.string().max(500).optional(),
-    pauseReason: z.enum(PAUSE_REASONS).optional(),
+    pauseReason: z.enum(REQUESTABLE_PAUSE_REASONS).optional(),
   })
   .strict();
+
+/** An approval or denial of the tool call a run waits on, bound to the hash of the arguments the person saw. */
+export const approvalBody = z
+  .object({
+    argsSha256: z.string().regex(/^[0-9a-f]{64}$/, 'the sha256 of the call, as `governed approvals list` shows it (64 hex characters)'),
+    reason: z.string().max(500).optional(),
+  })
+  .strict();
+
+type ControlAction = 'pause' | 'stop' | 'resume' | 'approve' | 'deny';
+
+export interface RunControlDeps {
+  db: Db;
+  temporal: Client;
+  logger: Logger;
+  controls: ControlGuards;
+}
 
 /** What the caller may claim when resuming: its role's authority, and ownership of the run's key. */
 function authoritiesOf(caller: Caller, runApiKeyId: string | null): ResumeAuthority[] {
@@ -30,85 +60,215 @@ function authoritiesOf(caller: Caller, runApiKeyId: string | null): ResumeAuthor
   return held;
 }
 
-/** Operator controls over HTTP: the same signals and update `temporal workflow signal` sends. */
-export function runControlRoutes(deps: { db: Db; temporal: Client }): Router {
+/**
+ * The id the run acts on once (and, for a resume, Temporal's update id): the same for a retry of
+ * one request — same key, same action, same Idempotency-Key — and different when another key or
+ * another action happens to use the same Idempotency-Key, which must not be taken for a retry.
+ */
+export function controlRequestId(apiKeyId: string, action: ControlAction, idempotencyKey: string): string {
+  const digest = createHash('sha256').update(`${apiKeyId}\n${action}\n${idempotencyKey}`).digest('base64url').slice(0, 27);
+  return `api-${action}-${digest}`;
+}
+
+/**
+ * Why a signal cannot be sent to this run, ever: it has received as many as Temporal accepts for
+ * one execution. A 409 that names the limit and the way out, rather than a 500.
+ */
+function signalLimitConflict(runId: string): HttpError {
+  return new HttpError(
+    409,
+    `run ${runId} has received Temporal's maximum number of signals for one execution (history.maximumSignalsPerExecution, ` +
+      `10,000 by default), so it can no longer be paused or stopped by a signal; cancelling its workflow ` +
+      `(temporal workflow cancel --workflow-id ${runId}) ends it like a stop`,
+  );
+}
+
+/**
+ * True when a resume's update may have reached Temporal without the API hearing the outcome: the
+ * SDK's update call timed out or was cancelled (`WorkflowUpdateRPCTimeoutOrCancelledError`), or the
+ * request's Temporal deadline (`api/deadline.ts`) or the connection gave out while it was under way.
+ */
+function outcomeUnknown(err: unknown): boolean {
+  return err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isTemporalUnavailable(err);
+}
+
+/**
+ * Operator controls over HTTP: the same signals and update `temporal workflow signal` sends, each
+ * carrying a request id the run acts on once. Every control counts against the caller's key
+ * (`api/rate-limit.ts`); those that would reach the run count against the run too, and a pause or
+ * stop the run has already been sent is answered without another signal.
+ */
+export function runControlRoutes(deps: RunControlDeps): Router {
   const router = Router();
+  const { limiter, recent } = deps.controls;
   router.use('/:id/:action', requireRole('admin', 'member'));
 
-  async function controllableRun(param: string, res: Response) {
-    const id = parseRunId(param);
+  /** Everything a control reads from the request, checked before anything is counted or read. */
+  function parseRequest<T extends z.ZodType>(req: Request, schema: T) {
+    const runId = parseRunId(String(req.params.id));
+    const parsed = schema.safeParse(req.body ?? {});
+    if (!parsed.success) throw new HttpError(400, `invalid request: ${describeZodError(parsed.error)}`);
+    const given = req.get('idempotency-key');
+    if (given !== undefined && !IDEMPOTENCY_KEY.test(given)) throw new HttpError(400, 'Idempotency-Key must be 1-200 visible ASCII characters');
+    // Without a key of the caller's, one of ours: the answer names it, so even that caller can retry safely.
+    return { runId, body: parsed.data as z.infer<T>, idempotencyKey: given ?? randomUUID() };
+  }
+
+  async function controllableRun(runId: string, res: Response) {
     const caller = callerOf(res);
     const [run] = await deps.db
-      .select({ id: runs.id, phase: runs.phase, apiKeyId: runs.apiKeyId })
+      .select({ id: runs.id, phase: runs.phase, apiKeyId: runs.apiKeyId, pauseReason: runs.pauseReason })
       .from(runs)
-      .where(and(eq(runs.id, id), eq(runs.tenantId, caller.tenantId)));
-    if (!run) throw new HttpError(404, `run ${id} not found`);
+      .where(and(eq(runs.id, runId), eq(runs.tenantId, caller.tenantId)));
+    if (!run) throw new HttpError(404, `run ${runId} not found`);
     if (isTerminalPhase(run.phase as RunPhase)) throw new HttpError(409, `run is already ${run.phase}`);
     return { run, caller };
   }
 
-  function parseBody(body: unknown) {
-    const parsed = controlBody.safeParse(body ?? {});
-    if (!parsed.success) throw new HttpError(400, `invalid request: ${describeZodError(parsed.error)}`);
-    return parsed.data;
+  /** Parses, counts against the key, and finds the run: what every control does first. */
+  async function begin(req: Request, res: Response, action: ControlAction) {
+    const { runId, body, idempotencyKey } = parseRequest(req, controlBody);
+    return found(res, action, runId, body, idempotencyKey);
   }
 
-  function request(caller: Caller, runApiKeyId: string | null, reason?: string): ControlRequest {
+  async function beginDecision(req: Request, res: Response, action: 'approve' | 'deny') {
+    const { runId, body, idempotencyKey } = parseRequest(req, approvalBody);
+    return found(res, action, runId, body, idempotencyKey);
+  }
+
+  async function found<B>(res: Response, action: ControlAction, runId: string, body: B, idempotencyKey: string) {
+    await limiter.admitKey(callerOf(res).apiKeyId);
+    const { run, caller } = await controllableRun(runId, res);
+    return { body, run, caller, ids: { requestId: controlRequestId(caller.apiKeyId, action, idempotencyKey), idempotencyKey } };
+  }
+
+  function controlRequest(caller: Caller, runApiKeyId: string | null, requestId: string, reason?: string): ControlRequest {
     const [authority, ...authorities] = authoritiesOf(caller, runApiKeyId);
-    return { actor: actorOf(caller), authority, authorities, reason };
+    return { actor: actorOf(caller), authority, authorities, reason, requestId };
   }
 
-  async function signalled(send: () => Promise<void>): Promise<void> {
+  /**
+   * Sends a pause or stop the caller has claimed (`recent.claim`): counted against the run first;
+   * on any failure the claim is given back, so a repeat is not told that a signal went out.
+   */
+  async function sendClaimed(action: 'pause' | 'stop', runId: string, send: () => Promise<void>): Promise<void> {
     try {
+      await limiter.admitRun(runId, action);
       await send();
     } catch (err) {
+      await recent.release(action, runId);
       if (err instanceof WorkflowNotFoundError) throw new HttpError(409, 'run has no live workflow');
+      if (isSignalLimitReached(err)) throw signalLimitConflict(runId);
       throw err;
     }
   }
 
   router.post('/:id/pause', async (req, res) => {
-    const body = parseBody(req.body);
-    const { run, caller } = await controllableRun(req.params.id, res);
+    const { body, run, caller, ids } = await begin(req, res, 'pause');
     // A key may not set a pause that only others may lift: it could hold a run hostage.
     const pauseReason = body.pauseReason ?? 'MANUAL_PAUSE';
     const held = authoritiesOf(caller, run.apiKeyId);
     if (!canResume(DEFAULT_RESUME_AUTHORITIES[pauseReason], held)) {
       throw new HttpError(403, `a ${caller.role} key may not pause with ${pauseReason}: only ${DEFAULT_RESUME_AUTHORITIES[pauseReason].join(', ')} may resume it`);
     }
-    await signalled(() =>
-      deps.temporal.workflow.getHandle(run.id).signal(pauseSignal, { ...request(caller, run.apiKeyId, body.reason), pauseReason: body.pauseReason }),
+    // The run refuses a pause while it is paused or has one pending: no need to send one for it to refuse.
+    if (run.pauseReason !== null && !(await recent.recentlyResumed(run.id))) {
+      res.json({ runId: run.id, requested: 'pause', outcome: 'already_paused', ...ids, note: `the run is already paused (${run.pauseReason}); no signal was sent` });
+      return;
+    }
+    if (!(await recent.claim('pause', run.id))) {
+      res.json({
+        runId: run.id,
+        requested: 'pause',
+        outcome: 'coalesced',
+        ...ids,
+        note: `a pause was sent to this run within the last ${recent.windowSeconds} s and the run pauses before its next step; no second signal was sent`,
+      });
+      return;
+    }
+    await sendClaimed('pause', run.id, () =>
+      deps.temporal.workflow.getHandle(run.id).signal(pauseSignal, { ...controlRequest(caller, run.apiKeyId, ids.requestId, body.reason), pauseReason: body.pauseReason }),
     );
-    res.status(202).json({ runId: run.id, requested: 'pause', note: 'the run pauses before its next step' });
+    res.status(202).json({ runId: run.id, requested: 'pause', outcome: 'signalled', ...ids, note: 'the run pauses before its next step' });
   });
 
   router.post('/:id/stop', async (req, res) => {
-    const body = parseBody(req.body);
-    const { run, caller } = await controllableRun(req.params.id, res);
-    await signalled(() => deps.temporal.workflow.getHandle(run.id).signal(stopSignal, request(caller, run.apiKeyId, body.reason)));
-    res.status(202).json({ runId: run.id, requested: 'stop', note: 'the run stops before its next step, or at once if paused' });
+    const { body, run, caller, ids } = await begin(req, res, 'stop');
+    if (!(await recent.claim('stop', run.id))) {
+      res.json({
+        runId: run.id,
+        requested: 'stop',
+        outcome: 'already_stopping',
+        ...ids,
+        note: `a stop was sent to this run within the last ${recent.windowSeconds} s: it stops before its next step, or at once if paused; no second signal was sent`,
+      });
+      return;
+    }
+    await sendClaimed('stop', run.id, () => deps.temporal.workflow.getHandle(run.id).signal(stopSignal, controlRequest(caller, run.apiKeyId, ids.requestId, body.reason)));
+    res.status(202).json({ runId: run.id, requested: 'stop', outcome: 'signalled', ...ids, note: 'the run stops before its next step, or at once if paused' });
   });
 
-  router.post('/:id/resume', async (req, res) => {
-    const body = parseBody(req.body);
-    const { run, caller } = await controllableRun(req.params.id, res);
+  /**
+   * A resume, an approval or a denial: one Temporal update, refused at once (409) when the run
+   * cannot take it, and never answered 5xx once Temporal may have accepted it.
+   */
+  async function sendResume(res: Response, request: ResumeRequest & { requestId: string }, target: { runId: string }, ids: { requestId: string; idempotencyKey: string }): Promise<void> {
+    const { runId } = target;
+    await limiter.admitRun(runId, 'resume');
+    let update;
     try {
-      // Accepted means resumed: the update's validator has passed and the workflow holds it. The
-      // new state follows once the run has recorded its resume, normally in milliseconds; on a
-      // slow day the answer says accepted rather than letting the request deadline turn an
-      // accepted resume into a 503 whose retry would then be told "not paused".
-      const update = await deps.temporal.workflow
-        .getHandle(run.id)
-        .startUpdate(resumeUpdate, { args: [request(caller, run.apiKeyId, body.reason)], waitForStage: WorkflowUpdateStage.ACCEPTED });
-      const state = await Promise.race([update.result(), setTimeout(RESUME_STATE_WAIT_MS, null)]);
-      if (state) res.json({ runId: run.id, resumed: true, state });
-      else res.status(202).json({ runId: run.id, resumed: true, note: 'accepted: the run resumes before its next step' });
+      // The update id is the request id: Temporal answers a retried resume with the first one's
+      // outcome instead of running it again, and the run itself acts on a request id once.
+      update = await deps.temporal.workflow.getHandle(runId).startUpdate(resumeUpdate, {
+        args: [request],
+        updateId: request.requestId,
+        waitForStage: WorkflowUpdateStage.ACCEPTED,
+      });
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError) throw new HttpError(409, err.cause?.message ?? err.message);
       if (err instanceof WorkflowNotFoundError) throw new HttpError(409, 'run has no live workflow');
-      throw err;
+      if (!outcomeUnknown(err)) throw err;
+      // Temporal may have accepted it: never a 5xx, whose retry (without the key) could approve the next pause too.
+      deps.logger.warn({ runId, requestId: ids.requestId, err: err instanceof Error ? err.message : String(err) }, 'resume sent; its outcome is unknown');
+      await recent.resumed(runId);
+      res.status(202).json({
+        runId,
+        ...ids,
+        resumed: 'unknown',
+        note:
+          `Temporal did not say in time whether it accepted this resume. To learn the outcome: GET /api/v1/runs/${runId} ` +
+          `(live.pause is null and run.pauseReason clears once the run resumed), or send this request again with ` +
+          `Idempotency-Key: ${ids.idempotencyKey}; retrying with the same Idempotency-Key cannot resume twice, and answers the outcome once Temporal has it`,
+      });
+      return;
     }
+    // Accepted means resumed: the update's validator has passed and the workflow holds it. The
+    // new state follows once the run has recorded its resume, normally in milliseconds; on a slow
+    // day (or once the request's deadline passes) the answer says accepted, never an error.
+    await recent.resumed(runId);
+    let state = null;
+    try {
+      state = await Promise.race([update.result(), setTimeout(RESUME_STATE_WAIT_MS, null)]);
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError) throw new HttpError(409, err.cause?.message ?? err.message);
+      deps.logger.warn({ runId, requestId: ids.requestId, err: err instanceof Error ? err.message : String(err) }, 'resume accepted; its new state did not come back');
+    }
+    if (state) res.json({ runId, ...ids, resumed: true, state });
+    else res.status(202).json({ runId, ...ids, resumed: true, note: 'accepted: the run resumes before its next step' });
+  }
+
+  router.post('/:id/resume', async (req, res) => {
+    const { body, run, caller, ids } = await begin(req, res, 'resume');
+    await sendResume(res, { ...controlRequest(caller, run.apiKeyId, ids.requestId, body.reason), requestId: ids.requestId }, { runId: run.id }, ids);
   });
+
+  for (const decision of ['approve', 'deny'] as const) {
+    router.post(`/:id/${decision}`, async (req, res) => {
+      const { body, run, caller, ids } = await beginDecision(req, res, decision);
+      const request = { ...controlRequest(caller, run.apiKeyId, ids.requestId, body.reason), requestId: ids.requestId, argsSha256: body.argsSha256, decision };
+      await sendResume(res, request, { runId: run.id }, ids);
+    });
+  }
 
   return router;
 }

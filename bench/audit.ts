@@ -11,6 +11,8 @@
  * `reconcileDueRuns` activity in a loop, and `reconcileAuditWorkflow` through a Temporal dev server
  * (same store and tuning as `temporal-dev.sh`). Ends with a summary table across sizes.
  */
+import { ToolServers } from '../activities/tools/servers';
+import { DEFAULT_MAX_STEP_OUTPUT_BYTES } from '../core/outputs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -331,7 +333,16 @@ async function benchSize(bench: Bench, runs: number): Promise<SizeResult> {
     await explainPage(url.toString(), sql);
 
     database = connectDatabase(url.toString(), { max: 10 });
-    const deps = { db: database.db, metrics: createWorkerMetrics(), logger: createLogger('bench-audit', 'silent'), llm: LLM, temporal: bench.client };
+    const logger = createLogger('bench-audit', 'silent');
+    const deps = {
+      db: database.db,
+      metrics: createWorkerMetrics(),
+      logger,
+      llm: LLM,
+      temporal: bench.client,
+      tools: await ToolServers.connect({}, { logger }),
+      limits: { maxStepOutputBytes: DEFAULT_MAX_STEP_OUTPUT_BYTES },
+    };
     const { reconcileDueRuns } = createReconcilerActivities(deps);
     await databaseNow(database.db); // opens a pooled connection outside the timing
 

@@ -13,6 +13,8 @@
  * events per run, the rate of a concurrent batch, one 10-step and one 100-step run, and the
  * process's memory (workers, API and driver share it) after each phase.
  */
+import { ToolServers } from '../activities/tools/servers';
+import { DEFAULT_MAX_STEP_OUTPUT_BYTES } from '../core/outputs';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -112,7 +114,15 @@ async function main(): Promise<void> {
   const taskQueue = 'bench';
 
   const client = new Client({ connection: await Connection.connect({ address: env.address }) });
-  const deps: ActivityDeps = { db: database.db, metrics: createWorkerMetrics(), logger, llm: { baseUrl: 'http://127.0.0.1:9/v1', model: 'x', timeoutMs: 1000 }, temporal: client };
+  const deps: ActivityDeps = {
+    db: database.db,
+    metrics: createWorkerMetrics(),
+    logger,
+    llm: { baseUrl: 'http://127.0.0.1:9/v1', model: 'x', timeoutMs: 1000 },
+    temporal: client,
+    tools: await ToolServers.connect({}, { logger }),
+    limits: { maxStepOutputBytes: DEFAULT_MAX_STEP_OUTPUT_BYTES },
+  };
   const worker = await createWorker({
     connection: await NativeConnection.connect({ address: env.address }),
     namespace: 'default',
@@ -198,7 +208,7 @@ async function main(): Promise<void> {
     const latencyMs = performance.now() - started;
     const history = await client.workflow.getHandle(runId).fetchHistory();
     const events = history.events ?? [];
-    const firstStep = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'executeStep');
+    const firstStep = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'runStep' || e.activityTaskScheduledEventAttributes?.activityType?.name === 'executeStep');
     const firstStepStart = events.find((e) => e.activityTaskStartedEventAttributes?.scheduledEventId?.toString() === firstStep?.eventId?.toString());
     return { latencyMs, dispatchMs: tsToMs(firstStepStart?.eventTime) - submittedAt, events: events.length };
   }

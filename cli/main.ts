@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { ApiError, DEFAULT_API_URL } from './api-client';
+import { registerApprovalCommands } from './approvals';
 import { CliError, EXIT, EXIT_CODES_HELP } from './exit-codes';
 import { printJson } from './format';
 import { registerIncidentCommands } from './incidents';
@@ -21,6 +22,8 @@ const program = new Command('governed')
     `
 Examples:
   governed runs submit --step sim.llm:"plan a trip" --step sim.llm:"summarize" --budget 1.5 --watch
+  governed runs output <run> --step 2
+  governed approvals list
   governed runs list --phase EXECUTING
   governed incidents list --status open --severity HIGH,CRITICAL
 
@@ -28,6 +31,7 @@ ${EXIT_CODES_HELP}`,
   );
 
 registerRunCommands(program);
+registerApprovalCommands(program);
 registerIncidentCommands(program);
 registerReportCommands(program);
 registerPolicyCommands(program);

@@ -1,8 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import { Option, type Command } from 'commander';
 import { RUN_PHASES, RUN_STATUSES } from '../core/phases';
 import { PAUSE_REASONS } from '../core/policy-check';
 import type { RunAuditReport } from '../core/audit-reconciliation';
 import type { RunState } from '../workflows/messages';
+import { ApiError, UnreachableError } from './api-client';
 import { collect, contextOf, type Context } from './context';
 import { EXIT } from './exit-codes';
 import { fields, money, table, truncate, when } from './format';
@@ -83,8 +85,9 @@ export function registerRunCommands(program: Command): void {
     .description('pause a run before its next step')
     .option('--reason <text>', 'why, recorded with the pause')
     .addOption(new Option('--pause-reason <reason>', 'the kind of pause, which decides who may resume it').choices(PAUSE_REASONS).default('MANUAL_PAUSE'))
-    .action(async (id: string, options: { reason?: string; pauseReason: string }, command: Command) => {
-      await control(contextOf(command), id, 'pause', { reason: options.reason, pauseReason: options.pauseReason });
+    .option('--idempotency-key <key>', IDEMPOTENCY_HELP)
+    .action(async (id: string, options: { reason?: string; pauseReason: string; idempotencyKey?: string }, command: Command) => {
+      await control(contextOf(command), id, 'pause', { reason: options.reason, pauseReason: options.pauseReason }, options.idempotencyKey);
     });
 
   for (const [action, description] of [
@@ -95,10 +98,31 @@ export function registerRunCommands(program: Command): void {
       .command(`${action} <id>`)
       .description(description)
       .option('--reason <text>', 'why, recorded with the request')
-      .action(async (id: string, options: { reason?: string }, command: Command) => {
-        await control(contextOf(command), id, action, { reason: options.reason });
+      .option('--idempotency-key <key>', IDEMPOTENCY_HELP)
+      .action(async (id: string, options: { reason?: string; idempotencyKey?: string }, command: Command) => {
+        await control(contextOf(command), id, action, { reason: options.reason }, options.idempotencyKey);
       });
   }
+
+  runs
+    .command('output <id>')
+    .description("a run's output (the last step's, once it COMPLETED), or one step's with --step; whole, never cut")
+    .option('--step <n>', 'this step (1 is the first) instead of the run', wholeNumber(1, 100_000))
+    .action(async (id: string, options: { step?: number }, command: Command) => {
+      const ctx = contextOf(command);
+      if (options.step !== undefined) {
+        const step = await ctx.api.get<StepOutput>(runPath(id, `/steps/${options.step - 1}/output`));
+        ctx.print(step, () => step.content);
+        return;
+      }
+      const answer = await ctx.api.get<{ phase: string; output: StepOutput | null; steps: StepOutput[] }>(runPath(id, '/output'));
+      if (!answer.output) {
+        ctx.print(answer, () => `run ${id} has no output: it is ${answer.phase}${answer.steps.length ? ` (${answer.steps.length} step output(s): --step N)` : ''}`);
+        process.exitCode = EXIT.FAILED;
+        return;
+      }
+      ctx.print(answer, () => answer.output!.content);
+    });
 
   runs
     .command('audit <id>')
@@ -110,12 +134,56 @@ export function registerRunCommands(program: Command): void {
     });
 }
 
-async function control(ctx: Context, id: string, action: 'pause' | 'stop' | 'resume', body: Record<string, string | undefined>): Promise<void> {
-  const answer = await ctx.api.post<{ note?: string; state?: RunState }>(runPath(id, `/${action}`), body);
+const IDEMPOTENCY_HELP = 'repeat an earlier attempt safely: the run acts on one key once (default: a new key for each invocation)';
+
+interface ControlAnswer {
+  note?: string;
+  state?: RunState;
+  /** `signalled`, or why no signal was needed (`already_paused`, `coalesced`, `already_stopping`). */
+  outcome?: string;
+  resumed?: true | 'unknown';
+}
+
+/**
+ * Sends a control with an Idempotency-Key, the caller's or a new one for this invocation. When the
+ * outcome is unknown (no answer, a 5xx, a resume Temporal did not confirm in time) the message
+ * names the key, so repeating the command with it cannot pause, stop or approve twice.
+ */
+export async function control(
+  ctx: Context,
+  id: string,
+  action: 'pause' | 'stop' | 'resume' | 'approve' | 'deny',
+  body: Record<string, string | undefined>,
+  idempotencyKey?: string,
+  command = `governed runs ${action} ${id}`,
+): Promise<void> {
+  const key = idempotencyKey ?? randomUUID();
+  const retry = `${command} --idempotency-key ${key}`;
+  let answer: ControlAnswer;
+  try {
+    answer = await ctx.api.post<ControlAnswer>(runPath(id, `/${action}`), body, { 'idempotency-key': key });
+  } catch (err) {
+    if (err instanceof UnreachableError || (err instanceof ApiError && err.status >= 500)) err.message += `; the ${action} may or may not have been applied: to retry safely, run ${retry}`;
+    throw err;
+  }
   ctx.print(answer, () => {
     if (action === 'resume' && answer.state) return `run ${id} resumed: ${answer.state.phase}, ${stepText(answer.state)}`;
+    if ((action === 'approve' || action === 'deny') && answer.resumed === true) return `${action === 'approve' ? 'approved' : 'denied'}: the tool call of run ${id}`;
+    if (answer.resumed === 'unknown') return `resume of run ${id} sent, outcome unknown: ${answer.note ?? ''}\nto retry safely, run ${retry}`;
+    if (answer.outcome && answer.outcome !== 'signalled') return `no ${action} sent to run ${id} (${answer.outcome}): ${answer.note ?? ''}`;
     return `${action} requested for run ${id}${answer.note ? `: ${answer.note}` : ''}`;
   });
+  // Not a success a script may build on: it should look, or retry with the key.
+  if (answer.resumed === 'unknown') process.exitCode = EXIT.FAILED;
+}
+
+/** A step's stored output, as `GET /runs/:id/output` shows it. */
+interface StepOutput {
+  stepIndex: number;
+  content: string;
+  contentType: string;
+  sha256: string;
+  bytes: number;
 }
 
 /** A row of `GET /runs`. */

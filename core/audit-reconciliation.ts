@@ -13,6 +13,7 @@ import {
   FINALIZE_RUN,
   RUN_EXPECTATIONS,
   START_TRACE,
+  itemActionKind,
   type AckStatus,
   type AuditAction,
 } from './audit';
@@ -62,6 +63,8 @@ export interface DomainEvidence {
   finalEvaluations: { id: string; rolledBack: boolean }[];
   logRecords: { id: string }[];
   traceSteps: { stepIndex: number; createdAt: Date }[];
+  /** Ids of the run's stored step outputs (plan steps, agent turns, tool calls): what item acks name. */
+  outputs: { id: string }[];
 }
 
 /** What Temporal says of the run's workflow; asked only when the run is stale. */
@@ -101,6 +104,8 @@ export interface StaleRun {
   overdueSeconds: number;
   reason: string;
   liveness: RunLiveness | null;
+  /** Tool calls the run declared and never resolved (`tools/tool_call:…`). */
+  unresolvedToolCalls: string[];
 }
 
 export interface InvalidContract {
@@ -201,6 +206,11 @@ function checkResult(key: ActionKey, resultId: string | null, runId: string, evi
   }
 }
 
+/** An OK ack of one of the run's items (a step, a turn, a tool call) stands only with its stored output. */
+function itemResultMissing(resultId: string | null, evidence: DomainEvidence): boolean {
+  return resultId === null || !evidence.outputs.some((o) => o.id === resultId);
+}
+
 /** Domain rows that some ack of these actions must name; any other is undeclared behaviour. */
 function unackedRows(acks: readonly AckRecord[], evidence: DomainEvidence): DriftItem[] {
   const named = new Set(acks.filter((a) => a.status !== 'FAILED' && a.resultId).map((a) => `${actionKey(a)}:${a.resultId}`));
@@ -210,11 +220,20 @@ function unackedRows(acks: readonly AckRecord[], evidence: DomainEvidence): Drif
     { rows: evidence.finalEvaluations, actions: [EVALUATE_POLICY] },
     { rows: evidence.logRecords, actions: [CREATE_LOG_RECORD] },
   ];
-  return claims.flatMap(({ rows, actions }) =>
+  const fixed = claims.flatMap(({ rows, actions }) =>
     rows
       .filter((r) => !actions.some((a) => named.has(`${actionKey(a)}:${r.id}`)))
       .map((r) => ({ domain: actions[0]!.domain, action: actions[0]!.action, kind: 'UNACKED_ROW' as const, id: r.id })),
   );
+  // An output no item ack names was written outside a step's own record.
+  const itemResults = new Set(acks.filter((a) => a.status === 'OK' && itemActionKind(a) && a.resultId).map((a) => a.resultId));
+  const outputs = evidence.outputs.filter((o) => !itemResults.has(o.id)).map((o) => ({ domain: 'logs', action: 'step_output', kind: 'UNACKED_ROW' as const, id: o.id }));
+  return [...fixed, ...outputs];
+}
+
+function isEvidenceAck(ack: { domain: string; action: string }): boolean {
+  const kind = itemActionKind(ack);
+  return kind === 'record_step' || kind === 'model_turn';
 }
 
 function earliest(dates: readonly (Date | null)[]): Date | null {
@@ -261,8 +280,9 @@ export function reconcileRun(input: RunAuditInput): RunAuditReport {
     ...RUN_EXPECTATIONS.filter((r) => !expectedKeys.has(actionKey(r))).map((r) => ({ domain: r.domain, action: r.action, because: 'NOT_DECLARED' as const })),
   ];
 
+  // A step's or turn's ack is evidence, never declared; a tool call's must have been (drift otherwise).
   const undeclared: DriftItem[] = [...byKey.entries()]
-    .filter(([key]) => !expectedKeys.has(key))
+    .filter(([key, acks]) => !expectedKeys.has(key) && !isEvidenceAck(acks[0]!))
     .flatMap(([, acks]) => acks.map((a) => ({ domain: a.domain, action: a.action, kind: 'UNDECLARED_ACK' as const, id: a.id })));
   const lateSteps: DriftItem[] = finalizedAt
     ? evidence.traceSteps
@@ -272,10 +292,10 @@ export function reconcileRun(input: RunAuditInput): RunAuditReport {
   const drift = [...undeclared, ...unackedRows(input.acks, evidence), ...lateSteps];
 
   const phantom: PhantomAck[] = [...byKey.entries()]
-    .filter(([key, acks]) => expectedKeys.has(key) && answer(acks).ok)
+    .filter(([key, acks]) => (expectedKeys.has(key) || isEvidenceAck(acks[0]!)) && answer(acks).ok)
     .flatMap(([key, acks]) => {
       const ok = answer(acks).ok!;
-      const because = checkResult(key, ok.resultId, runId, evidence);
+      const because = itemActionKind(ok) ? (itemResultMissing(ok.resultId, evidence) ? 'ROW_MISSING' : null) : checkResult(key, ok.resultId, runId, evidence);
       return because ? [{ domain: ok.domain, action: ok.action, resultId: ok.resultId, because }] : [];
     });
 
@@ -287,6 +307,7 @@ export function reconcileRun(input: RunAuditInput): RunAuditReport {
           overdueSeconds: Math.round((now.getTime() - finalizeExpectation.deadlineAt.getTime()) / 1000),
           reason: describeStale(input.liveness),
           liveness: input.liveness ?? null,
+          unresolvedToolCalls: missing.filter((m) => itemActionKind(m) === 'tool_call').map((m) => actionKey(m)),
         }
       : null;
 
@@ -324,14 +345,16 @@ function findingsOf(sets: Pick<RunAuditReport, 'missing' | 'drift' | 'stale' | '
     drift: sets.drift.map((d) =>
       d.kind === 'LATE_TRACE_STEP' ? `late-step:${d.stepIndex}` : d.kind === 'UNDECLARED_ACK' ? `ack:${actionKey(d)}:${d.id}` : `row:${actionKey(d)}:${d.id}`,
     ),
-    stale: sets.stale ? [FINALIZE_KEY] : [],
+    stale: sets.stale ? [FINALIZE_KEY, ...sets.stale.unresolvedToolCalls] : [],
     invalid: sets.invalid.map((i) => `${i.because === 'NO_DEADLINE' ? 'no-deadline' : 'not-declared'}:${actionKey(i)}`),
     phantom: sets.phantom.map((p) => `${actionKey(p)}:${p.resultId ?? 'none'}`),
   };
   const summaries: Record<AuditCheck, () => string> = {
     missing: () => `missing: ${sets.missing.map((m) => `${actionKey(m)} (${m.because})`).join(', ')}`,
     drift: () => `drift: ${sets.drift.map((d) => `${actionKey(d)} ${d.kind}${d.id ? ` ${d.id}` : ''}${d.stepIndex !== undefined ? ` step ${d.stepIndex}` : ''}`).join(', ')}`,
-    stale: () => `stale: finalize_run not acked ${sets.stale!.overdueSeconds}s after its deadline; ${sets.stale!.reason}`,
+    stale: () =>
+      `stale: finalize_run not acked ${sets.stale!.overdueSeconds}s after its deadline; ${sets.stale!.reason}` +
+      (sets.stale!.unresolvedToolCalls.length ? `; tool calls never resolved: ${sets.stale!.unresolvedToolCalls.join(', ')}` : ''),
     invalid: () => `invalid contract: ${sets.invalid.map((i) => `${actionKey(i)} (${i.because})`).join(', ')}`,
     phantom: () => `phantom: ${sets.phantom.map((p) => `${actionKey(p)} → ${p.resultId ?? 'no result'} (${p.because})`).join(', ')}`,
   };

@@ -15,7 +15,17 @@ export type FailureCode =
   /** The run's workflow could not finalize it; written by its last-resort activity. */
   | 'RUN_NOT_FINALIZED'
   /** The API could not start the run's workflow (before the starter existed); kept for old rows. */
-  | 'WORKFLOW_START_FAILED';
+  | 'WORKFLOW_START_FAILED'
+  /** A step's output was over `MAX_STEP_OUTPUT_BYTES`: it is refused whole, never truncated. */
+  | 'OUTPUT_TOO_LARGE'
+  /** A step's reference to an earlier output could not be resolved (no output, not JSON, nothing at the pointer). */
+  | 'REFERENCE_UNRESOLVED'
+  /** An agent used all its `maxTurns` without answering. */
+  | 'AGENT_TURNS_EXHAUSTED'
+  /** An agent asked for more tool calls than the policy's `maxCallsPerRun`. */
+  | 'TOOL_CALL_LIMIT'
+  /** A tool call was refused or denied under a policy whose `onDenied` is FAIL_RUN. */
+  | 'TOOL_DENIED';
 
 export type RunOutcome =
   | { kind: 'succeeded' }
@@ -33,4 +43,9 @@ export const FAILURE_SEVERITY: Readonly<Record<FailureCode, 'LOW' | 'MEDIUM' | '
   RECORDING_FAILED: 'CRITICAL',
   RUN_NOT_FINALIZED: 'CRITICAL',
   WORKFLOW_START_FAILED: 'HIGH',
+  OUTPUT_TOO_LARGE: 'MEDIUM',
+  REFERENCE_UNRESOLVED: 'MEDIUM',
+  AGENT_TURNS_EXHAUSTED: 'MEDIUM',
+  TOOL_CALL_LIMIT: 'HIGH',
+  TOOL_DENIED: 'MEDIUM',
 };

@@ -16,8 +16,11 @@ export type ViolationType = (typeof VIOLATION_TYPES)[number];
 export const POLICY_DECISIONS = ['CONTINUE', 'PAUSE', 'TERMINATE', 'SKIP'] as const;
 export type PolicyDecision = (typeof POLICY_DECISIONS)[number];
 
-export const PAUSE_REASONS = ['POLICY_CHANGE', 'BUDGET_WARNING', 'APPROVAL_REQUIRED', 'RATE_LIMIT_SOFT', 'MANUAL_PAUSE'] as const;
+export const PAUSE_REASONS = ['POLICY_CHANGE', 'BUDGET_WARNING', 'APPROVAL_REQUIRED', 'RATE_LIMIT_SOFT', 'MANUAL_PAUSE', 'TOOL_APPROVAL'] as const;
 export type PauseReason = (typeof PAUSE_REASONS)[number];
+
+/** The pauses a person may ask for; a TOOL_APPROVAL pause is made by the run itself, for one tool call. */
+export const REQUESTABLE_PAUSE_REASONS = ['POLICY_CHANGE', 'BUDGET_WARNING', 'APPROVAL_REQUIRED', 'RATE_LIMIT_SOFT', 'MANUAL_PAUSE'] as const satisfies readonly PauseReason[];
 
 export const RESUME_AUTHORITIES = ['TENANT_ADMIN', 'TENANT_USER', 'SYSTEM_AUTO', 'API_KEY_OWNER', 'FOUNDER_ONLY'] as const;
 export type ResumeAuthority = (typeof RESUME_AUTHORITIES)[number];
@@ -45,6 +48,8 @@ export const DEFAULT_RESUME_AUTHORITIES: Readonly<Record<PauseReason, readonly R
   APPROVAL_REQUIRED: ['TENANT_ADMIN', 'FOUNDER_ONLY'],
   RATE_LIMIT_SOFT: ['SYSTEM_AUTO', 'TENANT_ADMIN', 'TENANT_USER', 'FOUNDER_ONLY'],
   MANUAL_PAUSE: ['TENANT_ADMIN', 'TENANT_USER', 'API_KEY_OWNER', 'FOUNDER_ONLY'],
+  // Not the submitter: whoever started an agent does not approve what it does on their behalf.
+  TOOL_APPROVAL: ['TENANT_ADMIN', 'FOUNDER_ONLY'],
 };
 
 export interface Violation {
@@ -67,6 +72,8 @@ export interface PolicyCheckInput {
   remainingSkills: readonly SkillName[];
   /** The next step was already approved by a resume. */
   nextStepApproved: boolean;
+  /** Governed steps taken (plan steps, an agent's model turns and tool calls); `stepsCompleted` when absent. */
+  actionsCompleted?: number;
 }
 
 export interface PolicyCheckResult {
@@ -110,8 +117,9 @@ export function decidePolicy(input: PolicyCheckInput): PolicyCheckResult {
   if (input.tokens >= rules.maxTokens) {
     violations.push({ type: 'BUDGET_EXCEEDED', detail: `used ${input.tokens} tokens of ${rules.maxTokens}` });
   }
-  if (input.remainingSkills.length > 0 && input.stepsCompleted >= rules.maxSteps) {
-    violations.push({ type: 'BUDGET_EXCEEDED', detail: `ran ${input.stepsCompleted} steps, policy allows ${rules.maxSteps}` });
+  const taken = input.actionsCompleted ?? input.stepsCompleted;
+  if (input.remainingSkills.length > 0 && taken >= rules.maxSteps) {
+    violations.push({ type: 'BUDGET_EXCEEDED', detail: `ran ${taken} steps, policy allows ${rules.maxSteps}` });
   }
 
   if (!rules.enabled) violations.push({ type: 'POLICY_DISABLED', detail: `policy version ${input.current.version} is disabled` });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { SKILL_NAMES, type SkillName } from './plan';
+import { TOOL_PATTERN } from './tools';
 
 export const OBSERVABILITY_MODES = ['STRICT', 'DEGRADED', 'PERMISSIVE'] as const;
 export type ObservabilityMode = (typeof OBSERVABILITY_MODES)[number];
@@ -12,6 +13,33 @@ export const PREDICTED_OVERRUN_BEHAVIORS = ['TERMINATE', 'PAUSE'] as const;
 export type PredictedOverrunBehavior = (typeof PREDICTED_OVERRUN_BEHAVIORS)[number];
 
 const skillName = z.enum(SKILL_NAMES as [SkillName, ...SkillName[]]);
+
+const toolPattern = z.string().regex(TOOL_PATTERN, "a tool pattern: 'server.tool', 'server.*' or '*'");
+
+/** What a denied tool call does: the model is told and may go on, or the run fails. */
+export const TOOL_DENIAL_BEHAVIORS = ['RETURN_TO_MODEL', 'FAIL_RUN'] as const;
+export type ToolDenialBehavior = (typeof TOOL_DENIAL_BEHAVIORS)[number];
+
+/**
+ * Which tools an agent may call, per tenant. Tools are declared by the operator on the worker; the
+ * policy only ever narrows them. Nothing is allowed until the tenant says so.
+ */
+export const toolPolicy = z
+  .object({
+    allow: z.array(toolPattern).max(200).default([]),
+    /** Calls that pause for a person (TOOL_APPROVAL), who approves the exact arguments. */
+    requireApproval: z.array(toolPattern).max(200).default([]),
+    maxCallsPerRun: z.number().int().min(0).max(100_000).default(100),
+    /** USD per call, by pattern (the first match counts); a tool not listed costs nothing. */
+    prices: z.array(z.object({ pattern: toolPattern, usd: z.number().min(0).max(1_000) }).strict()).max(200).default([]),
+    /** A call refused by this policy (not allowed, over the limit, denied by a person). */
+    onDenied: z.enum(TOOL_DENIAL_BEHAVIORS).default('RETURN_TO_MODEL'),
+  })
+  .strict();
+
+export type ToolPolicy = z.infer<typeof toolPolicy>;
+
+export const DEFAULT_TOOL_POLICY: ToolPolicy = { allow: [], requireApproval: [], maxCallsPerRun: 100, prices: [], onDenied: 'RETURN_TO_MODEL' };
 
 /** A tenant's policy document; each accepted change is stored as a new version. */
 export const policyRules = z
@@ -35,6 +63,7 @@ export const policyRules = z
     pauseOnThreshold: z.boolean().default(false),
     /** TERMINATE (BUDGET_EXCEEDED) or PAUSE (BUDGET_WARNING) a run before a step predicted to overrun its budget. */
     onPredictedOverrun: z.enum(PREDICTED_OVERRUN_BEHAVIORS).default('TERMINATE'),
+    tools: toolPolicy.default(DEFAULT_TOOL_POLICY),
   })
   .strict()
   .refine((p) => p.pauseWarningSeconds < p.pauseSlaSeconds, {
@@ -60,4 +89,5 @@ export const DEFAULT_POLICY: PolicyRules = {
   observabilityMode: null,
   pauseOnThreshold: false,
   onPredictedOverrun: 'TERMINATE',
+  tools: DEFAULT_TOOL_POLICY,
 };

@@ -21,7 +21,7 @@ function simUpperBoundUsd(input: SimLlmInput, prices: PriceTable): number {
 }
 
 /** A byte-level tokenizer makes at most one token per UTF-8 byte; most make far fewer. */
-function utf8Bytes(text: string): number {
+export function utf8Bytes(text: string): number {
   let bytes = 0;
   for (const char of text) {
     const codePoint = char.codePointAt(0)!;
@@ -42,9 +42,23 @@ const CHAT_REPLY_PRIMING_TOKENS = 8;
  * the one asked for is not covered: the hard limit after the step still is.
  */
 function chatUpperBoundUsd(input: LlmChatInput & { maxTokens: number }, table: PriceTable): number {
-  const promptTokens = input.messages.reduce((n, m) => n + utf8Bytes(m.content) + CHAT_TOKENS_PER_MESSAGE, 0) + CHAT_REPLY_PRIMING_TOKENS;
+  const promptBytes = input.messages.reduce((n, m) => n + utf8Bytes(m.content), 0);
+  return chatCompletionBoundUsd({ promptBytes, messages: input.messages.length, maxTokens: input.maxTokens, model: input.model }, table);
+}
+
+/**
+ * The most one chat completion can cost: a prompt of `promptBytes` UTF-8 bytes (message texts, and
+ * for an agent its tool calls, results and tool definitions) in `messages` messages, answered with
+ * at most `maxTokens`. Used for plan steps and for each model turn of an agent, which the turn's
+ * activity bounds from the prompt it is about to send.
+ */
+export function chatCompletionBoundUsd(
+  input: { promptBytes: number; messages: number; maxTokens: number; model?: string },
+  table: PriceTable = PRICE_TABLE,
+): number {
+  const promptTokens = input.promptBytes + input.messages * CHAT_TOKENS_PER_MESSAGE + CHAT_REPLY_PRIMING_TOKENS;
   const prices: ModelPrice[] = input.model === undefined ? Object.values(table) : [priceFor(input.model, table), priceFor('default', table)];
-  return Math.max(...prices.map((p) => (promptTokens * p.inputPer1k + input.maxTokens * p.outputPer1k) / 1000));
+  return roundUpUsd(Math.max(...prices.map((p) => (promptTokens * p.inputPer1k + input.maxTokens * p.outputPer1k) / 1000)));
 }
 
 export interface StepCostPrediction {
@@ -63,6 +77,8 @@ export function predictStepCost(
   prices: PriceTable = PRICE_TABLE,
 ): StepCostPrediction | null {
   if (step.skill === 'sim.llm') return { usd: roundUpUsd(simUpperBoundUsd(step.input, prices)), basis: 'upper-bound' };
+  // An agent reserves turn by turn and call by call, each against its own bound.
+  if (step.skill === 'agent') return null;
   if (step.input.maxTokens !== undefined) {
     return { usd: roundUpUsd(chatUpperBoundUsd({ ...step.input, maxTokens: step.input.maxTokens }, prices)), basis: 'upper-bound' };
   }

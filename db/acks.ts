@@ -1,8 +1,8 @@
 import { and, eq } from 'drizzle-orm';
 import { FINALIZE_RUN, type AckStatus, type AuditAction } from '../core/audit';
-import { markRunFinalized } from '../db/audit';
-import type { DbOrTx } from '../db/client';
-import { domainAcks } from '../db/schema';
+import { markRunFinalized } from './audit';
+import type { DbOrTx } from './client';
+import { domainAcks } from './schema';
 
 export interface AckInput {
   runId: string;

@@ -12,6 +12,7 @@ import {
   policyEvaluations,
   runLogs,
   runs,
+  stepOutputs,
   traceSteps,
   traces,
 } from './schema';
@@ -88,6 +89,7 @@ interface AuditRecordsRow extends Record<string, unknown> {
   evaluations: [string, boolean][] | null;
   logs: string[] | null;
   late_steps: [number, string][] | null;
+  outputs: string[] | null;
 }
 
 /**
@@ -106,6 +108,7 @@ export async function loadAuditRecords(db: DbOrTx, runIds: readonly string[]): P
       (select json_agg(json_build_array(i.id, i.rolled_back)) from ${incidents} i where i.run_id = r.id and i.kind in ('failure', 'none')) as incidents,
       (select json_agg(json_build_array(p.id, p.rolled_back)) from ${policyEvaluations} p where p.run_id = r.id and p.kind = 'final') as evaluations,
       (select json_agg(l.id) from ${runLogs} l where l.run_id = r.id) as logs,
+      (select json_agg(o.id) from ${stepOutputs} o where o.run_id = r.id) as outputs,
       (select json_agg(json_build_array(s.step_index, s.created_at)) from ${traceSteps} s
          where s.run_id = r.id and s.created_at > (select min(f.created_at) from ${domainAcks} f
            where f.run_id = r.id and f.domain = ${FINALIZE_RUN.domain} and f.action = ${FINALIZE_RUN.action} and f.status = 'OK')) as late_steps
@@ -129,6 +132,7 @@ export async function loadAuditRecords(db: DbOrTx, runIds: readonly string[]): P
         finalEvaluations: (row.evaluations ?? []).map(([id, rolledBack]) => ({ id, rolledBack })),
         logRecords: (row.logs ?? []).map((id) => ({ id })),
         traceSteps: (row.late_steps ?? []).map(([stepIndex, createdAt]) => ({ stepIndex, createdAt: new Date(createdAt) })),
+        outputs: (row.outputs ?? []).map((id) => ({ id })),
       },
     });
   }
@@ -149,4 +153,17 @@ export async function lastAuditPass(db: DbOrTx): Promise<{ finishedAt: Date; due
     .orderBy(desc(auditPasses.finishedAt))
     .limit(1);
   return row ?? null;
+}
+
+/**
+ * The run's contract grows as its agent asks for tool calls: each is expected (with the run's own
+ * `finalize_run` deadline) before it runs, and its resolution acks it.
+ */
+export async function declareToolCalls(tx: DbOrTx, runId: string, actions: readonly { domain: string; action: string }[]): Promise<void> {
+  if (actions.length === 0) return;
+  const deadline = sql`(select e.deadline_at from ${auditExpectations} e where e.run_id = ${runId} and e.domain = ${FINALIZE_RUN.domain} and e.action = ${FINALIZE_RUN.action})`;
+  await tx
+    .insert(auditExpectations)
+    .values(actions.map((a) => ({ runId, domain: a.domain, action: a.action, deadlineAt: deadline })))
+    .onConflictDoNothing();
 }

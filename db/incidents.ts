@@ -12,6 +12,20 @@ import { incidents } from './schema';
  */
 
 export type Incident = typeof incidents.$inferSelect;
+
+export type IncidentRow = typeof incidents.$inferInsert;
+
+/** Inserts once per (run, dedupe key); a replay returns the first row's id. */
+export async function insertIncidentOnce(tx: DbOrTx, row: IncidentRow): Promise<{ id: string; inserted: boolean }> {
+  const inserted = await tx.insert(incidents).values(row).onConflictDoNothing().returning({ id: incidents.id });
+  if (inserted[0]) return { id: inserted[0].id, inserted: true };
+  const [existing] = await tx
+    .select({ id: incidents.id })
+    .from(incidents)
+    .where(and(eq(incidents.runId, row.runId), eq(incidents.dedupeKey, row.dedupeKey)));
+  return { id: existing!.id, inserted: false };
+}
+
 export type IncidentAction = 'acknowledge' | 'resolve';
 
 /** What a move does: apply it, nothing (already done, idempotent), or refuse it (conflict). */

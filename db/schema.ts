@@ -11,6 +11,7 @@ import {
   pgTable,
   text,
   timestamp,
+  unique,
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
@@ -84,6 +85,9 @@ export const runs = pgTable(
     costUsd: doublePrecision('cost_usd').notNull().default(0),
     tokens: integer('tokens').notNull().default(0),
     stepsCompleted: integer('steps_completed').notNull().default(0),
+    /** An agent's model turns and tool calls so far, across the run's agent steps. */
+    turns: integer('turns').notNull().default(0),
+    toolCalls: integer('tool_calls').notNull().default(0),
     riskLevel: text('risk_level').notNull().default('LOW'),
     observabilityMode: text('observability_mode').notNull(),
     observabilityStatus: text('observability_status').notNull().default('OK'),
@@ -129,6 +133,11 @@ export const traces = pgTable('traces', {
   completedAt: timestamp('completed_at', { withTimezone: true }),
 });
 
+/**
+ * One governed step of the run: a plan step, or inside an agent step one model turn (`turn`) or one
+ * tool call (`turn`, `callIndex`). A tool call's row exists from the moment the call is sent
+ * (status `started`): a retry that finds it knows an earlier attempt may have run the tool.
+ */
 export const traceSteps = pgTable(
   'trace_steps',
   {
@@ -137,16 +146,87 @@ export const traceSteps = pgTable(
       .notNull()
       .references(() => runs.id),
     stepIndex: integer('step_index').notNull(),
+    turn: integer('turn'),
+    callIndex: integer('call_index'),
+    kind: text('kind', { enum: ['step', 'turn', 'tool_call'] }).notNull().default('step'),
     skill: text('skill').notNull(),
     model: text('model').notNull(),
+    /** For a tool call: `server.tool`. */
+    tool: text('tool'),
     tokensIn: integer('tokens_in').notNull(),
     tokensOut: integer('tokens_out').notNull(),
     costUsd: doublePrecision('cost_usd').notNull(),
     durationMs: integer('duration_ms').notNull(),
+    /** `ok`; for a step that failed, `failed`; for a tool call, how it was resolved (see `core/tool-calls.ts`). */
+    status: text('status').notNull().default('ok'),
+    errorCode: text('error_code'),
     outputPreview: text('output_preview'),
+    outputId: uuid('output_id'),
+    /** sha256 of the input as the step ran it, its references resolved. */
+    inputSha256: text('input_sha256'),
+    /** For a tool call: sha256 of the tool and its arguments, what an approval quotes. */
+    argsSha256: text('args_sha256'),
     createdAt: createdAt(),
   },
-  (t) => [uniqueIndex('trace_steps_run_step_uq').on(t.runId, t.stepIndex)],
+  (t) => [unique('trace_steps_item_uq').on(t.runId, t.stepIndex, t.turn, t.callIndex).nullsNotDistinct()],
+);
+
+/**
+ * Each governed step's whole output (a plan step's text or JSON, an agent turn's assistant message,
+ * a tool call's result), written in the transaction of its trace row and ack.
+ */
+export const stepOutputs = pgTable(
+  'step_outputs',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id),
+    tenantId: uuid('tenant_id').notNull(),
+    stepIndex: integer('step_index').notNull(),
+    turn: integer('turn'),
+    callIndex: integer('call_index'),
+    kind: text('kind', { enum: ['step', 'turn', 'tool_call'] }).notNull(),
+    contentType: text('content_type', { enum: ['text/plain', 'application/json'] }).notNull(),
+    content: text('content').notNull(),
+    sha256: text('sha256').notNull(),
+    bytes: integer('bytes').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [unique('step_outputs_item_uq').on(t.runId, t.stepIndex, t.turn, t.callIndex).nullsNotDistinct()],
+);
+
+/**
+ * A tool call that waited for a person: what they were shown (the tool and the hash of its exact
+ * arguments) and what they decided, by whom and when. One per approval pause.
+ */
+export const toolApprovals = pgTable(
+  'tool_approvals',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id),
+    tenantId: uuid('tenant_id').notNull(),
+    /** The run's n-th pause, which this approval is. */
+    pauseNumber: integer('pause_number').notNull(),
+    stepIndex: integer('step_index').notNull(),
+    turn: integer('turn').notNull(),
+    callIndex: integer('call_index').notNull(),
+    tool: text('tool').notNull(),
+    argsSha256: text('args_sha256').notNull(),
+    status: text('status', { enum: ['pending', 'approved', 'denied', 'expired'] }).notNull().default('pending'),
+    requestedAt: timestamp('requested_at', { withTimezone: true }).notNull().defaultNow(),
+    decidedAt: timestamp('decided_at', { withTimezone: true }),
+    decidedBy: text('decided_by'),
+    authority: text('authority'),
+    requestId: text('request_id'),
+    reason: text('reason'),
+  },
+  (t) => [
+    uniqueIndex('tool_approvals_run_pause_uq').on(t.runId, t.pauseNumber),
+    index('tool_approvals_pending_idx').on(t.tenantId, t.requestedAt).where(sql`${t.status} = 'pending'`),
+  ],
 );
 
 /** The incident domain's record of a run: a failure incident, or a recorded "no incident" outcome. */
@@ -160,7 +240,7 @@ export const incidents = pgTable(
     tenantId: uuid('tenant_id').notNull(),
     /** Idempotency key within the run: 'outcome' for the final record, others for mid-run incidents. */
     dedupeKey: text('dedupe_key').notNull(),
-    kind: text('kind', { enum: ['failure', 'none', 'escalation', 'observability', 'audit', 'delivery'] }).notNull(),
+    kind: text('kind', { enum: ['failure', 'none', 'escalation', 'observability', 'audit', 'delivery', 'tool'] }).notNull(),
     severity: text('severity', { enum: ['NONE', 'LOW', 'MEDIUM', 'HIGH', 'CRITICAL'] }).notNull(),
     errorCode: text('error_code'),
     message: text('message').notNull(),

@@ -40,3 +40,19 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   }
   return false;
 }
+
+/** SQLSTATEs of a transaction that lost a race: the same work succeeds when tried again. */
+const RETRY_SQLSTATES = new Set([
+  '40001', // serialization_failure
+  '40P01', // deadlock_detected
+]);
+
+/** "Try again later", not "this is wrong": the database is unavailable, or the transaction lost a race. */
+export function isTransientError(err: unknown): boolean {
+  if (isDatabaseUnavailable(err)) return true;
+  for (let e: unknown = err; e instanceof Error; e = (e as { cause?: unknown }).cause) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && RETRY_SQLSTATES.has(code)) return true;
+  }
+  return false;
+}

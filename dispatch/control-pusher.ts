@@ -48,16 +48,63 @@ export interface PusherDeps {
   pushTimeoutMs: number;
 }
 
-export type PushResult = { state: 'pushed'; signalledRuns: number } | { state: 'queued'; error: string } | { state: 'taken' };
+/** A run the push could not signal for a reason a retry cannot change; the push goes on without it. */
+export interface SkippedRun {
+  runId: string;
+  reason: string;
+}
+
+export type PushResult = { state: 'pushed'; signalledRuns: number; skippedRuns: SkippedRun[] } | { state: 'queued'; error: string } | { state: 'taken' };
+
+/** gRPC INVALID_ARGUMENT: the server refused this request itself, and would refuse it again. */
+const GRPC_INVALID_ARGUMENT = 3;
+/** What the server says (history service, `ErrSignalsLimitExceeded`) once an execution has received `history.maximumSignalsPerExecution` signals. */
+const SIGNAL_LIMIT_MESSAGE = /limit for signal events/i;
+
+/** The server's own words when it refused a signal outright (INVALID_ARGUMENT, in the client's ServiceError cause); null for anything else. */
+function refusedBecause(err: unknown): string | null {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth += 1) {
+    const { code, details } = e as { code?: unknown; details?: unknown };
+    if (code === GRPC_INVALID_ARGUMENT && typeof details === 'string') return details;
+  }
+  return null;
+}
+
+/**
+ * True when Temporal refused a signal because the run's execution has received as many as it
+ * accepts (`history.maximumSignalsPerExecution`, 10,000 by default): the server answers
+ * INVALID_ARGUMENT "exceeded workflow execution limit for signal events", and no later attempt
+ * can succeed for this execution.
+ */
+export function isSignalLimitReached(err: unknown): boolean {
+  return SIGNAL_LIMIT_MESSAGE.test(refusedBecause(err) ?? '');
+}
+
+/** Why a run cannot take a signal however often it is retried, or null when a retry may succeed. */
+export function signalRefusal(err: unknown): string | null {
+  const refused = refusedBecause(err);
+  if (refused === null) return null;
+  if (SIGNAL_LIMIT_MESSAGE.test(refused)) return `at Temporal's signal limit (history.maximumSignalsPerExecution): ${refused}`;
+  return `Temporal refused the signal: ${refused}`;
+}
+
+/** What the push row keeps of the runs it skipped: how many, then as many of them as fit. */
+function describeSkipped(skipped: SkippedRun[]): string {
+  const listed = skipped.map((s) => `${s.runId} (${s.reason})`).join('; ');
+  return `pushed, but skipped ${skipped.length} run(s) that refused the signal for good: ${listed}`.slice(0, 1000);
+}
 
 /** Longest wait between attempts of a push that keeps failing. */
 const MAX_BACKOFF_SECONDS = 30;
 
 /**
- * Signals every targeted run of the push's tenant, then marks it pushed; on any failure the push
- * stays pending with a backoff. A run that finished meanwhile (no workflow) is skipped. The row is
- * locked while it is delivered, so two pushers never deliver one push at once; a push delivered
- * twice after a crash is harmless because every signal carries the push's id as its `requestId`.
+ * Signals every targeted run of the push's tenant, then marks it pushed; when a signal fails in a
+ * way a retry may mend (Temporal unreachable or slow) the push stays pending with a backoff. A run
+ * that finished meanwhile (no workflow) is passed over, and a run that refuses the signal for good
+ * (at Temporal's signal limit) is skipped and named in `last_error`: one run must never hold back
+ * its tenant's later changes, which are delivered in order. The row is locked while it is
+ * delivered, so two pushers never deliver one push at once; a push delivered twice after a crash
+ * is harmless because every signal carries the push's id as its `requestId`.
  */
 export async function deliverPush(deps: PusherDeps, pushId: number): Promise<PushResult> {
   return deps.db.transaction(async (tx) => {
@@ -90,9 +137,16 @@ export async function deliverPush(deps: PusherDeps, pushId: number): Promise<Pus
     const results = await deps.temporal.withDeadline(Date.now() + deps.pushTimeoutMs, () =>
       Promise.allSettled(targets.map(({ id }) => deps.temporal.workflow.getHandle(id).signal(signal as typeof pauseSignal, payload))),
     );
-    const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof WorkflowNotFoundError));
+    const skippedRuns: SkippedRun[] = [];
+    let failure: { runId: string; reason: unknown } | undefined;
+    results.forEach((result, i) => {
+      if (result.status === 'fulfilled' || result.reason instanceof WorkflowNotFoundError) return;
+      const refusal = signalRefusal(result.reason);
+      if (refusal !== null) skippedRuns.push({ runId: targets[i]!.id, reason: refusal });
+      else failure ??= { runId: targets[i]!.id, reason: result.reason };
+    });
     if (failure) {
-      const error = failure.reason instanceof Error ? failure.reason.message : String(failure.reason);
+      const error = `run ${failure.runId}: ${failure.reason instanceof Error ? failure.reason.message : String(failure.reason)}`;
       await tx
         .update(controlPushes)
         .set({
@@ -107,9 +161,9 @@ export async function deliverPush(deps: PusherDeps, pushId: number): Promise<Pus
     const signalledRuns = results.filter((r) => r.status === 'fulfilled').length;
     await tx
       .update(controlPushes)
-      .set({ attempts: sql`${controlPushes.attempts} + 1`, pushedAt: sql`now()`, signalledRuns, lastError: null })
+      .set({ attempts: sql`${controlPushes.attempts} + 1`, pushedAt: sql`now()`, signalledRuns, lastError: skippedRuns.length ? describeSkipped(skippedRuns) : null })
       .where(eq(controlPushes.id, push.id));
-    return { state: 'pushed', signalledRuns };
+    return { state: 'pushed', signalledRuns, skippedRuns };
   });
 }
 
@@ -139,7 +193,7 @@ export function tenantStatusPush(status: 'suspended' | 'active', actor: string):
 }
 
 /** Delivers the pushes that are due, oldest first; one that fails waits for its backoff. */
-export async function deliverPendingPushes(deps: PusherDeps & { limit: number }): Promise<{ pushed: number; queued: number }> {
+export async function deliverPendingPushes(deps: PusherDeps & { limit: number }): Promise<{ pushed: number; queued: number; skippedRuns: SkippedRun[] }> {
   const due = await deps.db
     .select({ id: controlPushes.id })
     .from(controlPushes)
@@ -148,16 +202,24 @@ export async function deliverPendingPushes(deps: PusherDeps & { limit: number })
     .limit(deps.limit);
   let pushed = 0;
   let queued = 0;
+  const skippedRuns: SkippedRun[] = [];
   for (const { id } of due) {
     const result = await deliverPush(deps, id);
-    if (result.state === 'pushed') pushed += 1;
+    if (result.state === 'pushed') {
+      pushed += 1;
+      skippedRuns.push(...result.skippedRuns);
+    }
     if (result.state === 'queued') queued += 1;
   }
-  return { pushed, queued };
+  return { pushed, queued, skippedRuns };
 }
 
-/** What the API answers about a change it committed: pushed to the live runs, or queued for it. */
-export function describePush(result: PushResult): { push: 'pushed'; signalledRuns: number } | { push: 'queued'; note: string } {
-  if (result.state === 'pushed') return { push: 'pushed', signalledRuns: result.signalledRuns };
+/** What the API answers about a change it committed: pushed to the live runs (naming any that refused it), or queued for it. */
+export function describePush(
+  result: PushResult,
+): { push: 'pushed'; signalledRuns: number; skippedRuns?: SkippedRun[] } | { push: 'queued'; note: string } {
+  if (result.state === 'pushed') {
+    return { push: 'pushed', signalledRuns: result.signalledRuns, ...(result.skippedRuns.length ? { skippedRuns: result.skippedRuns } : {}) };
+  }
   return { push: 'queued', note: 'committed; live runs will be signalled as soon as Temporal answers (they also re-check on their own schedule)' };
 }

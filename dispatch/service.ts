@@ -1,7 +1,7 @@
 import type { Client } from '@temporalio/client';
 import type { Db } from '../db/client';
 import type { Logger } from '../lib/logger';
-import { deliverPendingPushes } from './control-pusher';
+import { deliverPendingPushes, type SkippedRun } from './control-pusher';
 import { startPendingRuns } from './run-starter';
 
 export interface DispatcherDeps {
@@ -19,7 +19,7 @@ export interface DispatcherDeps {
 
 export interface Dispatcher {
   /** One pass now (tests, and the loop). */
-  runOnce(): Promise<{ started: number; pushed: number; queued: number; pending: boolean }>;
+  runOnce(): Promise<{ started: number; pushed: number; queued: number; pending: boolean; skippedRuns: SkippedRun[] }>;
   stop(): Promise<void>;
 }
 
@@ -35,7 +35,10 @@ export function startDispatcher(deps: DispatcherDeps): Dispatcher {
   async function runOnce() {
     const starts = await startPendingRuns({ ...deps, startTimeoutMs: deps.temporalTimeoutMs, graceMs: deps.startGraceMs, limit: 100 });
     const pushes = await deliverPendingPushes({ ...deps, pushTimeoutMs: deps.temporalTimeoutMs, limit: 20 });
-    if (starts.started || pushes.pushed) deps.logger.info({ ...starts, ...pushes }, 'dispatched what the API had queued');
+    const { skippedRuns, ...counts } = pushes;
+    if (starts.started || pushes.pushed) deps.logger.info({ ...starts, ...counts }, 'dispatched what the API had queued');
+    // Each push row names them too (last_error); a run at Temporal's signal limit needs an operator.
+    if (skippedRuns.length) deps.logger.warn({ skippedRuns }, 'pushed past runs that refuse signals for good');
     return { ...starts, ...pushes };
   }
 

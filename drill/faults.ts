@@ -59,6 +59,9 @@ interface StartedActivities {
   stranded: number;
 }
 
+/** The run's work (a step, a model turn, a tool call), as opposed to its short writes. */
+const SKILL_ACTIVITIES = new Set(['runStep', 'executeStep', 'agentTurn', 'callTool']);
+
 /** Activities of these runs the server has handed to a worker and not seen finish, by where they run. */
 async function startedActivities(client: Client, runIds: string[], workerIdentity: string): Promise<StartedActivities> {
   const counts = { skill: 0, domain: 0, stranded: 0 };
@@ -67,7 +70,7 @@ async function startedActivities(client: Client, runIds: string[], workerIdentit
     for (const activity of raw.pendingActivities ?? []) {
       if (activity.state !== ACTIVITY_STARTED) continue;
       if (activity.lastWorkerIdentity !== workerIdentity) counts.stranded += 1;
-      else if (activity.activityType?.name === 'executeStep') counts.skill += 1;
+      else if (SKILL_ACTIVITIES.has(activity.activityType?.name ?? '')) counts.skill += 1;
       else counts.domain += 1;
     }
   });

@@ -3,7 +3,7 @@ import type { Client } from '@temporalio/client';
 import Redis from 'ioredis';
 import type { Database } from '../db/client';
 import { systemIncidents } from '../db/schema';
-import { insertIncidentOnce } from '../activities/incidents';
+import { insertIncidentOnce } from '../db/incidents';
 import type { Config } from '../lib/config';
 import type { Logger } from '../lib/logger';
 import type { EventMetrics } from '../lib/metrics';

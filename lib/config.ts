@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_MAX_STEP_OUTPUT_BYTES } from '../core/outputs';
 import { OBSERVABILITY_MODES } from '../core/policy';
 
 const port = z.coerce.number().int().min(0).max(65_535);
@@ -82,7 +83,21 @@ const envSchema = z.object({
   LLM_API_KEY: z.string().optional(),
   LLM_MODEL: z.string().default('gpt-4o-mini'),
   LLM_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
+  /** A step's output (or an agent's tool result) larger than this fails; it is never truncated. */
+  MAX_STEP_OUTPUT_BYTES: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(DEFAULT_MAX_STEP_OUTPUT_BYTES),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+
+  // Control requests (pause, stop, resume of a run; the tenant-wide pause and resume): limits
+  // shared by every copy of the API through Redis (`api/rate-limit.ts`), so that no key and no
+  // flood can bury one run under signals.
+  /** The window the two limits below count over. */
+  CONTROL_RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().min(1).max(3600).default(10),
+  /** Control requests one API key may send per window: a person, or a script over a few runs. */
+  CONTROL_RATE_LIMIT_PER_KEY: z.coerce.number().int().min(1).default(20),
+  /** Signals and updates the API sends to one run per window, from all keys together (a stop is never refused). */
+  CONTROL_RATE_LIMIT_PER_RUN: z.coerce.number().int().min(1).default(10),
+  /** How long a pause or stop the API sent answers a repeat of it without a new signal. */
+  CONTROL_COALESCE_SECONDS: z.coerce.number().int().min(1).max(3600).default(10),
 });
 
 export type Config = z.infer<typeof envSchema>;

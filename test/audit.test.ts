@@ -164,7 +164,7 @@ describe('the seed destructive scenarios (§13.7), on the real stack', () => {
       await stack.waitForPhase(runId, ['EXECUTING']);
       await waitFor('the run to execute its step', async () => {
         const { raw } = await stack.client.workflow.getHandle(runId).describe();
-        return raw.pendingActivities?.some((a) => a.activityType?.name === 'executeStep');
+        return raw.pendingActivities?.some((a) => a.activityType?.name === 'runStep');
       });
       await worker.kill();
       await waitPastDeadline(runId);

@@ -48,15 +48,22 @@ interface PendingActivity {
   type: string;
   attempt: number;
   lastFailure: string | null;
+  /** A step activity waits an outage out inside itself, beating with what it waits for (`activities/recording.ts`). */
+  waiting: { waitingFor: string; tries: number; lastError: string } | null;
 }
 
 async function pendingActivities(handle: WorkflowHandle): Promise<PendingActivity[]> {
   const description = await handle.describe();
-  return (description.raw.pendingActivities ?? []).map((a) => ({
-    type: a.activityType?.name ?? '?',
-    attempt: a.attempt ?? 0,
-    lastFailure: a.lastFailure?.message ?? null,
-  }));
+  return (description.raw.pendingActivities ?? []).map((a) => {
+    const beat = a.heartbeatDetails?.payloads?.[0]?.data;
+    const details = beat ? (JSON.parse(Buffer.from(beat).toString('utf8')) as Record<string, unknown>) : null;
+    return {
+      type: a.activityType?.name ?? '?',
+      attempt: a.attempt ?? 0,
+      lastFailure: a.lastFailure?.message ?? null,
+      waiting: details?.waitingFor === 'database' ? (details as PendingActivity['waiting']) : null,
+    };
+  });
 }
 
 async function storedRun(runId: string) {
@@ -69,15 +76,18 @@ async function storedRun(runId: string) {
  * set, until the worker has retried `activity` beyond the retry budget of a non-transient error),
  * checks the run is stuck rather than failed, then restores the connection.
  */
-async function outage(runId: string, activity: string, options: { mode: CutMode; retriedPast?: number }) {
+async function outage(runId: string, activity: string, options: { mode: CutMode; retriedPast?: number; waitedPast?: number }) {
   const handle = stack.client.workflow.getHandle(runId);
   proxy.cut(options.mode);
   const cutAt = Date.now();
   const refusedBefore = proxy.refused;
 
   const pending = await until(
-    `${activity} to be pending${options.retriedPast ? ` past attempt ${options.retriedPast}` : ''}`,
-    async () => (await pendingActivities(handle)).find((a) => a.type === activity && a.attempt > (options.retriedPast ?? 0)),
+    `${activity} to be pending${options.retriedPast ? ` past attempt ${options.retriedPast}` : ''}${options.waitedPast ? ` and waiting past try ${options.waitedPast}` : ''}`,
+    async () =>
+      (await pendingActivities(handle)).find(
+        (a) => a.type === activity && a.attempt > (options.retriedPast ?? 0) && (options.waitedPast === undefined || (a.waiting?.tries ?? 0) > options.waitedPast),
+      ),
     30_000,
     200,
   );
@@ -111,7 +121,7 @@ async function outage(runId: string, activity: string, options: { mode: CutMode;
       finishedAfterRestoreMs: Date.now() - restoredAt,
       attemptWhenRestored: stillPending[0]!.attempt,
       firstSeenAttempt: pending.attempt,
-      lastFailure: stillPending[0]!.lastFailure,
+      lastFailure: stillPending[0]!.lastFailure ?? stillPending[0]!.waiting?.lastError ?? null,
       connectionsRefused: refused,
     },
   };
@@ -122,7 +132,7 @@ describe('a database outage between the worker and Postgres', () => {
     const plan = [...simPlan(2), { skill: 'sim.llm', input: { prompt: 'the slow last step', latencyMs: 1500 } }];
     const runId = await stack.submitRun(tenant.apiKey, { plan, budgetUsd: 1.5 });
 
-    // Cut while the last step runs: its trace write, the move to GOVERNANCE_CHECK and every
+    // Cut while the last step runs: its record, the move to GOVERNANCE_CHECK and every
     // governance write still need the database.
     const before = await until(
       'the run to start its last step',
@@ -134,11 +144,12 @@ describe('a database outage between the worker and Postgres', () => {
       30_000,
       20,
     );
-    const { stored, live, run, report } = await outage(runId, 'recordTraceStep', { mode: 'reset', retriedPast: MAX_DOMAIN_ATTEMPTS });
+    const { stored, live, run, report } = await outage(runId, 'runStep', { mode: 'reset', waitedPast: MAX_DOMAIN_ATTEMPTS });
     expect(stored).toMatchObject({ phase: 'EXECUTING', stepsCompleted: plan.length - 1, sagaPhase: 'NOT_STARTED' });
     expect(stored.updatedAt.getTime()).toBe(before.updatedAt.getTime());
-    // The workflow itself moved on: the step's result is in its state, only the write waits.
-    expect(live).toMatchObject({ phase: 'EXECUTING', stepsCompleted: plan.length, sagaPhase: 'NOT_STARTED' });
+    // The step ran once and its activity holds the result until it can record it: it is not run again.
+    expect(live).toMatchObject({ phase: 'EXECUTING', stepsCompleted: plan.length - 1, sagaPhase: 'NOT_STARTED' });
+    expect(report.attemptWhenRestored).toBe(1);
     expect(report.lastFailure).toBeTruthy();
 
     expect(run).toMatchObject({ phase: 'COMPLETED', status: 'succeeded', stepsCompleted: plan.length, sagaPhase: 'EVENTS_PUBLISHED' });

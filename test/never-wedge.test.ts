@@ -1,5 +1,5 @@
 import { WorkflowFailedError } from '@temporalio/client';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FINALIZE_RUN } from '../core/audit';
 import { auditExpectations, auditReconciliations } from '../db/schema';
@@ -90,10 +90,15 @@ describe('a write that fails for good', () => {
   it('while recording a step fails the run with RECORDING_FAILED and its governance written', async () => {
     const tenant = await stack.createTenant();
     const runId = await stack.submitRun(tenant.apiKey, { plan: slowPlan() });
-    stack.faults.add({ activity: 'recordTraceStep', runId, mode: 'fail' });
+    // A real fault, in Postgres: every write of this run's step outputs is refused, as a bug or bad data would be.
+    await stack.db.execute(sql.raw(`
+      create or replace function refuse_step_output() returns trigger language plpgsql as $$
+      begin raise exception 'injected fault: step outputs of this run are refused'; end $$;
+      create trigger refuse_step_output_${runId.replaceAll('-', '_')} before insert on step_outputs
+        for each row when (new.run_id = '${runId}') execute function refuse_step_output();`));
     const run = await stack.waitForPhase(runId, 'terminal');
     expect(run).toMatchObject({ phase: 'FAILED', status: 'failed', errorCode: 'RECORDING_FAILED' });
-    expect(run.errorMessage).toContain('injected fault in recordTraceStep');
+    expect(run.errorMessage).toContain('injected fault: step outputs of this run are refused');
     const records = await expectFullGovernanceRecords(stack.db, runId);
     expect(records.incidents[0]).toMatchObject({ errorCode: 'RECORDING_FAILED', severity: 'CRITICAL' });
   });

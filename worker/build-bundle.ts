@@ -1,13 +1,13 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { WORKFLOWS_PATH } from './create-worker';
+import { PAYLOAD_CONVERTER_PATH, WORKFLOWS_PATH } from './create-worker';
 
 export const DEFAULT_BUNDLE_PATH = path.join(__dirname, '..', 'dist', 'workflow-bundle.js');
 
 /** Bundles the workflow code once, so production workers start without webpack. */
 export async function buildWorkflowBundle(outPath = DEFAULT_BUNDLE_PATH): Promise<string> {
-  const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
+  const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, payloadConverterPath: PAYLOAD_CONVERTER_PATH, logger: quietLogger });
   await mkdir(path.dirname(outPath), { recursive: true });
   await writeFile(outPath, code);
   return outPath;

@@ -20,6 +20,8 @@ export interface CreateWorkerOptions {
 
 /** A directory, so webpack resolves its index whether the sources are .ts (tsx, vitest) or .js. */
 export const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows');
+/** The run's payload converter (`workflows/payload-converter.ts`), for the bundle and the worker alike. */
+export const PAYLOAD_CONVERTER_PATH = path.join(__dirname, '..', 'workflows', 'payload-converter');
 
 export async function createWorker(options: CreateWorkerOptions): Promise<Worker> {
   const maxAttempts = options.maxDomainAttempts ?? 5;
@@ -27,9 +29,10 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     connection: options.connection,
     namespace: options.namespace,
     taskQueue: options.taskQueue,
+    // A prebuilt bundle carries the run's payload converter; one bundled now is told where it is.
     ...(options.workflowBundlePath
       ? { workflowBundle: { codePath: options.workflowBundlePath } }
-      : { workflowsPath: WORKFLOWS_PATH }),
+      : { workflowsPath: WORKFLOWS_PATH, dataConverter: { payloadConverterPath: PAYLOAD_CONVERTER_PATH } }),
     activities: createActivities(options.deps),
     interceptors: {
       activity: [(ctx) => ({ inbound: new RetryBudgetInterceptor(ctx, maxAttempts, options.faults) })],

@@ -2,24 +2,8 @@ import type { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, Next } from '@temporalio/worker';
 import { writeAttempt } from '../core/retry-budget';
-import { isDatabaseUnavailable } from '../db/unavailable';
+import { isTransientError } from '../db/unavailable';
 import type { FaultInjector } from './faults';
-
-/** SQLSTATEs of a transaction that lost a race: the same work succeeds when tried again. */
-const RETRY_SQLSTATES = new Set([
-  '40001', // serialization_failure
-  '40P01', // deadlock_detected
-]);
-
-/** "Try again later", not "this is wrong": the database is unavailable, or the transaction lost a race. */
-export function isTransientError(err: unknown): boolean {
-  if (isDatabaseUnavailable(err)) return true;
-  for (let e: unknown = err; e instanceof Error; e = (e as { cause?: unknown }).cause) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && RETRY_SQLSTATES.has(code)) return true;
-  }
-  return false;
-}
 
 /**
  * Activities retry without limit so an outage only makes a run wait. An error that is not an

@@ -11,6 +11,8 @@ import { startEventServices } from '../events/service';
 import { PortInUseError } from '../lib/listen';
 import { serveMetrics } from '../lib/metrics-server';
 import { connectWorkerConnection } from '../lib/temporal';
+import { loadToolServersConfig } from '../activities/tools/config';
+import { ToolServers } from '../activities/tools/servers';
 import { createWorker } from './create-worker';
 
 async function main(): Promise<void> {
@@ -24,6 +26,8 @@ async function main(): Promise<void> {
   const database = connectDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX });
   const metrics = createWorkerMetrics();
   const metricsServer = await serveMetrics(metrics.registry, config.WORKER_METRICS_PORT, { name: 'worker metrics port', variable: 'WORKER_METRICS_PORT' });
+  // The operator's tool servers: started (stdio) or reached (HTTP) by this worker, never by a tenant.
+  const tools = await ToolServers.connect(loadToolServersConfig(process.env), { logger });
   const connection = await connectWorkerConnection(config);
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
   const worker = await createWorker({
@@ -38,6 +42,8 @@ async function main(): Promise<void> {
       logger,
       llm: { baseUrl: config.LLM_BASE_URL, apiKey: config.LLM_API_KEY, model: config.LLM_MODEL, timeoutMs: config.LLM_TIMEOUT_MS },
       temporal,
+      tools,
+      limits: { maxStepOutputBytes: config.MAX_STEP_OUTPUT_BYTES },
     },
   });
   logger.info(
@@ -46,6 +52,7 @@ async function main(): Promise<void> {
       bundle: config.WORKFLOW_BUNDLE_PATH ?? 'bundled at start-up',
       metrics: `:${config.WORKER_METRICS_PORT}/metrics`,
       sdkMetrics: `:${config.WORKER_SDK_METRICS_PORT}/metrics`,
+      tools: tools.tools().map((t) => t.id),
     },
     'worker started',
   );
@@ -70,6 +77,7 @@ async function main(): Promise<void> {
   await dispatcher?.stop();
   await events?.stop();
   metricsServer.close();
+  await tools.close();
   await connection.close();
   await database.close();
   logger.info('worker stopped');

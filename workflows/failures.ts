@@ -1,4 +1,4 @@
-import { ActivityFailure } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
 import type { FailureCode, RunOutcome } from '../core/outcome';
 import type { FailedStatus } from '../core/phases';
 
@@ -10,4 +10,13 @@ export function failed(status: FailedStatus, code: FailureCode, message: string)
 export function describeFailure(err: unknown): string {
   if (err instanceof ActivityFailure && err.cause) return err.cause.message;
   return err instanceof Error ? err.message : String(err);
+}
+
+/** Step failures an activity names with a code of the run's own; any other is `fallback`. */
+const STEP_FAILURE_CODES: ReadonlySet<FailureCode> = new Set(['OUTPUT_TOO_LARGE', 'REFERENCE_UNRESOLVED', 'RECORDING_FAILED']);
+
+export function failureCodeOf(err: unknown, fallback: FailureCode): FailureCode {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  const type = cause instanceof ApplicationFailure ? cause.type : undefined;
+  return type && STEP_FAILURE_CODES.has(type as FailureCode) ? (type as FailureCode) : fallback;
 }

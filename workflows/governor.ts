@@ -1,6 +1,7 @@
-import { CancellationScope, condition } from '@temporalio/workflow';
+import { CancellationScope, condition, workflowInfo } from '@temporalio/workflow';
 import type { PolicyCheckResponse } from '../activities/policies';
 import type { CarriedMoves } from '../activities/runs';
+import { actionLimitReached, ruleOnToolCall, type RequestedToolCall } from '../core/agent';
 import { budgetWarningAtUsd, effectiveBudgetUsd, hasOverrunBudget, wouldOverrunBudget } from '../core/budget';
 import type { FailureCode, RunOutcome } from '../core/outcome';
 import {
@@ -10,15 +11,20 @@ import {
   type PauseReason,
 } from '../core/policy-check';
 import { isTerminalPhase } from '../core/phases';
+import { DEFAULT_TOOL_POLICY, type ToolPolicy } from '../core/policy';
+import { addUsd } from '../core/pricing';
 import { predictStepCost } from '../core/step-cost';
+import { governanceMessage, type ToolCallResolution } from '../core/tool-calls';
 import type { DomainWrites } from './activity-proxies';
 import {
   controlRequestFrom,
   heldAuthorities,
   pauseRequestFrom,
+  signalProblem,
   type ContinuedRun,
   type ControlRequest,
   type GovernorMemory,
+  type PendingApproval,
   type PolicySettings,
   type PauseRequest,
   type PauseState,
@@ -43,9 +49,42 @@ function settingsFrom(check: PolicyCheckResponse): PolicySettings {
     pauseTimeoutBehavior: rules.pauseTimeoutBehavior,
     // Policies stored before the rule existed terminate, as the default does.
     onPredictedOverrun: rules.onPredictedOverrun ?? 'TERMINATE',
+    maxSteps: rules.maxSteps,
+    maxTokens: rules.maxTokens,
+    tools: rules.tools ?? DEFAULT_TOOL_POLICY,
   };
 }
 
+/** What the governor lets an agent's tool call do: run, be refused (the model is told), or end the run. */
+export type ToolCallGate =
+  | { gate: 'run'; priceUsd: number }
+  | { gate: 'refuse'; resolution: Extract<ToolCallResolution, 'unknown_tool' | 'not_allowed' | 'denied'>; message: string }
+  | { gate: 'end'; resolution: Extract<ToolCallResolution, 'unknown_tool' | 'not_allowed' | 'denied' | 'limit' | 'not_run'>; message: string; outcome: RunOutcome };
+
+/** Where in the plan a governed step sits: a plan step, or a turn or call inside an agent step. */
+interface Position {
+  stepIndex: number;
+  /** Inside an agent step that has started: its approval (if its skill needs one) was given before its first turn. */
+  inAgent: boolean;
+}
+
+
+/** Refused signals written per write, and queued at most (the rest are counted, and written as a count). */
+const REFUSALS_PER_WRITE = 100;
+const MAX_QUEUED_REFUSALS = 1_000;
+/** Far below Temporal's 10,000 signals per execution, so a run continues as new long before it is refused any. */
+export const SIGNALS_BEFORE_CONTINUE = 2_000;
+/** Far below Temporal's 50 MB history limit (its warning comes at 10 MB). */
+export const HISTORY_BYTES_BEFORE_CONTINUE = 8 * 1024 * 1024;
+
+/** A refused control signal, as the run records it. */
+interface RefusedSignal {
+  dedupeKey: string;
+  kind: string;
+  actor: string | null;
+  authority: string | null;
+  detail: string;
+}
 
 /** How many request ids a run carries across continue-as-new: redeliveries come soon after the first. */
 const CARRIED_REQUEST_IDS = 1_000;
@@ -95,6 +134,15 @@ export class RunGovernor {
   private closing = false;
   private readonly reservesBudget: boolean;
   private snapshotState: GovernorSnapshot;
+  /** Signal refusals are written in batches (runs started before wrote one each). */
+  private readonly batchesRefusals: boolean;
+  /** Undecodable and oversized signals are refused, and the run continues as new before the signal limit. */
+  private readonly boundsSignals: boolean;
+  private readonly refusals: RefusedSignal[] = [];
+  private refusalsDropped = 0;
+  private flushing: Promise<void> | null = null;
+  /** Signals this execution has received (Temporal's limit counts per execution). */
+  private signalsReceived = 0;
 
   constructor(
     private readonly input: RunWorkflowInput,
@@ -107,6 +155,8 @@ export class RunGovernor {
     this.memory = continued ? { ...continued.governor } : freshMemory(input.policyVersion ?? 0);
     this.seenRequestIds = new Set(this.memory.seenRequestIds);
     this.reservesBudget = policyChecks && patches.has('budgetReservation');
+    this.batchesRefusals = policyChecks && patches.has('signalRefusalsInBatches');
+    this.boundsSignals = policyChecks && patches.has('signalsBounded');
     this.snapshotState = {
       pause: continued?.state.pause ?? null,
       lastCheck: continued?.state.lastCheck ?? null,
@@ -127,10 +177,12 @@ export class RunGovernor {
   // ---- control messages (registered by `runWorkflow`) ----
 
   async onPause(raw: unknown): Promise<void> {
+    if (this.refusedAsSent('pause', raw)) return this.flushed();
     const request = pauseRequestFrom(raw);
     if (!this.firstDelivery(request)) return;
     const reason = request.pauseReason ?? 'MANUAL_PAUSE';
     if (!PAUSE_REASONS.includes(reason)) return this.rejectSignal('pause', request, `unknown pause reason '${reason}'`);
+    if (reason === 'TOOL_APPROVAL') return this.rejectSignal('pause', request, 'a TOOL_APPROVAL pause is made by the run itself, for one tool call');
     if (!this.controllable()) return this.rejectSignal('pause', request, this.uncontrollable('paused'));
     if (this.snapshotState.pause || this.memory.pauseRequest) return this.rejectSignal('pause', request, 'run is already paused');
     this.memory.pauseRequest = { ...request, pauseReason: reason };
@@ -138,6 +190,7 @@ export class RunGovernor {
   }
 
   async onResumeSignal(raw: unknown): Promise<void> {
+    if (this.refusedAsSent('resume', raw)) return this.flushed();
     const request = controlRequestFrom(raw);
     if (!this.firstDelivery(request)) return;
     const refusal = this.resumeRefusal(request);
@@ -147,18 +200,26 @@ export class RunGovernor {
 
   /** The update's validator: refuses at once, with the reason, a resume that cannot be accepted now. */
   validateResume(raw: unknown): void {
-    const refusal = this.resumeRefusal(controlRequestFrom(raw));
+    const problem = signalProblem(raw);
+    if (problem) throw new Error(`update refused: ${problem}`);
+    const request = controlRequestFrom(raw);
+    // A request already acted on is answered, not refused: its sender is retrying, and it counts once.
+    if (request.requestId !== undefined && this.seenRequestIds.has(request.requestId)) return;
+    const refusal = this.resumeRefusal(request);
     if (refusal) throw new Error(refusal);
   }
 
-  /** A resume that answers once the run goes on (or has ended). */
+  /** A resume (or an approval, or a denial) that answers once the run goes on (or has ended). */
   async onResumeUpdate(raw: unknown): Promise<RunState> {
-    this.resumeRequest = controlRequestFrom(raw);
+    const request = controlRequestFrom(raw);
+    if (!this.firstDelivery(request)) return this.run.view();
+    this.resumeRequest = request;
     await condition(() => this.snapshotState.pause === null || isTerminalPhase(this.run.view().phase));
     return this.run.view();
   }
 
   async onStop(raw: unknown): Promise<void> {
+    if (this.refusedAsSent('stop', raw)) return this.flushed();
     const request = controlRequestFrom(raw);
     if (!this.firstDelivery(request)) return;
     if (!this.controllable()) return this.rejectSignal('stop', request, this.uncontrollable('stopped'));
@@ -166,8 +227,21 @@ export class RunGovernor {
     this.memory.checkRequested = true;
   }
 
-  onPolicyChanged(): void {
+  onPolicyChanged(raw?: unknown): void {
+    this.signalsReceived += 1;
+    // Whatever it carries, a policy change only asks for a fresh check.
+    void raw;
     this.memory.checkRequested = true;
+  }
+
+  /**
+   * The run has received so many signals in this execution, or its history has grown so large,
+   * that it should continue as new at its next boundary: Temporal refuses signals past
+   * `history.maximumSignalsPerExecution` (10,000 by default) and ends a history past 50 MB.
+   */
+  heavyHistory(): boolean {
+    if (!this.boundsSignals) return false;
+    return this.signalsReceived >= SIGNALS_BEFORE_CONTINUE || workflowInfo().historySize >= HISTORY_BYTES_BEFORE_CONTINUE;
   }
 
   // ---- the step boundary ----
@@ -202,6 +276,93 @@ export class RunGovernor {
     return { kind: 'failed', status: 'failed_policy', code: 'BUDGET_EXCEEDED', message: `spent $${spent} after step ${stepIndex}, over the run's budget of $${budget}` };
   }
 
+  // ---- inside an agent step: before each model turn and each tool call ----
+
+  /** Before a model turn: the policy (a stop, a pause, a change) and the run's limits, as before any step. */
+  async beforeAgentTurn(stepIndex: number): Promise<RunOutcome | null> {
+    return (await this.policyGate(stepIndex, true)) ?? this.limitReached();
+  }
+
+  /**
+   * A turn or call refused for what it may cost: the run ends BUDGET_EXCEEDED, or, when the policy
+   * says PAUSE, waits for a person whose resume accepts this one overrun. Null when accepted.
+   */
+  async acceptPredictedOverrun(stepIndex: number, reason: string): Promise<RunOutcome | null> {
+    for (;;) {
+      if (this.memory.settings?.onPredictedOverrun !== 'PAUSE') return { kind: 'failed', status: 'failed_policy', code: 'BUDGET_EXCEEDED', message: reason };
+      const end = await this.hold('BUDGET_WARNING', reason, null, { timerMayResume: false });
+      if (end.ended === 'outcome') return end.outcome;
+      this.memory.checkRequested = true;
+      // A stop that came during the pause ends the run through the check; a change is held to.
+      const verdict = await this.policyGate(stepIndex, true);
+      if (verdict) return verdict;
+      if (end.ended === 'resumed') return null;
+    }
+  }
+
+  /**
+   * Before one tool call: the policy, the run's limits, what the tenant's tool policy says of the
+   * call, its price against the budget (with `reservedUsd` already promised to calls of the same
+   * turn), and, when the tool needs approval, a person who approves these exact arguments.
+   */
+  async beforeToolCall(stepIndex: number, turn: number, call: RequestedToolCall, reservedUsd: number, narrowedTo: readonly string[] | undefined): Promise<ToolCallGate> {
+    const tool = call.tool ?? call.functionName;
+    const ended = (outcome: RunOutcome): ToolCallGate => ({ gate: 'end', resolution: 'not_run', message: governanceMessage('not_run', tool, outcome.kind === 'failed' ? outcome.message : ''), outcome });
+    const stopped = (await this.policyGate(stepIndex, true)) ?? this.limitReached();
+    if (stopped) return ended(stopped);
+    const view = this.run.view();
+    const policy = this.memory.settings?.tools ?? DEFAULT_TOOL_POLICY;
+    const ruling = ruleOnToolCall(policy, narrowedTo, call, view.toolCalls ?? 0);
+    if (ruling.ruling === 'refuse') {
+      const resolution = ruling.code === 'TOOL_CALL_LIMIT' ? 'limit' : ruling.code === 'UNKNOWN_TOOL' ? 'unknown_tool' : 'not_allowed';
+      const message = governanceMessage(resolution, tool, ruling.reason);
+      if (resolution === 'limit') return { gate: 'end', resolution, message, outcome: { kind: 'failed', status: 'failed_policy', code: 'TOOL_CALL_LIMIT', message: `terminated by policy: ${ruling.reason}` } };
+      if (policy.onDenied === 'FAIL_RUN') return { gate: 'end', resolution, message, outcome: { kind: 'failed', status: 'failed_policy', code: 'TOOL_DENIED', message: `terminated by policy: ${ruling.reason}` } };
+      return { gate: 'refuse', resolution, message };
+    }
+    const spent = addUsd(view.costUsd, reservedUsd);
+    const budget = this.budgetUsd();
+    if (wouldOverrunBudget(spent, ruling.priceUsd, budget)) {
+      const reason = `predicted overrun: ${tool} costs $${ruling.priceUsd} a call with $${spent} spent or promised, over the run's budget of $${budget}; refused before it ran`;
+      const refused = await this.acceptPredictedOverrun(stepIndex, reason);
+      if (refused) return ended(refused);
+    }
+    if (!ruling.needsApproval) return { gate: 'run', priceUsd: ruling.priceUsd };
+    const approval: PendingApproval = { stepIndex, turn, callIndex: call.callIndex, tool, argsSha256: call.argsSha256, argsPreview: call.argsPreview };
+    const end = await this.hold('TOOL_APPROVAL', `${tool} wants to run with ${call.argsPreview}`, null, { timerMayResume: true, approval });
+    if (end.ended === 'outcome') return ended(end.outcome);
+    if (end.ended === 'stopped') {
+      const verdict = await this.policyGate(stepIndex, true);
+      return ended(verdict ?? { kind: 'failed', status: 'cancelled', code: 'STOPPED', message: 'run stopped' });
+    }
+    if (end.ended === 'denied') {
+      const message = governanceMessage('denied', tool, end.by);
+      if (policy.onDenied === 'FAIL_RUN') return { gate: 'end', resolution: 'denied', message, outcome: { kind: 'failed', status: 'failed_policy', code: 'TOOL_DENIED', message: `terminated by policy: ${tool} was denied (${end.by})` } };
+      return { gate: 'refuse', resolution: 'denied', message };
+    }
+    return { gate: 'run', priceUsd: ruling.priceUsd };
+  }
+
+  /** The hard limit after an agent's turn or calls: what a provider billed beyond its bound shows here. */
+  afterAgentAction(what: string): RunOutcome | null {
+    const spent = this.run.view().costUsd;
+    const budget = this.budgetUsd();
+    if (!hasOverrunBudget(spent, budget)) return null;
+    return { kind: 'failed', status: 'failed_policy', code: 'BUDGET_EXCEEDED', message: `spent $${spent} after ${what}, over the run's budget of $${budget}` };
+  }
+
+  /** The run's limits from the policy it holds, met between checks: BUDGET_EXCEEDED, as a check would say. */
+  private limitReached(): RunOutcome | null {
+    const settings = this.memory.settings;
+    if (!settings) return null;
+    const view = this.run.view();
+    const reason = actionLimitReached(
+      { maxSteps: settings.maxSteps ?? Number.POSITIVE_INFINITY, maxTokens: settings.maxTokens ?? Number.POSITIVE_INFINITY, budgetUsd: this.budgetUsd() },
+      { actionsCompleted: view.actionsCompleted ?? view.stepsCompleted, tokens: view.tokens, costUsd: view.costUsd },
+    );
+    return reason ? { kind: 'failed', status: 'failed_policy', code: 'BUDGET_EXCEEDED', message: `terminated by policy: BUDGET_EXCEEDED: ${reason}` } : null;
+  }
+
   /** Where the run is warned (`threshold.exceeded`), once a policy is held. */
   warningAtUsd(): number | null {
     const settings = this.memory.settings;
@@ -227,6 +388,16 @@ export class RunGovernor {
   }
 
   // ---- inside ----
+
+  /** The budget the run is held to now. */
+  budget(): number {
+    return this.budgetUsd();
+  }
+
+  /** The tenant's tool policy as the run holds it. */
+  toolPolicy(): ToolPolicy {
+    return this.memory.settings?.tools ?? DEFAULT_TOOL_POLICY;
+  }
 
   /** The run's budget, or a lower one its accepted policy set. */
   private budgetUsd(): number {
@@ -255,17 +426,45 @@ export class RunGovernor {
   private rejectSignal(kind: string, request: ControlRequest | undefined, why: string): Promise<void> {
     this.memory.signalNumber += 1;
     const number = this.memory.signalNumber;
-    return CancellationScope.nonCancellable(() =>
-      this.domain.recordRejectedSignal({
-        runId: this.input.runId,
-        tenantId: this.input.tenantId,
-        dedupeKey: `signal:${number}`,
-        kind,
-        actor: request?.actor ?? null,
-        authority: request?.authority ?? null,
-        detail: why,
-      }),
-    );
+    const refusal: RefusedSignal = { dedupeKey: `signal:${number}`, kind, actor: request?.actor ?? null, authority: request?.authority ?? null, detail: why };
+    if (!this.batchesRefusals) {
+      return CancellationScope.nonCancellable(() => this.domain.recordRejectedSignal({ runId: this.input.runId, tenantId: this.input.tenantId, ...refusal }));
+    }
+    // A flood must not cost a write (and a history event) per signal: refusals wait in a bounded
+    // queue and are written in batches, by one flush at a time.
+    if (this.refusals.length < MAX_QUEUED_REFUSALS) this.refusals.push(refusal);
+    else this.refusalsDropped += 1;
+    return this.flushed();
+  }
+
+  /** Resolves once every refusal queued so far is written. */
+  private flushed(): Promise<void> {
+    this.flushing ??= CancellationScope.nonCancellable(async () => {
+      try {
+        while (this.refusals.length > 0 || this.refusalsDropped > 0) {
+          const batch = this.refusals.splice(0, REFUSALS_PER_WRITE);
+          const dropped = this.refusalsDropped;
+          this.refusalsDropped = 0;
+          await this.domain.recordRejectedSignals({ runId: this.input.runId, tenantId: this.input.tenantId, refusals: batch, dropped });
+        }
+      } finally {
+        this.flushing = null;
+      }
+    });
+    return this.flushing;
+  }
+
+  /**
+   * A signal refused for what it carries (a payload that cannot be decoded, or one larger than a
+   * control may be): refused, counted, never acted on. Every signal counts toward the run's bound.
+   */
+  private refusedAsSent(kind: string, raw: unknown): boolean {
+    this.signalsReceived += 1;
+    if (!this.boundsSignals) return false;
+    const problem = signalProblem(raw);
+    if (!problem) return false;
+    void this.rejectSignal(kind, undefined, `signal refused: ${problem}`);
+    return true;
   }
 
   /** Why a resume cannot be accepted now, or null when it can. */
@@ -280,18 +479,27 @@ export class RunGovernor {
     if (!canResume(pause.allowedAuthorities, held)) {
       return `authority ${held.join('/')} may not resume a ${pause.reason} pause (allowed: ${pause.allowedAuthorities.join(', ')})`;
     }
+    if (pause.approval) {
+      // Bound to what the approver saw: another call, or changed arguments, need an approval of their own.
+      if (request.argsSha256 === undefined) return `a tool approval must quote the arguments' hash (argsSha256) of ${pause.approval.tool}`;
+      if (request.argsSha256 !== pause.approval.argsSha256) {
+        return `argsSha256 ${request.argsSha256} is not the pending call's (${pause.approval.tool}, ${pause.approval.argsSha256}): the arguments changed or another call is waiting`;
+      }
+    } else if (request.decision === 'deny') {
+      return `only a tool approval can be denied; this pause is ${pause.reason}`;
+    }
     return null;
   }
 
-  private checkDue(stepIndex: number): boolean {
+  private checkDue({ stepIndex, inAgent }: Position): boolean {
     const { memory } = this;
     if (memory.checkRequested || memory.stopRequest || memory.pauseRequest || !memory.settings || memory.lastCheckAt === null) return true;
     const nextSkill = this.input.plan[stepIndex]!.skill;
-    if (memory.settings.approvalSkills.includes(nextSkill) && memory.approvedStep !== stepIndex) return true;
+    if (!inAgent && memory.settings.approvalSkills.includes(nextSkill) && memory.approvedStep !== stepIndex) return true;
     return workflowNow() - memory.lastCheckAt >= memory.settings.checkIntervalMs;
   }
 
-  private async check(stepIndex: number): Promise<PolicyCheckResponse> {
+  private async check({ stepIndex, inAgent }: Position): Promise<PolicyCheckResponse> {
     const { memory, input } = this;
     const progress = this.run.view();
     memory.checkRequested = false;
@@ -308,8 +516,9 @@ export class RunGovernor {
       tokens: progress.tokens,
       stepsCompleted: progress.stepsCompleted,
       remainingSkills: input.plan.slice(stepIndex).map((s) => s.skill),
-      nextStepApproved: memory.approvedStep === stepIndex,
+      nextStepApproved: inAgent || memory.approvedStep === stepIndex,
       stopRequested: memory.stopRequest !== null,
+      ...(progress.actionsCompleted !== undefined ? { actionsCompleted: progress.actionsCompleted } : {}),
     }));
     memory.lastCheckAt = workflowNow();
     memory.settings = settingsFrom(result);
@@ -338,10 +547,11 @@ export class RunGovernor {
    * The policy's answer before step `stepIndex`: null lets the step run, an outcome ends the run.
    * Loops because a resumed pause is followed by a fresh check of the policy as it is now.
    */
-  private async policyGate(stepIndex: number): Promise<RunOutcome | null> {
+  private async policyGate(stepIndex: number, inAgent = false): Promise<RunOutcome | null> {
     const { memory } = this;
-    while (this.checkDue(stepIndex)) {
-      const result = await this.check(stepIndex);
+    const position = { stepIndex, inAgent };
+    while (this.checkDue(position)) {
+      const result = await this.check(position);
       this.run.publish();
       if (result.decision === 'TERMINATE') return this.terminationOutcome(result);
       if (result.decision === 'CONTINUE' || result.decision === 'SKIP') {
@@ -360,7 +570,7 @@ export class RunGovernor {
       if (end.ended === 'resumed') {
         // A resume accepts what the pause was about: the changed policy, or the step needing approval.
         this.acceptPolicy(result);
-        if (result.violations.some((v) => v.type === 'APPROVAL_REQUIRED')) memory.approvedStep = stepIndex;
+        if (result.violations.some((v) => v.type === 'APPROVAL_REQUIRED') && !inAgent) memory.approvedStep = stepIndex;
       }
       memory.checkRequested = true;
     }
@@ -385,7 +595,7 @@ export class RunGovernor {
   }
 
   /** The durable wait (`workflows/pause.ts`), shown in the run's state while it holds. */
-  private hold(reason: PauseReason, detail: string, request: PauseRequest | null, options = { timerMayResume: true }): Promise<PauseEnd> {
+  private hold(reason: PauseReason, detail: string, request: PauseRequest | null, options: { timerMayResume: boolean; approval?: PendingApproval } = { timerMayResume: true }): Promise<PauseEnd> {
     this.memory.pauseNumber += 1;
     const settings = this.memory.settings!;
     const policy =
@@ -404,7 +614,7 @@ export class RunGovernor {
         },
         stopRequested: () => this.memory.stopRequest !== null,
       },
-      { number: this.memory.pauseNumber, reason, detail, request },
+      { number: this.memory.pauseNumber, reason, detail, request, approval: options.approval },
     );
   }
 }

@@ -1,11 +1,14 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { ObservabilityMode, PauseTimeoutBehavior, PredictedOverrunBehavior } from '../core/policy';
+import type { OutputRef } from '../core/outputs';
+import type { ObservabilityMode, PauseTimeoutBehavior, PredictedOverrunBehavior, ToolPolicy } from '../core/policy';
 import { RESUME_AUTHORITIES, type PauseReason, type PolicyDecision, type ResumeAuthority } from '../core/policy-check';
 import type { RunPhase, RunStatus } from '../core/phases';
 import type { PlanStep } from '../core/plan';
 import type { PriceTable } from '../core/pricing';
 import type { SagaPhase } from '../core/saga';
 import { toSafeText } from '../core/text-safety';
+import { isUndecodable } from './payload-converter';
+import type { ToolCallResolution } from '../core/tool-calls';
 
 /**
  * A run continues as new, between steps, once its history holds this many events: far below the
@@ -36,6 +39,8 @@ export interface RunWorkflowInput {
 
 export interface ContinuedRun {
   nextStep: number;
+  /** Inside an agent step (`nextStep`): the turn to go on with. */
+  agentTurn?: number;
   state: RunState;
   governor: GovernorMemory;
 }
@@ -51,6 +56,10 @@ export interface PolicySettings {
   pauseWarningMs: number;
   pauseTimeoutBehavior: PauseTimeoutBehavior;
   onPredictedOverrun: PredictedOverrunBehavior;
+  /** The limits an agent's loop meets between checks (absent in runs held before agents). */
+  maxSteps?: number;
+  maxTokens?: number;
+  tools?: ToolPolicy;
 }
 
 /** The governor's own state: plain data, so a run that continues as new carries it whole. */
@@ -85,6 +94,25 @@ export interface PauseState {
   escalated: boolean;
   /** Set by whoever paused many runs at once (a tenant-wide pause), so the matching resume finds its own. */
   tag?: string;
+  /** A TOOL_APPROVAL pause: the call waiting for a person, who must quote `argsSha256` to approve it. */
+  approval?: PendingApproval;
+}
+
+export interface PendingApproval {
+  stepIndex: number;
+  turn: number;
+  callIndex: number;
+  tool: string;
+  argsSha256: string;
+  argsPreview: string;
+}
+
+/** What the live view shows of an agent step in progress. */
+export interface AgentView {
+  stepIndex: number;
+  turn: number;
+  /** The latest tool calls, newest last (a few). */
+  recentCalls: { turn: number; callIndex: number; tool: string; args: string; resolution: ToolCallResolution | 'running'; durationMs: number; costUsd: number }[];
 }
 
 /** What the run query returns: the live state an operator or the API sees. */
@@ -106,6 +134,14 @@ export interface RunState {
   lastCheck?: { decision: PolicyDecision; reason: string; stepIndex: number } | null;
   /** How many times the run's workflow continued as new (a long run's history is cut into executions). */
   continuedAsNew?: number;
+  /** Governed steps taken: plan steps, and each model turn and tool call of an agent (runs with outputs). */
+  actionsCompleted?: number;
+  turns?: number;
+  toolCalls?: number;
+  /** The agent step in progress, if any. */
+  agent?: AgentView | null;
+  /** The last completed step's stored output: the run's result. */
+  output?: OutputRef | null;
 }
 
 /**
@@ -134,10 +170,34 @@ export interface PauseRequest extends ControlRequest {
 export interface ResumeRequest extends ControlRequest {
   /** Resume only a pause carrying this tag (a tenant-wide resume leaves other pauses alone). */
   ifPauseTag?: string;
+  /** For a TOOL_APPROVAL pause: the hash of the arguments the approver saw; any other is refused. */
+  argsSha256?: string;
+  /** For a TOOL_APPROVAL pause: approve (the default) or deny the call. */
+  decision?: 'approve' | 'deny';
 }
 
 const MAX_REASON = 500;
 const MAX_NAME = 200;
+/** The most a control signal may carry: its fields are a few short texts. */
+export const MAX_SIGNAL_BYTES = 16 * 1024;
+const TRUNCATED = ' [truncated]';
+
+/** Why a signal's payload cannot be acted on at all, or null: undecodable, or larger than a control can be. */
+export function signalProblem(raw: unknown): string | null {
+  if (isUndecodable(raw)) {
+    const { encoding, bytes, reason } = raw.undecodablePayload;
+    return `its payload (${bytes} bytes, encoding ${encoding}) cannot be decoded: ${reason}`;
+  }
+  const bytes = raw instanceof Uint8Array ? raw.length : (JSON.stringify(raw ?? null) ?? '').length;
+  return bytes > MAX_SIGNAL_BYTES ? `its payload is ${bytes} bytes, over the ${MAX_SIGNAL_BYTES} a control may carry` : null;
+}
+
+/** Storable text of at most `max` characters; a longer one is cut and says so. */
+function boundedText(value: unknown, max: number): string | undefined {
+  const text = toSafeText(value, Number.MAX_SAFE_INTEGER);
+  if (text === undefined || text.length <= max) return text;
+  return `${toSafeText(text, max - TRUNCATED.length)}${TRUNCATED}`;
+}
 
 /**
  * A signal's payload as the run may use it. Signals come from any client (`temporal`, `tctl`,
@@ -146,7 +206,7 @@ const MAX_NAME = 200;
  */
 export function controlRequestFrom(raw: unknown): ResumeRequest {
   const fields = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? (raw as Record<string, unknown>) : {};
-  const text = (key: string, max: number) => toSafeText(fields[key], max);
+  const text = (key: string, max: number) => boundedText(fields[key], max);
   const authorities = Array.isArray(fields.authorities)
     ? fields.authorities.slice(0, RESUME_AUTHORITIES.length).flatMap((a) => toSafeText(a, MAX_NAME) ?? [])
     : undefined;
@@ -157,6 +217,8 @@ export function controlRequestFrom(raw: unknown): ResumeRequest {
     reason: text('reason', MAX_REASON),
     requestId: text('requestId', MAX_NAME),
     ifPauseTag: text('ifPauseTag', MAX_NAME),
+    argsSha256: text('argsSha256', MAX_NAME),
+    decision: fields.decision === 'approve' || fields.decision === 'deny' ? fields.decision : undefined,
   };
   return Object.fromEntries(Object.entries(request).filter(([, v]) => v !== undefined));
 }
@@ -164,7 +226,7 @@ export function controlRequestFrom(raw: unknown): ResumeRequest {
 /** As `controlRequestFrom`, with the pause's own fields; an unknown reason is kept for the refusal. */
 export function pauseRequestFrom(raw: unknown): PauseRequest & { pauseReason?: string } {
   const fields = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? (raw as Record<string, unknown>) : {};
-  const { ifPauseTag: _notForPauses, ...request } = controlRequestFrom(raw);
+  const { ifPauseTag: _notForPauses, argsSha256: _approvalsOnly, decision: _approvalsToo, ...request } = controlRequestFrom(raw);
   const allowed = Array.isArray(fields.allowedAuthorities)
     ? fields.allowedAuthorities.filter((a): a is ResumeAuthority => RESUME_AUTHORITIES.includes(a as ResumeAuthority))
     : undefined;

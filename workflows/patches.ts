@@ -36,18 +36,31 @@ export const RUN_PATCHES = {
   longRunContinuesAsNew: 'long-run-continues-as-new',
   /** Runs started before some moves rode with the next write record every move in a write of its own. */
   movesRideWithWrites: 'moves-ride-with-writes',
+  /**
+   * Runs started before outputs were stored ran each step with `executeStep` and recorded its trace
+   * row in a write of its own; now `runStep` resolves the step's references, runs it and records
+   * its whole output, trace row and ack in one transaction.
+   */
+  stepOutputs: 'steps-record-their-outputs',
+  /** Runs started before wrote one refusal per refused signal, however many arrived at once. */
+  signalRefusalsInBatches: 'signal-refusals-in-batches',
+  /**
+   * Runs started before failed their workflow task on a signal they could not decode, acted on
+   * oversized ones, and did not continue as new before Temporal's per-execution signal limit.
+   */
+  signalsBounded: 'signals-bounded',
 } as const;
 
 export type RunPatch = keyof typeof RUN_PATCHES;
 
 /**
- * What a run started on this code records instead of one marker per patch: each `patched()` costs
+ * What a run records instead of one marker per patch: each `patched()` costs
  * its history a marker and an upsert of `TemporalChangeVersion` (a visibility write). Frozen: a patch
  * added later is not part of it and is asked for on its own. A release older than the baseline
  * cannot replay a run that recorded it (nor the moves riding with writes, which the same release
  * brought to every run), so a rollback goes no further back than the release that introduced it.
  */
-const BASELINE = {
+const BASELINE_2026_11 = {
   id: 'run-baseline-2026-11',
   includes: new Set<RunPatch>([
     'midRunPolicyChecks',
@@ -63,15 +76,23 @@ const BASELINE = {
   ]),
 };
 
+/** The baseline of runs started since step outputs were stored: every patch above. */
+const BASELINE_2026_12 = {
+  id: 'run-baseline-2026-12',
+  includes: new Set<RunPatch>([...BASELINE_2026_11.includes, 'stepOutputs', 'signalRefusalsInBatches', 'signalsBounded']),
+};
+
 /**
  * Which patched behaviours this run has. A run started on today's code has all of the baseline's
  * (one marker, asked for first, when the run is created); a run recorded before it asks for each
  * patch where the behaviour begins, as it always did, and replays as it ran.
  */
 export class RunPatches {
-  private readonly onBaseline = patched(BASELINE.id);
+  // The newest baseline first: a run that recorded it asks for no other, and one recorded before
+  // it replays with the marker it has (an absent marker answers false without being recorded).
+  private readonly baseline = patched(BASELINE_2026_12.id) ? BASELINE_2026_12 : patched(BASELINE_2026_11.id) ? BASELINE_2026_11 : null;
 
   has(patch: RunPatch): boolean {
-    return (this.onBaseline && BASELINE.includes.has(patch)) || patched(RUN_PATCHES[patch]);
+    return Boolean(this.baseline?.includes.has(patch)) || patched(RUN_PATCHES[patch]);
   }
 }

@@ -2,10 +2,11 @@ import { condition } from '@temporalio/workflow';
 import type { RunOutcome } from '../core/outcome';
 import { DEFAULT_RESUME_AUTHORITIES, type PauseReason } from '../core/policy-check';
 import type { DomainWrites } from './activity-proxies';
-import { heldAuthorities, type ControlRequest, type PauseRequest, type PauseState, type PolicySettings } from './messages';
+import { heldAuthorities, type PauseRequest, type PauseState, type PendingApproval, type PolicySettings, type ResumeRequest } from './messages';
 import { workflowNow } from './time';
 
-export type PauseEnd = { ended: 'resumed' } | { ended: 'stopped' } | { ended: 'outcome'; outcome: RunOutcome };
+/** How a pause ended; `denied` only ends a TOOL_APPROVAL pause (by a person, or a CONTINUE SLA), `by` saying who. */
+export type PauseEnd = { ended: 'resumed' } | { ended: 'denied'; by: string } | { ended: 'stopped' } | { ended: 'outcome'; outcome: RunOutcome };
 
 /** What a pause needs from the governor that holds it. */
 export interface PauseHost {
@@ -18,7 +19,7 @@ export interface PauseHost {
   show(pause: PauseState | null): void;
   publish(): void;
   /** The resume accepted by the governor's handlers, if one came. */
-  resumeRequest(): ControlRequest | null;
+  resumeRequest(): ResumeRequest | null;
   resumeHandled(): void;
   stopRequested(): boolean;
 }
@@ -30,7 +31,7 @@ export interface PauseHost {
  */
 export async function holdPause(
   host: PauseHost,
-  { number, reason, detail, request }: { number: number; reason: PauseReason; detail: string; request: PauseRequest | null },
+  { number, reason, detail, request, approval }: { number: number; reason: PauseReason; detail: string; request: PauseRequest | null; approval?: PendingApproval },
 ): Promise<PauseEnd> {
   const { runId, tenantId, domain, policy } = host;
   const startedAt = workflowNow();
@@ -44,6 +45,7 @@ export async function holdPause(
     expiresAt: new Date(startedAt + policy.pauseSlaMs).toISOString(),
     escalated: false,
     ...(request?.tag !== undefined ? { tag: request.tag } : {}),
+    ...(approval ? { approval } : {}),
   };
   host.show(pause);
   await domain.recordPause({
@@ -58,6 +60,7 @@ export async function holdPause(
     reason,
     // A run held by governance is not stale: its audit deadlines move by the longest this pause can hold it.
     holdsUpToSeconds: (policy.pauseSlaMs * (policy.pauseTimeoutBehavior === 'ESCALATE' ? 2 : 1)) / 1000,
+    ...(approval ? { approval } : {}),
   });
 
   /** A control event the run records on its own behalf (timers, not people). */
@@ -72,23 +75,28 @@ export async function holdPause(
     detail: eventDetail,
   });
   const interrupted = () => host.resumeRequest() !== null || host.stopRequested();
-  const resumed = async (by: ControlRequest, endedBy: 'operator' | 'timeout'): Promise<PauseEnd> => {
+  const resumed = async (by: ResumeRequest, endedBy: 'operator' | 'timeout'): Promise<PauseEnd> => {
+    // An approval's SLA running out under CONTINUE denies the call: a timer never approves one.
+    const decision = approval ? (endedBy === 'timeout' ? 'deny' : (by.decision ?? 'approve')) : undefined;
+    const timeoutDetail = decision === 'deny' ? 'denied automatically when the approval SLA ran out (CONTINUE)' : 'resumed automatically when the pause SLA ran out (CONTINUE)';
     await domain.recordResume({
       runId,
       tenantId,
       dedupeKey: `resume:${number}`,
-      kind: 'resume',
+      kind: decision === 'deny' ? 'deny' : decision === 'approve' ? 'approve' : 'resume',
       actor: by.actor ?? null,
       authority: heldAuthorities(by)[0] ?? null,
       accepted: true,
-      detail: endedBy === 'timeout' ? 'resumed automatically when the pause SLA ran out (CONTINUE)' : (by.reason ?? null),
+      detail: endedBy === 'timeout' ? timeoutDetail : (by.reason ?? null),
       reason,
       pausedForMs: workflowNow() - startedAt,
       endedBy,
+      ...(decision ? { approval: { pauseNumber: number, decision, requestId: by.requestId ?? null } } : {}),
     });
     // Only now: a second resume that came while this one was recorded must not wake the next pause.
     host.resumeHandled();
     host.show(null);
+    if (decision === 'deny') return { ended: 'denied', by: endedBy === 'timeout' ? 'its approval ran out' : `denied by ${by.actor ?? 'an operator'}${by.reason ? `: ${by.reason}` : ''}` };
     return { ended: 'resumed' };
   };
 

@@ -10,22 +10,22 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import type { StepRecord } from '../activities/skills';
 import type { OutboundEvent } from '../core/events';
 import type { CarriedMoves, TransitionInput } from '../activities/runs';
 import type { FailureCode, RunOutcome } from '../core/outcome';
 import { assertTransition, type RunPhase, type RunStatus } from '../core/phases';
 import { addUsd } from '../core/pricing';
+import { referencedSteps } from '../core/references';
 import type { SagaPhase } from '../core/saga';
 import { PAUSE_REASON, RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
 import { runDomainWrites, skills, type DomainWrites } from './activity-proxies';
+import { AgentLoop, type AgentHost } from './agent-loop';
 import { RunGovernor, type RunView } from './governor';
-import { RUN_HISTORY_EVENTS_BOUND, type RunState, type RunWorkflowInput } from './messages';
-import { describeFailure, failed } from './failures';
+import { RUN_HISTORY_EVENTS_BOUND, type AgentView, type RunState, type RunWorkflowInput } from './messages';
+import { describeFailure, failed, failureCodeOf } from './failures';
 import { runGovernanceSaga } from './governance-saga';
 import { RunPatches } from './patches';
-
-
-
 
 /** What the governance saga leaves for the final record: the outcome that stands, and events to send with it. */
 interface Governed {
@@ -55,11 +55,13 @@ type RunRecord = Omit<RunState, 'pause' | 'lastCheck' | 'policyVersion'>;
  * One run, as its workflow drives it: the only owner of the run's state, the only mover of its
  * phase (`transition`), and the writer of its records through the domain activities.
  */
-export class RunLifecycle implements RunView {
+export class RunLifecycle implements RunView, AgentHost {
   readonly governor: RunGovernor;
   private readonly patches: RunPatches;
   private readonly record: RunRecord;
-  private readonly domain: DomainWrites;
+  readonly domain: DomainWrites;
+  /** Steps record their own outputs (`runStep`); runs started before run each with `executeStep` and a write of its own. */
+  private readonly recordsOutputs: boolean;
   private upserted: string | null = null;
   private readonly movesRide: boolean;
   /** Moves made and not yet written (see `MOVES_THAT_RIDE`). */
@@ -84,6 +86,8 @@ export class RunLifecycle implements RunView {
           sagaPhase: 'NOT_STARTED',
           error: null,
         };
+    this.recordsOutputs = this.patches.has('stepOutputs');
+    if (this.recordsOutputs && !continued) Object.assign(this.record, { actionsCompleted: 0, turns: 0, toolCalls: 0, agent: null, output: null });
     this.domain = runDomainWrites(this.patches);
     const policyChecks = this.patches.has('midRunPolicyChecks');
     this.governor = new RunGovernor(input, this, this.domain, this.patches, policyChecks, continued);
@@ -177,40 +181,120 @@ export class RunLifecycle implements RunView {
     }
   }
 
-  /** The plan from `firstStep` on, each step between the governor's checks; a long run continues as new between steps. */
-  async executePlan(firstStep: number): Promise<RunOutcome> {
+  /**
+   * The plan from `firstStep` on, each step between the governor's checks; a long run continues as
+   * new between steps (and, inside an agent step, between turns: `firstTurn` is where it goes on).
+   */
+  async executePlan(firstStep: number, firstTurn = 0): Promise<RunOutcome> {
     const { input, governor } = this;
     for (let stepIndex = firstStep; stepIndex < input.plan.length; stepIndex += 1) {
       const step = input.plan[stepIndex]!;
       if (governor.policyChecks && stepIndex > firstStep && this.historyIsLong() && this.patches.has('longRunContinuesAsNew')) {
         await this.continueAsNew(stepIndex);
       }
-      const verdict = await governor.beforeStep(stepIndex);
-      if (verdict) return verdict;
-      let result;
-      try {
-        result = await skills.executeStep({ runId: input.runId, stepIndex, step });
-      } catch (err) {
-        if (isCancellation(err)) throw err;
-        return failed('failed', 'STEP_FAILED', `step ${stepIndex} (${step.skill}) failed: ${describeFailure(err)}`);
+      // An agent step taken up again by a new execution was let start by the execution before.
+      const resumedAgent = stepIndex === firstStep && firstTurn > 0;
+      if (!resumedAgent) {
+        const verdict = await governor.beforeStep(stepIndex);
+        if (verdict) return verdict;
       }
-      const progress = this.record;
-      progress.costUsd = addUsd(progress.costUsd, result.costUsd);
-      progress.tokens += result.tokensIn + result.tokensOut;
-      progress.stepsCompleted = stepIndex + 1;
-      await this.domain.recordTraceStep({
-        runId: input.runId,
-        stepIndex,
-        skill: step.skill,
-        result,
-        progress: { costUsd: progress.costUsd, tokens: progress.tokens, stepsCompleted: progress.stepsCompleted },
-        ...(governor.policyChecks ? { warningAtUsd: governor.warningAtUsd(), tenantId: input.tenantId } : {}),
-      });
-      this.publish();
+      const ended =
+        step.skill === 'agent'
+          ? await this.runAgentStep(stepIndex, resumedAgent ? firstTurn : 0)
+          : this.recordsOutputs
+            ? await this.runRecordedStep(stepIndex)
+            : await this.runLegacyStep(stepIndex);
+      if (ended) return ended;
       const overrun = governor.afterStep(stepIndex);
       if (overrun) return overrun;
     }
     return { kind: 'succeeded' };
+  }
+
+  /** A step that resolves its references, runs and records its whole output in one activity. */
+  private async runRecordedStep(stepIndex: number): Promise<RunOutcome | null> {
+    const { input, governor } = this;
+    const step = input.plan[stepIndex]!;
+    let record: StepRecord;
+    try {
+      record = await skills.runStep({
+        runId: input.runId,
+        tenantId: input.tenantId,
+        stepIndex,
+        step,
+        references: referencedSteps(input.plan, stepIndex, step.input),
+        warningAtUsd: governor.warningAtUsd(),
+      });
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      return failed('failed', failureCodeOf(err, 'STEP_FAILED'), `step ${stepIndex} (${step.skill}) failed: ${describeFailure(err)}`);
+    }
+    this.count({ costUsd: record.costUsd, tokens: record.tokensIn + record.tokensOut }, 'step');
+    if (record.failure) return failed('failed', record.failure.code, record.failure.message);
+    this.record.stepsCompleted = stepIndex + 1;
+    this.record.output = record.output;
+    this.publish();
+    return null;
+  }
+
+  private async runAgentStep(stepIndex: number, firstTurn: number): Promise<RunOutcome | null> {
+    const end = await new AgentLoop(this, stepIndex, firstTurn).run();
+    if (end.kind === 'ended') return end.outcome;
+    this.record.stepsCompleted = stepIndex + 1;
+    this.record.output = end.output;
+    this.publish();
+    return null;
+  }
+
+  /** A step as runs started before outputs were stored ran it: the skill, then its trace row in a write of its own. */
+  private async runLegacyStep(stepIndex: number): Promise<RunOutcome | null> {
+    const { input, governor } = this;
+    const step = input.plan[stepIndex]!;
+    let result;
+    try {
+      result = await skills.executeStep({ runId: input.runId, stepIndex, step });
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      return failed('failed', 'STEP_FAILED', `step ${stepIndex} (${step.skill}) failed: ${describeFailure(err)}`);
+    }
+    const progress = this.record;
+    progress.costUsd = addUsd(progress.costUsd, result.costUsd);
+    progress.tokens += result.tokensIn + result.tokensOut;
+    progress.stepsCompleted = stepIndex + 1;
+    await this.domain.recordTraceStep({
+      runId: input.runId,
+      stepIndex,
+      skill: step.skill,
+      result,
+      progress: { costUsd: progress.costUsd, tokens: progress.tokens, stepsCompleted: progress.stepsCompleted },
+      ...(governor.policyChecks ? { warningAtUsd: governor.warningAtUsd(), tenantId: input.tenantId } : {}),
+    });
+    this.publish();
+    return null;
+  }
+
+  // ---- what an agent step's loop asks of the run (`AgentHost`) ----
+
+  count(usage: { costUsd: number; tokens: number }, kind: 'step' | 'turn' | 'tool_call'): void {
+    const record = this.record;
+    record.costUsd = addUsd(record.costUsd, usage.costUsd);
+    record.tokens += usage.tokens;
+    if (kind !== 'tool_call') record.actionsCompleted = (record.actionsCompleted ?? 0) + 1;
+    if (kind === 'turn') record.turns = (record.turns ?? 0) + 1;
+  }
+
+  countCallRuledOn(): void {
+    this.record.toolCalls = (this.record.toolCalls ?? 0) + 1;
+    this.record.actionsCompleted = (this.record.actionsCompleted ?? 0) + 1;
+  }
+
+  showAgent(view: AgentView | null): void {
+    this.record.agent = view;
+    this.publish();
+  }
+
+  async continueAsNewIfLong(stepIndex: number, turn: number): Promise<void> {
+    if (this.historyIsLong()) await this.continueAsNew(stepIndex, turn);
   }
 
   /**
@@ -310,17 +394,17 @@ export class RunLifecycle implements RunView {
 
   private historyIsLong(): boolean {
     const info = workflowInfo();
-    return info.continueAsNewSuggested || info.historyLength >= (this.input.continueAsNewAfterEvents ?? RUN_HISTORY_EVENTS_BOUND);
+    return info.continueAsNewSuggested || info.historyLength >= (this.input.continueAsNewAfterEvents ?? RUN_HISTORY_EVENTS_BOUND) || this.governor.heavyHistory();
   }
 
-  /** Hands the run to a fresh execution of its workflow (same workflow id) before step `nextStep`. */
-  private async continueAsNew(nextStep: number): Promise<never> {
+  /** Hands the run to a fresh execution of its workflow (same workflow id) before step `nextStep` (and turn `agentTurn` of it). */
+  private async continueAsNew(nextStep: number, agentTurn?: number): Promise<never> {
     // An update or signal still being handled would be lost with this execution.
     await condition(allHandlersFinished);
     this.record.continuedAsNew = (this.record.continuedAsNew ?? 0) + 1;
     return continueAsNew<(input: RunWorkflowInput) => Promise<RunState>>({
       ...this.input,
-      continued: { nextStep, state: this.view(), governor: this.governor.carried() },
+      continued: { nextStep, ...(agentTurn !== undefined ? { agentTurn } : {}), state: this.view(), governor: this.governor.carried() },
     });
   }
 

@@ -26,9 +26,9 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
   setHandler(resumeSignal, (request) => governor.onResumeSignal(request));
   setHandler(resumeUpdate, (request) => governor.onResumeUpdate(request), { validator: (request) => governor.validateResume(request) });
   setHandler(stopSignal, (request) => governor.onStop(request));
-  setHandler(policyChangedSignal, () => governor.onPolicyChanged());
+  setHandler(policyChangedSignal, (request) => governor.onPolicyChanged(request));
 
-  const outcome = await run.outcomeOf(() => (input.continued ? run.executePlan(input.continued.nextStep) : authorizeAndExecute(run)));
+  const outcome = await run.outcomeOf(() => (input.continued ? run.executePlan(input.continued.nextStep, input.continued.agentTurn) : authorizeAndExecute(run)));
   await governor.close(outcome);
   await run.closeRecorded(async () => {
     const governed = await run.governanceCheck(outcome);

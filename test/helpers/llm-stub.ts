@@ -7,12 +7,30 @@ export interface StubRequest {
   body: any;
 }
 
+/** What a scripted reply says: text, tool calls (by the function names the request offered), or an error status. */
+export interface StubReply {
+  content?: string | null;
+  toolCalls?: { name: string; arguments: string }[];
+  usage?: { prompt_tokens: number; completion_tokens: number };
+  /** Answer with this HTTP status and an error body instead. */
+  status?: number;
+}
+
+/** Chat messages as the stub receives them. */
+export interface StubMessage {
+  role: string;
+  content: string | null;
+  tool_calls?: { id: string; function: { name: string; arguments: string } }[];
+  tool_call_id?: string;
+}
+
 /**
  * An OpenAI-compatible `/v1/chat/completions` on loopback: the only fake in the suite, standing in
  * for an LLM provider this machine cannot reach. Usage grows with the prompt, so tests can check
- * that what the run recorded is what the provider reported.
+ * that what the run recorded is what the provider reported. A test may script the replies (tool
+ * calls included) with `reply`, given the request and its number.
  */
-export async function startLlmStub(options: { failWith?: number } = {}) {
+export async function startLlmStub(options: { failWith?: number; reply?: (body: { messages: StubMessage[]; tools?: { function: { name: string } }[]; model: string; max_tokens?: number }, n: number) => StubReply } = {}) {
   const requests: StubRequest[] = [];
   const server = http.createServer((req, res) => {
     let raw = '';
@@ -24,19 +42,28 @@ export async function startLlmStub(options: { failWith?: number } = {}) {
         res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"message":"not found"}}');
         return;
       }
-      if (options.failWith) {
-        res.writeHead(options.failWith, { 'content-type': 'application/json' }).end('{"error":{"message":"stub refuses"}}');
+      const scripted = options.reply?.(body, requests.length);
+      const status = scripted?.status ?? options.failWith;
+      if (status) {
+        res.writeHead(status, { 'content-type': 'application/json' }).end('{"error":{"message":"stub refuses"}}');
         return;
       }
-      const promptChars = (body.messages as { content: string }[]).reduce((n, m) => n + m.content.length, 0);
-      const usage = { prompt_tokens: 7 + promptChars, completion_tokens: 42, total_tokens: 49 + promptChars };
+      const promptChars = (body.messages as StubMessage[]).reduce((n, m) => n + (m.content?.length ?? 0), 0);
+      const usage = scripted?.usage ?? { prompt_tokens: 7 + promptChars, completion_tokens: 42 };
+      const toolCalls = scripted?.toolCalls?.map((c, i) => ({ id: `call_${requests.length}_${i}`, type: 'function', function: c }));
       res.writeHead(200, { 'content-type': 'application/json' }).end(
         JSON.stringify({
           id: `chatcmpl-${requests.length}`,
           object: 'chat.completion',
           model: body.model,
-          choices: [{ index: 0, message: { role: 'assistant', content: `stub answer ${requests.length}` }, finish_reason: 'stop' }],
-          usage,
+          choices: [
+            {
+              index: 0,
+              message: { role: 'assistant', content: scripted ? (scripted.content ?? null) : `stub answer ${requests.length}`, ...(toolCalls?.length ? { tool_calls: toolCalls } : {}) },
+              finish_reason: toolCalls?.length ? 'tool_calls' : 'stop',
+            },
+          ],
+          usage: { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens },
         }),
       );
     });

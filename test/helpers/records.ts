@@ -1,6 +1,6 @@
 import { asc, eq } from 'drizzle-orm';
 import { expect } from 'vitest';
-import { RUN_EXPECTATIONS } from '../../core/audit';
+import { RUN_EXPECTATIONS, itemActionKind } from '../../core/audit';
 import type { Db } from '../../db/client';
 import { auditExpectations, domainAcks, incidents, outbox, policyEvaluations, runLogs, traceSteps, traces } from '../../db/schema';
 
@@ -15,7 +15,9 @@ export async function governanceRecords(db: Db, runId: string) {
     db.select().from(auditExpectations).where(eq(auditExpectations.runId, runId)),
     db.select().from(outbox).where(eq(outbox.runId, runId)).orderBy(asc(outbox.id)),
   ]);
-  return { incidents: incidentRows, evaluations, traces: traceRows, steps, logs, acks, expectations, events };
+  // The contract's own acks apart from each step's, turn's and call's (`core/audit.ts` RunItem).
+  const itemAcks = acks.filter((a) => itemActionKind(a));
+  return { incidents: incidentRows, evaluations, traces: traceRows, steps, logs, acks: acks.filter((a) => !itemActionKind(a)), itemAcks, expectations, events };
 }
 
 /** The closing invariant: one of each domain record, and exactly one OK ack per expectation. */
@@ -28,7 +30,12 @@ export async function expectFullGovernanceRecords(db: Db, runId: string) {
   expect(records.logs).toHaveLength(1);
   const okAcks = records.acks.filter((a) => a.status === 'OK').map((a) => `${a.domain}/${a.action}`);
   expect(okAcks.sort()).toEqual(RUN_EXPECTATIONS.map((e) => `${e.domain}/${e.action}`).sort());
-  expect(records.expectations).toHaveLength(RUN_EXPECTATIONS.length);
+  expect(records.expectations.filter((e) => !itemActionKind(e))).toHaveLength(RUN_EXPECTATIONS.length);
   expect(records.expectations.every((e) => e.deadlineAt !== null)).toBe(true);
+  // Each step recorded is acked once, naming its stored output.
+  for (const step of records.steps.filter((s) => s.kind === 'step' && s.status === 'ok')) {
+    const acked = records.itemAcks.filter((a) => a.action === `record_step:${step.stepIndex}` && a.status === 'OK');
+    expect(acked.map((a) => a.resultId)).toEqual([step.outputId]);
+  }
   return records;
 }

@@ -21,6 +21,9 @@ import { startDispatcher, type Dispatcher } from '../../dispatch/service';
 import { startEventServices, type EventServicesDeps, type EventsConfig } from '../../events/service';
 import { createWorker } from '../../worker/create-worker';
 import { FaultInjector } from '../../worker/faults';
+import type { ToolServersConfig } from '../../activities/tools/config';
+import { ToolServers } from '../../activities/tools/servers';
+import { DEFAULT_MAX_STEP_OUTPUT_BYTES } from '../../core/outputs';
 
 export interface StackOptions {
   /** Where the worker reaches Postgres; a test may route it through a proxy it can cut. */
@@ -42,6 +45,11 @@ export interface StackOptions {
    * WORKER_SDK_METRICS_PORT. The runtime is one per process: the first stack of a file decides.
    */
   sdkMetricsPort?: number;
+  /** The tool servers the worker offers agents, as an operator declares them (`TOOL_SERVERS`). */
+  toolServers?: ToolServersConfig;
+  maxStepOutputBytes?: number;
+  /** A Temporal server of the test's own (one started with other dynamic config), instead of the shared one. */
+  temporalAddress?: string;
 }
 
 export interface TestTenant {
@@ -84,7 +92,7 @@ export interface Stack {
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   installQuietRuntime(options.sdkMetricsPort);
   const databaseUrl = options.databaseUrl ?? inject('databaseUrl');
-  const address = inject('temporalAddress');
+  const address = options.temporalAddress ?? inject('temporalAddress');
   const logger = createLogger('test', process.env.TEST_LOG_LEVEL ?? 'silent');
   const taskQueue = `test-${randomUUID()}`;
 
@@ -96,6 +104,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const client = new Client({ connection });
   const faults = new FaultInjector();
   const workerMetrics = createWorkerMetrics();
+  const tools = await ToolServers.connect(options.toolServers ?? {}, { logger });
 
   const activityDeps: ActivityDeps = {
     db: workerDatabase.db,
@@ -103,6 +112,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     logger,
     llm: { baseUrl: options.llmBaseUrl ?? 'http://127.0.0.1:9/v1', apiKey: 'test-key', model: 'gpt-4o-mini', timeoutMs: 10_000 },
     temporal: client,
+    tools,
+    limits: { maxStepOutputBytes: options.maxStepOutputBytes ?? DEFAULT_MAX_STEP_OUTPUT_BYTES },
   };
   const worker = await createWorker({
     connection: nativeConnection,
@@ -261,6 +272,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       await new Promise((r) => server.close(r));
       worker.shutdown();
       await workerRun;
+      await tools.close();
       await nativeConnection.close();
       await connection.close();
       redis.disconnect();

@@ -55,6 +55,7 @@ function cleanRun(overrides: Partial<RunAuditInput> = {}): RunAuditInput {
       finalEvaluations: [{ id: IDS.evaluation, rolledBack: false }],
       logRecords: [{ id: IDS.log }],
       traceSteps: [{ stepIndex: 0, createdAt: T0 }],
+      outputs: [],
     },
     now: AFTER_DEADLINE,
     ...overrides,
@@ -221,6 +222,58 @@ describe('a run not yet settled', () => {
     const report = reconcileRun(cleanRun({ now: BEFORE_DEADLINE, acks: [], expectations: [] }));
     expect(report.verdict).toBe('INVALID');
     expect(report.findings.map((f) => f.check)).toEqual(['invalid']);
+  });
+});
+
+describe("a run's own items: steps, model turns, tool calls", () => {
+  const out = (n: number) => `00000000-0000-4000-8000-0000000001${String(n).padStart(2, '0')}`;
+  const itemAck = (domain: string, action: string, resultId: string | null, status: 'OK' | 'FAILED' = 'OK') => ({
+    id: `ack-${action}`,
+    domain,
+    action,
+    status,
+    resultId,
+    createdAt: T0,
+  });
+  const toolCall = { domain: 'tools', action: 'tool_call:0.0.0', deadlineAt: DEADLINE };
+  const agentRun = (changes: { acks?: ReturnType<typeof itemAck>[]; outputs?: string[]; expect?: boolean; phase?: 'COMPLETED' | 'EXECUTING'; finalized?: boolean } = {}) => {
+    const base = cleanRun();
+    const acks = changes.acks ?? [itemAck('logs', 'model_turn:0.0', out(1)), itemAck('tools', 'tool_call:0.0.0', out(2)), itemAck('logs', 'model_turn:0.1', out(3)), itemAck('logs', 'record_step:0', out(4))];
+    return reconcileRun({
+      ...base,
+      expectations: [...base.expectations, ...(changes.expect === false ? [] : [toolCall])],
+      acks: [...(changes.finalized === false ? withoutAcks('orchestrator/finalize_run') : base.acks), ...acks],
+      evidence: { ...base.evidence, run: { phase: changes.phase ?? 'COMPLETED' }, outputs: (changes.outputs ?? [1, 2, 3, 4].map(out)).map((id) => ({ id })) },
+    });
+  };
+
+  it('finds nothing when each ack has its stored output and the declared call is resolved', () => {
+    expect(agentRun()).toMatchObject({ verdict: 'COMPLETE', findings: [] });
+  });
+
+  it('calls an OK step, turn or call ack without its stored output a phantom', () => {
+    const report = agentRun({ outputs: [out(1), out(2), out(3)] });
+    expect(report.phantom).toEqual([{ domain: 'logs', action: 'record_step:0', resultId: out(4), because: 'ROW_MISSING' }]);
+    expect(report.findings.map((f) => f.check)).toEqual(['phantom']);
+  });
+
+  it('calls a tool call executed without its expectation drift', () => {
+    const report = agentRun({ expect: false });
+    expect(report.drift).toEqual([expect.objectContaining({ domain: 'tools', action: 'tool_call:0.0.0', kind: 'UNDECLARED_ACK' })]);
+  });
+
+  it('calls an expected call never resolved missing, and stale with the run once past its deadline', () => {
+    const acks = [itemAck('logs', 'model_turn:0.0', out(1))];
+    expect(agentRun({ acks, outputs: [out(1)] }).missing).toEqual([{ domain: 'tools', action: 'tool_call:0.0.0', because: 'NO_ACK' }]);
+    const stale = agentRun({ acks, outputs: [out(1)], phase: 'EXECUTING', finalized: false });
+    expect(stale.verdict).toBe('STALE');
+    expect(stale.stale!.unresolvedToolCalls).toEqual(['tools/tool_call:0.0.0']);
+    expect(stale.findings.find((f) => f.check === 'stale')!.subjects).toContain('tools/tool_call:0.0.0');
+  });
+
+  it('calls an output no ack names drift', () => {
+    const report = agentRun({ outputs: [1, 2, 3, 4, 5].map(out) });
+    expect(report.drift).toEqual([expect.objectContaining({ action: 'step_output', kind: 'UNACKED_ROW', id: out(5) })]);
   });
 });
 

@@ -5,7 +5,7 @@ import { DEFAULT_POLICY, policyRules } from '../../core/policy';
 import { addUsd, costUsd } from '../../core/pricing';
 import { finalEvaluation } from '../../activities/policies';
 import { simulateCompletion } from '../../activities/skills/sim';
-import { isTransientError } from '../../worker/interceptors';
+import { isTransientError } from '../../db/unavailable';
 
 const plan = toPlan(submitRunBody.parse({ plan: [{ skill: 'sim.llm', input: { prompt: 'hi' } }] }));
 

@@ -6,120 +6,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { PolicyCheckRequest, PolicyCheckResponse } from '../../activities/policies';
-import type { StepResult } from '../../activities/skills';
-import { simulateCompletion } from '../../activities/skills/sim';
 import type { PlanStep } from '../../core/plan';
 import { DEFAULT_POLICY, type PolicyRules } from '../../core/policy';
-import { decidePolicy } from '../../core/policy-check';
 import { pauseSignal, policyChangedSignal, resumeSignal, resumeUpdate, runStateQuery, stopSignal, type RunWorkflowInput } from '../../workflows/messages';
 import { executionsOf } from '../../lib/temporal';
 import { finalRunState, recordHistory } from '../helpers/runs';
-
-interface Call {
-  activity: string;
-  input: Record<string, unknown>;
-}
-
-/** Where a step waits for the test: `reached` once the step runs, and it goes on at `release()`. */
-class Gate {
-  readonly reached: Promise<void>;
-  private readonly opened: Promise<void>;
-  private arrive!: () => void;
-  release!: () => void;
-
-  constructor() {
-    this.reached = new Promise((r) => (this.arrive = r));
-    this.opened = new Promise((r) => (this.release = r));
-  }
-
-  pass(): Promise<void> {
-    this.arrive();
-    return this.opened;
-  }
-}
-
-/** One run's world as its activities see it: what they were asked, the policy, what fails. */
-class FakeRunWorld {
-  readonly calls: Call[] = [];
-  rules: PolicyRules = DEFAULT_POLICY;
-  /** Activities that fail for good (a non-retryable failure, as after the retry budget). */
-  readonly failing = new Set<string>();
-  readonly gates = new Map<number, Gate>();
-  tenantStatus: 'active' | 'suspended' = 'active';
-  /** What an `llm.chat` step charges here: the fake provider's bill. */
-  chatCostUsd = 0.05;
-
-  /** Holds the step until the test releases it. */
-  hold(stepIndex: number): Gate {
-    const gate = new Gate();
-    this.gates.set(stepIndex, gate);
-    return gate;
-  }
-
-  named(activity: string): Record<string, unknown>[] {
-    return this.calls.filter((c) => c.activity === activity).map((c) => c.input);
-  }
-}
-
-const worlds = new Map<string, FakeRunWorld>();
-
-function record(activity: string, input: { runId: string }): FakeRunWorld {
-  const world = worlds.get(input.runId)!;
-  world.calls.push({ activity, input: input as unknown as Record<string, unknown> });
-  if (world.failing.has(activity)) throw ApplicationFailure.nonRetryable(`${activity} failed for good`, 'InjectedFault');
-  return world;
-}
-
-const fakeActivities = {
-  ...Object.fromEntries(
-    [
-      'startTrace',
-      'recordTraceStartFailure',
-      'recordTransition',
-      'recordTraceStep',
-      'createIncident',
-      'evaluatePolicy',
-      'completeTrace',
-      'createRunLog',
-      'finalizeRun',
-      'recordUnfinalizedRun',
-      'recordPause',
-      'recordResume',
-      'recordPauseWarning',
-      'recordPauseTimeout',
-      'recordRejectedSignal',
-    ].map((name) => [name, async (input: { runId: string }) => void record(name, input)]),
-  ),
-  ...Object.fromEntries(
-    ['rollbackIncident', 'rollbackPolicyEvaluation', 'rollbackTraceCompletion'].map((name) => [
-      name,
-      async (input: { runId: string }) => (record(name, input), { undone: true }),
-    ]),
-  ),
-  async checkPolicy(input: PolicyCheckRequest): Promise<PolicyCheckResponse> {
-    const { rules, tenantStatus } = record('checkPolicy', input);
-    const current = { version: 1, rules };
-    return {
-      ...decidePolicy({ ...input, current, known: current, tenantStatus }),
-      policyVersion: 1,
-      rules,
-    };
-  },
-  async executeStep(input: { runId: string; stepIndex: number; step: PlanStep }): Promise<StepResult> {
-    const world = record('executeStep', input);
-    await world.gates.get(input.stepIndex)?.pass();
-    if (input.step.skill === 'llm.chat') {
-      return { model: 'fake-chat', tokensIn: 10, tokensOut: 10, costUsd: world.chatCostUsd, outputPreview: 'fake', durationMs: 0 };
-    }
-    const completion = simulateCompletion(input.step.input);
-    if (input.step.input.fail) throw ApplicationFailure.nonRetryable('simulated failure', 'SimulatedStepFailure');
-    return { model: 'sim', ...completion, outputPreview: completion.text, durationMs: 0 };
-  },
-};
+import { fakeActivities, newWorld, type FakeRunWorld } from './fake-world';
 
 let client: Client;
 let worker: Worker;
@@ -163,11 +57,10 @@ async function startRun(
   } = {},
 ) {
   const runId = randomUUID();
-  const world = new FakeRunWorld();
+  const world = newWorld(runId);
   world.rules = { ...DEFAULT_POLICY, ...options.rules };
   world.chatCostUsd = options.chatCostUsd ?? world.chatCostUsd;
   for (const activity of options.failing ?? []) world.failing.add(activity);
-  worlds.set(runId, world);
   const input: RunWorkflowInput = {
     runId,
     tenantId: randomUUID(),
@@ -209,7 +102,7 @@ describe('the run workflow against fake activities', () => {
     expect(state).toMatchObject({ phase: 'COMPLETED', status: 'succeeded', stepsCompleted: 3, sagaPhase: 'EVENTS_PUBLISHED' });
     expect(phasesOf(world)).toEqual(['AUTHORIZED', 'EXECUTING', 'GOVERNANCE_CHECK', 'FINALIZING', 'COMPLETED/succeeded']);
     expect(world.calls.map((c) => c.activity).filter((a) => SAGA.includes(a))).toEqual(SAGA);
-    expect(world.named('recordTraceStep').map((s) => s.stepIndex)).toEqual([0, 1, 2]);
+    expect(world.named('runStep').map((s) => s.stepIndex)).toEqual([0, 1, 2]);
     recordForReplay(handle.workflowId, 'path-clean-run');
   });
 
@@ -239,7 +132,7 @@ describe('the run workflow against fake activities', () => {
     expect(state.costUsd).toBeGreaterThan(0.01);
     recordForReplay(handle.workflowId, 'path-budget-overrun');
     expect(phasesOf(world)).toEqual(['AUTHORIZED', 'EXECUTING', 'GOVERNANCE_CHECK', 'FINALIZING', 'FAILED/failed_policy']);
-    expect(world.named('executeStep')).toHaveLength(1);
+    expect(world.named('runStep')).toHaveLength(1);
   });
 
   it('refuses a step predicted to overrun the budget before it runs, so the run never spends more than its budget', async () => {
@@ -249,7 +142,7 @@ describe('the run workflow against fake activities', () => {
     expect(state).toMatchObject({ phase: 'FAILED', status: 'failed_policy', error: { code: 'BUDGET_EXCEEDED' }, stepsCompleted: 2 });
     expect(state.costUsd).toBeLessThanOrEqual(0.13);
     expect(state.error!.message).toMatch(/predicted overrun: step 2 \(sim\.llm\) would cost at most \$0\.06\d* .* budget of \$0\.13/);
-    expect(world.named('executeStep').map((s) => s.stepIndex)).toEqual([0, 1]);
+    expect(world.named('runStep').map((s) => s.stepIndex)).toEqual([0, 1]);
     // The prediction is what the final evaluation records.
     expect(world.named('evaluatePolicy')[0]!.outcome).toMatchObject({ code: 'BUDGET_EXCEEDED', message: state.error!.message });
     recordForReplay(handle.workflowId, 'path-predicted-overrun-terminate');
@@ -266,7 +159,7 @@ describe('the run workflow against fake activities', () => {
     // Up to 10,000 tokens out at the dearest price is $0.1 a step; the fake provider bills $0.05.
     const { handle, world } = await startRun(chatPlan(3, { maxTokens: 10_000 }), { budgetUsd: 0.2, rules: { onPredictedOverrun: 'PAUSE' } });
     await waitUntil(async () => (await handle.query(runStateQuery)).pause?.reason === 'BUDGET_WARNING');
-    expect(world.named('executeStep')).toHaveLength(3 - 1);
+    expect(world.named('runStep')).toHaveLength(3 - 1);
     expect(world.named('recordPause')[0]).toMatchObject({ reason: 'BUDGET_WARNING', detail: expect.stringContaining('predicted overrun: step 2') });
     await handle.signal(resumeSignal, { reason: 'worth it', actor: 'ops', authority: 'TENANT_ADMIN' });
     const state = await finalRunState(handle);
@@ -283,7 +176,7 @@ describe('the run workflow against fake activities', () => {
     });
     const state = await finalRunState(handle);
     expect(state).toMatchObject({ phase: 'FAILED', status: 'failed_policy', error: { code: 'PAUSE_TIMEOUT' }, stepsCompleted: 2 });
-    expect(world.named('executeStep')).toHaveLength(2);
+    expect(world.named('runStep')).toHaveLength(2);
     expect(world.named('recordResume')).toHaveLength(0);
     expect(world.named('recordPauseTimeout')[0]).toMatchObject({ reason: 'BUDGET_WARNING', behavior: 'TERMINATE' });
   });
@@ -292,7 +185,7 @@ describe('the run workflow against fake activities', () => {
     const { handle, world } = await startRun(plan(3));
     await whileFirstStepRuns(world, () => handle.signal(pauseSignal, { reason: 'look first', actor: 'ops', authority: 'TENANT_ADMIN' }));
     await waitUntil(async () => (await handle.query(runStateQuery)).pause !== null);
-    expect(world.named('executeStep')).toHaveLength(1);
+    expect(world.named('runStep')).toHaveLength(1);
     await handle.signal(resumeSignal, { reason: 'go on', actor: 'ops', authority: 'TENANT_ADMIN' });
     const state = await finalRunState(handle);
     expect(state).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 3, pause: null });
@@ -307,7 +200,7 @@ describe('the run workflow against fake activities', () => {
     const state = await finalRunState(handle);
     expect(state).toMatchObject({ phase: 'FAILED', error: { code: 'PAUSE_TIMEOUT' }, stepsCompleted: 1 });
     expect(world.named('recordPauseTimeout')).toHaveLength(1);
-    expect(world.named('executeStep')).toHaveLength(1);
+    expect(world.named('runStep')).toHaveLength(1);
     recordForReplay(handle.workflowId, 'path-pause-sla-terminate');
   });
 
@@ -396,7 +289,7 @@ describe('the run workflow against fake activities', () => {
     const { handle, world } = await startRun(plan(2), { input: { authorization: { decision: 'DENIED', reason: 'skill not allowed' } } });
     const state = await finalRunState(handle);
     expect(state).toMatchObject({ phase: 'FAILED', status: 'failed_policy', error: { code: 'AUTHORIZATION_DENIED' }, stepsCompleted: 0 });
-    expect(world.named('executeStep')).toHaveLength(0);
+    expect(world.named('runStep')).toHaveLength(0);
     expect(phasesOf(world)).toEqual(['FAILED/failed_policy']);
     recordForReplay(handle.workflowId, 'path-denied');
   });
@@ -406,7 +299,7 @@ describe('the run workflow against fake activities', () => {
     const state = await finalRunState(handle);
     expect(state).toMatchObject({ phase: 'FAILED', error: { code: 'OBSERVABILITY_REQUIRED' }, stepsCompleted: 0 });
     expect(world.named('recordTraceStartFailure')).toHaveLength(1);
-    expect(world.named('executeStep')).toHaveLength(0);
+    expect(world.named('runStep')).toHaveLength(0);
     recordForReplay(handle.workflowId, 'path-observability-strict');
   });
 
@@ -430,8 +323,8 @@ describe('a long run continues as new', () => {
     const state = await finalRunState(handle);
     expect(state).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 30, tokens: expect.any(Number) });
     expect(state.continuedAsNew).toBeGreaterThanOrEqual(3);
-    expect(world.named('executeStep').map((s) => s.stepIndex)).toEqual([...Array(30).keys()]);
-    expect(world.named('recordTraceStep').map((s) => s.stepIndex)).toEqual([...Array(30).keys()]);
+    expect(world.named('runStep').map((s) => s.stepIndex)).toEqual([...Array(30).keys()]);
+    expect(world.named('runStep').map((s) => s.stepIndex)).toEqual([...Array(30).keys()]);
     // Its checks go on numbering: a check key reused across executions would return an old decision.
     const checks = world.named('checkPolicy').map((c) => c.checkNumber as number);
     expect(checks).toEqual([...checks.keys()].map((i) => i + 1));
@@ -451,14 +344,14 @@ describe('a long run continues as new', () => {
     const state = await finalRunState(handle);
     expect(state).toMatchObject({ phase: 'FAILED', status: 'cancelled', error: { code: 'STOPPED', message: 'run stopped by ops: enough' }, stepsCompleted: 1 });
     expect(state.continuedAsNew).toBe(1);
-    expect(world.named('executeStep')).toHaveLength(1);
+    expect(world.named('runStep')).toHaveLength(1);
   });
 
   it('carries a pause accepted during a step; the next execution holds the run until a resume', async () => {
     const { handle, world } = await startRun(plan(3), { continueAsNewAfterEvents: 1 });
     await whileFirstStepRuns(world, () => handle.signal(pauseSignal, { reason: 'look first', actor: 'ops', authority: 'TENANT_ADMIN' }));
     await waitUntil(async () => (await handle.query(runStateQuery)).pause?.reason === 'MANUAL_PAUSE');
-    expect(world.named('executeStep')).toHaveLength(1);
+    expect(world.named('runStep')).toHaveLength(1);
     await handle.signal(resumeSignal, { reason: 'go on', actor: 'ops', authority: 'TENANT_ADMIN' });
     const state = await finalRunState(handle);
     expect(state).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 3, pause: null });
@@ -475,3 +368,69 @@ async function waitUntil(probe: () => Promise<boolean>, timeoutMs = 10_000): Pro
   }
 }
 
+
+describe('signals the run cannot be wedged by', () => {
+  const ADMIN = { actor: 'ops', authority: 'TENANT_ADMIN' };
+  const refusals = (world: FakeRunWorld) => world.named('recordRejectedSignals').flatMap((c) => c.refusals as { detail: string; dedupeKey: string }[]);
+
+  it('answers a flood of controls with refusals written in batches, and stays controllable', async () => {
+    const { handle, world } = await startRun(plan(3));
+    await whileFirstStepRuns(world, async () => {
+      await handle.signal(pauseSignal, { ...ADMIN, reason: 'first' });
+      await Promise.all(Array.from({ length: 300 }, (_, i) => handle.signal(pauseSignal, { ...ADMIN, reason: `again ${i}` })));
+    });
+    await waitUntil(async () => (await handle.query(runStateQuery)).pause?.reason === 'MANUAL_PAUSE');
+    await handle.signal(stopSignal, { ...ADMIN, reason: 'enough' });
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'FAILED', error: { code: 'STOPPED' } });
+    // Keyed: a batch written again (a local activity repeated after a lost workflow task) is one refusal each.
+    expect(new Set(refusals(world).map((r) => r.dedupeKey)).size).toBe(300);
+    expect(refusals(world).every((r) => r.detail === 'run is already paused')).toBe(true);
+    // Hundreds of refusals, a handful of writes.
+    expect(world.named('recordRejectedSignals').length).toBeLessThanOrEqual(10);
+    expect(world.named('recordRejectedSignal')).toHaveLength(0);
+  });
+
+  it('refuses a signal whose payload it cannot decode, and one too large, instead of failing its tasks', async () => {
+    const { handle, world } = await startRun(plan(2));
+    await whileFirstStepRuns(world, async () => {
+      await client.workflowService.signalWorkflowExecution({
+        namespace: 'default',
+        workflowExecution: { workflowId: handle.workflowId },
+        signalName: 'pause',
+        identity: 'test',
+        requestId: randomUUID(),
+        input: { payloads: [{ metadata: { encoding: new TextEncoder().encode('binary/encrypted') }, data: new TextEncoder().encode('opaque') }] },
+      });
+      await handle.signal(pauseSignal, { ...ADMIN, reason: 'x'.repeat(100_000) });
+    });
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 2 });
+    expect(world.named('recordPause')).toHaveLength(0);
+    expect(refusals(world).map((r) => r.detail)).toEqual([
+      expect.stringMatching(/^signal refused: its payload \(6 bytes, encoding binary\/encrypted\) cannot be decoded/),
+      expect.stringMatching(/^signal refused: its payload is \d+ bytes, over the 16384 a control may carry/),
+    ]);
+    await expect(handle.executeUpdate(resumeUpdate, { args: [{ ...ADMIN, reason: 'y'.repeat(100_000) }] })).rejects.toThrow();
+  });
+
+  it('cuts a long reason and says so', async () => {
+    const { handle, world } = await startRun(plan(2));
+    await whileFirstStepRuns(world, () => handle.signal(pauseSignal, { ...ADMIN, reason: 'r'.repeat(2_000) }));
+    await waitUntil(async () => (await handle.query(runStateQuery)).pause !== null && (await handle.query(runStateQuery)).pause !== undefined);
+    await handle.signal(resumeSignal, ADMIN);
+    await finalRunState(handle);
+    const detail = String(world.named('recordPause')[0]!.detail);
+    expect(detail.endsWith(' [truncated]')).toBe(true);
+    expect(detail.length).toBeLessThan(600);
+  });
+
+  it('continues as new before Temporal would refuse it signals', async () => {
+    const { handle, world } = await startRun(plan(2));
+    await whileFirstStepRuns(world, async () => {
+      for (let sent = 0; sent < 2_050; sent += 50) await Promise.all(Array.from({ length: 50 }, () => handle.signal(policyChangedSignal)));
+    });
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 2, continuedAsNew: 1 });
+  }, 120_000);
+});
