@@ -412,6 +412,7 @@ describe('signals the run cannot be wedged by', () => {
       expect.stringMatching(/^signal refused: its payload is \d+ bytes, over the 16384 a control may carry/),
     ]);
     await expect(handle.executeUpdate(resumeUpdate, { args: [{ ...ADMIN, reason: 'y'.repeat(100_000) }] })).rejects.toThrow();
+    recordForReplay(handle.workflowId, 'path-signals-refused');
   });
 
   it('cuts a long reason and says so', async () => {
