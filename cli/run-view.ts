@@ -1,5 +1,5 @@
 import { isTerminalPhase, type RunPhase } from '../core/phases';
-import type { RunState } from '../workflows/messages';
+import type { AgentView, PendingApproval, RunState } from '../workflows/messages';
 import { duration, fields, money, when } from './format';
 
 /** The fields of the stored run the CLI reads (`GET /runs/:id` `.run`, `GET /runs` rows); the API sends more. */
@@ -12,6 +12,8 @@ export interface StoredRun {
   costUsd: number;
   tokens: number;
   stepsCompleted: number;
+  turns?: number;
+  toolCalls?: number;
   authorizationDecision: string;
   authorizationReason?: string | null;
   policyVersion?: number;
@@ -66,6 +68,13 @@ export interface RunView {
   lastCheck: RunState['lastCheck'];
   startedAt: string | null;
   finishedAt: string | null;
+  /** An agent's model turns and tool calls so far, across the run. */
+  turns: number;
+  toolCalls: number;
+  /** The agent step in progress, when the live state shows one. */
+  agent: AgentView | null;
+  /** The tool call waiting for a person, when the run is paused for one. */
+  approval: PendingApproval | null;
 }
 
 export function runViewOf({ run, live }: Pick<RunDetail, 'run' | 'live'>): RunView {
@@ -98,7 +107,30 @@ export function runViewOf({ run, live }: Pick<RunDetail, 'run' | 'live'>): RunVi
     lastCheck: source?.lastCheck ?? null,
     startedAt: run.startedAt ?? null,
     finishedAt: run.finishedAt,
+    turns: source?.turns ?? run.turns ?? 0,
+    toolCalls: source?.toolCalls ?? run.toolCalls ?? 0,
+    agent: source?.agent ?? null,
+    approval: source?.pause?.approval ?? null,
   };
+}
+
+/** An agent's progress: its turn, and the run's turns and tool calls. */
+export function agentText(view: Pick<RunView, 'agent' | 'turns' | 'toolCalls'>): string | undefined {
+  if (!view.agent && view.turns === 0) return undefined;
+  const now = view.agent ? `step ${view.agent.stepIndex + 1}, turn ${view.agent.turn + 1} · ` : '';
+  return `${now}${view.turns} turn(s), ${view.toolCalls} tool call(s)`;
+}
+
+/** One tool call for people: name, short arguments, how it ended, how long it took and what it cost. */
+export function callText(call: AgentView['recentCalls'][number]): string {
+  const args = call.args.length > 60 ? `${call.args.slice(0, 59)}…` : call.args;
+  const took = call.resolution === 'running' ? '' : ` ${call.durationMs}ms ${money(call.costUsd)}`;
+  return `${call.tool}(${args}) ${call.resolution}${took}`;
+}
+
+/** The approval a person must give, with the command that gives it. */
+export function approvalText(runId: string, approval: PendingApproval): string[] {
+  return [`${approval.tool} ${approval.argsPreview}`, `sha256 ${approval.argsSha256}`, `governed approvals approve ${runId} ${approval.argsSha256}   (or: approvals deny)`];
 }
 
 /** "step 2 of 3" while a step runs; "2 of 3 steps done" before and after. */
@@ -150,6 +182,9 @@ export function watchFrame(view: RunView, now: Date, note?: string): string[] {
     ['paused', view.pause ? pauseText(view.pause, now) : undefined],
     ['', view.pause?.resumableBy ? `resumable by ${view.pause.resumableBy.join(', ')}${view.pause.detail ? ` · ${view.pause.detail}` : ''}` : undefined],
     ['check', view.lastCheck && !view.terminal ? `${view.lastCheck.decision} before step ${view.lastCheck.stepIndex + 1}: ${view.lastCheck.reason}` : undefined],
+    ['agent', agentText(view)],
+    ...(view.agent?.recentCalls ?? []).map((call, i): [string, string] => [i === 0 ? 'calls' : '', callText(call)]),
+    ...(view.approval ? approvalText(view.id, view.approval).map((line, i): [string, string] => [i === 0 ? 'approve' : '', line]) : []),
     ['result', view.terminal ? resultText(view) : undefined],
     ['note', note],
   ];
@@ -159,7 +194,9 @@ export function watchFrame(view: RunView, now: Date, note?: string): string[] {
 /** A watch line for logs and pipes: written again only when it changes. */
 export function watchLine(view: RunView): string {
   const parts = [view.terminal ? resultText(view) : view.phase, stepText(view), `${money(view.costUsd)} of ${money(view.budgetUsd)}`];
+  if (view.turns > 0) parts.push(`${view.turns} turn(s), ${view.toolCalls} tool call(s)`);
   if (view.pause) parts.push(`paused ${pauseText(view.pause)}`);
+  if (view.approval) parts.push(`waiting for approval of ${view.approval.tool} (sha256 ${view.approval.argsSha256})`);
   return parts.join(' · ');
 }
 
@@ -173,6 +210,7 @@ export function describeRun(detail: RunDetail, now: Date): string {
     ['phase', `${view.phase} (${view.status})${detail.live ? ' · live' : ''}`],
     ['steps', `${view.stepsCompleted} of ${view.totalSteps}${run.plan ? ` (${run.plan.map((s) => s.skill).join(', ')})` : ''}`],
     ['spend', spendText(view)],
+    ['agent', agentText(view)],
     ['decision', `${run.authorizationDecision}${run.authorizationReason ? `: ${run.authorizationReason}` : ''}`],
     ['policy', run.policyVersion === undefined ? undefined : `version ${run.policyVersion}`],
     ['risk', run.riskLevel],

@@ -430,6 +430,8 @@ function describe(state: RunState): string {
     const p = state.pause;
     lines.push(`**PAUSED** (${p.reason}) since ${p.since}, expires ${p.expiresAt}: ${p.detail}; resume by ${p.allowedAuthorities.join(', ')}`);
   }
+  if (state.agent) lines.push(`agent: step ${state.agent.stepIndex + 1}, turn ${state.agent.turn + 1} · ${state.turns ?? 0} turn(s), ${state.toolCalls ?? 0} tool call(s)`);
+  if (state.pause?.approval) lines.push(`waiting for approval of ${state.pause.approval.tool} (argsSha256 ${state.pause.approval.argsSha256})`);
   if (state.continuedAsNew) lines.push(`execution ${state.continuedAsNew + 1} of this run (its history continued as new ${state.continuedAsNew} times)`);
   if (state.lastCheck) lines.push(`last policy check: ${state.lastCheck.decision} before step ${state.lastCheck.stepIndex} (${state.lastCheck.reason})`);
   if (state.error) lines.push(`error: ${state.error.code}: ${state.error.message}`);

@@ -109,6 +109,34 @@ describe('the watch screen', () => {
     expect(ahead).toMatchObject({ phase: 'COMPLETED', terminal: false });
   });
 
+  it("shows an agent's turns, its latest tool calls and the approval it waits for, with the command that gives it", () => {
+    const agentLive: RunState = {
+      ...live,
+      turns: 3,
+      toolCalls: 2,
+      agent: {
+        stepIndex: 0,
+        turn: 2,
+        recentCalls: [
+          { turn: 0, callIndex: 0, tool: 'fs.list_directory', args: '{"path":"/data"}', resolution: 'ok', durationMs: 12, costUsd: 0 },
+          { turn: 1, callIndex: 0, tool: 'fs.write_file', args: '{"path":"/data/out.txt","content":"x"}', resolution: 'running', durationMs: 0, costUsd: 0 },
+        ],
+      },
+      pause: {
+        ...live.pause!,
+        reason: 'TOOL_APPROVAL',
+        approval: { stepIndex: 0, turn: 1, callIndex: 0, tool: 'fs.write_file', argsSha256: 'ab'.repeat(32), argsPreview: '{"path":"/data/out.txt","content":"x"}' },
+      },
+    };
+    const view = runViewOf({ run: stored, live: agentLive });
+    const frame = watchFrame(view, new Date('2026-01-01T10:30:05.000Z'));
+    expect(frame).toContain('agent     step 1, turn 3 · 3 turn(s), 2 tool call(s)');
+    expect(frame).toContain('calls     fs.list_directory({"path":"/data"}) ok 12ms $0.0000');
+    expect(frame).toContain('          fs.write_file({"path":"/data/out.txt","content":"x"}) running');
+    expect(frame).toContain(`          governed approvals approve run-1 ${'ab'.repeat(32)}   (or: approvals deny)`);
+    expect(watchLine(view)).toContain(`waiting for approval of fs.write_file (sha256 ${'ab'.repeat(32)})`);
+  });
+
   it('keeps the clock out of plain lines, so time passing alone writes nothing', () => {
     const view = runViewOf({ run: stored, live });
     expect(watchLine(view)).toBe('EXECUTING · step 3 of 4 · $0.5000 of $2.00 · paused MANUAL_PAUSE since 2026-01-01 10:00:05Z, expires 2026-01-01 11:00:05Z');
