@@ -10,7 +10,7 @@ import type { ToolCallResolution } from '../core/tool-calls';
 import { skills, type DomainWrites } from './activity-proxies';
 import { describeFailure, failed, failureCodeOf } from './failures';
 import type { RunGovernor } from './governor';
-import type { AgentView, RunWorkflowInput } from './messages';
+import type { AgentView, CarriedCalls, RunWorkflowInput } from './messages';
 
 /** The calls of one turn shown in the run's live view, newest last. */
 const RECENT_CALLS_SHOWN = 5;
@@ -28,6 +28,8 @@ export interface AgentHost {
   showAgent(view: AgentView | null): void;
   /** Hands the run to a fresh execution before `turn` when its history is long. */
   continueAsNewIfLong(stepIndex: number, turn: number): Promise<void>;
+  /** Where the loop stands, should a pause have to carry it into a fresh execution. */
+  markAgentPosition(stepIndex: number, turn: number, calls?: CarriedCalls): void;
 }
 
 export type AgentStepEnd = { kind: 'answered'; output: OutputRef } | { kind: 'ended'; outcome: RunOutcome };
@@ -46,6 +48,8 @@ export class AgentLoop {
     private readonly host: AgentHost,
     private readonly stepIndex: number,
     private readonly firstTurn: number,
+    /** The first turn's calls as an execution that continued as new in the middle of them left them. */
+    private readonly carriedCalls?: CarriedCalls,
   ) {
     const step = host.input.plan[stepIndex]!;
     if (step.skill !== 'agent') throw new Error(`step ${stepIndex} is not an agent step`);
@@ -55,18 +59,33 @@ export class AgentLoop {
 
   async run(): Promise<AgentStepEnd> {
     const { host, stepIndex, agent } = this;
+    // A pause the execution before was holding before this turn, taken up where it stood.
+    let acceptOverrun = false;
+    if (!this.carriedCalls) {
+      const held = await host.governor.resumeHeldPause();
+      if (held?.end.ended === 'outcome') return this.end(held.end.outcome);
+      acceptOverrun = held?.effect.kind === 'acceptOverrun' && held.end.ended === 'resumed';
+    }
     for (let turn = this.firstTurn; ; turn += 1) {
       if (turn > this.firstTurn) await host.continueAsNewIfLong(stepIndex, turn);
+      if (turn === this.firstTurn && this.carriedCalls) {
+        this.show({ turn });
+        const ended = await this.runCalls(turn, this.carriedCalls.calls, this.carriedCalls);
+        if (ended) return this.end(ended);
+        continue;
+      }
       if (turn >= agent.maxTurns) {
         return this.end(failed('failed_policy', 'AGENT_TURNS_EXHAUSTED', `agent step ${stepIndex} used its ${agent.maxTurns} turns without an answer`));
       }
       this.show({ turn });
+      host.markAgentPosition(stepIndex, turn);
       const stopped = await host.governor.beforeAgentTurn(stepIndex);
       if (stopped) return this.end(stopped);
 
       let result: AgentTurnResult;
       try {
-        result = await this.turn(turn, false);
+        result = await this.turn(turn, acceptOverrun);
+        acceptOverrun = false;
         while (result.kind === 'refused') {
           const refused = await host.governor.acceptPredictedOverrun(stepIndex, result.reason);
           if (refused) return this.end(refused);
@@ -110,14 +129,19 @@ export class AgentLoop {
    * The turn's calls: each ruled on in order (a refused one is answered to the model, one that
    * ends the run leaves the rest unrun), then the ones let through run side by side.
    */
-  private async runCalls(turn: number, calls: readonly RequestedToolCall[]): Promise<RunOutcome | null> {
+  private async runCalls(turn: number, calls: readonly RequestedToolCall[], carried?: CarriedCalls): Promise<RunOutcome | null> {
     const { host, stepIndex, agent } = this;
-    const toRun: { call: RequestedToolCall; priceUsd: number }[] = [];
-    const refused: UnrunToolCall[] = [];
-    let reservedUsd = 0;
+    const toRun: { call: RequestedToolCall; priceUsd: number }[] = [...(carried?.toRun ?? [])];
+    const refused: UnrunToolCall[] = [...(carried?.refused ?? [])];
+    let reservedUsd = carried?.reservedUsd ?? 0;
     for (const [i, call] of calls.entries()) {
+      if (carried && i < carried.next) continue;
       this.showCall(turn, call, 'running');
-      const gate = await host.governor.beforeToolCall(stepIndex, turn, call, reservedUsd, agent.tools);
+      host.markAgentPosition(stepIndex, turn, { calls: [...calls], next: i, toRun: [...toRun], refused: [...refused], reservedUsd });
+      const held = carried && i === carried.next ? await host.governor.resumeHeldPause() : null;
+      const gate = held
+        ? await host.governor.gateAfterHeldPause(stepIndex, turn, call, held, reservedUsd, agent.tools)
+        : await host.governor.beforeToolCall(stepIndex, turn, call, reservedUsd, agent.tools);
       if (gate.gate === 'end') {
         const unrun = [
           ...refused,

@@ -24,6 +24,8 @@ import {
   type ContinuedRun,
   type ControlRequest,
   type GovernorMemory,
+  type HeldPause,
+  type PauseEffect,
   type PendingApproval,
   type PolicySettings,
   type PauseRequest,
@@ -68,6 +70,8 @@ interface Position {
   inAgent: boolean;
 }
 
+
+const STOPPED: RunOutcome = { kind: 'failed', status: 'cancelled', code: 'STOPPED', message: 'run stopped' };
 
 /** Refused signals written per write, and queued at most (the rest are counted, and written as a count). */
 const REFUSALS_PER_WRITE = 100;
@@ -114,6 +118,8 @@ export type GovernorSnapshot = Required<Pick<RunState, 'pause' | 'lastCheck' | '
 export interface RunView {
   view(): RunState;
   publish(): void;
+  /** Continues the run as new where it stands (a pause held, its history too large); never returns. */
+  continueAsNewHere(): Promise<never>;
   /** Runs `write` with the phase moves not yet written, to record them in the same transaction. */
   carryMoves<T>(write: (moves: CarriedMoves) => Promise<T>): Promise<T>;
 }
@@ -260,7 +266,7 @@ export class RunGovernor {
       if (!overrun) return null;
       if (this.memory.settings?.onPredictedOverrun !== 'PAUSE') return { kind: 'failed', status: 'failed_policy', code: 'BUDGET_EXCEEDED', message: overrun };
       // Only a person may accept spending over the budget: a timer that would resume the run ends it.
-      const end = await this.hold('BUDGET_WARNING', overrun, null, { timerMayResume: false });
+      const end = await this.hold('BUDGET_WARNING', overrun, null, { timerMayResume: false, effect: { kind: 'acceptStepOverrun', stepIndex } });
       if (end.ended === 'outcome') return end.outcome;
       if (end.ended === 'resumed') this.memory.overrunAcceptedStep = stepIndex;
       // A stop ends the run through the check; a resume is followed by the policy as it is now.
@@ -290,7 +296,7 @@ export class RunGovernor {
   async acceptPredictedOverrun(stepIndex: number, reason: string): Promise<RunOutcome | null> {
     for (;;) {
       if (this.memory.settings?.onPredictedOverrun !== 'PAUSE') return { kind: 'failed', status: 'failed_policy', code: 'BUDGET_EXCEEDED', message: reason };
-      const end = await this.hold('BUDGET_WARNING', reason, null, { timerMayResume: false });
+      const end = await this.hold('BUDGET_WARNING', reason, null, { timerMayResume: false, effect: { kind: 'acceptOverrun' } });
       if (end.ended === 'outcome') return end.outcome;
       this.memory.checkRequested = true;
       // A stop that came during the pause ends the run through the check; a change is held to.
@@ -305,7 +311,14 @@ export class RunGovernor {
    * call, its price against the budget (with `reservedUsd` already promised to calls of the same
    * turn), and, when the tool needs approval, a person who approves these exact arguments.
    */
-  async beforeToolCall(stepIndex: number, turn: number, call: RequestedToolCall, reservedUsd: number, narrowedTo: readonly string[] | undefined): Promise<ToolCallGate> {
+  async beforeToolCall(
+    stepIndex: number,
+    turn: number,
+    call: RequestedToolCall,
+    reservedUsd: number,
+    narrowedTo: readonly string[] | undefined,
+    options: { overrunAccepted?: boolean } = {},
+  ): Promise<ToolCallGate> {
     const tool = call.tool ?? call.functionName;
     const ended = (outcome: RunOutcome): ToolCallGate => ({ gate: 'end', resolution: 'not_run', message: governanceMessage('not_run', tool, outcome.kind === 'failed' ? outcome.message : ''), outcome });
     const stopped = (await this.policyGate(stepIndex, true)) ?? this.limitReached();
@@ -322,14 +335,22 @@ export class RunGovernor {
     }
     const spent = addUsd(view.costUsd, reservedUsd);
     const budget = this.budgetUsd();
-    if (wouldOverrunBudget(spent, ruling.priceUsd, budget)) {
+    if (!options.overrunAccepted && wouldOverrunBudget(spent, ruling.priceUsd, budget)) {
       const reason = `predicted overrun: ${tool} costs $${ruling.priceUsd} a call with $${spent} spent or promised, over the run's budget of $${budget}; refused before it ran`;
       const refused = await this.acceptPredictedOverrun(stepIndex, reason);
       if (refused) return ended(refused);
     }
     if (!ruling.needsApproval) return { gate: 'run', priceUsd: ruling.priceUsd };
     const approval: PendingApproval = { stepIndex, turn, callIndex: call.callIndex, tool, argsSha256: call.argsSha256, argsPreview: call.argsPreview };
-    const end = await this.hold('TOOL_APPROVAL', `${tool} wants to run with ${call.argsPreview}`, null, { timerMayResume: true, approval });
+    const end = await this.hold('TOOL_APPROVAL', `${tool} wants to run with ${call.argsPreview}`, null, { timerMayResume: true, approval, effect: { kind: 'approval' } });
+    return this.approvalGate(stepIndex, call, end, ruling.priceUsd);
+  }
+
+  /** What a person's decision (or the approval's SLA) makes of the call that waited for it. */
+  private async approvalGate(stepIndex: number, call: RequestedToolCall, end: PauseEnd, priceUsd: number): Promise<ToolCallGate> {
+    const tool = call.tool ?? call.functionName;
+    const policy = this.toolPolicy();
+    const ended = (outcome: RunOutcome): ToolCallGate => ({ gate: 'end', resolution: 'not_run', message: governanceMessage('not_run', tool, outcome.kind === 'failed' ? outcome.message : ''), outcome });
     if (end.ended === 'outcome') return ended(end.outcome);
     if (end.ended === 'stopped') {
       const verdict = await this.policyGate(stepIndex, true);
@@ -340,7 +361,52 @@ export class RunGovernor {
       if (policy.onDenied === 'FAIL_RUN') return { gate: 'end', resolution: 'denied', message, outcome: { kind: 'failed', status: 'failed_policy', code: 'TOOL_DENIED', message: `terminated by policy: ${tool} was denied (${end.by})` } };
       return { gate: 'refuse', resolution: 'denied', message };
     }
-    return { gate: 'run', priceUsd: ruling.priceUsd };
+    return { gate: 'run', priceUsd };
+  }
+
+  // ---- a pause carried across continue-as-new ----
+
+  /**
+   * Takes up the pause an earlier execution was holding when it continued as new (its history
+   * too large to go on), where it stood: same pause, same expiry, nothing recorded twice. What
+   * its resume accepts is applied as the code that paused would have; null when none was held.
+   */
+  async resumeHeldPause(): Promise<{ end: PauseEnd; effect: PauseEffect } | null> {
+    const held = this.memory.heldPause;
+    if (!held) return null;
+    this.memory.heldPause = null;
+    const end = await this.hold(held.pause.reason, held.pause.detail, held.request, { timerMayResume: held.timerMayResume, effect: held.effect, adopted: held });
+    const { effect } = held;
+    if (end.ended === 'resumed') {
+      if (effect.kind === 'acceptPolicy') {
+        this.acceptPolicyVersion(effect.version);
+        if (effect.approveStep !== null) this.memory.approvedStep = effect.approveStep;
+      }
+      if (effect.kind === 'acceptStepOverrun') this.memory.overrunAcceptedStep = effect.stepIndex;
+    }
+    this.memory.checkRequested = true;
+    return { end, effect };
+  }
+
+  /** The gate of a tool call whose pause was carried: its approval decided, or the rest of its checks after an accepted overrun. */
+  async gateAfterHeldPause(
+    stepIndex: number,
+    turn: number,
+    call: RequestedToolCall,
+    held: { end: PauseEnd; effect: PauseEffect },
+    reservedUsd: number,
+    narrowedTo: readonly string[] | undefined,
+  ): Promise<ToolCallGate> {
+    if (held.effect.kind === 'approval') {
+      const end: PauseEnd = held.end.ended === 'stopped' ? { ended: 'outcome', outcome: (await this.policyGate(stepIndex, true)) ?? STOPPED } : held.end;
+      const ruling = ruleOnToolCall(this.toolPolicy(), narrowedTo, call, this.run.view().toolCalls ?? 0);
+      return this.approvalGate(stepIndex, call, end, ruling.ruling === 'run' ? ruling.priceUsd : 0);
+    }
+    if (held.end.ended === 'outcome') {
+      const tool = call.tool ?? call.functionName;
+      return { gate: 'end', resolution: 'not_run', message: governanceMessage('not_run', tool, held.end.outcome.kind === 'failed' ? held.end.outcome.message : ''), outcome: held.end.outcome };
+    }
+    return this.beforeToolCall(stepIndex, turn, call, reservedUsd, narrowedTo, { overrunAccepted: held.effect.kind === 'acceptOverrun' && held.end.ended === 'resumed' });
   }
 
   /** The hard limit after an agent's turn or calls: what a provider billed beyond its bound shows here. */
@@ -527,8 +593,12 @@ export class RunGovernor {
   }
 
   private acceptPolicy(result: PolicyCheckResponse): void {
-    this.memory.knownPolicyVersion = result.policyVersion;
-    this.snapshotState.policyVersion = result.policyVersion;
+    this.acceptPolicyVersion(result.policyVersion);
+  }
+
+  private acceptPolicyVersion(version: number): void {
+    this.memory.knownPolicyVersion = version;
+    this.snapshotState.policyVersion = version;
   }
 
   private terminationOutcome(result: PolicyCheckResponse): RunOutcome {
@@ -559,13 +629,14 @@ export class RunGovernor {
         if (!memory.pauseRequest) return null;
         const request = memory.pauseRequest;
         memory.pauseRequest = null;
-        const end = await this.hold(request.pauseReason ?? 'MANUAL_PAUSE', request.reason ?? 'paused by an operator', request);
+        const end = await this.hold(request.pauseReason ?? 'MANUAL_PAUSE', request.reason ?? 'paused by an operator', request, { timerMayResume: true, effect: { kind: 'recheck' } });
         if (end.ended === 'outcome') return end.outcome;
         memory.checkRequested = true;
         continue;
       }
       // PAUSE: the policy asks for a human.
-      const end = await this.hold(result.pauseReason ?? 'POLICY_CHANGE', result.reason, null);
+      const approveStep = result.violations.some((v) => v.type === 'APPROVAL_REQUIRED') && !inAgent ? stepIndex : null;
+      const end = await this.hold(result.pauseReason ?? 'POLICY_CHANGE', result.reason, null, { timerMayResume: true, effect: { kind: 'acceptPolicy', version: result.policyVersion, approveStep } });
       if (end.ended === 'outcome') return end.outcome;
       if (end.ended === 'resumed') {
         // A resume accepts what the pause was about: the changed policy, or the step needing approval.
@@ -595,8 +666,14 @@ export class RunGovernor {
   }
 
   /** The durable wait (`workflows/pause.ts`), shown in the run's state while it holds. */
-  private hold(reason: PauseReason, detail: string, request: PauseRequest | null, options: { timerMayResume: boolean; approval?: PendingApproval } = { timerMayResume: true }): Promise<PauseEnd> {
-    this.memory.pauseNumber += 1;
+  private hold(
+    reason: PauseReason,
+    detail: string,
+    request: PauseRequest | null,
+    options: { timerMayResume: boolean; approval?: PendingApproval; effect: PauseEffect; adopted?: HeldPause },
+  ): Promise<PauseEnd> {
+    const { adopted } = options;
+    if (!adopted) this.memory.pauseNumber += 1;
     const settings = this.memory.settings!;
     const policy =
       options.timerMayResume || settings.pauseTimeoutBehavior !== 'CONTINUE' ? settings : { ...settings, pauseTimeoutBehavior: 'TERMINATE' as const };
@@ -613,8 +690,15 @@ export class RunGovernor {
           this.resumeRequest = null;
         },
         stopRequested: () => this.memory.stopRequest !== null,
+        mustContinue: () => this.heavyHistory(),
+        continueHolding: (held) => {
+          this.memory.heldPause = { ...held, request, timerMayResume: options.timerMayResume, effect: options.effect };
+          return this.run.continueAsNewHere();
+        },
       },
-      { number: this.memory.pauseNumber, reason, detail, request, approval: options.approval },
+      adopted
+        ? { number: adopted.pause.number, reason, detail, request, adopted }
+        : { number: this.memory.pauseNumber, reason, detail, request, approval: options.approval },
     );
   }
 }

@@ -1,4 +1,5 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { RequestedToolCall } from '../core/agent';
 import type { OutputRef } from '../core/outputs';
 import type { ObservabilityMode, PauseTimeoutBehavior, PredictedOverrunBehavior, ToolPolicy } from '../core/policy';
 import { RESUME_AUTHORITIES, type PauseReason, type PolicyDecision, type ResumeAuthority } from '../core/policy-check';
@@ -41,6 +42,8 @@ export interface ContinuedRun {
   nextStep: number;
   /** Inside an agent step (`nextStep`): the turn to go on with. */
   agentTurn?: number;
+  /** Inside that turn, when the run continued as new while a pause held one of its tool calls: where its calls stood. */
+  agentCalls?: CarriedCalls;
   state: RunState;
   governor: GovernorMemory;
 }
@@ -81,6 +84,34 @@ export interface GovernorMemory {
   pauseRequest: PauseRequest | null;
   /** Ids of requests already acted on (the newest ones), so a redelivered request is a no-op. */
   seenRequestIds: string[];
+  /** A pause the run was holding when it continued as new: the next execution takes it up where it stood. */
+  heldPause?: HeldPause | null;
+}
+
+/** What a resume of a held pause accepts, as the code that paused would have applied it. */
+export type PauseEffect =
+  | { kind: 'recheck' }
+  | { kind: 'acceptPolicy'; version: number; approveStep: number | null }
+  | { kind: 'acceptStepOverrun'; stepIndex: number }
+  | { kind: 'acceptOverrun' }
+  | { kind: 'approval' };
+
+export interface HeldPause {
+  pause: PauseState;
+  period: number;
+  request: PauseRequest | null;
+  timerMayResume: boolean;
+  effect: PauseEffect;
+}
+
+/** The tool calls of one turn, part ruled on, as a run that continued as new mid-turn carries them. */
+export interface CarriedCalls {
+  calls: RequestedToolCall[];
+  /** The call whose pause the run was holding. */
+  next: number;
+  toRun: { call: RequestedToolCall; priceUsd: number }[];
+  refused: { stepIndex: number; turn: number; callIndex: number; tool: string | null; argsSha256: string; resolution: 'unknown_tool' | 'not_allowed' | 'denied' | 'limit' | 'not_run' | 'failed'; message: string }[];
+  reservedUsd: number;
 }
 
 export interface PauseState {

@@ -22,6 +22,16 @@ export interface PauseHost {
   resumeRequest(): ResumeRequest | null;
   resumeHandled(): void;
   stopRequested(): boolean;
+  /** The run's history holds so much (signals, bytes) that it must continue as new, even while paused. */
+  mustContinue(): boolean;
+  /** Hands the run, this pause held, to a fresh execution that takes the pause up where it is; never returns. */
+  continueHolding(held: HeldPauseState): Promise<never>;
+}
+
+/** A pause as a run that continued as new while it held carries it: its state, and its SLA period. */
+export interface HeldPauseState {
+  pause: PauseState;
+  period: number;
 }
 
 /**
@@ -31,8 +41,16 @@ export interface PauseHost {
  */
 export async function holdPause(
   host: PauseHost,
-  { number, reason, detail, request, approval }: { number: number; reason: PauseReason; detail: string; request: PauseRequest | null; approval?: PendingApproval },
+  {
+    number,
+    reason,
+    detail,
+    request,
+    approval,
+    adopted,
+  }: { number: number; reason: PauseReason; detail: string; request: PauseRequest | null; approval?: PendingApproval; adopted?: HeldPauseState },
 ): Promise<PauseEnd> {
+  if (adopted) return waitOut(host, { ...adopted.pause }, adopted.period, Date.parse(adopted.pause.since), true);
   const { runId, tenantId, domain, policy } = host;
   const startedAt = workflowNow();
   const allowedAuthorities = request?.allowedAuthorities?.length ? request.allowedAuthorities : [...DEFAULT_RESUME_AUTHORITIES[reason]];
@@ -62,6 +80,18 @@ export async function holdPause(
     holdsUpToSeconds: (policy.pauseSlaMs * (policy.pauseTimeoutBehavior === 'ESCALATE' ? 2 : 1)) / 1000,
     ...(approval ? { approval } : {}),
   });
+  return waitOut(host, pause, 1, startedAt, false);
+}
+
+/**
+ * The pause's waiting, period by period, from `firstPeriod`: an adopted pause (carried by a run
+ * that continued as new) keeps its expiry in the period it was carried in; it is shown again, and
+ * nothing is recorded twice (every record is keyed by the pause's number and period).
+ */
+async function waitOut(host: PauseHost, pause: PauseState, firstPeriod: number, startedAt: number, adopted: boolean): Promise<PauseEnd> {
+  const { runId, tenantId, domain, policy } = host;
+  const { number, reason, approval } = pause;
+  if (adopted) host.show(pause);
 
   /** A control event the run records on its own behalf (timers, not people). */
   const systemEvent = (kind: string, dedupeKey: string, eventDetail: string) => ({
@@ -75,6 +105,12 @@ export async function holdPause(
     detail: eventDetail,
   });
   const interrupted = () => host.resumeRequest() !== null || host.stopRequested();
+  const wait = async (ms: number): Promise<boolean> => {
+    const woke = await condition(() => interrupted() || host.mustContinue(), ms);
+    if (woke && !interrupted()) await host.continueHolding({ pause, period });
+    return woke;
+  };
+  let period = firstPeriod;
   const resumed = async (by: ResumeRequest, endedBy: 'operator' | 'timeout'): Promise<PauseEnd> => {
     // An approval's SLA running out under CONTINUE denies the call: a timer never approves one.
     const decision = approval ? (endedBy === 'timeout' ? 'deny' : (by.decision ?? 'approve')) : undefined;
@@ -100,10 +136,14 @@ export async function holdPause(
     return { ended: 'resumed' };
   };
 
-  for (let period = 1; ; period += 1) {
-    pause.expiresAt = new Date(workflowNow() + policy.pauseSlaMs).toISOString();
+  for (; ; period += 1) {
+    // A carried pause keeps the expiry of the period it was carried in.
+    const carried = adopted && period === firstPeriod;
+    if (!carried) pause.expiresAt = new Date(workflowNow() + policy.pauseSlaMs).toISOString();
     host.publish();
-    let woke = await condition(interrupted, policy.pauseSlaMs - policy.pauseWarningMs);
+    const slaLeft = carried ? Math.max(0, Date.parse(pause.expiresAt) - workflowNow()) : policy.pauseSlaMs;
+    const beforeWarning = Math.max(0, slaLeft - policy.pauseWarningMs);
+    let woke = beforeWarning > 0 || !carried ? await wait(beforeWarning) : false;
     if (!woke && policy.pauseWarningMs > 0) {
       await domain.recordPauseWarning({
         ...systemEvent('pause_expiring', `pause-warning:${number}:${period}`, `${reason} pause expires in ${policy.pauseWarningMs / 1000}s (then ${policy.pauseTimeoutBehavior})`),
@@ -111,7 +151,7 @@ export async function holdPause(
         resumableBy: pause.allowedAuthorities,
         expiresAt: pause.expiresAt,
       });
-      woke = await condition(interrupted, policy.pauseWarningMs);
+      woke = await wait(slaLeft - beforeWarning);
     }
     if (woke) {
       if (host.stopRequested()) {

@@ -22,7 +22,7 @@ import { PAUSE_REASON, RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-a
 import { runDomainWrites, skills, type DomainWrites } from './activity-proxies';
 import { AgentLoop, type AgentHost } from './agent-loop';
 import { RunGovernor, type RunView } from './governor';
-import { RUN_HISTORY_EVENTS_BOUND, type AgentView, type RunState, type RunWorkflowInput } from './messages';
+import { RUN_HISTORY_EVENTS_BOUND, type AgentView, type CarriedCalls, type RunState, type RunWorkflowInput } from './messages';
 import { describeFailure, failed, failureCodeOf } from './failures';
 import { runGovernanceSaga } from './governance-saga';
 import { RunPatches } from './patches';
@@ -66,6 +66,8 @@ export class RunLifecycle implements RunView, AgentHost {
   private readonly movesRide: boolean;
   /** Moves made and not yet written (see `MOVES_THAT_RIDE`). */
   private readonly pendingMoves: TransitionInput[] = [];
+  /** Where the run stands, for a continue-as-new in the middle of a pause: the step, and inside an agent step its turn and calls. */
+  private position: { stepIndex: number; agentTurn?: number; agentCalls?: CarriedCalls } = { stepIndex: 0 };
 
   constructor(readonly input: RunWorkflowInput) {
     const { runId, tenantId, continued } = input;
@@ -193,8 +195,12 @@ export class RunLifecycle implements RunView, AgentHost {
         await this.continueAsNew(stepIndex);
       }
       // An agent step taken up again by a new execution was let start by the execution before.
-      const resumedAgent = stepIndex === firstStep && firstTurn > 0;
+      const resumedAgent = stepIndex === firstStep && (firstTurn > 0 || this.input.continued?.agentTurn !== undefined);
+      this.position = { stepIndex };
       if (!resumedAgent) {
+        // A pause the execution before was holding here, taken up where it stood.
+        const held = stepIndex === firstStep ? await governor.resumeHeldPause() : null;
+        if (held?.end.ended === 'outcome') return held.end.outcome;
         const verdict = await governor.beforeStep(stepIndex);
         if (verdict) return verdict;
       }
@@ -238,7 +244,9 @@ export class RunLifecycle implements RunView, AgentHost {
   }
 
   private async runAgentStep(stepIndex: number, firstTurn: number): Promise<RunOutcome | null> {
-    const end = await new AgentLoop(this, stepIndex, firstTurn).run();
+    const continued = this.input.continued;
+    const carriedCalls = continued?.nextStep === stepIndex && continued.agentTurn === firstTurn ? continued.agentCalls : undefined;
+    const end = await new AgentLoop(this, stepIndex, firstTurn, carriedCalls).run();
     if (end.kind === 'ended') return end.outcome;
     this.record.stepsCompleted = stepIndex + 1;
     this.record.output = end.output;
@@ -295,6 +303,16 @@ export class RunLifecycle implements RunView, AgentHost {
 
   async continueAsNewIfLong(stepIndex: number, turn: number): Promise<void> {
     if (this.historyIsLong()) await this.continueAsNew(stepIndex, turn);
+  }
+
+  markAgentPosition(stepIndex: number, turn: number, calls?: CarriedCalls): void {
+    this.position = { stepIndex, agentTurn: turn, ...(calls ? { agentCalls: calls } : {}) };
+  }
+
+  /** A pause holds and the history must be cut: the next execution takes the run (and the pause) up here. */
+  continueAsNewHere(): Promise<never> {
+    const { stepIndex, agentTurn, agentCalls } = this.position;
+    return this.continueAsNew(stepIndex, agentTurn, agentCalls);
   }
 
   /**
@@ -398,13 +416,19 @@ export class RunLifecycle implements RunView, AgentHost {
   }
 
   /** Hands the run to a fresh execution of its workflow (same workflow id) before step `nextStep` (and turn `agentTurn` of it). */
-  private async continueAsNew(nextStep: number, agentTurn?: number): Promise<never> {
+  private async continueAsNew(nextStep: number, agentTurn?: number, agentCalls?: CarriedCalls): Promise<never> {
     // An update or signal still being handled would be lost with this execution.
     await condition(allHandlersFinished);
     this.record.continuedAsNew = (this.record.continuedAsNew ?? 0) + 1;
     return continueAsNew<(input: RunWorkflowInput) => Promise<RunState>>({
       ...this.input,
-      continued: { nextStep, ...(agentTurn !== undefined ? { agentTurn } : {}), state: this.view(), governor: this.governor.carried() },
+      continued: {
+        nextStep,
+        ...(agentTurn !== undefined ? { agentTurn } : {}),
+        ...(agentCalls ? { agentCalls } : {}),
+        state: this.view(),
+        governor: this.governor.carried(),
+      },
     });
   }
 

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { PlanStep } from '../../core/plan';
 import { DEFAULT_POLICY, DEFAULT_TOOL_POLICY, type PolicyRules, type ToolPolicy } from '../../core/policy';
 import { executionsOf } from '../../lib/temporal';
-import { resumeSignal, resumeUpdate, runStateQuery, stopSignal, type RunState, type RunWorkflowInput } from '../../workflows/messages';
+import { policyChangedSignal, resumeSignal, resumeUpdate, runStateQuery, stopSignal, type RunState, type RunWorkflowInput } from '../../workflows/messages';
 import { finalRunState, recordHistory } from '../helpers/runs';
 import { fakeActivities, newWorld, type FakeRunWorld, type ScriptedTurn } from './fake-world';
 
@@ -274,4 +274,27 @@ describe('a long agent loop continues as new', () => {
     recordForReplay(handle.workflowId, 'agent-continued-first', executions[0]!.runId);
     recordForReplay(handle.workflowId, 'agent-continued-last', executions.at(-1)!.runId);
   });
+});
+
+describe('an approval that outlives its history', () => {
+  it('carries the pending approval into a fresh execution, where the same hash approves the call once', async () => {
+    const script: ScriptedTurn[] = [
+      { calls: [{ tool: 'fs.read_text_file', args: '{"path":"/a"}' }, { tool: 'fs.write_file', args: '{"path":"/x","content":"1"}' }, { tool: 'shell.exec', args: '{}' }] },
+      { answer: 'done' },
+    ];
+    const { handle, world } = await startAgent(script, { tools: { requireApproval: ['fs.write_file'] } });
+    const paused = await approvalPending(handle);
+    for (let sent = 0; sent < 2_050; sent += 50) await Promise.all(Array.from({ length: 50 }, () => handle.signal(policyChangedSignal)));
+    await until(handle, 'a fresh execution', (s) => (s.continuedAsNew ?? 0) >= 1, 30_000);
+    const carried = await approvalPending(handle);
+    expect(carried.pause).toMatchObject({ number: paused.pause!.number, approval: paused.pause!.approval });
+    await handle.executeUpdate(resumeUpdate, { args: [{ ...ADMIN, argsSha256: paused.pause!.approval!.argsSha256, requestId: 'approve-after-continue' }] });
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'COMPLETED', toolCalls: 3, turns: 2, continuedAsNew: 1 });
+    // The call ruled before the pause, and the approved one, each ran once; the refused one was told.
+    expect(world.named('callTool').map((c) => c.callIndex).sort()).toEqual([0, 1]);
+    expect(world.named('resolveToolCalls').flatMap((r) => r.calls as { callIndex: number; resolution: string }[])).toEqual([expect.objectContaining({ callIndex: 2, resolution: 'not_allowed' })]);
+    expect(world.named('recordPause')).toHaveLength(1);
+    recordForReplay(handle.workflowId, 'agent-approval-carried-last', (await executionsOf(client, handle.workflowId)).at(-1)!.runId);
+  }, 120_000);
 });

@@ -435,3 +435,27 @@ describe('signals the run cannot be wedged by', () => {
     expect(state).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 2, continuedAsNew: 1 });
   }, 120_000);
 });
+
+describe('a pause that outlives its history', () => {
+  const ADMIN = { actor: 'ops', authority: 'TENANT_ADMIN' };
+
+  it('continues as new while paused when signals pile up, and the next execution holds the same pause until a resume', async () => {
+    const { handle, world } = await startRun(plan(2));
+    await whileFirstStepRuns(world, () => handle.signal(pauseSignal, { ...ADMIN, reason: 'hold on' }));
+    const paused = await (async () => {
+      await waitUntil(async () => (await handle.query(runStateQuery)).pause?.reason === 'MANUAL_PAUSE');
+      return (await handle.query(runStateQuery)).pause!;
+    })();
+    for (let sent = 0; sent < 2_050; sent += 50) await Promise.all(Array.from({ length: 50 }, () => handle.signal(policyChangedSignal)));
+    await waitUntil(async () => ((await handle.query(runStateQuery)).continuedAsNew ?? 0) >= 1, 30_000);
+    const carried = (await handle.query(runStateQuery)).pause!;
+    expect(carried).toMatchObject({ number: paused.number, reason: 'MANUAL_PAUSE', expiresAt: paused.expiresAt });
+    await handle.executeUpdate(resumeUpdate, { args: [{ ...ADMIN, requestId: 'resume-after-continue' }] });
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'COMPLETED', stepsCompleted: 2, continuedAsNew: 1 });
+    expect(world.named('recordPause').map((p) => p.dedupeKey)).toEqual(['pause:1']);
+    expect(world.named('recordResume').map((p) => p.dedupeKey)).toEqual(['resume:1']);
+    expect(world.named('runStep')).toHaveLength(2);
+    recordForReplay(handle.workflowId, 'pause-carried-first', (await executionsOf(client, handle.workflowId))[0]!.runId);
+  }, 120_000);
+});
