@@ -1,11 +1,11 @@
-import { eq, sql } from 'drizzle-orm';
 import type { EventTopic } from '../core/events';
 import type { PauseReason } from '../core/policy-check';
 import type { PauseTimeoutBehavior } from '../core/policy';
 import { decideApproval, insertPendingApproval } from '../db/approvals';
 import { extendRunDeadlines } from '../db/audit';
 import type { DbOrTx } from '../db/client';
-import { runControlEvents, runs } from '../db/schema';
+import { setPaused } from '../db/runs';
+import { runControlEvents } from '../db/schema';
 import type { ActivityDeps } from './deps';
 import { insertIncidentOnce } from '../db/incidents';
 import { writeEvents } from '../db/outbox';
@@ -99,18 +99,14 @@ export function createControlActivities({ db, metrics }: ActivityDeps) {
 
   async function recordPause(input: ControlEventInput & { reason: PauseReason; holdsUpToSeconds?: number; approval?: PendingApprovalInput }): Promise<void> {
     const inserted = await db.transaction(async (tx) => {
-      const [row] = await tx
-        .update(runs)
-        .set({ pauseReason: input.reason, pausedAt: sql`now()`, updatedAt: sql`now()` })
-        .where(eq(runs.id, input.runId))
-        .returning({ id: runs.id });
+      const exists = await setPaused(tx, input.runId, input.reason);
       const recorded = await insertControlEvent(tx, input, 'run.paused', input.approval ? { approval: input.approval } : {});
       if (input.approval) {
         const { argsPreview: _shownInTheEvent, ...call } = input.approval;
         await insertPendingApproval(tx, { runId: input.runId, tenantId: input.tenantId, pauseNumber: pauseNumberOf(input.dedupeKey), ...call });
       }
       if (recorded && input.holdsUpToSeconds) await extendRunDeadlines(tx, input.runId, input.holdsUpToSeconds);
-      return Boolean(row);
+      return exists;
     });
     if (inserted) metrics.pauses.inc({ reason: input.reason });
   }
@@ -123,7 +119,7 @@ export function createControlActivities({ db, metrics }: ActivityDeps) {
     input: ControlEventInput & { reason: PauseReason; pausedForMs: number; endedBy: 'operator' | 'timeout'; approval?: { pauseNumber: number; decision: 'approve' | 'deny'; requestId: string | null } },
   ): Promise<void> {
     await db.transaction(async (tx) => {
-      await tx.update(runs).set({ pauseReason: null, pausedAt: null, updatedAt: sql`now()` }).where(eq(runs.id, input.runId));
+      await setPaused(tx, input.runId, null);
       await insertControlEvent(tx, input, 'run.resumed', input.approval ? { decision: input.approval.decision } : {});
       if (input.approval) {
         await decideApproval(tx, {

@@ -3,7 +3,8 @@ import { CREATE_LOG_RECORD } from '../core/audit';
 import { runLogs } from '../db/schema';
 import { recordAck } from '../db/acks';
 import type { ActivityDeps } from './deps';
-import { countMoves, recordMoves, type CarriedMoves } from './runs';
+import { recordMoves } from '../db/runs';
+import { countMoves, type CarriedMoves } from './runs';
 
 export function createLogActivities({ db, metrics }: ActivityDeps) {
   /** The run's log record: what ran, what it cost and how it ended. */

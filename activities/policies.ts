@@ -6,11 +6,12 @@ import type { PolicyRules } from '../core/policy';
 import { decidePolicy, summarizeViolations, type PolicyCheckResult, type PolicyDecision, type Violation } from '../core/policy-check';
 import { currentPolicy, policyVersion, tenantStatus } from '../db/tenancy';
 import type { DbOrTx } from '../db/client';
-import { policyEvaluations, runs } from '../db/schema';
+import { policyEvaluations } from '../db/schema';
 import { recordAck } from '../db/acks';
 import { ackRollback, type CompensationInput } from './compensation';
 import type { ActivityDeps } from './deps';
-import { countMoves, recordMoves, type CarriedMoves } from './runs';
+import { recordMoves, submittedPolicyVersion } from '../db/runs';
+import { countMoves, type CarriedMoves } from './runs';
 
 /** Outcomes that are themselves policy violations; others are compliant as far as policy goes. */
 const POLICY_VIOLATIONS = new Set(['AUTHORIZATION_DENIED', 'BUDGET_EXCEEDED', 'POLICY_TERMINATED', 'PAUSE_TIMEOUT', 'TOOL_CALL_LIMIT', 'TOOL_DENIED']);
@@ -125,7 +126,7 @@ export function createPolicyActivities({ db, metrics }: ActivityDeps) {
   async function evaluatePolicy(input: { runId: string; tenantId: string; outcome: RunOutcome; policyVersion?: number }): Promise<{ evaluationId: string }> {
     const evaluation = finalEvaluation(input.outcome);
     return db.transaction(async (tx) => {
-      const [run] = await tx.select({ policyVersion: runs.policyVersion }).from(runs).where(eq(runs.id, input.runId));
+      const submitted = await submittedPolicyVersion(tx, input.runId);
       const inserted = await tx
         .insert(policyEvaluations)
         .values({
@@ -136,7 +137,7 @@ export function createPolicyActivities({ db, metrics }: ActivityDeps) {
           decision: evaluation.decision,
           reason: evaluation.reason,
           violations: evaluation.violations,
-          policyVersion: input.policyVersion ?? run?.policyVersion ?? 0,
+          policyVersion: input.policyVersion ?? submitted ?? 0,
         })
         .onConflictDoNothing()
         .returning({ id: policyEvaluations.id });

@@ -1,8 +1,10 @@
-import { and, eq, inArray, isNull, ne, sql } from 'drizzle-orm';
+import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { COMPLETE_TRACE, START_TRACE } from '../core/audit';
 import { SAGA_EVENT_TOPICS, sagaEventKey, type OutboundEvent } from '../core/events';
 import type { ObservabilityMode } from '../core/policy';
-import { outbox, runs, traceSteps, traces } from '../db/schema';
+import { recordObservabilityError, setProgress } from '../db/runs';
+import { outbox, traceSteps, traces } from '../db/schema';
+import { flagThresholdCrossed } from '../db/steps';
 import { recordAck } from '../db/acks';
 import { ackRollback, type CompensationInput } from './compensation';
 import type { ActivityDeps } from './deps';
@@ -49,14 +51,7 @@ export function createTraceActivities({ db, metrics }: ActivityDeps) {
         metadata: { observabilityMode: input.mode },
       });
       // Every mode keeps the error on the run; only DEGRADED runs on without a trace by design.
-      await tx
-        .update(runs)
-        .set({
-          observabilityError: input.error,
-          ...(input.mode === 'DEGRADED' ? { observabilityStatus: 'DEGRADED' } : {}),
-          updatedAt: sql`now()`,
-        })
-        .where(eq(runs.id, input.runId));
+      await recordObservabilityError(tx, input.runId, input.error, input.mode === 'DEGRADED');
     });
   }
 
@@ -87,25 +82,11 @@ export function createTraceActivities({ db, metrics }: ActivityDeps) {
         })
         .onConflictDoNothing()
         .returning({ id: traceSteps.id });
-      await tx
-        .update(runs)
-        .set({ ...input.progress, updatedAt: sql`now()` })
-        .where(and(eq(runs.id, input.runId), sql`${runs.stepsCompleted} <= ${input.progress.stepsCompleted}`));
+      await setProgress(tx, input.runId, input.progress);
       metrics.domainWrites.inc({ domain: 'logs', action: 'trace_step', result: inserted.length ? 'inserted' : 'existing' });
-      if (input.warningAtUsd == null || !input.tenantId || input.progress.costUsd < input.warningAtUsd) return { thresholdCrossed: false };
-      const flagged = await tx
-        .update(runs)
-        .set({ riskLevel: 'HIGH' })
-        .where(and(eq(runs.id, input.runId), ne(runs.riskLevel, 'HIGH')))
-        .returning({ id: runs.id });
-      await writeEvents(tx, { runId: input.runId, tenantId: input.tenantId }, [
-        {
-          topic: 'threshold.exceeded',
-          dedupeKey: `${input.runId}:threshold.exceeded`,
-          payload: { costUsd: input.progress.costUsd, warningAtUsd: input.warningAtUsd, stepIndex: input.stepIndex, riskLevel: 'HIGH' },
-        },
-      ]);
-      return { thresholdCrossed: flagged.length > 0 };
+      if (!input.tenantId) return { thresholdCrossed: false };
+      const thresholdCrossed = await flagThresholdCrossed(tx, { runId: input.runId, tenantId: input.tenantId }, { costUsd: input.progress.costUsd, warningAtUsd: input.warningAtUsd, stepIndex: input.stepIndex });
+      return { thresholdCrossed };
     });
   }
 

@@ -3,7 +3,8 @@ import { and, asc, eq, isNull } from 'drizzle-orm';
 import { z } from 'zod';
 import { isTerminalPhase, type RunPhase } from '../core/phases';
 import type { Db } from '../db/client';
-import { runs, stepOutputs } from '../db/schema';
+import { runOfTenant } from '../db/runs';
+import { stepOutputs } from '../db/schema';
 import { callerOf } from './auth';
 import { HttpError } from './errors';
 import { parseQuery, parseRunId } from './paging';
@@ -39,10 +40,7 @@ export function outputRoutes(deps: { db: Db }): Router {
 
   async function ownRun(param: string, tenantId: string) {
     const id = parseRunId(param);
-    const [run] = await deps.db
-      .select({ id: runs.id, phase: runs.phase, plan: runs.plan })
-      .from(runs)
-      .where(and(eq(runs.id, id), eq(runs.tenantId, tenantId)));
+    const run = await runOfTenant(deps.db, id, tenantId);
     if (!run) throw new HttpError(404, `run ${id} not found`);
     return run;
   }

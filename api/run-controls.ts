@@ -8,13 +8,12 @@ import {
   WorkflowUpdateStage,
   type Client,
 } from '@temporalio/client';
-import { and, eq } from 'drizzle-orm';
 import { z } from 'zod';
 import { isTerminalPhase, type RunPhase } from '../core/phases';
 import { describeZodError } from '../core/plan';
 import { DEFAULT_RESUME_AUTHORITIES, REQUESTABLE_PAUSE_REASONS, canResume, type ResumeAuthority } from '../core/policy-check';
 import type { Db } from '../db/client';
-import { runs } from '../db/schema';
+import { runOfTenant } from '../db/runs';
 import { isSignalLimitReached } from '../dispatch/control-pusher';
 import type { Logger } from '../lib/logger';
 import { pauseSignal, resumeUpdate, stopSignal, type ControlRequest, type ResumeRequest } from '../workflows/messages';
@@ -116,10 +115,7 @@ export function runControlRoutes(deps: RunControlDeps): Router {
 
   async function controllableRun(runId: string, res: Response) {
     const caller = callerOf(res);
-    const [run] = await deps.db
-      .select({ id: runs.id, phase: runs.phase, apiKeyId: runs.apiKeyId, pauseReason: runs.pauseReason })
-      .from(runs)
-      .where(and(eq(runs.id, runId), eq(runs.tenantId, caller.tenantId)));
+    const run = await runOfTenant(deps.db, runId, caller.tenantId);
     if (!run) throw new HttpError(404, `run ${runId} not found`);
     if (isTerminalPhase(run.phase as RunPhase)) throw new HttpError(409, `run is already ${run.phase}`);
     return { run, caller };

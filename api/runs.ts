@@ -1,9 +1,10 @@
 import { Router } from 'express';
 import { type Client } from '@temporalio/client';
-import { and, asc, eq, type SQL } from 'drizzle-orm';
+import { asc, eq } from 'drizzle-orm';
 import { z } from 'zod';
 import { RUN_PHASES, RUN_STATUSES, isTerminalPhase, type RunPhase } from '../core/phases';
-import { domainAcks, incidents, policyEvaluations, runLogs, runs, traceSteps, traces } from '../db/schema';
+import { listRuns, runOfTenant } from '../db/runs';
+import { domainAcks, incidents, policyEvaluations, runLogs, traceSteps, traces } from '../db/schema';
 import { runStateQuery, type RunState } from '../workflows/messages';
 import { callerOf } from './auth';
 import { HttpError } from './errors';
@@ -45,37 +46,22 @@ export function runRoutes(deps: RunRoutesDeps): Router {
 
   router.get('/', async (req, res) => {
     const { status, phase, limit, cursor } = parseQuery(listQuery, req.query);
-    const filters: (SQL | undefined)[] = [eq(runs.tenantId, callerOf(res).tenantId)];
-    if (status) filters.push(eq(runs.status, status));
-    if (phase) filters.push(eq(runs.phase, phase));
-    if (cursor) filters.push(olderThanCursor(runs.createdAt, runs.id, cursor));
-    const rows = await deps.db
-      .select({
-        runId: runs.id,
-        phase: runs.phase,
-        status: runs.status,
-        costUsd: runs.costUsd,
-        stepsCompleted: runs.stepsCompleted,
-        authorizationDecision: runs.authorizationDecision,
-        errorCode: runs.errorCode,
-        createdAt: runs.createdAt,
-        finishedAt: runs.finishedAt,
-        cursorAt: cursorTime(runs.createdAt),
-      })
-      .from(runs)
-      .where(and(...filters))
-      .orderBy(...newestFirst(runs.createdAt, runs.id))
-      .limit(limit + 1);
+    const rows = await listRuns(deps.db, {
+      tenantId: callerOf(res).tenantId,
+      status,
+      phase,
+      ...(cursor ? { olderThan: (at, id) => olderThanCursor(at, id, cursor) } : {}),
+      limit: limit + 1,
+      orderBy: newestFirst,
+      cursorTime,
+    });
     const { page, nextCursor } = pageOf(rows, limit, (row) => row.runId);
     res.json({ runs: page, nextCursor });
   });
 
   router.get('/:id', async (req, res) => {
     const id = parseRunId(req.params.id);
-    const [run] = await deps.db
-      .select()
-      .from(runs)
-      .where(and(eq(runs.id, id), eq(runs.tenantId, callerOf(res).tenantId)));
+    const run = await runOfTenant(deps.db, id, callerOf(res).tenantId);
     // Another tenant's run answers exactly like a missing one.
     if (!run) throw new HttpError(404, `run ${id} not found`);
     const [trace, steps, incidentRows, evaluations, logRows, acks, live] = await Promise.all([

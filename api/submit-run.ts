@@ -1,12 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
-import { and, eq, sql } from 'drizzle-orm';
 import { authorizeRun } from '../core/authorization';
 import { describeZodError, submitRunBody, toPlan } from '../core/plan';
 import type { ObservabilityMode } from '../core/policy';
 import type { Db } from '../db/client';
 import { declareRunContract } from '../db/audit';
-import { runs } from '../db/schema';
+import { insertRun, runByIdempotencyKey } from '../db/runs';
 import { currentPolicy } from '../db/tenancy';
 import { tryStartRunWorkflow, workflowInputOf } from '../dispatch/run-starter';
 import type { Logger } from '../lib/logger';
@@ -65,26 +64,22 @@ export async function submitRun(
   const requestHash = createHash('sha256').update(JSON.stringify(parsed.data)).digest('hex');
 
   const created = await deps.db.transaction(async (tx) => {
-    const [row] = await tx
-      .insert(runs)
-      .values({
-        id: randomUUID(),
-        tenantId: caller.tenantId,
-        apiKeyId: caller.apiKeyId,
-        idempotencyKey: idempotencyKey ?? null,
-        requestHash,
-        plan,
-        budgetUsd,
-        status: 'queued',
-        phase: 'CREATED',
-        authorizationDecision: authorization.decision,
-        authorizationReason: authorization.reason,
-        policyVersion: policy.version,
-        observabilityMode,
-        taskQueue: deps.taskQueue,
-      })
-      .onConflictDoNothing({ target: [runs.tenantId, runs.idempotencyKey], where: sql`${runs.idempotencyKey} is not null` })
-      .returning();
+    const row = await insertRun(tx, {
+      id: randomUUID(),
+      tenantId: caller.tenantId,
+      apiKeyId: caller.apiKeyId,
+      idempotencyKey: idempotencyKey ?? null,
+      requestHash,
+      plan,
+      budgetUsd,
+      status: 'queued',
+      phase: 'CREATED',
+      authorizationDecision: authorization.decision,
+      authorizationReason: authorization.reason,
+      policyVersion: policy.version,
+      observabilityMode,
+      taskQueue: deps.taskQueue,
+    });
     if (!row) return null;
     await declareRunContract(tx, { runId: row.id, tenantId: caller.tenantId, deadlineSeconds: deps.runDeadlineSeconds });
     return row;
@@ -98,10 +93,7 @@ export async function submitRun(
 }
 
 async function replay(deps: SubmitDeps, caller: Caller, idempotencyKey: string, requestHash: string): Promise<SubmitResult> {
-  const [existing] = await deps.db
-    .select()
-    .from(runs)
-    .where(and(eq(runs.tenantId, caller.tenantId), eq(runs.idempotencyKey, idempotencyKey)));
+  const existing = await runByIdempotencyKey(deps.db, caller.tenantId, idempotencyKey);
   if (!existing) throw new Error('idempotency conflict without an existing run');
   if (existing.requestHash !== requestHash) {
     throw new HttpError(422, 'Idempotency-Key was already used with a different request body', { runId: existing.id });

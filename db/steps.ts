@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { and, asc, eq, inArray, isNull, lt, ne, sql, type SQL } from 'drizzle-orm';
+import { and, asc, eq, inArray, isNull, lt, sql, type SQL } from 'drizzle-orm';
 import type { OutboundEvent } from '../core/events';
 import type { OutputContentType, OutputKind, OutputRef } from '../core/outputs';
 import type { DbOrTx } from './client';
 import { writeEvents } from './outbox';
-import { runs, stepOutputs, traceSteps } from './schema';
+import { flagHighRisk } from './runs';
+import { stepOutputs, traceSteps } from './schema';
 
 /**
  * The records of the run's governed steps, one owner: each step's whole output, its trace row and
@@ -137,32 +138,7 @@ export async function completeTraceRow(tx: DbOrTx, runId: string, item: ItemKey,
   return updated.length > 0;
 }
 
-export interface ProgressDelta {
-  costUsd: number;
-  tokens: number;
-  /** The plan steps now done (never moves back). */
-  stepsCompleted?: number;
-  turns?: number;
-  toolCalls?: number;
-}
-
-/** Adds one governed step to the stored run's totals; returns what it has spent now. */
-export async function addRunProgress(tx: DbOrTx, runId: string, delta: ProgressDelta): Promise<{ costUsd: number }> {
-  const [row] = await tx
-    .update(runs)
-    .set({
-      // Micro-dollars, as the workflow sums them (`addUsd`), so both agree to the last digit.
-      costUsd: sql`round((${runs.costUsd} + ${delta.costUsd})::numeric, 6)::float8`,
-      tokens: sql`${runs.tokens} + ${delta.tokens}`,
-      ...(delta.stepsCompleted !== undefined ? { stepsCompleted: sql`greatest(${runs.stepsCompleted}, ${delta.stepsCompleted})` } : {}),
-      ...(delta.turns ? { turns: sql`${runs.turns} + ${delta.turns}` } : {}),
-      ...(delta.toolCalls ? { toolCalls: sql`${runs.toolCalls} + ${delta.toolCalls}` } : {}),
-      updatedAt: sql`now()`,
-    })
-    .where(eq(runs.id, runId))
-    .returning({ costUsd: runs.costUsd });
-  return { costUsd: row?.costUsd ?? 0 };
-}
+export { addProgress as addRunProgress, type ProgressDelta } from './runs';
 
 /**
  * Past the policy's warning point the run is flagged HIGH risk and `threshold.exceeded` recorded,
@@ -174,16 +150,12 @@ export async function flagThresholdCrossed(
   spent: { costUsd: number; warningAtUsd: number | null | undefined; stepIndex: number },
 ): Promise<boolean> {
   if (spent.warningAtUsd == null || spent.costUsd < spent.warningAtUsd) return false;
-  const flagged = await tx
-    .update(runs)
-    .set({ riskLevel: 'HIGH' })
-    .where(and(eq(runs.id, run.runId), ne(runs.riskLevel, 'HIGH')))
-    .returning({ id: runs.id });
+  const flagged = await flagHighRisk(tx, run.runId);
   const event: OutboundEvent = {
     topic: 'threshold.exceeded',
     dedupeKey: `${run.runId}:threshold.exceeded`,
     payload: { costUsd: spent.costUsd, warningAtUsd: spent.warningAtUsd, stepIndex: spent.stepIndex, riskLevel: 'HIGH' },
   };
   await writeEvents(tx, run, [event]);
-  return flagged.length > 0;
+  return flagged;
 }

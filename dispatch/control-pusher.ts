@@ -1,8 +1,8 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { and, asc, eq, isNotNull, isNull, lt, lte, notInArray, sql } from 'drizzle-orm';
-import { TERMINAL_PHASES } from '../core/phases';
+import { and, asc, eq, isNull, lt, lte, sql } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../db/client';
-import { controlPushes, runs } from '../db/schema';
+import { liveRunsOfTenant } from '../db/runs';
+import { controlPushes } from '../db/schema';
 import { pauseSignal, policyChangedSignal, resumeSignal, type PauseRequest, type ResumeRequest } from '../workflows/messages';
 
 /** The tag a tenant-wide pause leaves on each run it pauses, so the tenant-wide resume resumes only those. */
@@ -121,17 +121,7 @@ export async function deliverPush(deps: PusherDeps, pushId: number): Promise<Pus
       .where(and(eq(controlPushes.tenantId, push.tenantId), isNull(controlPushes.pushedAt), lt(controlPushes.id, push.id)))
       .limit(1);
     if (earlier) return { state: 'queued', error: `waiting for the tenant's earlier change ${earlier.id}` };
-    const targets = await tx
-      .select({ id: runs.id })
-      .from(runs)
-      .where(
-        and(
-          eq(runs.tenantId, push.tenantId),
-          notInArray(runs.phase, [...TERMINAL_PHASES]),
-          isNotNull(runs.workflowStartedAt),
-          push.target === 'paused' ? isNotNull(runs.pausedAt) : undefined,
-        ),
-      );
+    const targets = await liveRunsOfTenant(tx, push.tenantId, { pausedOnly: push.target === 'paused' });
     const signal = SIGNALS[push.signal as keyof typeof SIGNALS];
     const payload = { ...push.payload, requestId: `push:${push.id}` };
     const results = await deps.temporal.withDeadline(Date.now() + deps.pushTimeoutMs, () =>

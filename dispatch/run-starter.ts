@@ -1,14 +1,12 @@
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import { and, asc, eq, isNull, lt, sql } from 'drizzle-orm';
 import type { ObservabilityMode } from '../core/policy';
 import { PRICE_TABLE } from '../core/pricing';
 import { RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
 import type { Db } from '../db/client';
-import { runs } from '../db/schema';
+import { markWorkflowStarted, unstartedRuns, type StoredRun } from '../db/runs';
 import { RUN_HISTORY_EVENTS_BOUND, type RunWorkflowInput } from '../workflows/messages';
 import { runWorkflow } from '../workflows/run';
 
-type StoredRun = typeof runs.$inferSelect;
 
 /** The workflow input of a run as it was recorded at submit. */
 export function workflowInputOf(run: StoredRun): RunWorkflowInput {
@@ -66,10 +64,7 @@ export async function startRunWorkflow(deps: StarterDeps, input: RunWorkflowInpu
   } catch (err) {
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
   }
-  await deps.db
-    .update(runs)
-    .set({ workflowStartedAt: sql`coalesce(${runs.workflowStartedAt}, now())` })
-    .where(eq(runs.id, input.runId));
+  await markWorkflowStarted(deps.db, input.runId);
 }
 
 /** Starts it now if Temporal answers; false leaves it to the starter. */
@@ -89,20 +84,7 @@ export async function tryStartRunWorkflow(deps: StarterDeps, input: RunWorkflowI
  * still the API's to start. Stops at the first failure: Temporal is most likely still away.
  */
 export async function startPendingRuns(deps: StarterDeps & { graceMs: number; limit: number }): Promise<{ started: number; pending: boolean }> {
-  const pending = await deps.db
-    .select()
-    .from(runs)
-    .where(
-      and(
-        isNull(runs.workflowStartedAt),
-        eq(runs.phase, 'CREATED'),
-        // Runs recorded before the starter existed have no queue; a retried submit starts those.
-        eq(runs.taskQueue, deps.taskQueue),
-        lt(runs.createdAt, sql`now() - make_interval(secs => ${deps.graceMs / 1000})`),
-      ),
-    )
-    .orderBy(asc(runs.createdAt))
-    .limit(deps.limit);
+  const pending = await unstartedRuns(deps.db, deps);
   let started = 0;
   for (const run of pending) {
     try {
