@@ -6,6 +6,7 @@
  *   npm run bench -- [--sequential 20] [--concurrent 50] [--steps 3] [--store file|memory]
  *   npm run bench -- audit [--runs 100000,1000000] [--due-pct 1] [--keep]   (bench/audit.ts)
  *   npm run bench -- events [--events 1000] [--rate 200] [--burst 5000]      (bench/events.ts)
+ *   npm run bench -- agent [--turns 20] [--runs 5] [--long 500]               (bench/agent.ts)
  *
  * Every figure is printed for governed runs and for a bare baseline measured in the same run on the
  * same server (bench/bare: the same plan's skill activities and nothing else), with their ratio:
@@ -44,8 +45,8 @@ import { buildWorkflowBundle } from '../worker/build-bundle';
 import { createWorker } from '../worker/create-worker';
 import { bareRunWorkflow } from './bare/workflows';
 
-/** `audit` and `events` run the benchmarks of bench/audit.ts and bench/events.ts, which parse their own options. */
-const SUITE = process.argv[2] === 'audit' || process.argv[2] === 'events' ? process.argv[2] : null;
+/** `audit`, `events` and `agent` run the benchmarks of bench/audit.ts, bench/events.ts and bench/agent.ts, which parse their own options. */
+const SUITE = process.argv[2] === 'audit' || process.argv[2] === 'events' || process.argv[2] === 'agent' ? process.argv[2] : null;
 const { values } = parseArgs({
   args: SUITE ? [] : undefined,
   options: {
@@ -289,6 +290,7 @@ function run(): Promise<void> {
   const rest = process.argv.slice(3);
   if (SUITE === 'audit') return (require('./audit') as typeof import('./audit')).benchAudit(rest);
   if (SUITE === 'events') return (require('./events') as typeof import('./events')).benchEvents(rest);
+  if (SUITE === 'agent') return (require('./agent') as typeof import('./agent')).benchAgent(rest);
   return main();
 }
 
