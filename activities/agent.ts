@@ -6,7 +6,7 @@ import { modelTurnAction, stepRecordAction, toolCallAction } from '../core/audit
 import { wouldOverrunBudget } from '../core/budget';
 import type { OutputRef } from '../core/outputs';
 import type { AgentInput, PlanStep } from '../core/plan';
-import type { PriceTable } from '../core/pricing';
+import { PRICED_AT_DEAREST_RATE, type PriceTable } from '../core/pricing';
 import { ReferenceError, referencedSteps, resolveReferences, type ReferencedOutput } from '../core/references';
 import { chatCompletionBoundUsd } from '../core/step-cost';
 import { STEP_HEARTBEAT_INTERVAL_MS } from '../core/step-heartbeat';
@@ -33,7 +33,7 @@ import {
 import { recordToolCallResolution, recordedToolCall, type ToolCallKey, type ToolCallRecord } from '../db/tool-calls';
 import type { ActivityDeps } from './deps';
 import { recorded } from './recording';
-import { complete } from './skills/chat';
+import { complete, pricingNote, redactorFor } from './skills/chat';
 import { contentTypeOf } from '../db/content-type';
 import { ToolCallLostError } from './tools/servers';
 
@@ -103,6 +103,8 @@ function asRef(output: StoredOutput): OutputRef {
 }
 
 export function createAgentActivities({ db, llm, metrics, limits, tools, logger }: ActivityDeps) {
+  /** The worker's secrets, kept out of what tool servers send back (`core/redaction.ts`). */
+  const redactor = redactorFor(llm);
   /** The calls an assistant message asks for, as the workflow governs them. */
   function requestedCalls(message: AssistantMessage): RequestedToolCall[] {
     return (message.tool_calls ?? []).map((call, callIndex) => {
@@ -263,7 +265,8 @@ export function createAgentActivities({ db, llm, metrics, limits, tools, logger 
         costUsd: completion.costUsd,
         durationMs,
         status: failure ? 'failed' : 'ok',
-        errorCode: failure?.code ?? null,
+        // A billed model the price table does not know: priced at the dearest known rate, and said so.
+        errorCode: failure?.code ?? (completion.pricing === 'dearest' ? PRICED_AT_DEAREST_RATE : null),
         outputPreview: failure?.message ?? (toSafeText(answer ?? calls.map((c) => `${c.tool ?? c.functionName}(${c.argsPreview})`).join(', '), PREVIEW_CHARS) ?? ''),
         outputId: output.id,
       });
@@ -274,7 +277,7 @@ export function createAgentActivities({ db, llm, metrics, limits, tools, logger 
         turns: 1,
         ...(stepOutput ? { stepsCompleted: stepIndex + 1 } : {}),
       });
-      await recordAck(tx, { runId, action: modelTurnAction(stepIndex, turn), status: 'OK', resultId: output.id, metadata: { model: billedModel, toolCalls: calls.length } });
+      await recordAck(tx, { runId, action: modelTurnAction(stepIndex, turn), status: 'OK', resultId: output.id, metadata: { model: billedModel, toolCalls: calls.length, ...pricingNote({ ...completion, model: billedModel }) } });
       if (stepOutput) await recordAck(tx, { runId, action: stepRecordAction(stepIndex), status: 'OK', resultId: stepOutput.id, metadata: { skill: 'agent', turns: turn + 1 } });
       if (failure) await recordAck(tx, { runId, action: stepRecordAction(stepIndex), status: 'FAILED', error: failure.message, metadata: { skill: 'agent' } });
       // Declared before any of them runs: a call that is executed without one is drift.
@@ -356,8 +359,10 @@ export function createAgentActivities({ db, llm, metrics, limits, tools, logger 
     try {
       const outcome = await tools.call(tool.id, parsed as Record<string, unknown>, { signal: ctx.cancellationSignal });
       const durationMs = Math.round(performance.now() - started);
-      if (outcome.kind === 'refused') return resolve('refused_by_server', `The tool server refused the call to ${tool.id}: ${outcome.error}. Nothing was run.`, durationMs);
-      const text = outcome.structured !== undefined && outcome.text === '' ? JSON.stringify(outcome.structured) : outcome.text;
+      // A server's error is error text (secrets and credential shapes redacted); its result is the
+      // tenant's data, from which only the worker's own secrets are taken out.
+      if (outcome.kind === 'refused') return resolve('refused_by_server', `The tool server refused the call to ${tool.id}: ${redactor.credentials(outcome.error)}. Nothing was run.`, durationMs);
+      const text = redactor.secrets(outcome.structured !== undefined && outcome.text === '' ? JSON.stringify(outcome.structured) : outcome.text);
       const bytes = Buffer.byteLength(text, 'utf8');
       if (bytes > limits.maxStepOutputBytes) {
         return resolve('output_too_large', `The result of ${tool.id} was ${bytes} bytes, over the limit of ${limits.maxStepOutputBytes} (MAX_STEP_OUTPUT_BYTES); it was not kept.`, durationMs);
@@ -366,13 +371,14 @@ export function createAgentActivities({ db, llm, metrics, limits, tools, logger 
     } catch (err) {
       if (!(err instanceof ToolCallLostError)) throw err;
       const durationMs = Math.round(performance.now() - started);
+      const lost = redactor.credentials(err.message);
       if (tool.retrySafe || !err.sentRequest) {
-        logger.warn({ runId, tool: tool.id, err: err.message }, 'tool call lost; retried, as it is safe to run again');
-        throw ApplicationFailure.retryable(`call to ${tool.id} lost: ${err.message}`, 'ToolCallLost');
+        logger.warn({ runId, tool: tool.id, err: lost }, 'tool call lost; retried, as it is safe to run again');
+        throw ApplicationFailure.retryable(`call to ${tool.id} lost: ${lost}`, 'ToolCallLost');
       }
       return resolve(
         'outcome_unknown',
-        `The call to ${tool.id} was interrupted (${err.message}) and its outcome is unknown. It was not repeated, because ${tool.id} is not marked read-only or idempotent. Check its effect before calling it again.`,
+        `The call to ${tool.id} was interrupted (${lost}) and its outcome is unknown. It was not repeated, because ${tool.id} is not marked read-only or idempotent. Check its effect before calling it again.`,
         durationMs,
       );
     } finally {

@@ -25,7 +25,12 @@ export type FailureCode =
   /** An agent asked for more tool calls than the policy's `maxCallsPerRun`. */
   | 'TOOL_CALL_LIMIT'
   /** A tool call was refused or denied under a policy whose `onDenied` is FAIL_RUN. */
-  | 'TOOL_DENIED';
+  | 'TOOL_DENIED'
+  /**
+   * The provider's token usage was missing or not a count (negative, fractional, over 10,000,000):
+   * the call's cost cannot be accounted, so the run cannot be governed past it.
+   */
+  | 'LLM_USAGE_INVALID';
 
 export type RunOutcome =
   | { kind: 'succeeded' }
@@ -48,4 +53,5 @@ export const FAILURE_SEVERITY: Readonly<Record<FailureCode, 'LOW' | 'MEDIUM' | '
   AGENT_TURNS_EXHAUSTED: 'MEDIUM',
   TOOL_CALL_LIMIT: 'HIGH',
   TOOL_DENIED: 'MEDIUM',
+  LLM_USAGE_INVALID: 'HIGH',
 };

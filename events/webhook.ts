@@ -1,4 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { Redactor } from '../core/redaction';
+import { environmentRedactor } from '../lib/secrets';
 
 /** What the webhook receives: the alert as JSON; `id` is stable across retries and redeliveries. */
 export type WebhookPayload = { id: string } & Record<string, unknown>;
@@ -17,6 +19,11 @@ export interface WebhookSinkOptions {
   /** Per attempt. */
   timeoutMs?: number;
   fetch?: typeof globalThis.fetch;
+  /**
+   * What each body is redacted with before it is signed and sent; default: the process's secrets
+   * (`lib/secrets.ts`) and `secret`, and every credential shape (`core/redaction.ts`).
+   */
+  redactor?: Redactor;
 }
 
 export const WEBHOOK_HEADERS = {
@@ -91,6 +98,7 @@ export function createWebhookSink(options: WebhookSinkOptions): WebhookSink {
   const backoffMs = options.backoffMs ?? 200;
   const timeoutMs = options.timeoutMs ?? 5000;
   const fetchFn = options.fetch ?? globalThis.fetch;
+  const redactor = options.redactor ?? environmentRedactor([secret]);
 
   async function attempt(alertId: string, body: string): Promise<{ ok: true } | { ok: false; failure: string; status?: number; cause?: unknown }> {
     // Signed per attempt: a retry after a long backoff must not arrive with a stale timestamp.
@@ -118,7 +126,9 @@ export function createWebhookSink(options: WebhookSinkOptions): WebhookSink {
 
   return {
     async deliver(alert) {
-      const body = JSON.stringify(alert);
+      // An alert quotes what runs recorded (already redacted at the source); nothing the process
+      // holds as a secret, nor anything shaped like a credential, leaves in a webhook all the same.
+      const body = redactor.credentials(JSON.stringify(alert));
       let last: { failure: string; status?: number; cause?: unknown } = { failure: 'not attempted' };
       for (let n = 1; n <= attempts; n++) {
         if (n > 1) await new Promise((resolve) => setTimeout(resolve, backoffMs * 2 ** (n - 2)));

@@ -193,7 +193,7 @@ describe('a runaway agent', () => {
 
   it('is ended by its budget before a turn that could overrun it: spend never passes the budget', async () => {
     // Each call costs $0.005 by policy; a turn's bound (the filesystem server's tool definitions are
-    // most of its prompt, priced at the dearer of the model's and the default rate) is about $0.009.
+    // most of its prompt; priced at the dearest known rate) lets more than one turn run, not many.
     const tenant = await stack.createTenant({ policy: agentPolicy({ allow: ['fs.*'], maxCallsPerRun: 1000, prices: [{ pattern: 'fs.*', usd: 0.005 }] }) });
     const runId = await stack.submitRun(tenant.apiKey, { ...agentRun('loop on budget', forever(), { maxTurns: 1000, model: 'gpt-4o-mini' }), budgetUsd: 0.03 });
     const run = await stack.waitForPhase(runId, 'terminal', 90_000);

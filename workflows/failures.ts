@@ -13,7 +13,7 @@ export function describeFailure(err: unknown): string {
 }
 
 /** Step failures an activity names with a code of the run's own; any other is `fallback`. */
-const STEP_FAILURE_CODES: ReadonlySet<FailureCode> = new Set(['OUTPUT_TOO_LARGE', 'REFERENCE_UNRESOLVED', 'RECORDING_FAILED']);
+const STEP_FAILURE_CODES: ReadonlySet<FailureCode> = new Set(['OUTPUT_TOO_LARGE', 'REFERENCE_UNRESOLVED', 'RECORDING_FAILED', 'LLM_USAGE_INVALID']);
 
 export function failureCodeOf(err: unknown, fallback: FailureCode): FailureCode {
   const cause = err instanceof ActivityFailure ? err.cause : err;

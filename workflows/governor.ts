@@ -653,7 +653,9 @@ export class RunGovernor {
     if (!this.reservesBudget || this.memory.overrunAcceptedStep === stepIndex) return null;
     const step = this.input.plan[stepIndex]!;
     const spent = this.run.view();
-    const prediction = predictStepCost(step, spent, this.input.prices);
+    const boundedChat = step.skill === 'llm.chat' && step.input.maxTokens !== undefined;
+    const rule = boundedChat && this.patches.has('priceBoundAtDearestRate') ? 'dearest' : 'named-or-default';
+    const prediction = predictStepCost(step, spent, this.input.prices, rule);
     const budget = this.budgetUsd();
     if (!prediction || !wouldOverrunBudget(spent.costUsd, prediction.usd, budget)) return null;
     const basis = prediction.basis === 'upper-bound' ? 'at most' : "about (the run's average step)";

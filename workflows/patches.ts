@@ -49,6 +49,12 @@ export const RUN_PATCHES = {
    * oversized ones, and did not continue as new before Temporal's per-execution signal limit.
    */
   signalsBounded: 'signals-bounded',
+  /**
+   * Runs started before bounded a chat step by its named model's price (or the default's); a
+   * provider billing a dearer model could take them over the bound. Asked on its own, only by
+   * runs with such a step, when it is first predicted.
+   */
+  priceBoundAtDearestRate: 'price-bound-at-dearest-rate',
 } as const;
 
 export type RunPatch = keyof typeof RUN_PATCHES;

@@ -1,7 +1,9 @@
 import { ApplicationFailure } from '@temporalio/common';
 import OpenAI from 'openai';
 import type { LlmChatInput } from '../../core/plan';
-import { costUsd, type PriceTable } from '../../core/pricing';
+import { checkUsage, costAt, pricingOf, type PriceTable, type PricingBasis } from '../../core/pricing';
+import type { Redactor } from '../../core/redaction';
+import { environmentRedactor } from '../../lib/secrets';
 import type { LlmConfig } from '../deps';
 
 /**
@@ -22,15 +24,41 @@ function clientFor(config: LlmConfig): OpenAI {
   return client;
 }
 
-/** What the provider said of a failed call: a 4xx other than 408/429 cannot succeed on retry. */
-function asActivityFailure(err: unknown): unknown {
+const redactors = new Map<string, Redactor>();
+
+/**
+ * What provider text is redacted with (`core/redaction.ts`): the secrets a provider or tool server
+ * could send back (the worker's environment's, `lib/secrets.ts`) and the key this endpoint is called with.
+ */
+export function redactorFor(config: LlmConfig): Redactor {
+  const key = config.apiKey ?? '';
+  let redactor = redactors.get(key);
+  if (!redactor) {
+    redactor = environmentRedactor([config.apiKey], process.env, 'provider-reachable');
+    redactors.set(key, redactor);
+  }
+  return redactor;
+}
+
+/**
+ * What the provider said of a failed call: a 4xx other than 408/429 cannot succeed on retry. The
+ * message is error text that goes to the activity's failure (Temporal history), the run, its
+ * incident, the outbox, logs and webhooks: every configured secret and credential shape is
+ * redacted from it first (a provider may echo the key it was sent), then it is cut.
+ */
+function asActivityFailure(err: unknown, redactor: Redactor): unknown {
   if (err instanceof OpenAI.APIUserAbortError) return err;
-  if (err instanceof OpenAI.APIConnectionError) return ApplicationFailure.retryable(`LLM endpoint unreachable: ${err.message}`, 'LlmUnreachable');
+  if (err instanceof OpenAI.APIConnectionError) return ApplicationFailure.retryable(`LLM endpoint unreachable: ${redactor.credentials(err.message)}`, 'LlmUnreachable');
   if (err instanceof OpenAI.APIError && err.status !== undefined) {
-    const detail = JSON.stringify(err.error ?? err.message).slice(0, 500);
+    const detail = redactor.credentials(JSON.stringify(err.error ?? err.message) ?? '').slice(0, 500);
     const message = `LLM endpoint answered ${err.status}: ${detail}`;
     if (err.status >= 400 && err.status < 500 && err.status !== 408 && err.status !== 429) return ApplicationFailure.nonRetryable(message, 'LlmClientError');
     return ApplicationFailure.retryable(message, 'LlmServerError');
+  }
+  // Anything else the client threw keeps its name and retry; its message is redacted all the same.
+  if (err instanceof Error) {
+    const message = redactor.credentials(err.message);
+    if (message !== err.message || redactor.credentials(err.stack ?? '') !== (err.stack ?? '')) return ApplicationFailure.retryable(message, err.name);
   }
   return err;
 }
@@ -38,44 +66,85 @@ function asActivityFailure(err: unknown): unknown {
 type CompletionRequest = OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming;
 
 export interface Completion {
-  /** The model the provider billed. */
+  /** The model the provider billed, its credential shapes redacted (it is stored and shown). */
   model: string;
   tokensIn: number;
   tokensOut: number;
   costUsd: number;
+  /** How the billed model was priced: `dearest` when the price table does not know it (`core/pricing.ts`). */
+  pricing: PricingBasis;
+  /** The reply, the worker's configured secrets redacted from its text and tool calls. */
   message: OpenAI.Chat.Completions.ChatCompletionMessage;
+  /** How many configured secrets were redacted from the reply (0 but for a provider that leaks one). */
+  redactedSecrets: number;
 }
 
-/** One completion; usage is required, since a step whose cost is unknown cannot be governed. */
+/**
+ * The reply with the worker's configured secrets replaced: it is the tenant's data, so only those
+ * (never an `sk-…` the model wrote as an example); a secret can be there only if it leaked.
+ */
+function redactReply(message: OpenAI.Chat.Completions.ChatCompletionMessage, redactor: Redactor): { message: OpenAI.Chat.Completions.ChatCompletionMessage; redacted: number } {
+  let redacted = 0;
+  const clean = <T>(text: T): T => {
+    if (typeof text !== 'string') return text;
+    const found = redactor.count(text);
+    if (found === 0) return text;
+    redacted += found;
+    return redactor.secrets(text) as T;
+  };
+  const toolCalls = message.tool_calls?.map((call) =>
+    call.type === 'function' ? { ...call, id: clean(call.id), function: { ...call.function, name: clean(call.function.name), arguments: clean(call.function.arguments) } } : call,
+  );
+  return { message: { ...message, content: clean(message.content), ...(toolCalls ? { tool_calls: toolCalls } : {}) }, redacted };
+}
+
+/**
+ * One completion. Usage is required and checked (`checkUsage`): a step whose cost is unknown
+ * cannot be governed, so missing, negative, fractional or absurd counts fail it with
+ * `LLM_USAGE_INVALID`, never retried (the provider billed the call; a retry would be billed again).
+ * A billed model the price table does not know is priced at the dearest known rate.
+ */
 export async function complete(config: LlmConfig, request: CompletionRequest, options: { signal?: AbortSignal; prices?: PriceTable } = {}): Promise<Completion> {
+  const redactor = redactorFor(config);
   let response: OpenAI.Chat.Completions.ChatCompletion;
   try {
     response = await clientFor(config).chat.completions.create(request, { signal: options.signal });
   } catch (err) {
-    throw asActivityFailure(err);
+    throw asActivityFailure(err, redactor);
   }
-  const { usage } = response;
-  if (!usage || typeof usage.prompt_tokens !== 'number' || typeof usage.completion_tokens !== 'number') {
-    throw ApplicationFailure.nonRetryable('LLM response carries no token usage; cost cannot be accounted', 'LlmNoUsage');
+  const usage = checkUsage(response.usage);
+  if (!usage.ok) {
+    throw ApplicationFailure.nonRetryable(`LLM ${usage.problem}; the call's cost cannot be accounted, so the step fails without a retry`, 'LLM_USAGE_INVALID');
   }
-  const message = response.choices?.[0]?.message;
-  if (!message) throw ApplicationFailure.nonRetryable('LLM response carries no message', 'LlmNoMessage');
-  const model = response.model || request.model;
+  const choice = response.choices?.[0]?.message;
+  if (!choice) throw ApplicationFailure.nonRetryable('LLM response carries no message', 'LlmNoMessage');
+  const billed = typeof response.model === 'string' && response.model !== '' ? response.model : request.model;
+  const pricing = pricingOf(billed, options.prices, request.model);
+  const { message, redacted } = redactReply(choice, redactor);
   return {
-    model,
-    tokensIn: usage.prompt_tokens,
-    tokensOut: usage.completion_tokens,
-    costUsd: costUsd(model, usage.prompt_tokens, usage.completion_tokens, options.prices),
+    model: redactor.credentials(billed),
+    tokensIn: usage.tokensIn,
+    tokensOut: usage.tokensOut,
+    costUsd: costAt(pricing.price, usage.tokensIn, usage.tokensOut),
+    pricing: pricing.basis,
     message,
+    redactedSecrets: redacted,
   };
 }
 
+/** What an `llm.chat` step's call produced: its usage, how it was priced, the reply's text. */
+export interface ChatResult {
+  model: string;
+  tokensIn: number;
+  tokensOut: number;
+  costUsd: number;
+  pricing: PricingBasis;
+  redactedSecrets: number;
+  text: string;
+}
+
 /** An `llm.chat` step: its messages in, the reply's text out. */
-export async function chatCompletion(
-  config: LlmConfig,
-  input: LlmChatInput,
-  signal?: AbortSignal,
-): Promise<{ model: string; tokensIn: number; tokensOut: number; costUsd: number; text: string }> {
+export async function chatCompletion(config: LlmConfig, input: LlmChatInput, signal?: AbortSignal): Promise<ChatResult> {
   const completion = await complete(
     config,
     {
@@ -86,5 +155,17 @@ export async function chatCompletion(
     },
     { signal },
   );
-  return { model: completion.model, tokensIn: completion.tokensIn, tokensOut: completion.tokensOut, costUsd: completion.costUsd, text: completion.message.content ?? '' };
+  const { model, tokensIn, tokensOut, costUsd, pricing, redactedSecrets } = completion;
+  return { model, tokensIn, tokensOut, costUsd, pricing, redactedSecrets, text: completion.message.content ?? '' };
+}
+
+/**
+ * What a step's ack adds about its call: a model priced at the dearest known rate (with the name the
+ * provider billed), and how many of the worker's secrets were redacted from the reply.
+ */
+export function pricingNote(result: { model: string; pricing: ChatResult['pricing']; redactedSecrets: number }): Record<string, unknown> {
+  return {
+    ...(result.pricing === 'dearest' ? { pricing: 'dearest known rate: the price table does not know the billed model', billedModel: result.model } : {}),
+    ...(result.redactedSecrets > 0 ? { redactedSecrets: result.redactedSecrets } : {}),
+  };
 }

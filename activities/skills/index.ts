@@ -3,6 +3,7 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { stepRecordAction } from '../../core/audit';
 import type { OutputRef } from '../../core/outputs';
 import type { PlanStep } from '../../core/plan';
+import { PRICED_AT_DEAREST_RATE } from '../../core/pricing';
 import { ReferenceError, resolveReferences, type ReferencedOutput } from '../../core/references';
 import { SIM_MODEL } from '../../core/step-cost';
 import { STEP_HEARTBEAT_INTERVAL_MS } from '../../core/step-heartbeat';
@@ -13,7 +14,7 @@ import type { DbOrTx } from '../../db/client';
 import { addRunProgress, flagThresholdCrossed, insertTraceRow, outputOf, planStepOutputs, sha256Hex, storeOutput, traceRowOf, type TraceRow } from '../../db/steps';
 import type { ActivityDeps } from '../deps';
 import { recorded as untilRecorded } from '../recording';
-import { chatCompletion } from './chat';
+import { chatCompletion, pricingNote, type ChatResult } from './chat';
 import { simulateCompletion } from './sim';
 
 /** What the legacy `executeStep` returns to runs started before outputs were stored. */
@@ -66,7 +67,7 @@ function stepRecordOf(row: TraceRow, output: OutputRef | null): StepRecord {
 }
 
 export function createSkillActivities({ db, llm, metrics, limits }: ActivityDeps) {
-  async function skillOutput(step: PlanStep, signal: AbortSignal): Promise<{ model: string; tokensIn: number; tokensOut: number; costUsd: number; text: string }> {
+  async function skillOutput(step: PlanStep, signal: AbortSignal): Promise<ChatResult> {
     if (step.skill === 'sim.llm') {
       const { input } = step;
       const ctx = Context.current();
@@ -74,9 +75,10 @@ export function createSkillActivities({ db, llm, metrics, limits }: ActivityDeps
       if (input.fail || (input.failAttempts !== undefined && ctx.info.attempt <= input.failAttempts)) {
         throw ApplicationFailure.retryable(`simulated failure on attempt ${ctx.info.attempt}`, 'SimulatedStepFailure');
       }
-      return { model: SIM_MODEL, ...simulateCompletion(input) };
+      return { model: SIM_MODEL, pricing: 'listed', redactedSecrets: 0, ...simulateCompletion(input) };
     }
     if (step.skill === 'llm.chat') {
+      // The reply arrives with the worker's secrets redacted and its usage checked (`./chat.ts`).
       const completion = await chatCompletion(llm, step.input, signal);
       // What a provider sends is data we store: it must not be able to fail the write that records it.
       return { ...completion, model: toSafeText(completion.model, 200) ?? '', text: toSafeText(completion.text, Number.MAX_SAFE_INTEGER) ?? '' };
@@ -153,7 +155,8 @@ export function createSkillActivities({ db, llm, metrics, limits }: ActivityDeps
         costUsd: result.costUsd,
         durationMs,
         status: failure ? 'failed' : 'ok',
-        errorCode: failure?.code ?? null,
+        // A billed model the price table does not know: priced at the dearest known rate, and said so.
+        errorCode: failure?.code ?? (result.pricing === 'dearest' ? PRICED_AT_DEAREST_RATE : null),
         outputPreview: failure ? failure.message : (toSafeText(result.text, PREVIEW_CHARS) ?? ''),
         outputId: output?.id ?? null,
         inputSha256,
@@ -170,7 +173,7 @@ export function createSkillActivities({ db, llm, metrics, limits }: ActivityDeps
         status: failure ? 'FAILED' : 'OK',
         resultId: output?.id ?? null,
         error: failure?.message ?? null,
-        metadata: { skill: step.skill, bytes, inputSha256 },
+        metadata: { skill: step.skill, bytes, inputSha256, ...pricingNote(result) },
       });
       const thresholdCrossed = await flagThresholdCrossed(tx, { runId, tenantId }, { costUsd: totals.costUsd, warningAtUsd: input.warningAtUsd, stepIndex });
       metrics.stepCost.inc({ skill: step.skill }, result.costUsd);
@@ -193,8 +196,8 @@ export function createSkillActivities({ db, llm, metrics, limits }: ActivityDeps
     const started = performance.now();
     const result = await withHeartbeat({ stepIndex: input.stepIndex }, step.skill, () => skillOutput(step, Context.current().cancellationSignal));
     metrics.stepCost.inc({ skill: step.skill }, result.costUsd);
-    const { text, ...usage } = result;
-    return { ...usage, durationMs: Math.round(performance.now() - started), outputPreview: toSafeText(text, PREVIEW_CHARS) ?? '' };
+    const { model, tokensIn, tokensOut, costUsd, text } = result;
+    return { model, tokensIn, tokensOut, costUsd, durationMs: Math.round(performance.now() - started), outputPreview: toSafeText(text, PREVIEW_CHARS) ?? '' };
   }
 
   return { runStep, executeStep };

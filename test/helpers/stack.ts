@@ -29,6 +29,8 @@ export interface StackOptions {
   /** Where the worker reaches Postgres; a test may route it through a proxy it can cut. */
   workerDatabaseUrl?: string;
   llmBaseUrl?: string;
+  /** The worker's LLM key (`LLM_API_KEY`); `test-key` unless a test needs one of its own. */
+  llmApiKey?: string;
   maxDomainAttempts?: number;
   /** A database of the test file's own (see `freshDatabase`), when it must not share the run's. */
   databaseUrl?: string;
@@ -110,7 +112,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     db: workerDatabase.db,
     metrics: workerMetrics,
     logger,
-    llm: { baseUrl: options.llmBaseUrl ?? 'http://127.0.0.1:9/v1', apiKey: 'test-key', model: 'gpt-4o-mini', timeoutMs: 10_000 },
+    llm: { baseUrl: options.llmBaseUrl ?? 'http://127.0.0.1:9/v1', apiKey: options.llmApiKey ?? 'test-key', model: 'gpt-4o-mini', timeoutMs: 10_000 },
     temporal: client,
     tools,
     limits: { maxStepOutputBytes: options.maxStepOutputBytes ?? DEFAULT_MAX_STEP_OUTPUT_BYTES },

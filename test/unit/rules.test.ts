@@ -60,9 +60,9 @@ describe('the simulator and prices', () => {
     expect(long.costUsd).toBe(costUsd('sim-1', 1000, 10));
   });
 
-  it('prices per 1k tokens, falls back for unknown models, and sums in micro-dollars', () => {
+  it('prices per 1k tokens, prices unknown models at the dearest known rate, and sums in micro-dollars', () => {
     expect(costUsd('sim-1', 1000, 1000)).toBe(0.008);
-    expect(costUsd('no-such-model', 1000, 0)).toBe(0.001);
+    expect(costUsd('no-such-model', 1000, 0)).toBe(0.0025);
     expect(addUsd(0.1, 0.2)).toBe(0.3);
   });
 });
