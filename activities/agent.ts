@@ -24,9 +24,9 @@ import {
   insertTraceRow,
   outputOf,
   planStepOutputs,
+  recordedItem,
   sha256Hex,
   storeOutput,
-  traceRowOf,
   type ItemKey,
   type StoredOutput,
 } from '../db/steps';
@@ -102,6 +102,16 @@ function asRef(output: StoredOutput): OutputRef {
   return { id: output.id, sha256: output.sha256, bytes: output.bytes, contentType: output.contentType };
 }
 
+/** A run's plan never changes: each worker keeps the latest few instead of reading them every turn. */
+const plans = new Map<string, PlanStep[]>();
+const PLANS_KEPT = 500;
+
+function remember(runId: string, plan: PlanStep[]): void {
+  plans.delete(runId);
+  plans.set(runId, plan);
+  if (plans.size > PLANS_KEPT) plans.delete(plans.keys().next().value!);
+}
+
 export function createAgentActivities({ db, llm, metrics, limits, tools, logger }: ActivityDeps) {
   /** The worker's secrets, kept out of what tool servers send back (`core/redaction.ts`). */
   const redactor = redactorFor(llm);
@@ -123,7 +133,8 @@ export function createAgentActivities({ db, llm, metrics, limits, tools, logger 
   }
 
   async function agentStepOf(runId: string, stepIndex: number): Promise<{ plan: PlanStep[]; step: Extract<PlanStep, { skill: 'agent' }> }> {
-    const plan = await runPlan(db, runId);
+    const plan = plans.get(runId) ?? (await runPlan(db, runId));
+    if (plan) remember(runId, plan);
     const step = plan?.[stepIndex];
     if (!plan || step?.skill !== 'agent') throw ApplicationFailure.nonRetryable(`run ${runId} has no agent step ${stepIndex}`, 'NotAnAgentStep');
     return { plan, step };
@@ -159,9 +170,9 @@ export function createAgentActivities({ db, llm, metrics, limits, tools, logger 
 
   /** The result of a turn that was recorded, rebuilt from its record (a retry does not ask the model again). */
   async function recordedTurn(runId: string, item: ItemKey): Promise<AgentTurnResult | null> {
-    const row = await traceRowOf(db, runId, item);
-    const output = row && (await outputOf(db, runId, item));
-    if (!row || !output) return null;
+    const found = await recordedItem(db, runId, item);
+    if (!found?.output) return null;
+    const { row, output } = found;
     const message = JSON.parse(output.content) as AssistantMessage;
     const calls = requestedCalls(message);
     const stepOutput = calls.length === 0 ? await outputOf(db, runId, { stepIndex: item.stepIndex }) : undefined;
@@ -318,8 +329,7 @@ export function createAgentActivities({ db, llm, metrics, limits, tools, logger 
   async function callTool(input: ToolCallInput): Promise<ToolCallRecord> {
     const { runId, tenantId, stepIndex, turn, callIndex } = input;
     const item = { stepIndex, turn, callIndex };
-    const resolved = await recorded('reading the call record', () => recordedToolCall(db, runId, item));
-    if (resolved) return resolved;
+    // A retry that finds the call resolved learns it from its mark below (or from the resolution's own key).
     const { call, tool, args, argsSha256 } = await recorded('reading the call', () => requestedCall(runId, item));
     const resolve = async (resolution: ToolCallResolution, message: string, durationMs = 0): Promise<ToolCallRecord> => {
       const costUsd = toolMayHaveRun(resolution) ? input.priceUsd : 0;
@@ -346,6 +356,10 @@ export function createAgentActivities({ db, llm, metrics, limits, tools, logger 
     const claimed = await recorded('marking the call sent', () => insertTraceRow(db, runId, item, {
       kind: 'tool_call', skill: 'tool', model: '', tool: tool.id, tokensIn: 0, tokensOut: 0, costUsd: 0, durationMs: 0, status: 'started', argsSha256,
     }));
+    if (!claimed) {
+      const earlier = await recorded('reading the call record', () => recordedToolCall(db, runId, item));
+      if (earlier) return earlier;
+    }
     if (!claimed && !tool.retrySafe) {
       return resolve(
         'outcome_unknown',

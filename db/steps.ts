@@ -115,6 +115,16 @@ export async function traceRowOf(db: DbOrTx, runId: string, item: ItemKey): Prom
   return row;
 }
 
+/** The item's trace row with its stored output, in one read (a retried activity's first question). */
+export async function recordedItem(db: DbOrTx, runId: string, item: ItemKey): Promise<{ row: TraceRow; output: StoredOutput | null } | undefined> {
+  const [found] = await db
+    .select({ row: traceSteps, output: stepOutputs })
+    .from(traceSteps)
+    .leftJoin(stepOutputs, eq(stepOutputs.id, traceSteps.outputId))
+    .where(sameItem(traceSteps, runId, item));
+  return found;
+}
+
 /** Inserts the item's trace row once; true when this call inserted it (only then do the run's totals move). */
 export async function insertTraceRow(tx: DbOrTx, runId: string, item: ItemKey, row: TraceRowInput): Promise<boolean> {
   const inserted = await tx
