@@ -1,14 +1,34 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * Three projects, by what a test needs running: `unit` (pure rules: nothing), `workflow` (the run
+ * workflow against in-memory activities, and the replay corpus: a Temporal dev server and the
+ * bundle), `e2e` (the whole product: Temporal, Postgres, Redis, real MCP servers). `npm test` runs
+ * all three; `npm test -- --project unit` answers in seconds without Temporal or Postgres.
+ */
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     // The Temporal SDK's native runtime must not share a process between test files.
     pool: 'forks',
     maxWorkers: 2,
-    globalSetup: ['test/setup/global.ts'],
     testTimeout: 60_000,
     hookTimeout: 180_000,
     reporters: ['default'],
+    projects: [
+      { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      {
+        extends: true,
+        test: { name: 'workflow', include: ['test/workflow/**/*.test.ts', 'test/replay.test.ts'], globalSetup: ['test/setup/temporal.ts'] },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'e2e',
+          include: ['test/**/*.test.ts'],
+          exclude: ['test/unit/**', 'test/workflow/**', 'test/replay.test.ts'],
+          globalSetup: ['test/setup/temporal.ts', 'test/setup/database.ts'],
+        },
+      },
+    ],
   },
 });

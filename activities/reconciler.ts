@@ -1,4 +1,4 @@
-import { and, asc, eq, inArray, isNotNull, isNull, lte, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, isNotNull, isNull, lte, or, sql } from 'drizzle-orm';
 import {
   EMPTY_TOTALS,
   describeStale,
@@ -10,18 +10,51 @@ import {
   type RunLiveness,
 } from '../core/audit-reconciliation';
 import { auditEventTopic } from '../core/events';
-import { databaseNow, loadAuditRecords, type RunAuditRecords } from '../db/audit';
+import { databaseNow, lastAuditPassStartedAt, loadAuditRecords, markClosedRunsDue, markQuietRunsDue, type RunAuditRecords } from '../db/audit';
 import { resolveIncidentsBySystem } from '../db/incidents';
 import type { DbOrTx } from '../db/client';
 import { auditFindings, auditPasses, auditReconciliations, auditExpectations, runs, staleRunReports, type StaleRunEntry } from '../db/schema';
 import { mapLimit } from '../lib/map-limit';
-import { describeRunLiveness } from '../lib/run-liveness';
+import { describeRunLiveness, listClosedUnfinalizedRuns } from '../lib/run-liveness';
 import type { ActivityDeps } from './deps';
 import { insertIncidentOnce } from '../db/incidents';
 import { writeEvents } from '../db/outbox';
 
 /** Temporal describes at most this many stale runs at once. */
 const DESCRIBE_CONCURRENCY = 8;
+
+/**
+ * How a pass finds wedged runs before their deadline (README, "The audit loop"). Once per pass, on
+ * its first page:
+ * - runs whose workflow Temporal closed without the run reaching a final phase, from one visibility
+ *   list query over the closes since the last finished pass began (less `visibilityLagSeconds`, for
+ *   a visibility store that lags; at most `firstLookbackSeconds` back before any pass finished), at
+ *   most `closedLimit` a pass;
+ * - runs in flight that have written nothing for `quietSeconds`, at most `quietLimit` a pass, each
+ *   read again only after as long again as it had been quiet (at most `quietMaxGapSeconds`): the
+ *   pass asks Temporal whether their workflow task keeps failing. Newer servers mark such workflows
+ *   with the `TemporalReportedProblems` search attribute, which one list query could find; server
+ *   1.29.1, which this product runs on, has no such attribute (its list query is refused), so the
+ *   quiet runs are asked one by one.
+ * Both become due now, and the page reads Temporal's word on every due run that is not finalized.
+ */
+export interface WedgeProbe {
+  visibilityLagSeconds: number;
+  firstLookbackSeconds: number;
+  closedLimit: number;
+  quietSeconds: number;
+  quietMaxGapSeconds: number;
+  quietLimit: number;
+}
+
+export const WEDGE_PROBE: Readonly<WedgeProbe> = {
+  visibilityLagSeconds: 60,
+  firstLookbackSeconds: 3600,
+  closedLimit: 5000,
+  quietSeconds: 60,
+  quietMaxGapSeconds: 900,
+  quietLimit: 100,
+};
 
 export interface ReconcilePageInput {
   /** Runs due at or before this time; null on a pass's first page, which fixes it to the database's now. */
@@ -46,9 +79,31 @@ function storedReport(report: RunAuditReport): RunAuditReport {
   return { ...report, expectations: [] };
 }
 
-export function createReconcilerActivities({ db, metrics, temporal }: ActivityDeps) {
+export function createReconcilerActivities({ db, metrics, temporal, logger }: ActivityDeps, probe: Readonly<WedgeProbe> = WEDGE_PROBE) {
   async function liveness(record: RunAuditRecords): Promise<RunLiveness> {
     return describeRunLiveness(temporal, record.runId, { phase: record.evidence.run?.phase ?? 'unknown', lastProgressAt: record.lastProgressAt });
+  }
+
+  /**
+   * The wedge probe (see WEDGE_PROBE): makes due now the runs Temporal closed without finalizing
+   * since the last pass, and the quiet runs in flight whose turn it is to be asked about. One
+   * visibility query (a page per 1,000 closed runs) and two statements; Temporal is asked about each
+   * run by the page that reads it. An error fails the page, which retries: a pass that could not
+   * look is not recorded as one that did.
+   */
+  async function markWedgeCandidatesDue(): Promise<{ closed: number; quiet: number }> {
+    const [now, lastPassStartedAt] = await Promise.all([databaseNow(db), lastAuditPassStartedAt(db)]);
+    const since = new Date(
+      lastPassStartedAt ? lastPassStartedAt.getTime() - probe.visibilityLagSeconds * 1000 : now.getTime() - probe.firstLookbackSeconds * 1000,
+    );
+    const closed = await listClosedUnfinalizedRuns(temporal, since, probe.closedLimit);
+    const closedDue = await markClosedRunsDue(db, closed);
+    const quietDue = await markQuietRunsDue(db, { quietSeconds: probe.quietSeconds, maxGapSeconds: probe.quietMaxGapSeconds, limit: probe.quietLimit });
+    if (closed.length >= probe.closedLimit) {
+      logger.warn({ since: since.toISOString(), limit: probe.closedLimit }, 'audit: more closed runs than one pass lists; the rest are found at their deadline');
+    }
+    logger.debug({ since: since.toISOString(), listed: closed.length, closedDue: closedDue.length, quietDue: quietDue.length }, 'audit: wedge probe');
+    return { closed: closedDue.length, quiet: quietDue.length };
   }
 
   /**
@@ -58,6 +113,8 @@ export function createReconcilerActivities({ db, metrics, temporal }: ActivityDe
    * reported clean that was not read.
    */
   async function reconcileDueRuns(input: ReconcilePageInput): Promise<ReconcilePageResult> {
+    // A pass's first page (no horizon yet) looks for wedged runs first, so they are due within it.
+    if (input.dueBefore === null) await markWedgeCandidatesDue();
     const { result, effects } = await db.transaction(async (tx) => {
       const now = await databaseNow(tx);
       const dueBefore = input.dueBefore ? new Date(input.dueBefore) : now;
@@ -75,9 +132,10 @@ export function createReconcilerActivities({ db, metrics, temporal }: ActivityDe
       const records = await loadAuditRecords(tx, due.map((d) => d.runId));
       const loaded = [...records.values()];
       const reports = loaded.map((record) => reconcileRun({ ...record, now }));
-      // Only a stale run needs Temporal's word on its workflow.
-      const stale = reports.flatMap((report, i) => (report.stale ? [i] : []));
-      await mapLimit(stale, DESCRIBE_CONCURRENCY, async (i) => {
+      // Temporal's word is needed on a stale run, and on any due run not finalized: its workflow may
+      // have closed or be failing before its deadline (the wedge probe made such runs due).
+      const ask = reports.flatMap((report, i) => (report.stale || report.finalizedAt === null ? [i] : []));
+      await mapLimit(ask, DESCRIBE_CONCURRENCY, async (i) => {
         reports[i] = reconcileRun({ ...loaded[i]!, now, liveness: await liveness(loaded[i]!) });
       });
 
@@ -236,9 +294,10 @@ export function createReconcilerActivities({ db, metrics, temporal }: ActivityDe
   }
 
   /**
-   * The stale-run report: every run whose `finalize_run` deadline passed without the ack, with what
-   * Temporal says of its workflow. Found through the unfinalized-runs index, so it costs what is
-   * unfinalized, not what exists.
+   * The stale-run report: every run whose `finalize_run` deadline passed without the ack, or that the
+   * last pass found stale before it (its workflow closed or failing), with what Temporal says of its
+   * workflow. Found through the unfinalized-runs index, so it costs what is unfinalized, not what
+   * exists.
    */
   async function writeStaleRunReport(input: { executionId: string; limit?: number }): Promise<{ reportId: number; staleRuns: number }> {
     const now = await databaseNow(db);
@@ -261,7 +320,7 @@ export function createReconcilerActivities({ db, metrics, temporal }: ActivityDe
           eq(auditExpectations.action, 'finalize_run'),
         ),
       )
-      .where(and(isNull(auditReconciliations.finalizedAt), lte(auditExpectations.deadlineAt, now)))
+      .where(and(isNull(auditReconciliations.finalizedAt), or(lte(auditExpectations.deadlineAt, now), eq(auditReconciliations.verdict, 'STALE'))))
       .orderBy(asc(auditExpectations.deadlineAt))
       .limit(input.limit ?? 1000);
     const entries: StaleRunEntry[] = await mapLimit(stale, DESCRIBE_CONCURRENCY, async (run) => {
@@ -269,13 +328,13 @@ export function createReconcilerActivities({ db, metrics, temporal }: ActivityDe
       return {
         runId: run.runId,
         tenantId: run.tenantId,
-        phase: state.state === 'running' ? state.phase : run.phase,
+        phase: state.state === 'running' || state.state === 'failing' ? state.phase : run.phase,
         status: run.status,
         lastProgressAt: run.lastProgressAt.toISOString(),
         deadlineAt: run.deadlineAt!.toISOString(),
         ageSeconds: Math.round((now.getTime() - run.lastProgressAt.getTime()) / 1000),
         overdueSeconds: Math.round((now.getTime() - run.deadlineAt!.getTime()) / 1000),
-        temporalStatus: state.state === 'running' ? 'RUNNING' : state.state === 'closed' ? state.status : 'NOT_FOUND',
+        temporalStatus: state.state === 'running' || state.state === 'failing' ? 'RUNNING' : state.state === 'closed' ? state.status : 'NOT_FOUND',
         reason: describeStale(state),
       };
     });

@@ -67,11 +67,27 @@ export interface DomainEvidence {
   outputs: { id: string }[];
 }
 
-/** What Temporal says of the run's workflow; asked only when the run is stale. */
+/**
+ * What Temporal says of the run's workflow; asked when the run is past its deadline unfinalized, or
+ * due before it without having finalized (the pass's wedge probe found it, or its evidence changed).
+ * `failing`: still running, but its workflow task keeps failing or timing out (a bug, a
+ * nondeterminism error, an activation too long to finish), `attempt` being the pending task's
+ * attempt and `reason` Temporal's last recorded failure. `closed` carries the reason Temporal gives
+ * for the close (a termination's reason, a failure's message) when it could be read.
+ */
 export type RunLiveness =
   | { state: 'running'; phase: string; since: Date }
-  | { state: 'closed'; status: string; closedAt: Date | null }
+  | { state: 'failing'; phase: string; since: Date; attempt: number; reason: string }
+  | { state: 'closed'; status: string; closedAt: Date | null; reason?: string }
   | { state: 'not_found' };
+
+/**
+ * A workflow Temporal closed, or whose tasks keep failing, will not finalize the run by itself: the
+ * run is stale at once, whatever its deadline says.
+ */
+export function isWedged(liveness: RunLiveness | undefined): liveness is Extract<RunLiveness, { state: 'closed' | 'failing' }> {
+  return liveness?.state === 'closed' || liveness?.state === 'failing';
+}
 
 export interface RunAuditInput {
   runId: string;
@@ -101,6 +117,7 @@ export interface DriftItem {
 
 export interface StaleRun {
   deadlineAt: Date;
+  /** Negative when Temporal's word (a closed or failing workflow) made the run stale before its deadline. */
   overdueSeconds: number;
   reason: string;
   liveness: RunLiveness | null;
@@ -245,8 +262,10 @@ export function describeStale(liveness: RunLiveness | undefined): string {
   switch (liveness.state) {
     case 'running':
       return `workflow still running, stuck in phase ${liveness.phase} since ${liveness.since.toISOString()}`;
+    case 'failing':
+      return `workflow still running, but its workflow task keeps failing (attempt ${liveness.attempt}) in phase ${liveness.phase} since ${liveness.since.toISOString()}: ${liveness.reason}`;
     case 'closed':
-      return `workflow closed (${liveness.status}${liveness.closedAt ? ` at ${liveness.closedAt.toISOString()}` : ''}) without finalizing`;
+      return `workflow closed (${liveness.status}${liveness.closedAt ? ` at ${liveness.closedAt.toISOString()}` : ''}${liveness.reason ? `: ${liveness.reason}` : ''}) without finalizing`;
     case 'not_found':
       return 'workflow not found';
   }
@@ -268,7 +287,10 @@ export function reconcileRun(input: RunAuditInput): RunAuditReport {
   const finalize = answer(byKey.get(FINALIZE_KEY)).ok;
   const finalizedAt = finalize?.createdAt ?? null;
   const pastDeadline = input.expectations.some((e) => e.deadlineAt !== null && e.deadlineAt <= now);
-  const settled = finalizedAt !== null || pastDeadline;
+  // Temporal says the workflow is gone or cannot make progress, and the run never finalized.
+  const wedged = !finalize && isWedged(input.liveness);
+  // A closed workflow will write nothing more: whatever it has not done is owed now, as at a deadline.
+  const settled = finalizedAt !== null || pastDeadline || (wedged && input.liveness?.state === 'closed');
 
   const missing: MissingAction[] = input.expectations.flatMap((e) => {
     const { because } = answer(byKey.get(actionKey(e)));
@@ -301,7 +323,7 @@ export function reconcileRun(input: RunAuditInput): RunAuditReport {
 
   const finalizeExpectation = input.expectations.find((e) => actionKey(e) === FINALIZE_KEY);
   const stale: StaleRun | null =
-    finalizeExpectation?.deadlineAt && !finalize && finalizeExpectation.deadlineAt <= now
+    finalizeExpectation?.deadlineAt && !finalize && (finalizeExpectation.deadlineAt <= now || wedged)
       ? {
           deadlineAt: finalizeExpectation.deadlineAt,
           overdueSeconds: Math.round((now.getTime() - finalizeExpectation.deadlineAt.getTime()) / 1000),
@@ -311,13 +333,14 @@ export function reconcileRun(input: RunAuditInput): RunAuditReport {
         }
       : null;
 
+  // A stale run is settled unless a failing workflow made it stale early: that one is STALE too.
   const verdict: AuditVerdict =
     invalid.length > 0
       ? 'INVALID'
-      : !settled
-        ? 'PENDING'
-        : stale
-          ? 'STALE'
+      : stale
+        ? 'STALE'
+        : !settled
+          ? 'PENDING'
           : missing.length + drift.length + phantom.length > 0
             ? 'INCOMPLETE'
             : 'COMPLETE';
@@ -334,8 +357,9 @@ export function reconcileRun(input: RunAuditInput): RunAuditReport {
     stale,
     invalid,
     phantom,
-    // Before a run is settled nothing is owed yet; only a malformed contract is wrong at once.
-    findings: findingsOf(settled ? { missing, drift, stale, invalid, phantom } : { missing: [], drift: [], stale: null, invalid, phantom: [] }),
+    // Before a run is settled nothing is owed yet; only a malformed contract is wrong at once, and a
+    // run whose workflow task keeps failing is stale at once (its missing actions are not owed yet).
+    findings: findingsOf(settled ? { missing, drift, stale, invalid, phantom } : { missing: [], drift: [], stale, invalid, phantom: [] }),
   };
 }
 
@@ -353,7 +377,9 @@ function findingsOf(sets: Pick<RunAuditReport, 'missing' | 'drift' | 'stale' | '
     missing: () => `missing: ${sets.missing.map((m) => `${actionKey(m)} (${m.because})`).join(', ')}`,
     drift: () => `drift: ${sets.drift.map((d) => `${actionKey(d)} ${d.kind}${d.id ? ` ${d.id}` : ''}${d.stepIndex !== undefined ? ` step ${d.stepIndex}` : ''}`).join(', ')}`,
     stale: () =>
-      `stale: finalize_run not acked ${sets.stale!.overdueSeconds}s after its deadline; ${sets.stale!.reason}` +
+      (sets.stale!.overdueSeconds >= 0
+        ? `stale: finalize_run not acked ${sets.stale!.overdueSeconds}s after its deadline; ${sets.stale!.reason}`
+        : `stale: finalize_run not acked, found ${-sets.stale!.overdueSeconds}s before its deadline; ${sets.stale!.reason}`) +
       (sets.stale!.unresolvedToolCalls.length ? `; tool calls never resolved: ${sets.stale!.unresolvedToolCalls.join(', ')}` : ''),
     invalid: () => `invalid contract: ${sets.invalid.map((i) => `${actionKey(i)} (${i.because})`).join(', ')}`,
     phantom: () => `phantom: ${sets.phantom.map((p) => `${actionKey(p)} → ${p.resultId ?? 'no result'} (${p.because})`).join(', ')}`,

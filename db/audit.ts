@@ -167,3 +167,60 @@ export async function declareToolCalls(tx: DbOrTx, runId: string, actions: reado
     .values(actions.map((a) => ({ runId, domain: a.domain, action: a.action, deadlineAt: deadline })))
     .onConflictDoNothing();
 }
+
+/** When the newest finished reconciliation pass started, or null before the first. */
+export async function lastAuditPassStartedAt(db: DbOrTx): Promise<Date | null> {
+  const [row] = await db.select({ startedAt: auditPasses.startedAt }).from(auditPasses).orderBy(desc(auditPasses.finishedAt)).limit(1);
+  return row?.startedAt ?? null;
+}
+
+/**
+ * Runs whose workflow Temporal closed (at `closedAt`) are due now, unless they finalized, are due
+ * already, or were reconciled since that close. Returns the runs made due.
+ */
+export async function markClosedRunsDue(db: DbOrTx, closed: readonly { runId: string; closedAt: Date }[]): Promise<string[]> {
+  if (closed.length === 0) return [];
+  const rows = await db.execute<{ run_id: string }>(sql`
+    update ${auditReconciliations} ar set due_at = now()
+    from jsonb_to_recordset(${JSON.stringify(closed.map((c) => ({ run_id: c.runId, closed_at: c.closedAt.toISOString() })))}::jsonb)
+      as c(run_id uuid, closed_at timestamptz)
+    where ar.run_id = c.run_id
+      and ar.finalized_at is null
+      and (ar.due_at is null or ar.due_at > now())
+      and (ar.reconciled_at is null or ar.reconciled_at < c.closed_at)
+    returning ar.run_id`);
+  return rows.map((r) => r.run_id);
+}
+
+/**
+ * Runs in flight that have written nothing for `quietSeconds` (a long step, a pause, or a workflow
+ * that cannot progress) are due now, so that a pass asks Temporal whether their workflow still
+ * works. A quiet run is read again only after as long again as it had been quiet when last read
+ * (at least `quietSeconds`, at most `maxGapSeconds`), least recently read first, at most `limit`
+ * per call: a run long paused costs a few reads an hour, not one a pass. Found through the
+ * unfinalized-runs index, so this costs what is in flight, not what exists. Returns the runs made due.
+ */
+export async function markQuietRunsDue(db: DbOrTx, probe: { quietSeconds: number; maxGapSeconds: number; limit: number }): Promise<string[]> {
+  const quiet = sql`make_interval(secs => ${probe.quietSeconds})`;
+  const maxGap = sql`make_interval(secs => ${probe.maxGapSeconds})`;
+  const rows = await db.execute<{ run_id: string }>(sql`
+    with quiet as (
+      select ar.run_id
+        from ${auditReconciliations} ar
+        join ${runs} r on r.id = ar.run_id
+       where ar.finalized_at is null
+         and ar.due_at > now()
+         and r.phase not in ('COMPLETED', 'FAILED')
+         and r.updated_at <= now() - ${quiet}
+         and (ar.reconciled_at is null
+              or ar.reconciled_at <= now() - least(greatest(${quiet}, ar.reconciled_at - r.updated_at), ${maxGap}))
+       order by ar.reconciled_at asc nulls first, r.updated_at asc
+       limit ${probe.limit}
+       for update of ar skip locked
+    )
+    update ${auditReconciliations} ar set due_at = now()
+      from quiet
+     where ar.run_id = quiet.run_id
+    returning ar.run_id`);
+  return rows.map((r) => r.run_id);
+}

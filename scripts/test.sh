@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
 # The test command: lint (with the workflow determinism rules), type-check, then every test
 # against the real Temporal dev server (installed by temporal-dev.sh when missing), Postgres
-# and Redis. Extra arguments go to vitest (a file, or -t "name").
+# and Redis. Extra arguments go to vitest (a file, -t "name", or --project unit|workflow|e2e).
+# With --project, only that project runs, without the lint and type-check of the whole tree:
+# `npm test -- --project unit` needs neither Temporal nor Postgres and answers in seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TEMPORAL_CLI=$(bash ./temporal-dev.sh cli-path)
-export TEMPORAL_CLI
-npx --no-install eslint .
-npx --no-install tsc -p tsconfig.json --noEmit
+case " $* " in
+  *" --project "*|*" --project="*) whole=false ;;
+  *) whole=true ;;
+esac
+case " $* " in
+  *" --project unit "*|*" --project=unit "*) ;;
+  *)
+    TEMPORAL_CLI=$(bash ./temporal-dev.sh cli-path)
+    export TEMPORAL_CLI
+    ;;
+esac
+if [ "$whole" = true ]; then
+  npx --no-install eslint .
+  npx --no-install tsc -p tsconfig.json --noEmit
+fi
 report=$(mktemp)
 status=0
 npx --no-install vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?

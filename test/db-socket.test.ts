@@ -1,9 +1,9 @@
 import net from 'node:net';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { connectDatabase } from '../../db/client';
-import { isDatabaseUnavailable } from '../../db/unavailable';
-import { startTcpProxy } from '../../lib/tcp-proxy';
+import { connectDatabase } from '../db/client';
+import { isDatabaseUnavailable } from '../db/unavailable';
+import { startTcpProxy } from '../lib/tcp-proxy';
 
 /** Accepts every connection and ends it at once, as a proxy in front of a dead Postgres does. */
 let closer: net.Server;
