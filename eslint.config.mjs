@@ -21,6 +21,16 @@ export default tseslint.config(
     },
   },
   {
+    // One owner per table: only db/ reads and writes a run's record (db/runs.ts).
+    files: ['activities/**/*.ts', 'api/**/*.ts', 'dispatch/**/*.ts', 'events/**/*.ts', 'worker/**/*.ts', 'auditor/**/*.ts', 'lib/**/*.ts', 'cli/**/*.ts', 'workflows/**/*.ts', 'core/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/db/schema'], importNames: ['runs'], message: 'the runs row belongs to db/runs.ts: call a function there' }] },
+      ],
+    },
+  },
+  {
     // Workflows, and the pure rules they import, stay deterministic.
     files: ['workflows/**/*.ts', 'core/**/*.ts'],
     ignores: ['core/plan.ts', 'core/policy.ts', 'core/alerts.ts'],

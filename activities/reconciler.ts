@@ -1,4 +1,4 @@
-import { and, asc, eq, inArray, isNotNull, isNull, lte, or, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, isNotNull, lte, sql } from 'drizzle-orm';
 import {
   EMPTY_TOTALS,
   describeStale,
@@ -10,10 +10,10 @@ import {
   type RunLiveness,
 } from '../core/audit-reconciliation';
 import { auditEventTopic } from '../core/events';
-import { databaseNow, lastAuditPassStartedAt, loadAuditRecords, markClosedRunsDue, markQuietRunsDue, type RunAuditRecords } from '../db/audit';
+import { databaseNow, lastAuditPassStartedAt, staleRunCandidates, loadAuditRecords, markClosedRunsDue, markQuietRunsDue, type RunAuditRecords } from '../db/audit';
 import { resolveIncidentsBySystem } from '../db/incidents';
 import type { DbOrTx } from '../db/client';
-import { auditFindings, auditPasses, auditReconciliations, auditExpectations, runs, staleRunReports, type StaleRunEntry } from '../db/schema';
+import { auditFindings, auditPasses, auditReconciliations, staleRunReports, type StaleRunEntry } from '../db/schema';
 import { mapLimit } from '../lib/map-limit';
 import { describeRunLiveness, listClosedUnfinalizedRuns } from '../lib/run-liveness';
 import type { ActivityDeps } from './deps';
@@ -301,28 +301,7 @@ export function createReconcilerActivities({ db, metrics, temporal, logger }: Ac
    */
   async function writeStaleRunReport(input: { executionId: string; limit?: number }): Promise<{ reportId: number; staleRuns: number }> {
     const now = await databaseNow(db);
-    const stale = await db
-      .select({
-        runId: auditReconciliations.runId,
-        tenantId: auditReconciliations.tenantId,
-        phase: runs.phase,
-        status: runs.status,
-        lastProgressAt: runs.updatedAt,
-        deadlineAt: auditExpectations.deadlineAt,
-      })
-      .from(auditReconciliations)
-      .innerJoin(runs, eq(runs.id, auditReconciliations.runId))
-      .innerJoin(
-        auditExpectations,
-        and(
-          eq(auditExpectations.runId, auditReconciliations.runId),
-          eq(auditExpectations.domain, 'orchestrator'),
-          eq(auditExpectations.action, 'finalize_run'),
-        ),
-      )
-      .where(and(isNull(auditReconciliations.finalizedAt), or(lte(auditExpectations.deadlineAt, now), eq(auditReconciliations.verdict, 'STALE'))))
-      .orderBy(asc(auditExpectations.deadlineAt))
-      .limit(input.limit ?? 1000);
+    const stale = await staleRunCandidates(db, now, input.limit ?? 1000);
     const entries: StaleRunEntry[] = await mapLimit(stale, DESCRIBE_CONCURRENCY, async (run) => {
       const state = await describeRunLiveness(temporal, run.runId, { phase: run.phase, lastProgressAt: run.lastProgressAt });
       return {

@@ -9,6 +9,7 @@ import type { ApiMetrics } from '../lib/metrics';
 import { alertRoutes } from './alerts';
 import { auditRoutes } from './audit';
 import { authenticate } from './auth';
+import { authLimitsOf, createAuthThrottle, type AuthLimits } from './auth-throttle';
 import { boundTemporalCalls } from './deadline';
 import { drainUnreadBodies } from './drain-body';
 import { errorHandler, HttpError } from './errors';
@@ -18,7 +19,7 @@ import { approvalRoutes } from './approvals';
 import { openApiDocument } from './openapi';
 import { outputRoutes } from './outputs';
 import { policyRoutes } from './policies';
-import { controlLimitsOf, createControlGuards, limitControlsPerKey, type ControlLimits } from './rate-limit';
+import { SharedControlState, controlLimitsOf, createControlGuards, limitControlsPerKey, type ControlLimits } from './rate-limit';
 import { rejectUnsafeInput } from './request-guard';
 import { runControlRoutes } from './run-controls';
 import { runRoutes } from './runs';
@@ -46,13 +47,29 @@ export interface ApiDeps {
   reactors?: { stream: string; heartbeatIntervalMs: number; missThreshold: number };
   /** Rate limits and coalescing of control requests (`api/rate-limit.ts`); absent: the CONTROL_* variables of the environment. */
   controlLimits?: ControlLimits;
+  /** Limits on failed API key lookups (`api/auth-throttle.ts`); absent: the AUTH_FAILURE* variables of the environment. */
+  authLimits?: AuthLimits;
+  /** Express's `trust proxy` (API_TRUST_PROXY): whether the client's address is read from X-Forwarded-For. Default false. */
+  trustProxy?: boolean | number | string;
+}
+
+/** API_TRUST_PROXY as express takes it: `true`/`false`, a hop count, or the proxies' addresses. */
+export function trustProxyOf(value: string): boolean | number | string {
+  if (value === 'true' || value === 'false') return value === 'true';
+  return /^\d+$/.test(value) ? Number(value) : value;
 }
 
 export function createApp(deps: ApiDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  app.set('trust proxy', deps.trustProxy ?? false);
 
+  // Every answer, errors included: a browser must never guess a type the API did not send.
+  app.use((_req, res, next) => {
+    res.set('X-Content-Type-Options', 'nosniff');
+    next();
+  });
   app.use(drainUnreadBodies());
   app.use((req, res, next) => {
     const end = deps.metrics.httpRequests.startTimer();
@@ -75,9 +92,18 @@ export function createApp(deps: ApiDeps): Express {
     res.json(openApi);
   });
 
+  // Everything past here is a tenant's data (runs, outputs, approvals, audit, incidents, policies,
+  // alerts) or an answer about a key: no cache, shared or private, may keep a copy.
+  app.use('/api/v1', (_req, res, next) => {
+    res.set('Cache-Control', 'no-store');
+    next();
+  });
+  // Counters in Redis shared by every copy of the API, for the failed-key limits and the control limits alike.
+  const limitState = new SharedControlState(deps.redis, deps.logger, Date.now, { what: 'control rate limits, their coalescing and the failed API key limits' });
+  const authThrottle = createAuthThrottle({ state: limitState, limits: deps.authLimits ?? authLimitsOf(loadConfig()) });
   // Who is asking first: authentication reads only the Authorization header, and nobody without
   // a key gets the body parser (decompression, a body up to the limit) to work for them.
-  app.use('/api/v1', authenticate(deps.db), express.json({ limit: deps.bodyLimit, strict: true }));
+  app.use('/api/v1', authenticate(deps.db, authThrottle), express.json({ limit: deps.bodyLimit, strict: true }));
   app.use('/api/v1', (req, _res, next) => {
     // req.is() is null when there is no body, false when the body is of another type.
     if (req.is('application/json') === false && req.get('content-length') !== '0') {
@@ -88,7 +114,7 @@ export function createApp(deps: ApiDeps): Express {
   app.use('/api/v1', rejectUnsafeInput(), boundTemporalCalls(deps.temporal.connection, deps.temporalDeadlineMs));
   // Before the run routes: reading a run's audit is not a control action, viewers may do it.
   app.use('/api/v1', auditRoutes(deps));
-  const controls = createControlGuards({ redis: deps.redis, logger: deps.logger, limits: deps.controlLimits ?? controlLimitsOf(loadConfig()) });
+  const controls = createControlGuards({ redis: deps.redis, logger: deps.logger, limits: deps.controlLimits ?? controlLimitsOf(loadConfig()), state: limitState });
   app.use('/api/v1/runs', runRoutes(deps), outputRoutes(deps), runControlRoutes({ ...deps, controls }));
   // The tenant-wide pause and resume count against the caller's control limit, as a run's controls do.
   for (const path of ['/api/v1/tenant/pause', '/api/v1/tenant/resume']) app.post(path, limitControlsPerKey(controls.limiter));

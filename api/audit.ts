@@ -56,7 +56,8 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
     ]);
     const record = records.get(runId)!;
     let report = reconcileRun({ ...record, now });
-    if (report.stale) {
+    // Temporal's word is asked of a stale run, and of one not finalized: a closed or failing workflow makes it stale before its deadline.
+    if (report.stale || report.finalizedAt === null) {
       const stored = { phase: record.evidence.run?.phase ?? 'unknown', lastProgressAt: record.lastProgressAt };
       report = reconcileRun({ ...record, now, liveness: await livenessWithin(deps.temporal, runId, stored) });
     }

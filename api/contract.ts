@@ -118,9 +118,13 @@ const controlIds = {
   idempotencyKey: z.string().describe("the caller's Idempotency-Key, or the one the API chose when none was sent: send it again to retry safely"),
 };
 
+/** Every limit a 429 may name: the control limits, and the limits on failed API key lookups (any route). */
+const RATE_LIMITS = ['per_key', 'per_run', 'failed_auth_per_address', 'failed_auth_per_key'] as const;
+
 const rateLimited = {
-  description: 'a control rate limit was reached: per API key, or per run; retry after Retry-After seconds',
-  schema: errorBody.extend({ limit: z.enum(['per_key', 'per_run']), retryAfterSeconds: z.number().int().positive() }),
+  description:
+    'a rate limit was reached: a control limit (per API key, or per run), or too many failed API key lookups from this address or with this key; retry after Retry-After seconds',
+  schema: errorBody.extend({ limit: z.enum(RATE_LIMITS), retryAfterSeconds: z.number().int().positive() }),
   headers: { 'Retry-After': 'seconds until the limit allows the request' },
 };
 
@@ -166,6 +170,7 @@ export const ERROR_STATUSES: Record<number, string> = {
   413: 'the body is over the limit',
   415: 'the body is not JSON, or its encoding cannot be decoded',
   422: 'the Idempotency-Key was used with another body',
+  429: 'too many failed API key lookups from this address, or with this key (`limit` says which); retry after Retry-After seconds',
   503: 'Postgres or Temporal is unavailable; retry after Retry-After seconds',
 };
 
@@ -198,12 +203,12 @@ export const API_ROUTES: readonly RouteContract[] = [
     method: 'post',
     path: '/api/v1/runs',
     summary: 'Submit a run: recorded with its audit contract, then started (or queued for the starter)',
-    auth: ANY_ROLE,
+    auth: OPERATORS,
     body: submitRunBody,
     idempotencyKey: 'a retry with the same key and body returns the same run (1-200 visible ASCII characters)',
     responses: {
       202: {
-        description: 'accepted (a viewer key or a policy refusal is recorded as DENIED and ends FAILED)',
+        description: 'accepted (a policy refusal is recorded as DENIED and ends FAILED; a viewer key gets 403 and nothing is recorded)',
         schema: z.looseObject({ runId: id, authorizationDecision: z.enum(['ALLOWED', 'DENIED']), workflow: z.enum(['started', 'queued']) }),
       },
     },

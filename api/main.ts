@@ -1,4 +1,4 @@
-import http from 'node:http';
+import { surviveDriverWriteAfterClose } from '../db/driver-races';
 import Redis from 'ioredis';
 import { connectDatabase } from '../db/client';
 import { loadConfig } from '../lib/config';
@@ -6,11 +6,14 @@ import { listen } from '../lib/listen';
 import { createLogger } from '../lib/logger';
 import { createApiMetrics } from '../lib/metrics';
 import { lazyClient } from '../lib/temporal';
-import { createApp } from './app';
+import { createApp, trustProxyOf } from './app';
+import { authLimitsOf } from './auth-throttle';
+import { createApiServer, serverLimitsOf } from './server';
 
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger('api', config.LOG_LEVEL);
+  surviveDriverWriteAfterClose((message) => logger.warn(message));
   const database = connectDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, connectTimeoutSeconds: config.API_DATABASE_CONNECT_TIMEOUT_SECONDS });
   const redis = new Redis(config.REDIS_URL, { lazyConnect: false, maxRetriesPerRequest: 2 });
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
@@ -33,8 +36,11 @@ async function main(): Promise<void> {
       heartbeatIntervalMs: config.REACTOR_HEARTBEAT_INTERVAL_SECONDS * 1000,
       missThreshold: config.REACTOR_HEARTBEAT_MISS_THRESHOLD,
     },
+    authLimits: authLimitsOf(config),
+    trustProxy: trustProxyOf(config.API_TRUST_PROXY),
   });
-  const server = http.createServer(app);
+  // Timeouts for requests that never finish arriving, and a cap on connections (`api/server.ts`).
+  const server = createApiServer(app, serverLimitsOf(config), logger);
   await listen(server, config.API_PORT, config.API_HOST, { name: 'API port', variable: 'API_PORT' });
   logger.info({ url: `http://${config.API_HOST}:${config.API_PORT}` }, 'api listening');
   const shutdown = (signal: string) => {

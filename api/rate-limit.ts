@@ -49,7 +49,20 @@ if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) ttl = tonumber(ARGV[1]) 
 return {count, ttl}
 `;
 
-interface WindowCount {
+/** Each key's count and the milliseconds its window has left, without counting ({0, 0} for a key with no window). */
+const PEEK_WINDOWS = `
+local found = {}
+for i, key in ipairs(KEYS) do
+  local count = tonumber(redis.call('GET', key) or '0')
+  local ttl = 0
+  if count > 0 then ttl = redis.call('PTTL', key) end
+  if ttl < 0 then ttl = 0 end
+  found[i] = {count, ttl}
+end
+return found
+`;
+
+export interface WindowCount {
   count: number;
   resetInMs: number;
 }
@@ -60,6 +73,13 @@ class LocalState {
   private readonly marks = new Map<string, number>();
 
   constructor(private readonly now: () => number) {}
+
+  /** The bucket's count in its current window, without counting (0 when no window is open). */
+  peek(bucket: string): WindowCount {
+    const now = this.sweep();
+    const window = this.windows.get(bucket);
+    return window && window.endsAt > now ? { count: window.count, resetInMs: window.endsAt - now } : { count: 0, resetInMs: 0 };
+  }
 
   count(bucket: string, windowMs: number): WindowCount {
     const now = this.sweep();
@@ -117,13 +137,17 @@ export class SharedControlState {
   private readonly local: LocalState;
   /** While set, Redis is not asked until this time. */
   private redisRetryAt: number | null = null;
+  /** What the state is for, in the log lines about a Redis outage. */
+  private readonly what: string;
 
   constructor(
     private readonly redis: Redis,
     private readonly logger: Logger,
     private readonly now: () => number = Date.now,
+    options: { what?: string } = {},
   ) {
     this.local = new LocalState(now);
+    this.what = options.what ?? 'control rate limits and coalescing';
   }
 
   count(bucket: string, windowMs: number): Promise<WindowCount> {
@@ -133,6 +157,17 @@ export class SharedControlState {
         return { count, resetInMs: ttl };
       },
       () => this.local.count(bucket, windowMs),
+    );
+  }
+
+  /** The counts of `buckets` in their current windows, without counting: one round trip. */
+  peek(buckets: string[]): Promise<WindowCount[]> {
+    return this.shared(
+      async () => {
+        const found = (await this.redis.eval(PEEK_WINDOWS, buckets.length, ...buckets.map((b) => `${KEY_PREFIX}:count:${b}`))) as [number, number][];
+        return found.map(([count, ttl]) => ({ count, resetInMs: ttl }));
+      },
+      () => buckets.map((b) => this.local.peek(b)),
     );
   }
 
@@ -172,14 +207,14 @@ export class SharedControlState {
       const value = await withinTimeout(viaRedis(), REDIS_TIMEOUT_MS);
       if (this.redisRetryAt !== null) {
         this.redisRetryAt = null;
-        this.logger.info('Redis answers again: control rate limits and coalescing are shared by every API copy again');
+        this.logger.info(`Redis answers again: ${this.what} are shared by every API copy again`);
       }
       return value;
     } catch (err) {
       if (this.redisRetryAt === null) {
         this.logger.warn(
           { err: err instanceof Error ? err.message : String(err) },
-          'Redis is unavailable: control rate limits and coalescing are counted by this process alone until it answers',
+          `Redis is unavailable: ${this.what} are counted by this process alone until it answers`,
         );
       }
       this.redisRetryAt = this.now() + REDIS_RETRY_AFTER_MS;
@@ -190,7 +225,8 @@ export class SharedControlState {
 
 export type ControlLimitName = 'per_key' | 'per_run';
 
-function tooManyRequests(limit: ControlLimitName, what: string, resetInMs: number): HttpError {
+/** A 429 naming its limit, with Retry-After: the seconds until the limit's window ends. */
+export function tooManyRequests(limit: string, what: string, resetInMs: number): HttpError {
   const retryAfterSeconds = Math.max(1, Math.ceil(resetInMs / 1000));
   return new HttpError(429, `${what}; retry in ${retryAfterSeconds} s`, { limit, retryAfterSeconds }, { 'Retry-After': String(retryAfterSeconds) });
 }
@@ -269,8 +305,9 @@ export interface ControlGuards {
   recent: RecentControls;
 }
 
-export function createControlGuards(deps: { redis: Redis; logger: Logger; limits: ControlLimits }): ControlGuards {
-  const state = new SharedControlState(deps.redis, deps.logger);
+/** `state`: counters shared with the API's other limits (one fallback, logged once per outage); by default its own. */
+export function createControlGuards(deps: { redis: Redis; logger: Logger; limits: ControlLimits; state?: SharedControlState }): ControlGuards {
+  const state = deps.state ?? new SharedControlState(deps.redis, deps.logger);
   return { limiter: new ControlLimiter(state, deps.limits), recent: new RecentControls(state, deps.limits.coalesceSeconds * 1000) };
 }
 

@@ -24,6 +24,33 @@ export function nestsDeeperThan(value: unknown, limit: number): boolean {
   return false;
 }
 
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+
+/**
+ * Where the first own `__proto__` key of a parsed body sits (`plan[0].input.__proto__`), or null.
+ * JSON.parse keeps such a key as an ordinary property, but every object spread, `Object.assign` or
+ * `obj[key] = value` after it (zod's records among them) sets the object's prototype instead, so the
+ * key and its value silently vanish from what is validated and stored. Refused rather than lost.
+ */
+export function findProtoKey(value: unknown): string | null {
+  const pending: { value: unknown; path: string }[] = [{ value, path: '' }];
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const { value: current, path } = next;
+    if (current === null || typeof current !== 'object') continue;
+    if (Array.isArray(current)) {
+      for (let i = current.length - 1; i >= 0; i -= 1) pending.push({ value: current[i], path: `${path}[${i}]` });
+      continue;
+    }
+    if (Object.hasOwn(current, '__proto__')) return path ? `${path}.__proto__` : '__proto__';
+    const entries = Object.entries(current);
+    for (let i = entries.length - 1; i >= 0; i -= 1) {
+      const [key, child] = entries[i]!;
+      pending.push({ value: child, path: IDENTIFIER.test(key) ? (path ? `${path}.${key}` : key) : `${path}[${JSON.stringify(key)}]` });
+    }
+  }
+  return null;
+}
+
 /** The first path segment that is malformed percent-encoding or decodes to refused text. */
 function pathProblem(path: string): string | null {
   for (const segment of path.split('/')) {
@@ -61,8 +88,9 @@ function headerProblem(req: Request): string | null {
 /**
  * Refuses, with a 400 naming the field, what no route should ever see: text Postgres could not
  * store (`core/text-safety`) anywhere in the path, the query, the headers the API reads or the
- * parsed body, and bodies nested deeper than `MAX_BODY_DEPTH`. Runs after the body parser and
- * before any route, so a route never writes half a request.
+ * parsed body, a `__proto__` key anywhere in the body (`findProtoKey`), and bodies nested deeper
+ * than `MAX_BODY_DEPTH`. Runs after the body parser and before any route, so a route never writes
+ * half a request.
  */
 export function rejectUnsafeInput(): RequestHandler {
   return (req, _res, next) => {
@@ -71,6 +99,8 @@ export function rejectUnsafeInput(): RequestHandler {
     }
     const problem = pathProblem(req.path) ?? queryProblem(req) ?? headerProblem(req) ?? findUnsafeText(req.body);
     if (problem) throw new HttpError(400, problem);
+    const proto = findProtoKey(req.body);
+    if (proto) throw new HttpError(400, `${proto}: a key named "__proto__" is not accepted anywhere in a body (it would be lost, not stored)`);
     next();
   };
 }

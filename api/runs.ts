@@ -2,6 +2,7 @@ import { Router } from 'express';
 import { type Client } from '@temporalio/client';
 import { asc, eq } from 'drizzle-orm';
 import { z } from 'zod';
+import { submitRefusal } from '../core/authorization';
 import { RUN_PHASES, RUN_STATUSES, isTerminalPhase, type RunPhase } from '../core/phases';
 import { listRuns, runOfTenant } from '../db/runs';
 import { domainAcks, incidents, policyEvaluations, runLogs, traceSteps, traces } from '../db/schema';
@@ -30,7 +31,11 @@ export function runRoutes(deps: RunRoutesDeps): Router {
   const router = Router();
 
   router.post('/', async (req, res) => {
-    const result = await submitRun(deps, callerOf(res), req.body, req.get('idempotency-key'));
+    const caller = callerOf(res);
+    // Before the body is validated: a viewer's submit is no run, denied or otherwise, and writes nothing.
+    const refusal = submitRefusal(caller.role);
+    if (refusal) throw new HttpError(403, refusal);
+    const result = await submitRun(deps, caller, req.body, req.get('idempotency-key'));
     if (!result.replayed) deps.metrics.runsSubmitted.inc({ decision: result.authorizationDecision });
     res
       .status(202)

@@ -14,9 +14,22 @@ export interface AuthorizationInput {
 
 export type AuthorizationDecision = { decision: 'ALLOWED'; reason: null } | { decision: 'DENIED'; reason: string };
 
+/** The roles whose keys may submit runs: a viewer key reads runs, it does not start them. */
+export const SUBMITTING_ROLES: readonly ApiRole[] = ['admin', 'member'];
+
+/**
+ * Why a key of `role` may not submit a run at all, or null. Such a submit is refused at the door
+ * (403) and writes nothing: it is no governed run, and recording it as a denied one (a workflow, six
+ * acks, an incident and an alert each) let a burst of viewer submits spend the tenant's alert budget.
+ */
+export function submitRefusal(role: ApiRole): string | null {
+  return SUBMITTING_ROLES.includes(role) ? null : `role '${role}' may not start runs (needs ${SUBMITTING_ROLES.join(' or ')}); nothing was recorded`;
+}
+
 /**
  * The submit-time authorization pre-check (seed §2.1, L4 RBAC). A denied run is still recorded and
- * started, so that it ends FAILED with an incident like every other governed outcome.
+ * started, so that it ends FAILED with an incident like every other governed outcome. (A viewer
+ * never gets here: `submitRefusal` turns it away first; the check stays as a second line.)
  */
 export function authorizeRun(input: AuthorizationInput): AuthorizationDecision {
   const reasons: string[] = [];

@@ -41,6 +41,12 @@ export const VIOLATION_PAUSE_REASON: Partial<Record<ViolationType, PauseReason>>
   APPROVAL_REQUIRED: 'APPROVAL_REQUIRED',
 };
 
+/**
+ * Who may lift any pause, whoever set it: a pause whose sender named other authorities only still
+ * admits these, so no signal can lock the tenant's admin and the founder out of their own run.
+ */
+export const ALWAYS_MAY_RESUME = ['TENANT_ADMIN', 'FOUNDER_ONLY'] as const satisfies readonly ResumeAuthority[];
+
 /** Who may resume a pause of each kind (seed §13.5); the founder always may. */
 export const DEFAULT_RESUME_AUTHORITIES: Readonly<Record<PauseReason, readonly ResumeAuthority[]>> = {
   POLICY_CHANGE: ['TENANT_ADMIN', 'FOUNDER_ONLY'],

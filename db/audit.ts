@@ -1,4 +1,4 @@
-import { and, desc, eq, isNotNull, isNull, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, isNotNull, isNull, lte, or, sql } from 'drizzle-orm';
 import { FINALIZE_RUN, RUN_EXPECTATIONS } from '../core/audit';
 import type { AckRecord, DomainEvidence, ExpectationRecord } from '../core/audit-reconciliation';
 import type { RunPhase } from '../core/phases';
@@ -223,4 +223,30 @@ export async function markQuietRunsDue(db: DbOrTx, probe: { quietSeconds: number
      where ar.run_id = quiet.run_id
     returning ar.run_id`);
   return rows.map((r) => r.run_id);
+}
+
+/**
+ * Runs the stale-run report lists: unfinalized, and past their `finalize_run` deadline or found
+ * STALE before it by a pass; oldest deadline first. Through the unfinalized-runs index: it costs
+ * what is unfinalized, not what exists.
+ */
+export function staleRunCandidates(db: DbOrTx, now: Date, limit: number) {
+  return db
+    .select({
+      runId: auditReconciliations.runId,
+      tenantId: auditReconciliations.tenantId,
+      phase: runs.phase,
+      status: runs.status,
+      lastProgressAt: runs.updatedAt,
+      deadlineAt: auditExpectations.deadlineAt,
+    })
+    .from(auditReconciliations)
+    .innerJoin(runs, eq(runs.id, auditReconciliations.runId))
+    .innerJoin(
+      auditExpectations,
+      and(eq(auditExpectations.runId, auditReconciliations.runId), eq(auditExpectations.domain, FINALIZE_RUN.domain), eq(auditExpectations.action, FINALIZE_RUN.action)),
+    )
+    .where(and(isNull(auditReconciliations.finalizedAt), or(lte(auditExpectations.deadlineAt, now), eq(auditReconciliations.verdict, 'STALE'))))
+    .orderBy(asc(auditExpectations.deadlineAt))
+    .limit(limit);
 }

@@ -9,8 +9,21 @@ import type { EventMetrics } from '../lib/metrics';
 import { createFatigueController, type FatigueController } from './fatigue';
 import type { WebhookPayload, WebhookSink } from './webhook';
 
+/**
+ * Alert budgets of their own, apart from the tenant's hourly cap. `denied_runs`: alerts about runs
+ * whose authorization was denied — any key of the tenant can make one per submit, so a burst of them
+ * must not spend the budget genuine alerts need (`ALERT_DENIED_RUNS_PER_HOUR`).
+ */
+export type AlertBudget = 'denied_runs';
+
+/** What a handler raises: a candidate, and the budget it counts against when not the tenant's. */
+export type RaisedAlert = AlertCandidate & { budget?: AlertBudget };
+
+/** Denied-run alerts per tenant and clock hour, unless the deployment says otherwise. */
+export const DEFAULT_DENIED_RUN_ALERTS_PER_HOUR = 10;
+
 export interface Alerter {
-  raise(candidate: AlertCandidate): Promise<AlertOutcome>;
+  raise(candidate: RaisedAlert): Promise<AlertOutcome>;
   /**
    * Delivers alerts left pending longer than `olderThanMs` (their event ran out of attempts while a
    * sink was down); the number delivered now. Failures stay pending for the next sweep.
@@ -30,6 +43,8 @@ export interface AlerterOptions {
   settingsCacheMs?: number;
   /** Fatigue settings of system alerts (no tenant). */
   systemSettings?: AlertSettings;
+  /** The `denied_runs` budget: alerts per tenant and clock hour (never more than the tenant's `maxAlertsPerHour`). */
+  deniedRunAlertsPerHour?: number;
 }
 
 type AlertRow = typeof alerts.$inferSelect;
@@ -50,6 +65,7 @@ export function createAlerter(options: AlerterOptions): Alerter {
   const fatigue = options.fatigue ?? createFatigueController({ redis: options.redis });
   const settingsCacheMs = options.settingsCacheMs ?? 5000;
   const systemSettings = options.systemSettings ?? DEFAULT_ALERT_SETTINGS;
+  const budgets: Record<AlertBudget, number> = { denied_runs: options.deniedRunAlertsPerHour ?? DEFAULT_DENIED_RUN_ALERTS_PER_HOUR };
   const settingsCache = new Map<string, { loadedAt: number; settings: Promise<AlertSettings> }>();
 
   function settingsOf(tenantId: string | null): Promise<AlertSettings> {
@@ -135,6 +151,7 @@ export function createAlerter(options: AlerterOptions): Alerter {
         settings: await settingsOf(candidate.tenantId),
         dedupWindowSeconds: candidate.dedupWindowSeconds,
         alertKey: `${candidate.eventId}:${candidate.rule}`,
+        ...(candidate.budget ? { budget: { name: candidate.budget, maxPerHour: budgets[candidate.budget] } } : {}),
       });
       const [row] = await db
         .insert(alerts)

@@ -19,6 +19,13 @@ export interface FatigueCheck {
    * consumes nothing. Without it, the racer that lost would be told DUPLICATE of its own alert.
    */
   alertKey?: string;
+  /**
+   * Counts the alert against a budget of its own instead of the tenant's hourly cap (and its own
+   * domain cooldown): alerts of a kind one caller can raise at will (a denied run per submit) then
+   * cannot spend the budget every other alert of the tenant needs. Its cap is `maxPerHour`, and
+   * never more than the tenant's `maxAlertsPerHour`.
+   */
+  budget?: { name: string; maxPerHour: number };
 }
 
 export interface FatigueController {
@@ -73,7 +80,10 @@ const FATIGUE_SCRIPT_SHA = createHash('sha1').update(FATIGUE_SCRIPT).digest('hex
 
 const HOUR_SECONDS = 3600;
 
-/** The fatigue controller: dedup window, domain cooldowns and an hourly budget per tenant, in Redis. */
+/**
+ * The fatigue controller: dedup window, domain cooldowns and an hourly budget per tenant, in Redis;
+ * an alert with a `budget` of its own is counted apart (`FatigueCheck.budget`).
+ */
 export function createFatigueController(options: FatigueControllerOptions): FatigueController {
   const { redis } = options;
   const prefix = options.keyPrefix ?? 'governed:alerts';
@@ -98,17 +108,20 @@ export function createFatigueController(options: FatigueControllerOptions): Fati
       const hour = Math.floor(nowSeconds / HOUR_SECONDS);
       // The counter lives to the end of its hour, plus a margin for clocks a little behind ours.
       const rateTtl = (hour + 1) * HOUR_SECONDS - nowSeconds + 60;
+      const { budget } = input;
+      // A budget of its own: its own hourly counter and its own cooldown key (same cooldown length).
+      const own = budget ? `:${budget.name}` : '';
       const keys = [
         input.alertKey === undefined ? '' : `${prefix}:decision:${tenant}:${input.alertKey}`,
         `${prefix}:dedup:${tenant}:${input.dedupeKey}`,
-        `${prefix}:cooldown:${tenant}:${input.domain}`,
-        `${prefix}:rate:${tenant}:${hour}`,
+        `${prefix}:cooldown:${tenant}:${input.domain}${own}`,
+        budget ? `${prefix}:rate:${tenant}${own}:${hour}` : `${prefix}:rate:${tenant}:${hour}`,
       ];
       const args = [
         settings.enabled ? '1' : '0',
         input.dedupWindowSeconds ?? settings.dedupWindowSeconds,
         settings.domainCooldowns[input.domain] ?? 0,
-        settings.maxAlertsPerHour,
+        budget ? Math.min(budget.maxPerHour, settings.maxAlertsPerHour) : settings.maxAlertsPerHour,
         rateTtl,
         decisionTtl,
       ];

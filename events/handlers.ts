@@ -1,12 +1,12 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import type { AlertCandidate, AlertSeverity } from '../core/alerts';
+import type { AlertSeverity } from '../core/alerts';
 import type { StreamEvent } from '../core/events';
 import { FAILURE_SEVERITY, type FailureCode } from '../core/outcome';
 import type { Db } from '../db/client';
 import { currentPolicy } from '../db/tenancy';
 import type { Logger } from '../lib/logger';
 import { pauseSignal } from '../workflows/messages';
-import type { Alerter } from './alerts';
+import type { Alerter, RaisedAlert } from './alerts';
 import type { HandlerRegistry } from './reactor';
 
 export interface HandlerDeps {
@@ -29,6 +29,9 @@ function failureSeverity(code: unknown): AlertSeverity {
 /** An incident below this is recorded, not paged. */
 const PAGED_INCIDENT_SEVERITIES: readonly AlertSeverity[] = ['MEDIUM', 'HIGH', 'CRITICAL'];
 
+/** The failure code of a run its authorization denied at submit. */
+const DENIED_CODE: FailureCode = 'AUTHORIZATION_DENIED';
+
 /** One threshold alert per run and threshold per hour, however many steps stay over it. */
 const THRESHOLD_PERIOD_SECONDS = 3600;
 
@@ -38,8 +41,10 @@ const THRESHOLD_PERIOD_SECONDS = 3600;
  * tenant's policy says so.
  */
 export function createHandlers({ db, temporal, alerter, logger }: HandlerDeps): HandlerRegistry {
-  const alert = (event: StreamEvent, fields: Omit<AlertCandidate, 'eventId' | 'rule' | 'tenantId' | 'runId'>) =>
+  const alert = (event: StreamEvent, fields: Omit<RaisedAlert, 'eventId' | 'rule' | 'tenantId' | 'runId'>) =>
     alerter.raise({ eventId: event.id, rule: event.topic, tenantId: event.tenantId, runId: event.runId, ...fields }).then(() => undefined);
+  /** A run refused at submit by its authorization: its alert counts against the denied runs' own budget. */
+  const deniedBudget = (code: unknown): Pick<RaisedAlert, 'budget'> => (code === DENIED_CODE ? { budget: 'denied_runs' } : {});
 
   const auditAlert = async (event: StreamEvent) => {
     const check = String(event.payload.check ?? event.topic.split('.').pop());
@@ -62,6 +67,7 @@ export function createHandlers({ db, temporal, alerter, logger }: HandlerDeps): 
           detail: event.payload,
           // The run's outcome incident says the same: one alert for one failure.
           dedupeKey: `failure:${event.runId}`,
+          ...deniedBudget(event.payload.code),
         }),
     },
     'incident.created': {
@@ -74,6 +80,7 @@ export function createHandlers({ db, temporal, alerter, logger }: HandlerDeps): 
           title: `Incident on run ${event.runId}: ${String(event.payload.code)}`,
           detail: event.payload,
           dedupeKey: event.payload.code === 'PAUSE_SLA_EXPIRED' ? `escalation:${event.runId}` : `failure:${event.runId}`,
+          ...deniedBudget(event.payload.code),
         });
       },
     },

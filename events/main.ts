@@ -1,3 +1,4 @@
+import { surviveDriverWriteAfterClose } from '../db/driver-races';
 import { Registry } from 'prom-client';
 import { connectDatabase } from '../db/client';
 import { loadConfig } from '../lib/config';
@@ -11,6 +12,7 @@ import { startEventServices } from './service';
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger('events', config.LOG_LEVEL);
+  surviveDriverWriteAfterClose((message) => logger.warn(message));
   const database = connectDatabase(config.DATABASE_URL, { max: 4 });
   const temporal = await connectClient(config);
   const registry = new Registry();

@@ -13,6 +13,7 @@ import { createReactor, type DeadLetter, type HandlerRegistry } from './reactor'
 import { createRelay } from './relay';
 import { createWebhookSink } from './webhook';
 
+/** What the relay and the reactor read of the configuration (the denied-run alert budget is optional: 10 by default). */
 export type EventsConfig = Pick<
   Config,
   | 'REDIS_URL'
@@ -26,7 +27,8 @@ export type EventsConfig = Pick<
   | 'REACTOR_CLAIM_IDLE_SECONDS'
   | 'ALERT_WEBHOOK_URL'
   | 'ALERT_WEBHOOK_SECRET'
->;
+> &
+  Partial<Pick<Config, 'ALERT_DENIED_RUNS_PER_HOUR'>>;
 
 export interface EventServicesDeps {
   database: Database;
@@ -70,7 +72,7 @@ export async function startEventServices(deps: EventServicesDeps): Promise<Event
     config.ALERT_WEBHOOK_URL && config.ALERT_WEBHOOK_SECRET
       ? createWebhookSink({ url: config.ALERT_WEBHOOK_URL, secret: config.ALERT_WEBHOOK_SECRET })
       : undefined;
-  const alerter = createAlerter({ db: database.db, redis: alertRedis, logger, metrics, webhook });
+  const alerter = createAlerter({ db: database.db, redis: alertRedis, logger, metrics, webhook, deniedRunAlertsPerHour: config.ALERT_DENIED_RUNS_PER_HOUR });
   const handlers = mergeHandlers(createHandlers({ db: database.db, temporal: deps.temporal, alerter, logger }), deps.extraHandlers ?? {});
 
   const relay = createRelay({

@@ -37,6 +37,35 @@ const envSchema = z.object({
   API_DATABASE_CONNECT_TIMEOUT_SECONDS: z.coerce.number().positive().max(60).default(2),
   /** How long one API request may wait on Temporal in all before answering 503 (see `api/deadline.ts`). */
   API_TEMPORAL_DEADLINE_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
+  /**
+   * How long a client has to send a whole request, headers and body (`server.requestTimeout`):
+   * past it the API answers 408 and closes the connection. The largest body (API_BODY_LIMIT) takes
+   * well under a second on any working link; Node's default of 300 s let a stalled body hold a
+   * connection for five minutes.
+   */
+  API_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1000).max(300_000).default(30_000),
+  /** How long a client has to send a request's headers (`server.headersTimeout`); capped at API_REQUEST_TIMEOUT_MS. */
+  API_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1000).max(300_000).default(10_000),
+  /** Connections the API holds at once (`server.maxConnections`); one more is closed as soon as it is accepted. */
+  API_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(1_000_000).default(1024),
+  /**
+   * Express's `trust proxy`: `false` (the default) reads the client's address from the socket; behind
+   * a reverse proxy set it (`true`, a hop count, or the proxies' addresses) so the failed-key
+   * throttle counts the client's address from X-Forwarded-For, not the proxy's.
+   */
+  API_TRUST_PROXY: z.string().min(1).default('false'),
+  /** The window the two limits on failed API key lookups count over (`api/auth-throttle.ts`). */
+  AUTH_FAILURE_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
+  /** Failed key lookups one client address may make per window; then every keyed request from it is a 429. */
+  AUTH_FAILURES_PER_ADDRESS: z.coerce.number().int().min(1).default(20),
+  /** Failed lookups of one and the same key per window, from every address together; then that key is a 429. */
+  AUTH_FAILURES_PER_KEY: z.coerce.number().int().min(1).default(5),
+  /**
+   * Alerts about runs whose authorization was denied, per tenant and clock hour, counted apart from
+   * the tenant's `maxAlertsPerHour` (and never more than it), so a burst of denied submits cannot
+   * spend the budget of genuine alerts.
+   */
+  ALERT_DENIED_RUNS_PER_HOUR: z.coerce.number().int().min(0).max(100_000).default(10),
   WORKER_METRICS_PORT: port.default(9464),
   WORKER_SDK_METRICS_PORT: port.default(9465),
   /** `npm run events`' metrics, when the relay and reactor run on their own. */
@@ -98,6 +127,14 @@ const envSchema = z.object({
   CONTROL_RATE_LIMIT_PER_RUN: z.coerce.number().int().min(1).default(10),
   /** How long a pause or stop the API sent answers a repeat of it without a new signal. */
   CONTROL_COALESCE_SECONDS: z.coerce.number().int().min(1).max(3600).default(10),
+
+  // The auditor (`npm run auditor`, `auditor/main.ts`): the audit loop's workflows on a task queue
+  // of their own, served by a process of its own, so that they keep reconciling and reporting when
+  // every run worker is dead or wedged.
+  /** The task queue of `reconcileAuditWorkflow` and `staleRunReportWorkflow`; never the runs' queue. */
+  TEMPORAL_AUDIT_TASK_QUEUE: z.string().min(1).default('governed-audit'),
+  /** The auditor's Prometheus metrics: the audit loop's verdicts, passes and stale runs. */
+  AUDITOR_METRICS_PORT: port.default(9467),
 });
 
 export type Config = z.infer<typeof envSchema>;

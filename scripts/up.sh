@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # One command for the whole local system: dependencies, Temporal dev server (with the Web UI and
-# search attributes), database migrations, the prebuilt workflow bundle, then the worker and the API
-# in the foreground.
+# search attributes), database migrations, the prebuilt workflow bundle, the audit Schedule and cron
+# workflow, then three processes in the foreground: the worker (runs, on TEMPORAL_TASK_QUEUE), the
+# auditor (the audit loop, on TEMPORAL_AUDIT_TASK_QUEUE) and the API.
 #
-# The worker and the API stand or fall together: when either exits or is killed, the other is
-# stopped and the script exits non-zero (an API whose runs no worker runs is not healthy). SIGINT
-# (Ctrl-C) or SIGTERM, to npm or to this script, stops both and exits 0 (package.json runs this with
-# `exec`, so the signal npm forwards reaches this script and not a `sh -c` that would die without
-# passing it on). The Temporal dev server is a daemon that outlives this script on purpose:
-# `./temporal-dev.sh stop` stops it.
+# The three stand or fall together: when any one exits or is killed, the others are stopped and the
+# script exits non-zero (an API whose runs no worker runs is not healthy, and neither is a system
+# nobody audits). The auditor is a process of its own so that it does not share the worker's fate
+# where processes are supervised one by one (a deployment); on one machine, a dead process of the
+# three stops the whole and says which. SIGINT (Ctrl-C) or SIGTERM, to npm or to this script, stops
+# all three and exits 0 (package.json runs this with `exec`, so the signal npm forwards reaches this
+# script and not a `sh -c` that would die without passing it on). The Temporal dev server is a
+# daemon that outlives this script on purpose: `./temporal-dev.sh stop` stops it.
 #
-# UP_SKIP_SETUP=1 skips everything before the two processes (npm ci, Temporal, migrations, bundle,
+# UP_SKIP_SETUP=1 skips everything before the three processes (npm ci, Temporal, migrations, bundle,
 # schedules), for a caller that prepared them and set TEMPORAL_ADDRESS, DATABASE_URL and
 # WORKFLOW_BUNDLE_PATH (test/process-hygiene.test.ts). STOP_GRACE_SECONDS (15) is how long each
 # process may take to stop before it is killed.
@@ -24,13 +27,14 @@ if [ "${UP_SKIP_SETUP:-}" != 1 ]; then
   ./temporal-dev.sh start
   npm run --silent db:migrate
   npm run --silent build:workflow
-  # The reconciler's Schedule and the stale-run report's cron workflow, created or updated once per namespace.
+  # The reconciler's Schedule and the stale-run report's cron workflow, created or updated once per
+  # namespace on the auditor's queue (moved there from the runs' queue if an older version put them there).
   npm run --silent audit:schedules
 fi
 export WORKFLOW_BUNDLE_PATH=${WORKFLOW_BUNDLE_PATH:-$PWD/dist/workflow-bundle.js}
 grace=${STOP_GRACE_SECONDS:-15}
 
-declare -A names=() # pid -> worker | api
+declare -A names=() # pid -> worker | auditor | api
 
 # `node --import tsx`, not `npx tsx`: tsx runs the program in a second node process, which a
 # SIGKILL of tsx leaves orphaned on its ports. Here the pid we hold is the program itself.
@@ -64,7 +68,7 @@ any_running() {
 on_signal() {
   trap '' INT TERM
   trap - EXIT
-  say "got SIG$1; stopping the worker and the API"
+  say "got SIG$1; stopping the worker, the auditor and the API"
   stop_all
   exit 0
 }
@@ -74,6 +78,7 @@ trap 'on_signal TERM' TERM
 trap 'stop_all' EXIT
 
 run worker worker/main.ts
+run auditor auditor/main.ts
 run api api/main.ts
 
 all_running() {
@@ -90,10 +95,11 @@ for _ in $(seq 60); do
   API        $api   (health: $api/healthz, metrics: $api/metrics)
   Web UI     http://${TEMPORAL_IP:-127.0.0.1}:${TEMPORAL_UI_PORT:-8233}   (filter: RunPhase = "EXECUTING")
   Worker     metrics on :${WORKER_METRICS_PORT:-9464}/metrics, SDK metrics on :${WORKER_SDK_METRICS_PORT:-9465}/metrics
+  Auditor    task queue ${TEMPORAL_AUDIT_TASK_QUEUE:-governed-audit}, metrics on :${AUDITOR_METRICS_PORT:-9467}/metrics
 
   Create a tenant and key:  npm run --silent tenant:create -- --name acme --json
   Audit:     temporal schedule list (audit-reconciler), npm run --silent report:stale
-  Ctrl-C stops the worker and the API; ./temporal-dev.sh stop stops Temporal.
+  Ctrl-C stops the worker, the auditor and the API; ./temporal-dev.sh stop stops Temporal.
 
 MSG
     break
@@ -102,7 +108,7 @@ MSG
 done
 
 # Until one of them ends. Polled, not `wait -n`: a process that ended while the banner was being
-# printed is no longer a job to `wait -n`, which would then wait on the other one for good. A signal
+# printed is no longer a job to `wait -n`, which would then wait on the others for good. A signal
 # is handled by on_signal once the current sleep is over.
 while all_running; do sleep 0.5; done
 status=0

@@ -59,7 +59,9 @@ describe('the OpenAPI document', () => {
     }
     const submit = doc.paths['/api/v1/runs'].post;
     expect(submit.requestBody.content['application/json'].schema.properties.plan.type).toBe('array');
-    expect(submit['x-roles']).toEqual(['admin', 'member', 'viewer']);
+    // A viewer key reads runs; its submit is a 403 and writes nothing.
+    expect(submit['x-roles']).toEqual(['admin', 'member']);
+    expect(doc.components.responses.Error429.headers['Retry-After']).toBeDefined();
     const list = doc.paths['/api/v1/runs'].get;
     expect(list.parameters.map((p: { name: string }) => p.name)).toEqual(expect.arrayContaining(['phase', 'status', 'limit', 'cursor']));
     expect(doc.paths['/api/v1/runs/{id}/pause'].post.parameters[0]).toMatchObject({ name: 'id', in: 'path', required: true });

@@ -15,7 +15,7 @@ interface Launched {
   mark: string;
   output(): string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  ports: { api: number; workerMetrics: number; sdkMetrics: number };
+  ports: { api: number; workerMetrics: number; sdkMetrics: number; auditorMetrics: number };
 }
 
 const launched: Launched[] = [];
@@ -28,13 +28,14 @@ afterEach(() => {
 });
 
 /** `npm start` (or the script itself) with its setup skipped, on free ports and the test's Temporal. */
-async function launch(how: 'script' | 'npm' | 'worker', env: Record<string, string> = {}): Promise<Launched> {
-  const ports = { api: await freePort(), workerMetrics: await freePort(), sdkMetrics: await freePort() };
+async function launch(how: 'script' | 'npm' | 'worker' | 'auditor', env: Record<string, string> = {}): Promise<Launched> {
+  const ports = { api: await freePort(), workerMetrics: await freePort(), sdkMetrics: await freePort(), auditorMetrics: await freePort() };
   const mark = randomUUID();
   const [command, args] = {
     script: ['bash', ['scripts/up.sh']],
     npm: ['npm', ['start', '--silent']],
     worker: [process.execPath, ['--import', 'tsx', 'worker/main.ts']],
+    auditor: [process.execPath, ['--import', 'tsx', 'auditor/main.ts']],
   }[how] as [string, string[]];
   const child = spawn(command, args, {
     cwd: root,
@@ -47,9 +48,11 @@ async function launch(how: 'script' | 'npm' | 'worker', env: Record<string, stri
       DATABASE_URL: inject('databaseUrl'),
       WORKFLOW_BUNDLE_PATH: inject('workflowBundlePath'),
       TEMPORAL_TASK_QUEUE: `hygiene-${mark}`,
+      TEMPORAL_AUDIT_TASK_QUEUE: `hygiene-audit-${mark}`,
       API_PORT: String(ports.api),
       WORKER_METRICS_PORT: String(ports.workerMetrics),
       WORKER_SDK_METRICS_PORT: String(ports.sdkMetrics),
+      AUDITOR_METRICS_PORT: String(ports.auditorMetrics),
       // The shared test database's events stay off the default stream.
       EVENTS_IN_WORKER: 'false',
       LOG_LEVEL: 'info',
@@ -68,16 +71,28 @@ async function launch(how: 'script' | 'npm' | 'worker', env: Record<string, stri
   return started;
 }
 
-/** Both processes up: the worker polls its queue and the API answers. */
-async function running(up: Launched): Promise<{ worker: ProcessInfo; api: ProcessInfo }> {
+/** The three processes up: the worker and the auditor poll their queues and the API answers. */
+async function running(up: Launched): Promise<{ worker: ProcessInfo; auditor: ProcessInfo; api: ProcessInfo }> {
   // Generous: on a busy machine tsx alone takes tens of seconds to compile each entry point.
-  await waitFor('the worker and the API to start', async () => up.output().includes('"worker started"') && up.output().includes('"api listening"'), 90_000);
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  void up.exited.then((e) => (exit = e));
+  await waitFor(
+    'the worker, the auditor and the API to start',
+    async () => {
+      // One that failed to start stops the others: no use waiting out the timeout.
+      if (exit) throw new Error(`it exited (${exit.code ?? exit.signal}) before all three started`);
+      return ['"worker started"', '"auditor started"', '"api listening"'].every((line) => up.output().includes(line));
+    },
+    120_000,
+  ).catch((err: unknown) => {
+    throw new Error(`${err instanceof Error ? err.message : String(err)}; its output:\n${up.output()}`);
+  });
   const tree = descendants(up.child.pid!);
-  const worker = tree.find((p) => p.command.includes('worker/main.ts'));
-  const api = tree.find((p) => p.command.includes('api/main.ts'));
+  const [worker, auditor, api] = ['worker/main.ts', 'auditor/main.ts', 'api/main.ts'].map((entry) => tree.find((p) => p.command.includes(entry)));
   expect(worker, up.output()).toBeDefined();
+  expect(auditor, up.output()).toBeDefined();
   expect(api, up.output()).toBeDefined();
-  return { worker: worker!, api: api! };
+  return { worker: worker!, auditor: auditor!, api: api! };
 }
 
 async function exitOf(up: Launched, timeoutMs = 60_000) {
@@ -108,13 +123,26 @@ describe('npm start', () => {
     await expectNothingLeft(up);
   });
 
-  it('stops both processes and exits 0 on SIGTERM to the script', { timeout: 180_000 }, async () => {
+  it('stops the worker and the API and exits non-zero when the auditor is SIGKILLed', { timeout: 180_000 }, async () => {
+    const up = await launch('script');
+    const { auditor } = await running(up);
+    process.kill(auditor.pid, 'SIGKILL');
+    const exit = await exitOf(up);
+    expect(exit.code).not.toBe(0);
+    expect(up.output()).toMatch(new RegExp(`the auditor \\(pid ${auditor.pid}\\) exited with status 137`));
+    // The others were stopped, not killed: each drained and said so.
+    expect(up.output()).toContain('"worker stopped"');
+    await expectNothingLeft(up);
+  });
+
+  it('stops all three processes and exits 0 on SIGTERM to the script', { timeout: 180_000 }, async () => {
     const up = await launch('script');
     await running(up);
     up.child.kill('SIGTERM');
     const exit = await exitOf(up);
     expect(exit).toEqual({ code: 0, signal: null });
     expect(up.output()).toContain('"worker stopped"');
+    expect(up.output()).toContain('"auditor stopped"');
     await expectNothingLeft(up);
   });
 
@@ -126,7 +154,7 @@ describe('npm start', () => {
     await expectNothingLeft(up);
   });
 
-  it('fails, naming the port, when the API port is taken, and stops the worker', { timeout: 180_000 }, async () => {
+  it('fails, naming the port, when the API port is taken, and stops the worker and the auditor', { timeout: 180_000 }, async () => {
     const taken = await occupyPort();
     try {
       const up = await launch('script', { API_PORT: String(taken.port) });
@@ -145,6 +173,7 @@ describe('a process whose port is taken', () => {
   it.each([
     ['worker', 'WORKER_METRICS_PORT', 'worker metrics port'],
     ['worker', 'WORKER_SDK_METRICS_PORT', 'worker SDK metrics port'],
+    ['auditor', 'AUDITOR_METRICS_PORT', 'auditor metrics port'],
   ] as const)('the %s exits 1 naming %s', { timeout: 180_000 }, async (program, variable, name) => {
     const taken = await occupyPort();
     try {

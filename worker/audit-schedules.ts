@@ -2,10 +2,12 @@ import {
   ScheduleAlreadyRunning,
   ScheduleOverlapPolicy,
   WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
   type Client,
+  type ScheduleExecutionActionResult,
   type ScheduleOptionsStartWorkflowAction,
 } from '@temporalio/client';
-import { loadConfig } from '../lib/config';
+import { loadConfig, type Config } from '../lib/config';
 import { connectClient } from '../lib/temporal';
 import { reconcileAuditWorkflow, staleRunReportWorkflow } from '../workflows/audit';
 
@@ -19,15 +21,19 @@ export interface AuditScheduleOptions {
 }
 
 export interface AppliedAuditSchedules {
-  schedule: 'created' | 'updated';
-  staleReport: 'started' | 'unchanged' | 'restarted';
+  /** `moved`: updated from another task queue, its passes still running there terminated. */
+  schedule: 'created' | 'updated' | 'moved';
+  /** `moved`: the cron workflow ran on another task queue and was started again on this one. */
+  staleReport: 'started' | 'unchanged' | 'restarted' | 'moved';
 }
 
 /**
  * Creates or updates, idempotently, the two things that keep the audit loop turning: the
  * `audit-reconciler` Schedule (a pass every interval; a pass still running skips the next) and
- * the `stale-run-report` cron workflow. Safe to run at every start-up and from any number of
- * processes: the namespace keeps one of each.
+ * the `stale-run-report` cron workflow, both on `options.taskQueue` (the auditor's,
+ * `TEMPORAL_AUDIT_TASK_QUEUE`). Safe to run at every start-up and from any number of processes: the
+ * namespace keeps one of each. A deployment whose audit loop ran on another queue (the runs' queue,
+ * before the auditor had one of its own) is moved over.
  */
 export async function applyAuditSchedules(client: Client, options: AuditScheduleOptions): Promise<AppliedAuditSchedules> {
   return { schedule: await applyReconcilerSchedule(client, options), staleReport: await applyStaleReportCron(client, options) };
@@ -50,8 +56,35 @@ async function applyReconcilerSchedule(client: Client, options: AuditScheduleOpt
   } catch (err) {
     if (!(err instanceof ScheduleAlreadyRunning)) throw err;
   }
-  await client.schedule.getHandle(AUDIT_SCHEDULE_ID).update((previous) => ({ ...previous, spec, action, policies }));
-  return 'updated';
+  let movedFrom: string | undefined;
+  const handle = client.schedule.getHandle(AUDIT_SCHEDULE_ID);
+  await handle.update((previous) => {
+    // Called again on a conflicting update: the last call saw the Schedule as it stood.
+    movedFrom = previous.action.type === 'startWorkflow' && previous.action.taskQueue !== options.taskQueue ? previous.action.taskQueue : undefined;
+    return { ...previous, spec, action, policies };
+  });
+  await stopPassesElsewhere(client, (await handle.describe()).info.runningActions, options.taskQueue);
+  return movedFrom === undefined ? 'updated' : 'moved';
+}
+
+/**
+ * A pass the Schedule started on another queue (before the audit loop moved) may have nobody left
+ * to run it — that is why the loop moves — and the Schedule skips every later pass while one runs.
+ * It is terminated: a pass is idempotent page by page, and the next one, on the new queue, reads
+ * whatever it left due. Checked at every apply, so an apply interrupted after the move still does it.
+ */
+async function stopPassesElsewhere(client: Client, running: ScheduleExecutionActionResult[], taskQueue: string): Promise<void> {
+  for (const { workflow } of running) {
+    const pass = client.workflow.getHandle(workflow.workflowId, undefined, { firstExecutionRunId: workflow.firstExecutionRunId });
+    try {
+      const described = await pass.describe();
+      if (described.taskQueue === taskQueue || described.status.name !== 'RUNNING') continue;
+      await pass.terminate(`the audit loop moved from task queue ${described.taskQueue} to ${taskQueue}`);
+    } catch (err) {
+      // Finished meanwhile: nothing to stop.
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+    }
+  }
 }
 
 /** A cron workflow's schedule cannot be changed in place: a different one replaces the workflow. */
@@ -71,9 +104,12 @@ async function applyStaleReportCron(client: Client, options: AuditScheduleOption
   }
   const current = await runningCron(client);
   if (current.cronSchedule === options.staleReportCron && current.taskQueue === options.taskQueue) return 'unchanged';
-  await client.workflow.getHandle(STALE_REPORT_WORKFLOW_ID).terminate(`cron schedule changed to "${options.staleReportCron}"`);
+  const moved = current.taskQueue !== options.taskQueue;
+  await client.workflow
+    .getHandle(STALE_REPORT_WORKFLOW_ID)
+    .terminate(moved ? `the audit loop moved from task queue ${current.taskQueue} to ${options.taskQueue}` : `cron schedule changed to "${options.staleReportCron}"`);
   await start();
-  return 'restarted';
+  return moved ? 'moved' : 'restarted';
 }
 
 /** The running cron workflow's schedule and task queue, as its start event recorded them. */
@@ -83,19 +119,35 @@ export async function runningCron(client: Client): Promise<{ cronSchedule: strin
   return { cronSchedule: started?.cronSchedule ?? '', taskQueue: started?.taskQueue?.name ?? '' };
 }
 
+/**
+ * The auditor's queue from the configuration. It must not be the runs' queue: the run workers would
+ * then serve the audit loop, and it would die with them.
+ */
+export function auditTaskQueue(config: Pick<Config, 'TEMPORAL_AUDIT_TASK_QUEUE' | 'TEMPORAL_TASK_QUEUE'>): string {
+  if (config.TEMPORAL_AUDIT_TASK_QUEUE === config.TEMPORAL_TASK_QUEUE) {
+    throw new Error(
+      `TEMPORAL_AUDIT_TASK_QUEUE must not be the runs' task queue (TEMPORAL_TASK_QUEUE=${config.TEMPORAL_TASK_QUEUE}): ` +
+        'the audit loop must outlive the run workers it watches',
+    );
+  }
+  return config.TEMPORAL_AUDIT_TASK_QUEUE;
+}
+
 if (require.main === module) {
   (async () => {
     const config = loadConfig();
+    const taskQueue = auditTaskQueue(config);
     const client = await connectClient(config);
     try {
       const applied = await applyAuditSchedules(client, {
-        taskQueue: config.TEMPORAL_TASK_QUEUE,
+        taskQueue,
         reconcileIntervalSeconds: config.AUDIT_RECONCILE_INTERVAL,
         staleReportCron: config.STALE_REPORT_CRON,
       });
       console.log(
         `schedule ${AUDIT_SCHEDULE_ID} ${applied.schedule} (every ${config.AUDIT_RECONCILE_INTERVAL}s); ` +
-          `cron workflow ${STALE_REPORT_WORKFLOW_ID} ${applied.staleReport} ("${config.STALE_REPORT_CRON}")`,
+          `cron workflow ${STALE_REPORT_WORKFLOW_ID} ${applied.staleReport} ("${config.STALE_REPORT_CRON}"); ` +
+          `task queue ${taskQueue} (served by npm run auditor)`,
       );
     } finally {
       await client.connection.close();

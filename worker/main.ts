@@ -1,3 +1,4 @@
+import { surviveDriverWriteAfterClose } from '../db/driver-races';
 import { existsSync } from 'node:fs';
 import { Client } from '@temporalio/client';
 import { Runtime, makeTelemetryFilterString } from '@temporalio/worker';
@@ -23,6 +24,8 @@ async function main(): Promise<void> {
     throw new Error(`WORKFLOW_BUNDLE_PATH ${config.WORKFLOW_BUNDLE_PATH} does not exist; run 'npm run build:workflow'`);
   }
 
+  surviveDriverWriteAfterClose((message) => logger.warn(message));
+
   const database = connectDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX });
   const metrics = createWorkerMetrics();
   const metricsServer = await serveMetrics(metrics.registry, config.WORKER_METRICS_PORT, { name: 'worker metrics port', variable: 'WORKER_METRICS_PORT' });
@@ -30,6 +33,10 @@ async function main(): Promise<void> {
   const tools = await ToolServers.connect(loadToolServersConfig(process.env), { logger });
   const connection = await connectWorkerConnection(config);
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  // The runs' queue alone: the audit loop runs on TEMPORAL_AUDIT_TASK_QUEUE, served by the auditor
+  // (`npm run auditor`), so that it outlives this worker. The bundle still holds its workflows and
+  // the reconciler's activities are still registered, so a pass started on this queue before the
+  // loop moved (`npm run audit:schedules` moves it) can finish here.
   const worker = await createWorker({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,

@@ -17,6 +17,8 @@ import { predictStepCost } from '../core/step-cost';
 import { governanceMessage, type ToolCallResolution } from '../core/tool-calls';
 import type { DomainWrites } from './activity-proxies';
 import {
+  ANONYMOUS_ACTOR,
+  TENANT_SUSPENDED_REASON,
   controlRequestFrom,
   heldAuthorities,
   pauseRequestFrom,
@@ -191,7 +193,8 @@ export class RunGovernor {
     if (reason === 'TOOL_APPROVAL') return this.rejectSignal('pause', request, 'a TOOL_APPROVAL pause is made by the run itself, for one tool call');
     if (!this.controllable()) return this.rejectSignal('pause', request, this.uncontrollable('paused'));
     if (this.snapshotState.pause || this.memory.pauseRequest) return this.rejectSignal('pause', request, 'run is already paused');
-    this.memory.pauseRequest = { ...request, pauseReason: reason };
+    // A pause nobody signed is recorded as made by someone unknown, never as the policy's own.
+    this.memory.pauseRequest = { ...request, actor: request.actor ?? ANONYMOUS_ACTOR, pauseReason: reason };
     this.memory.checkRequested = true;
   }
 
@@ -235,9 +238,21 @@ export class RunGovernor {
 
   onPolicyChanged(raw?: unknown): void {
     this.signalsReceived += 1;
-    // Whatever it carries, a policy change only asks for a fresh check.
-    void raw;
+    // Whatever else it carries, a policy change asks for a fresh check at the next step boundary.
     this.memory.checkRequested = true;
+    this.stopPauseOnSuspension(raw);
+  }
+
+  /**
+   * A paused run meets no step boundary until its pause ends, so its tenant's suspension would leave
+   * it paused until the SLA ran out: the suspension's push is taken as a stop by the run that holds
+   * a pause, which ends it at once (as a stop of a paused run does), recorded with the push's actor.
+   */
+  private stopPauseOnSuspension(raw: unknown): void {
+    if (!this.snapshotState.pause || this.memory.stopRequest || this.closing) return;
+    const request = controlRequestFrom(raw);
+    if (request.reason !== TENANT_SUSPENDED_REASON || !this.patches.has('suspensionStopsPausedRun')) return;
+    this.memory.stopRequest = { ...request, actor: request.actor ?? ANONYMOUS_ACTOR };
   }
 
   /**

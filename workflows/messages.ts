@@ -2,7 +2,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { RequestedToolCall } from '../core/agent';
 import type { OutputRef } from '../core/outputs';
 import type { ObservabilityMode, PauseTimeoutBehavior, PredictedOverrunBehavior, ToolPolicy } from '../core/policy';
-import { RESUME_AUTHORITIES, type PauseReason, type PolicyDecision, type ResumeAuthority } from '../core/policy-check';
+import { ALWAYS_MAY_RESUME, RESUME_AUTHORITIES, type PauseReason, type PolicyDecision, type ResumeAuthority } from '../core/policy-check';
 import type { RunPhase, RunStatus } from '../core/phases';
 import type { PlanStep } from '../core/plan';
 import type { PriceTable } from '../core/pricing';
@@ -254,7 +254,23 @@ export function controlRequestFrom(raw: unknown): ResumeRequest {
   return Object.fromEntries(Object.entries(request).filter(([, v]) => v !== undefined));
 }
 
-/** As `controlRequestFrom`, with the pause's own fields; an unknown reason is kept for the refusal. */
+/**
+ * Who a control that names no actor is recorded as made by: someone unknown (an operator's signal
+ * without `actor`), never `policy`, which is the run's own governance.
+ */
+export const ANONYMOUS_ACTOR = 'anonymous';
+
+/**
+ * The reason a tenant's suspension is pushed to its live runs with (`tenantStatusPush` in
+ * dispatch/control-pusher.ts): a run holding a pause takes it as a stop (`RunGovernor.onPolicyChanged`).
+ */
+export const TENANT_SUSPENDED_REASON = 'tenant suspended';
+
+/**
+ * As `controlRequestFrom`, with the pause's own fields; an unknown reason is kept for the refusal.
+ * Authorities a sender names are kept only with `ALWAYS_MAY_RESUME` among them: a pause may admit
+ * more people than its reason's default, never lock the tenant's admin and the founder out.
+ */
 export function pauseRequestFrom(raw: unknown): PauseRequest & { pauseReason?: string } {
   const fields = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? (raw as Record<string, unknown>) : {};
   const { ifPauseTag: _notForPauses, argsSha256: _approvalsOnly, decision: _approvalsToo, ...request } = controlRequestFrom(raw);
@@ -266,7 +282,7 @@ export function pauseRequestFrom(raw: unknown): PauseRequest & { pauseReason?: s
   return {
     ...request,
     ...(pauseReason !== undefined ? { pauseReason: pauseReason as PauseReason } : {}),
-    ...(allowed?.length ? { allowedAuthorities: [...new Set(allowed)] } : {}),
+    ...(allowed?.length ? { allowedAuthorities: [...new Set([...allowed, ...ALWAYS_MAY_RESUME])] } : {}),
     ...(tag !== undefined ? { tag } : {}),
   };
 }

@@ -55,6 +55,12 @@ export const RUN_PATCHES = {
    * runs with such a step, when it is first predicted.
    */
   priceBoundAtDearestRate: 'price-bound-at-dearest-rate',
+  /**
+   * Runs started before held a pause through their tenant's suspension until its SLA ran out; now
+   * the suspension's push (`policyChanged`, reason "tenant suspended") stops a paused run at once.
+   * A run recorded before the baseline asks for it on its own, only when a suspension finds it paused.
+   */
+  suspensionStopsPausedRun: 'suspension-stops-paused-run',
 } as const;
 
 export type RunPatch = keyof typeof RUN_PATCHES;
@@ -85,7 +91,7 @@ const BASELINE_2026_11 = {
 /** The baseline of runs started since step outputs were stored: every patch above. */
 const BASELINE_2026_12 = {
   id: 'run-baseline-2026-12',
-  includes: new Set<RunPatch>([...BASELINE_2026_11.includes, 'stepOutputs', 'signalRefusalsInBatches', 'signalsBounded']),
+  includes: new Set<RunPatch>([...BASELINE_2026_11.includes, 'stepOutputs', 'signalRefusalsInBatches', 'signalsBounded', 'suspensionStopsPausedRun']),
 };
 
 /**

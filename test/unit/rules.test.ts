@@ -90,3 +90,16 @@ describe('transient error classification', () => {
     expect(isTransientError(new Error('plain'))).toBe(false);
   });
 });
+
+describe("the driver's write-after-close race", () => {
+  it('is told apart from every other TypeError', async () => {
+    const { isDriverWriteAfterClose } = await import('../../db/driver-races');
+    const race = new TypeError("Cannot read properties of null (reading 'write')");
+    race.stack = `TypeError: Cannot read properties of null (reading 'write')\n    at Immediate.nextWrite (/app/node_modules/postgres/src/connection.js:255:22)`;
+    expect(isDriverWriteAfterClose(race)).toBe(true);
+    const ours = new TypeError("Cannot read properties of null (reading 'write')");
+    ours.stack = `TypeError: Cannot read properties of null (reading 'write')\n    at write (/app/lib/thing.ts:1:1)`;
+    expect(isDriverWriteAfterClose(ours)).toBe(false);
+    expect(isDriverWriteAfterClose(new Error('x'))).toBe(false);
+  });
+});
