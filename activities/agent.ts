@@ -1,3 +1,4 @@
+import type { AgentTurnInput, AgentTurnResult, ToolCallInput, ToolCallRecord, ToolCallKey } from '../core/contracts';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type OpenAI from 'openai';
@@ -6,13 +7,12 @@ import { modelTurnAction, stepRecordAction, toolCallAction } from '../core/audit
 import { wouldOverrunBudget } from '../core/budget';
 import type { OutputRef } from '../core/outputs';
 import type { AgentInput, PlanStep } from '../core/plan';
-import { PRICED_AT_DEAREST_RATE, type PriceTable } from '../core/pricing';
+import { PRICED_AT_DEAREST_RATE } from '../core/pricing';
 import { ReferenceError, referencedSteps, resolveReferences, type ReferencedOutput } from '../core/references';
 import { chatCompletionBoundUsd } from '../core/step-cost';
 import { STEP_HEARTBEAT_INTERVAL_MS } from '../core/step-heartbeat';
 import { toSafeText } from '../core/text-safety';
 import { toolMayHaveRun, type ToolCallResolution } from '../core/tool-calls';
-export type { ToolCallRecord } from '../db/tool-calls';
 import type { ToolId } from '../core/tools';
 import { recordAck } from '../db/acks';
 import { declareToolCalls } from '../db/audit';
@@ -30,7 +30,7 @@ import {
   type ItemKey,
   type StoredOutput,
 } from '../db/steps';
-import { recordToolCallResolution, recordedToolCall, type ToolCallKey, type ToolCallRecord } from '../db/tool-calls';
+import { recordToolCallResolution, recordedToolCall } from '../db/tool-calls';
 import type { ActivityDeps } from './deps';
 import { recorded } from './recording';
 import { complete, pricingNote, redactorFor } from './skills/chat';
@@ -40,52 +40,6 @@ import { ToolCallLostError } from './tools/servers';
 /** What a person sees of a call's arguments. */
 const ARGS_PREVIEW_CHARS = 200;
 const PREVIEW_CHARS = 200;
-
-export interface AgentTurnInput {
-  runId: string;
-  tenantId: string;
-  stepIndex: number;
-  turn: number;
-  /** The tool patterns the tenant's policy allows (the step's own `tools` can only narrow them). */
-  allowedTools: string[];
-  /** The run's spend and budget, to refuse a turn whose bound would overrun it (unless accepted). */
-  spentUsd: number;
-  budgetUsd: number;
-  acceptOverrun: boolean;
-  prices?: PriceTable;
-  warningAtUsd: number | null;
-}
-
-/** The model's reply, recorded; or the turn refused before the model was asked. */
-export type AgentTurnResult =
-  | { kind: 'refused'; predictedUsd: number; reason: string }
-  | {
-      /** `answered`: no tool call, the reply is the step's output. `tools`: it asks for calls. */
-      kind: 'answered' | 'tools';
-      model: string;
-      tokensIn: number;
-      tokensOut: number;
-      costUsd: number;
-      durationMs: number;
-      /** The assistant message as stored (JSON). */
-      output: OutputRef;
-      /** The step's output, when the agent answered. */
-      stepOutput: OutputRef | null;
-      toolCalls: RequestedToolCall[];
-      failure: { code: 'OUTPUT_TOO_LARGE'; message: string } | null;
-      thresholdCrossed: boolean;
-    };
-
-export interface ToolCallInput {
-  runId: string;
-  tenantId: string;
-  stepIndex: number;
-  turn: number;
-  callIndex: number;
-  /** What the policy charges for the call. */
-  priceUsd: number;
-  warningAtUsd: number | null;
-}
 
 /** The assistant message an agent turn stores, as the provider's API takes it back. */
 interface AssistantMessage {

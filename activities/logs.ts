@@ -1,10 +1,11 @@
+import type { CarriedMoves } from '../core/contracts';
 import { eq } from 'drizzle-orm';
 import { CREATE_LOG_RECORD } from '../core/audit';
 import { runLogs } from '../db/schema';
 import { recordAck } from '../db/acks';
 import type { ActivityDeps } from './deps';
 import { recordMoves } from '../db/runs';
-import { countMoves, type CarriedMoves } from './runs';
+import { countMoves } from './runs';
 
 export function createLogActivities({ db, metrics }: ActivityDeps) {
   /** The run's log record: what ran, what it cost and how it ended. */

@@ -1,9 +1,8 @@
+import type { PolicyCheckRequest, PolicyCheckResponse } from '../core/contracts';
 import { and, eq } from 'drizzle-orm';
 import { EVALUATE_POLICY } from '../core/audit';
 import type { RunOutcome } from '../core/outcome';
-import type { SkillName } from '../core/plan';
-import type { PolicyRules } from '../core/policy';
-import { decidePolicy, summarizeViolations, type PolicyCheckResult, type PolicyDecision, type Violation } from '../core/policy-check';
+import { decidePolicy, summarizeViolations, type PolicyDecision, type Violation } from '../core/policy-check';
 import { currentPolicy, policyVersion, tenantStatus } from '../db/tenancy';
 import type { DbOrTx } from '../db/client';
 import { policyEvaluations } from '../db/schema';
@@ -11,7 +10,7 @@ import { recordAck } from '../db/acks';
 import { ackRollback, type CompensationInput } from './compensation';
 import type { ActivityDeps } from './deps';
 import { recordMoves, submittedPolicyVersion } from '../db/runs';
-import { countMoves, type CarriedMoves } from './runs';
+import { countMoves } from './runs';
 
 /** Outcomes that are themselves policy violations; others are compliant as far as policy goes. */
 const POLICY_VIOLATIONS = new Set(['AUTHORIZATION_DENIED', 'BUDGET_EXCEEDED', 'POLICY_TERMINATED', 'PAUSE_TIMEOUT', 'TOOL_CALL_LIMIT', 'TOOL_DENIED']);
@@ -25,29 +24,6 @@ export function finalEvaluation(outcome: RunOutcome): { decision: 'COMPLIANT' | 
     reason: outcome.kind === 'succeeded' ? 'run completed within policy' : `run failed (${outcome.code}) without a policy violation`,
     violations: [],
   };
-}
-
-export interface PolicyCheckRequest extends CarriedMoves {
-  runId: string;
-  tenantId: string;
-  /** The run's n-th check; keys its evaluation row. */
-  checkNumber: number;
-  stepIndex: number;
-  knownPolicyVersion: number;
-  runBudgetUsd: number;
-  costUsd: number;
-  tokens: number;
-  stepsCompleted: number;
-  remainingSkills: SkillName[];
-  nextStepApproved: boolean;
-  stopRequested: boolean;
-  /** Governed steps taken, an agent's turns and tool calls included (absent in runs without agents). */
-  actionsCompleted?: number;
-}
-
-export interface PolicyCheckResponse extends PolicyCheckResult {
-  policyVersion: number;
-  rules: PolicyRules;
 }
 
 async function recordedCheck(tx: DbOrTx, input: PolicyCheckRequest): Promise<PolicyCheckResponse | null> {

@@ -1,27 +1,11 @@
+import type { CarriedMoves, FinalizeRunInput } from '../core/contracts';
 import { FINALIZE_RUN } from '../core/audit';
-import type { OutboundEvent } from '../core/events';
-import type { FailureCode } from '../core/outcome';
 import { assertTransition } from '../core/phases';
-import type { SagaPhase } from '../core/saga';
 import { closeRunContract } from '../db/audit';
 import { recordEnding, recordMoves, recordUnfinalized, type PhaseMove as TransitionInput } from '../db/runs';
 import { recordAck } from '../db/acks';
 import type { ActivityDeps } from './deps';
 import { writeEvents } from '../db/outbox';
-
-export type { TransitionInput };
-
-export interface FinalizeRunInput extends TransitionInput, CarriedMoves {
-  tenantId: string;
-  sagaPhase: SagaPhase;
-  error?: { code: FailureCode; message: string } | null;
-  events?: OutboundEvent[];
-}
-
-/** Phase moves the workflow made since its last write, recorded first in the transaction of the write that carries them. */
-export interface CarriedMoves {
-  transitions?: TransitionInput[];
-}
 
 export function countMoves(metrics: ActivityDeps['metrics'], moves: readonly TransitionInput[]): void {
   for (const move of moves) metrics.phaseTransitions.inc({ from: move.from, to: move.to });

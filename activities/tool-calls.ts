@@ -1,14 +1,6 @@
-import type { ToolCallResolution } from '../core/tool-calls';
-import { recordToolCallResolution, recordedToolCall, type ToolCallKey, type ToolCallRecord } from '../db/tool-calls';
+import type { ToolCallRecord, UnrunToolCall } from '../core/contracts';
+import { recordToolCallResolution, recordedToolCall } from '../db/tool-calls';
 import type { ActivityDeps } from './deps';
-
-/** A call the run decided not to run (refused by policy, denied by a person, cut off by the run's end), and what the model is told. */
-export interface UnrunToolCall extends ToolCallKey {
-  tool: string | null;
-  argsSha256: string;
-  resolution: Extract<ToolCallResolution, 'unknown_tool' | 'not_allowed' | 'denied' | 'limit' | 'not_run' | 'failed'>;
-  message: string;
-}
 
 export function createToolCallActivities({ db, metrics }: ActivityDeps) {
   /**

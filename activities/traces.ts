@@ -1,3 +1,4 @@
+import type { StepResult } from '../core/contracts';
 import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { COMPLETE_TRACE, START_TRACE } from '../core/audit';
 import { SAGA_EVENT_TOPICS, sagaEventKey, type OutboundEvent } from '../core/events';
@@ -9,7 +10,6 @@ import { recordAck } from '../db/acks';
 import { ackRollback, type CompensationInput } from './compensation';
 import type { ActivityDeps } from './deps';
 import { writeEvents } from '../db/outbox';
-import type { StepResult } from './skills';
 
 export interface RunProgress {
   costUsd: number;

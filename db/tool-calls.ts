@@ -1,5 +1,5 @@
+import type { ToolCallRecord, ToolCallKey } from '../core/contracts';
 import { toolCallAction } from '../core/audit';
-import type { OutputRef } from '../core/outputs';
 import { toSafeText } from '../core/text-safety';
 import type { ToolCallResolution } from '../core/tool-calls';
 import { recordAck } from './acks';
@@ -10,22 +10,6 @@ import { addRunProgress, completeTraceRow, flagThresholdCrossed, insertTraceRow,
 import { contentTypeOf } from './content-type';
 
 const PREVIEW_CHARS = 200;
-
-/** A tool call's resolution as recorded, what the workflow keeps of it. */
-export interface ToolCallRecord {
-  resolution: ToolCallResolution;
-  output: OutputRef;
-  costUsd: number;
-  durationMs: number;
-  thresholdCrossed: boolean;
-}
-
-/** One tool call: the `callIndex`-th the model asked for in `turn` of agent step `stepIndex`. */
-export interface ToolCallKey {
-  stepIndex: number;
-  turn: number;
-  callIndex: number;
-}
 
 export interface ToolCallResolutionInput {
   runId: string;

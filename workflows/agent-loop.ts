@@ -1,6 +1,5 @@
+import type { AgentTurnResult, ToolCallRecord, UnrunToolCall } from '../core/contracts';
 import { isCancellation } from '@temporalio/workflow';
-import type { AgentTurnResult, ToolCallRecord } from '../activities/agent';
-import type { UnrunToolCall } from '../activities/tool-calls';
 import type { RequestedToolCall } from '../core/agent';
 import type { RunOutcome } from '../core/outcome';
 import type { OutputRef } from '../core/outputs';

@@ -1,6 +1,5 @@
+import type { CarriedMoves, PolicyCheckResponse } from '../core/contracts';
 import { CancellationScope, condition, workflowInfo } from '@temporalio/workflow';
-import type { PolicyCheckResponse } from '../activities/policies';
-import type { CarriedMoves } from '../activities/runs';
 import { actionLimitReached, ruleOnToolCall, type RequestedToolCall } from '../core/agent';
 import { budgetWarningAtUsd, effectiveBudgetUsd, hasOverrunBudget, wouldOverrunBudget } from '../core/budget';
 import type { FailureCode, RunOutcome } from '../core/outcome';
@@ -72,7 +71,6 @@ interface Position {
   inAgent: boolean;
 }
 
-
 const STOPPED: RunOutcome = { kind: 'failed', status: 'cancelled', code: 'STOPPED', message: 'run stopped' };
 
 /** Refused signals written per write, and queued at most (the rest are counted, and written as a count). */
@@ -111,7 +109,6 @@ function freshMemory(knownPolicyVersion: number): GovernorMemory {
     seenRequestIds: [],
   };
 }
-
 
 /** What the governor shows of itself in the run's state: its pause, its last check, the policy it holds. */
 export type GovernorSnapshot = Required<Pick<RunState, 'pause' | 'lastCheck' | 'policyVersion'>>;

@@ -1,3 +1,4 @@
+import type { TransitionInput, CarriedMoves, StepRecord } from '../core/contracts';
 import {
   ApplicationFailure,
   CancellationScope,
@@ -10,9 +11,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { StepRecord } from '../activities/skills';
 import type { OutboundEvent } from '../core/events';
-import type { CarriedMoves, TransitionInput } from '../activities/runs';
 import type { FailureCode, RunOutcome } from '../core/outcome';
 import { assertTransition, type RunPhase, type RunStatus } from '../core/phases';
 import { addUsd } from '../core/pricing';

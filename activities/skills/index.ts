@@ -1,3 +1,4 @@
+import type { StepResult, RunStepInput, StepRecord } from '../../core/contracts';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { stepRecordAction } from '../../core/audit';
@@ -17,41 +18,7 @@ import { recorded as untilRecorded } from '../recording';
 import { chatCompletion, pricingNote, type ChatResult } from './chat';
 import { simulateCompletion } from './sim';
 
-/** What the legacy `executeStep` returns to runs started before outputs were stored. */
-export interface StepResult {
-  model: string;
-  tokensIn: number;
-  tokensOut: number;
-  costUsd: number;
-  durationMs: number;
-  outputPreview: string;
-}
-
 const PREVIEW_CHARS = 200;
-
-export interface RunStepInput {
-  runId: string;
-  tenantId: string;
-  stepIndex: number;
-  step: PlanStep;
-  /** The earlier steps this step's input refers to, by name (`core/references.ts`). */
-  references: Record<string, number>;
-  /** Spend at which the run is flagged HIGH risk and `threshold.exceeded` recorded (null: no policy held yet). */
-  warningAtUsd: number | null;
-}
-
-/** A plan step as recorded: its usage and the reference to its stored output. */
-export interface StepRecord {
-  model: string;
-  tokensIn: number;
-  tokensOut: number;
-  costUsd: number;
-  durationMs: number;
-  output: OutputRef | null;
-  /** Set when the step ran (and was paid for) but its result cannot stand. */
-  failure: { code: 'OUTPUT_TOO_LARGE'; message: string } | null;
-  thresholdCrossed: boolean;
-}
 
 function stepRecordOf(row: TraceRow, output: OutputRef | null): StepRecord {
   return {

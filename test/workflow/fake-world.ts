@@ -4,14 +4,11 @@
  * holds steps at gates, and scripts an agent's model turns. Typed against the real activities, so
  * a changed activity signature breaks the fake at compile time, not at run time.
  */
+import type { PolicyCheckRequest, PolicyCheckResponse, StepResult, RunStepInput, StepRecord, AgentTurnInput, AgentTurnResult, ToolCallInput, ToolCallRecord, UnrunToolCall } from '../../core/contracts';
 import { randomUUID } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Activities } from '../../activities';
-import type { AgentTurnInput, AgentTurnResult, ToolCallInput, ToolCallRecord } from '../../activities/agent';
-import type { PolicyCheckRequest, PolicyCheckResponse } from '../../activities/policies';
-import type { RunStepInput, StepRecord, StepResult } from '../../activities/skills';
 import { simulateCompletion } from '../../activities/skills/sim';
-import type { UnrunToolCall } from '../../activities/tool-calls';
 import type { RequestedToolCall } from '../../core/agent';
 import type { OutputRef } from '../../core/outputs';
 import type { PlanStep } from '../../core/plan';
