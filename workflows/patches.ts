@@ -66,6 +66,40 @@ export const RUN_PATCHES = {
 export type RunPatch = keyof typeof RUN_PATCHES;
 
 /**
+ * When each patch's new branch became the only one new runs take: its baseline's release, or its
+ * own for a patch asked on its own. Retiring a patch (removing its old branch, its `patched()`
+ * call and the histories recorded before it) follows one rule, checked by `npm run
+ * patches:retirable` against the namespace: no run started before that date is still open, and
+ * the namespace's retention has passed since (so no history an operator may still replay or
+ * reset needs the old branch). A run may be paused for weeks, so the check asks Temporal rather
+ * than assuming a run's life is bounded.
+ */
+export const PATCH_RELEASED: Readonly<Record<RunPatch, string>> = {
+  midRunPolicyChecks: '2026-11-24',
+  neverWedge: '2026-11-24',
+  failedRunFailsWorkflow: '2026-11-24',
+  failedRunClosesVisibly: '2026-11-24',
+  refuseControlWhileClosing: '2026-11-24',
+  compensationGivesUp: '2026-11-24',
+  localDomainWrites: '2026-11-24',
+  budgetReservation: '2026-11-24',
+  longRunContinuesAsNew: '2026-11-24',
+  movesRideWithWrites: '2026-11-24',
+  stepOutputs: '2026-12-03',
+  signalRefusalsInBatches: '2026-12-03',
+  signalsBounded: '2026-12-03',
+  priceBoundAtDearestRate: '2026-12-03',
+  suspensionStopsPausedRun: '2026-12-03',
+};
+
+/** Whether a patch may retire, given what the namespace says (see `PATCH_RELEASED`). */
+export function mayRetire(released: string, namespace: { openRunsStartedBefore: number; lastSuchRunClosedAt: Date | null; retentionDays: number; now: Date }): boolean {
+  if (namespace.openRunsStartedBefore > 0) return false;
+  const since = namespace.lastSuchRunClosedAt ?? new Date(released);
+  return namespace.now.getTime() - since.getTime() >= namespace.retentionDays * 86_400_000;
+}
+
+/**
  * What a run records instead of one marker per patch: each `patched()` costs
  * its history a marker and an upsert of `TemporalChangeVersion` (a visibility write). Frozen: a patch
  * added later is not part of it and is asked for on its own. A release older than the baseline
