@@ -1,19 +1,11 @@
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { AlertSeverity } from '../core/alerts';
 import type { StreamEvent } from '../core/events';
 import { FAILURE_SEVERITY, type FailureCode } from '../core/outcome';
-import type { Db } from '../db/client';
-import { currentPolicy } from '../db/tenancy';
-import type { Logger } from '../lib/logger';
-import { pauseSignal } from '../workflows/messages';
 import type { Alerter, RaisedAlert } from './alerts';
 import type { HandlerRegistry } from './reactor';
 
 export interface HandlerDeps {
-  db: Db;
-  temporal: Client;
   alerter: Alerter;
-  logger: Logger;
 }
 
 const SEVERITIES: readonly AlertSeverity[] = ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'];
@@ -36,11 +28,10 @@ const DENIED_CODE: FailureCode = 'AUTHORIZATION_DENIED';
 const THRESHOLD_PERIOD_SECONDS = 3600;
 
 /**
- * What the reactor does with each topic: alerts through the fatigue controller, and the one
- * action the source only wished for — pausing a run that crossed its warning threshold when its
- * tenant's policy says so.
+ * What the reactor does with each topic: alerts through the fatigue controller. It acts on no run:
+ * a run past its warning point pauses itself when the policy it holds says `pauseOnThreshold`.
  */
-export function createHandlers({ db, temporal, alerter, logger }: HandlerDeps): HandlerRegistry {
+export function createHandlers({ alerter }: HandlerDeps): HandlerRegistry {
   const alert = (event: StreamEvent, fields: Omit<RaisedAlert, 'eventId' | 'rule' | 'tenantId' | 'runId'>) =>
     alerter.raise({ eventId: event.id, rule: event.topic, tenantId: event.tenantId, runId: event.runId, ...fields }).then(() => undefined);
   /** A run refused at submit by its authorization: its alert counts against the denied runs' own budget. */
@@ -109,24 +100,6 @@ export function createHandlers({ db, temporal, alerter, logger }: HandlerDeps): 
           dedupeKey: `threshold:${event.runId}:${String(event.payload.warningAtUsd)}`,
           dedupWindowSeconds: THRESHOLD_PERIOD_SECONDS,
         }),
-      pauseOnThreshold: async (event) => {
-        if (!event.runId || !event.tenantId) return;
-        const { rules } = await currentPolicy(db, event.tenantId);
-        if (!rules.pauseOnThreshold) return;
-        try {
-          await temporal.workflow.getHandle(event.runId).signal(pauseSignal, {
-            actor: 'reactor',
-            authority: 'SYSTEM_AUTO',
-            pauseReason: 'BUDGET_WARNING',
-            reason: `spent $${String(event.payload.costUsd)}, past the warning threshold of $${String(event.payload.warningAtUsd)}`,
-          });
-          logger.info({ runId: event.runId }, 'paused a run past its warning threshold (pauseOnThreshold)');
-        } catch (err) {
-          // A run that already ended has nothing left to pause.
-          if (err instanceof WorkflowNotFoundError) return;
-          throw err;
-        }
-      },
     },
   };
 }

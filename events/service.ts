@@ -73,7 +73,7 @@ export async function startEventServices(deps: EventServicesDeps): Promise<Event
       ? createWebhookSink({ url: config.ALERT_WEBHOOK_URL, secret: config.ALERT_WEBHOOK_SECRET })
       : undefined;
   const alerter = createAlerter({ db: database.db, redis: alertRedis, logger, metrics, webhook, deniedRunAlertsPerHour: config.ALERT_DENIED_RUNS_PER_HOUR });
-  const handlers = mergeHandlers(createHandlers({ db: database.db, temporal: deps.temporal, alerter, logger }), deps.extraHandlers ?? {});
+  const handlers = mergeHandlers(createHandlers({ alerter }), deps.extraHandlers ?? {});
 
   const relay = createRelay({
     db: database.db,

@@ -52,6 +52,7 @@ function settingsFrom(check: PolicyCheckResponse): PolicySettings {
     pauseTimeoutBehavior: rules.pauseTimeoutBehavior,
     // Policies stored before the rule existed terminate, as the default does.
     onPredictedOverrun: rules.onPredictedOverrun ?? 'TERMINATE',
+    pauseOnThreshold: rules.pauseOnThreshold ?? false,
     maxSteps: rules.maxSteps,
     maxTokens: rules.maxTokens,
     tools: rules.tools ?? DEFAULT_TOOL_POLICY,
@@ -143,6 +144,8 @@ export class RunGovernor {
   private readonly batchesRefusals: boolean;
   /** Undecodable and oversized signals are refused, and the run continues as new before the signal limit. */
   private readonly boundsSignals: boolean;
+  /** The run pauses itself at its warning point when its policy says so (runs started before left it to the reactor). */
+  private readonly pausesAtThreshold: boolean;
   private readonly refusals: RefusedSignal[] = [];
   private refusalsDropped = 0;
   private flushing: Promise<void> | null = null;
@@ -162,6 +165,7 @@ export class RunGovernor {
     this.reservesBudget = policyChecks && patches.has('budgetReservation');
     this.batchesRefusals = policyChecks && patches.has('signalRefusalsInBatches');
     this.boundsSignals = policyChecks && patches.has('signalsBounded');
+    this.pausesAtThreshold = policyChecks && patches.has('thresholdPauseByTheRun');
     this.snapshotState = {
       pause: continued?.state.pause ?? null,
       lastCheck: continued?.state.lastCheck ?? null,
@@ -288,6 +292,7 @@ export class RunGovernor {
 
   /** The hard limit after step `stepIndex`: only a step without an upper bound can have crossed it. */
   afterStep(stepIndex: number): RunOutcome | null {
+    this.pauseAtThreshold();
     const spent = this.run.view().costUsd;
     const budget = this.budgetUsd();
     if (!hasOverrunBudget(spent, budget)) return null;
@@ -423,10 +428,32 @@ export class RunGovernor {
 
   /** The hard limit after an agent's turn or calls: what a provider billed beyond its bound shows here. */
   afterAgentAction(what: string): RunOutcome | null {
+    this.pauseAtThreshold();
     const spent = this.run.view().costUsd;
     const budget = this.budgetUsd();
     if (!hasOverrunBudget(spent, budget)) return null;
     return { kind: 'failed', status: 'failed_policy', code: 'BUDGET_EXCEEDED', message: `spent $${spent} after ${what}, over the run's budget of $${budget}` };
+  }
+
+  /**
+   * `pauseOnThreshold`, from the policy the run holds: once its spend passes the warning point, the
+   * run asks for a BUDGET_WARNING pause of its own, held at its next boundary (the reactor only
+   * raises the alert). Once per run.
+   */
+  private pauseAtThreshold(): void {
+    const { memory } = this;
+    if (!this.pausesAtThreshold || memory.thresholdPauseRequested || !memory.settings?.pauseOnThreshold) return;
+    const warningAt = this.warningAtUsd();
+    const spent = this.run.view().costUsd;
+    if (warningAt === null || spent < warningAt) return;
+    memory.thresholdPauseRequested = true;
+    memory.pauseRequest ??= {
+      actor: 'policy',
+      authority: 'SYSTEM_AUTO',
+      pauseReason: 'BUDGET_WARNING',
+      reason: `spent $${spent}, past the warning threshold of $${warningAt}`,
+    };
+    memory.checkRequested = true;
   }
 
   /** The run's limits from the policy it holds, met between checks: BUDGET_EXCEEDED, as a check would say. */

@@ -59,6 +59,8 @@ export interface PolicySettings {
   pauseWarningMs: number;
   pauseTimeoutBehavior: PauseTimeoutBehavior;
   onPredictedOverrun: PredictedOverrunBehavior;
+  /** Pause (BUDGET_WARNING) at the warning point (absent in runs held before the run decided it). */
+  pauseOnThreshold?: boolean;
   /** The limits an agent's loop meets between checks (absent in runs held before agents). */
   maxSteps?: number;
   maxTokens?: number;
@@ -79,6 +81,8 @@ export interface GovernorMemory {
   approvedStep: number;
   /** The step whose predicted overrun a resume accepted: it runs, and the hard limit after it still holds. */
   overrunAcceptedStep: number;
+  /** The run has asked for its pause at the warning point (`pauseOnThreshold`), once. */
+  thresholdPauseRequested?: boolean;
   /** Controls accepted and not yet acted on at a step boundary. */
   stopRequest: ControlRequest | null;
   pauseRequest: PauseRequest | null;

@@ -56,6 +56,11 @@ export const RUN_PATCHES = {
    */
   priceBoundAtDearestRate: 'price-bound-at-dearest-rate',
   /**
+   * Runs started before were paused at their warning point by the event reactor, with the tenant's
+   * policy of the moment; now the run pauses itself, with the policy it holds.
+   */
+  thresholdPauseByTheRun: 'threshold-pause-by-the-run',
+  /**
    * Runs started before held a pause through their tenant's suspension until its SLA ran out; now
    * the suspension's push (`policyChanged`, reason "tenant suspended") stops a paused run at once.
    * A run recorded before the baseline asks for it on its own, only when a suspension finds it paused.
@@ -90,6 +95,7 @@ export const PATCH_RELEASED: Readonly<Record<RunPatch, string>> = {
   signalsBounded: '2026-12-03',
   priceBoundAtDearestRate: '2026-12-03',
   suspensionStopsPausedRun: '2026-12-03',
+  thresholdPauseByTheRun: '2026-12-03',
 };
 
 /** Whether a patch may retire, given what the namespace says (see `PATCH_RELEASED`). */
@@ -125,7 +131,7 @@ const BASELINE_2026_11 = {
 /** The baseline of runs started since step outputs were stored: every patch above. */
 const BASELINE_2026_12 = {
   id: 'run-baseline-2026-12',
-  includes: new Set<RunPatch>([...BASELINE_2026_11.includes, 'stepOutputs', 'signalRefusalsInBatches', 'signalsBounded', 'suspensionStopsPausedRun']),
+  includes: new Set<RunPatch>([...BASELINE_2026_11.includes, 'stepOutputs', 'signalRefusalsInBatches', 'signalsBounded', 'suspensionStopsPausedRun', 'thresholdPauseByTheRun']),
 };
 
 /**
