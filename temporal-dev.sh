@@ -8,6 +8,9 @@
 #   ./temporal-dev.sh install     install the CLIs only
 #   ./temporal-dev.sh cli-path    print the temporal CLI's path (installing it if needed)
 #   ./temporal-dev.sh tctl-path   print tctl's path, or fail with the reason it is missing
+#   ./temporal-dev.sh env         print the shell lines that put temporal and tctl on PATH (and point
+#                                 them at this server when it is not on 127.0.0.1:7233), for
+#                                 eval "$(./temporal-dev.sh env)"; installs nothing
 #   ./temporal-dev.sh tuning-args print the dev server's queue-throttle arguments, one a line
 #
 # Environment: TEMPORAL_PORT (7233), TEMPORAL_UI_PORT (8233), TEMPORAL_IP (127.0.0.1),
@@ -60,10 +63,16 @@ go_install() {
   fi
 }
 
-temporal_cli() {
+# The temporal CLI already here (TEMPORAL_CLI, PATH, the cache), or nothing; installs nothing.
+find_temporal_cli() {
   if [ -n "${TEMPORAL_CLI:-}" ] && [ -x "$TEMPORAL_CLI" ]; then echo "$TEMPORAL_CLI"; return; fi
   if command -v temporal >/dev/null 2>&1; then command -v temporal; return; fi
   if [ -x "$bin_dir/temporal" ]; then echo "$bin_dir/temporal"; return; fi
+  return 1
+}
+
+temporal_cli() {
+  find_temporal_cli && return
   local rc=0
   go_install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION" temporal || rc=$?
   if [ "$rc" -eq 0 ] && [ -x "$bin_dir/temporal" ]; then echo "$bin_dir/temporal"; return; fi
@@ -77,9 +86,14 @@ temporal_cli() {
   Check that the Go module proxy is reachable (go env GOPROXY), or install the CLI yourself and put it on PATH."
 }
 
-tctl_cli() {
+find_tctl() {
   if command -v tctl >/dev/null 2>&1; then command -v tctl; return; fi
   if [ -x "$bin_dir/tctl" ]; then echo "$bin_dir/tctl"; return; fi
+  return 1
+}
+
+tctl_cli() {
+  find_tctl && return
   local marker=$cache/tctl-unavailable-$TCTL_VERSION
   if [ -f "$marker" ]; then
     say "tctl is unavailable here (an earlier install failed; delete $marker to retry):"
@@ -130,7 +144,18 @@ start() {
     --log-level warn "${DEV_SERVER_TUNING[@]}")
   local name
   for name in "${SEARCH_ATTRIBUTES[@]}"; do args+=(--search-attribute "$name=Keyword"); done
-  nohup "$cli" "${args[@]}" >"$log_file" 2>&1 &
+  # A session of its own: the dev server outlives `npm start` on purpose, and a terminal's Ctrl-C
+  # (SIGINT to its foreground process group, which this script and its background jobs belong to)
+  # must not reach it. Without setsid (macOS), job control gives it a process group of its own,
+  # which the terminal's signals miss just as well. Either way $! is the server itself: setsid
+  # execs in place when, as here, its caller is not a process group leader.
+  if command -v setsid >/dev/null 2>&1; then
+    setsid nohup "$cli" "${args[@]}" </dev/null >"$log_file" 2>&1 &
+  else
+    set -m
+    nohup "$cli" "${args[@]}" </dev/null >"$log_file" 2>&1 &
+    set +m
+  fi
   echo $! >"$pid_file"
   local waited=0
   until healthy "$cli"; do
@@ -157,6 +182,38 @@ stop() {
   fi
 }
 
+# A value escaped for the inside of double quotes (a path may hold spaces, quotes or dollars).
+escaped() { printf '%s' "$1" | sed 's/[\\"$`]/\\&/g'; }
+
+# What `eval "$(./temporal-dev.sh env)"` runs: the directories of the CLIs found here put first on
+# PATH (those already on it are left alone), and, for a server elsewhere than the CLIs' default
+# 127.0.0.1:7233 (TEMPORAL_ADDRESS, else TEMPORAL_IP:TEMPORAL_PORT) or a namespace other than
+# default, the variables each CLI reads for its address and namespace.
+print_env() {
+  local cli dirs=() dir add=''
+  cli=$(find_temporal_cli) || die "no Temporal CLI here yet (not on PATH, not in $bin_dir): 'npm start' or './temporal-dev.sh install' installs it"
+  dirs+=("$(dirname "$cli")")
+  if dir=$(find_tctl); then dirs+=("$(dirname "$dir")"); fi
+  for dir in "${dirs[@]}"; do
+    case ":$PATH:" in *":$dir:"*) continue ;; esac
+    case ":$add:" in *":$dir:"*) continue ;; esac
+    add=${add:+$add:}$dir
+  done
+  if [ -n "$add" ]; then
+    printf 'export PATH="%s:$PATH"\n' "$(escaped "$add")"
+  else
+    echo "# temporal and tctl are on PATH already"
+  fi
+  # TEMPORAL_ADDRESS, when set, is where the product goes; the temporal CLI reads it too, tctl not.
+  local address=${TEMPORAL_ADDRESS:-$ip:$port}
+  if [ "$address" != 127.0.0.1:7233 ]; then
+    printf 'export TEMPORAL_ADDRESS="%s" TEMPORAL_CLI_ADDRESS="%s"\n' "$(escaped "$address")" "$(escaped "$address")"
+  fi
+  if [ "$namespace" != default ]; then
+    printf 'export TEMPORAL_NAMESPACE="%s" TEMPORAL_CLI_NAMESPACE="%s"\n' "$(escaped "$namespace")" "$(escaped "$namespace")"
+  fi
+}
+
 case "${1:-start}" in
 start) start ;;
 stop) stop ;;
@@ -170,5 +227,6 @@ install)
 cli-path) temporal_cli ;;
 tctl-path) tctl_cli ;;
 tuning-args) printf '%s\n' "${DEV_SERVER_TUNING[@]}" ;;
-*) die "unknown command '$1' (start | stop | status | install | cli-path | tctl-path | tuning-args)" ;;
+env) print_env ;;
+*) die "unknown command '$1' (start | stop | status | install | cli-path | tctl-path | env | tuning-args)" ;;
 esac
