@@ -41,6 +41,8 @@ export interface ApiDeps {
    * than `temporalDeadlineMs`, so such a request answers "queued", not 503.
    */
   temporalCallTimeoutMs: number;
+  /** Signals a tenant-wide push has in flight at once (PUSH_CONCURRENCY); absent: its default. */
+  pushConcurrency?: number;
   /** The reconciler's interval: `/healthz` turns degraded when no pass finished in three. */
   auditIntervalSeconds: number;
   /** Where reactors beat, for `/healthz`; absent when this deployment runs none. */

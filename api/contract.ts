@@ -6,7 +6,7 @@ import { policyRules } from '../core/policy';
 import { listQuery as alertListQuery } from './alerts';
 import { findingsQuery, reportsQuery } from './audit';
 import { changeBody as incidentChangeBody, listQuery as incidentListQuery } from './incidents';
-import { tenantPauseBody, tenantResumeBody } from './policies';
+import { pushListQuery, tenantPauseBody, tenantResumeBody } from './policies';
 import { approvalsQuery } from './approvals';
 import { outputQuery } from './outputs';
 import { approvalBody, controlBody } from './run-controls';
@@ -88,17 +88,34 @@ const incident = z.looseObject({
 });
 
 const policy = z.looseObject({ version: z.number().int(), rules: z.looseObject({}) });
+const skippedRuns = z
+  .array(z.looseObject({ runId: id, reason: z.string() }))
+  .describe("runs that refused the signal for good (at Temporal's signal limit, or failing while the push reached others): the push went on without them");
+/** How far a push got; every answer about one carries them. */
+const pushCounts = {
+  pushId: z.number().int().describe('the push: GET /api/v1/tenant/pushes/{pushId} says how far it got'),
+  totalRuns: z.number().int().nullable().describe('the live runs it targets, taken when its delivery began; null before'),
+  reachedRuns: z.number().int().describe('runs it is done with so far: signalled, finished meanwhile, or skipped'),
+  signalledRuns: z.number().int(),
+};
 const push = z.union([
-  z.looseObject({
-    push: z.literal('pushed'),
-    signalledRuns: z.number().int(),
-    skippedRuns: z
-      .array(z.looseObject({ runId: id, reason: z.string() }))
-      .optional()
-      .describe("runs that refused the signal for good (at Temporal's signal limit): the push went on without them"),
-  }),
-  z.looseObject({ push: z.literal('queued'), note: z.string() }),
+  z.looseObject({ push: z.literal('pushed'), ...pushCounts, skippedRuns: skippedRuns.optional() }),
+  z
+    .looseObject({ push: z.literal('delivering'), ...pushCounts, progress: z.string(), note: z.string() })
+    .describe('part of the runs were signalled within the request; the dispatcher signals the rest at once'),
+  z.looseObject({ push: z.literal('queued'), ...pushCounts, progress: z.string(), note: z.string() }),
 ]);
+const pushProgress = z.looseObject({
+  ...pushCounts,
+  kind: z.string(),
+  state: z.enum(['pushed', 'delivering', 'waiting']),
+  createdAt: isoTime,
+  skippedCount: z.number().int(),
+  attempts: z.number().int(),
+  nextAttemptAt: nullableTime,
+  pushedAt: nullableTime,
+  lastError: z.string().nullable(),
+});
 
 const auditReport = z.looseObject({
   verdict: z.string(),
@@ -409,7 +426,7 @@ export const API_ROUTES: readonly RouteContract[] = [
     auth: ADMIN,
     body: tenantPauseBody,
     responses: {
-      202: { description: 'committed; pushed or queued', schema: z.intersection(z.looseObject({ tenantId: id, requested: z.literal('pause') }), push) },
+      202: { description: 'committed; pushed, delivering (how many runs were reached so far) or queued', schema: z.intersection(z.looseObject({ tenantId: id, requested: z.literal('pause') }), push) },
       429: rateLimited,
     },
   },
@@ -420,9 +437,24 @@ export const API_ROUTES: readonly RouteContract[] = [
     auth: ADMIN,
     body: tenantResumeBody,
     responses: {
-      202: { description: 'committed; pushed or queued', schema: z.intersection(z.looseObject({ tenantId: id, requested: z.literal('resume') }), push) },
+      202: { description: 'committed; pushed, delivering (how many runs were reached so far) or queued', schema: z.intersection(z.looseObject({ tenantId: id, requested: z.literal('resume') }), push) },
       429: rateLimited,
     },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/tenant/pushes',
+    summary: "The tenant's latest changes on their way to its live runs (pushes), newest first",
+    auth: ADMIN,
+    query: pushListQuery,
+    responses: { 200: { description: 'the latest pushes and how far each got', schema: z.looseObject({ pushes: z.array(pushProgress) }) } },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/tenant/pushes/:id',
+    summary: 'How far one push got: its runs reached, signalled and skipped',
+    auth: ADMIN,
+    responses: { 200: { description: 'the push and the runs it skipped', schema: pushProgress.extend({ skippedRuns }) } },
   },
   {
     method: 'get',

@@ -31,6 +31,7 @@ async function main(): Promise<void> {
     runDeadlineSeconds: config.RUN_TIMEOUT_SECONDS + config.RUN_DEADLINE_GRACE_SECONDS,
     auditIntervalSeconds: config.AUDIT_RECONCILE_INTERVAL,
     temporalCallTimeoutMs: config.TEMPORAL_CALL_TIMEOUT_MS,
+    pushConcurrency: config.PUSH_CONCURRENCY,
     reactors: {
       stream: config.EVENT_STREAM,
       heartbeatIntervalMs: config.REACTOR_HEARTBEAT_INTERVAL_SECONDS * 1000,

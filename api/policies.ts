@@ -7,7 +7,8 @@ import { policyRules } from '../core/policy';
 import type { Db } from '../db/client';
 import { incidents } from '../db/schema';
 import { currentPolicy, savePolicy, setTenantStatus } from '../db/tenancy';
-import { TENANT_PAUSE_TAG, commitWithPush, describePush, tenantStatusPush } from '../dispatch/control-pusher';
+import { latestTenantPushes, readTenantPush, skippedDeliveries, type StoredPush } from '../db/control-pushes';
+import { TENANT_PAUSE_TAG, commitWithPush, describePush, pushProgressPath, tenantStatusPush } from '../dispatch/control-pusher';
 import { actorOf, callerOf, requireRole } from './auth';
 import { HttpError } from './errors';
 
@@ -15,6 +16,8 @@ export interface PolicyRoutesDeps {
   db: Db;
   temporal: Client;
   temporalCallTimeoutMs: number;
+  /** Signals a push has in flight at once (PUSH_CONCURRENCY). */
+  pushConcurrency?: number;
 }
 
 export const tenantPauseBody = z
@@ -25,6 +28,37 @@ export const tenantPauseBody = z
   })
   .strict();
 export const tenantResumeBody = z.object({ reason: z.string().max(500).optional() }).strict();
+export const pushListQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).default(20) }).strict();
+
+/** Skipped runs a push's progress lists (it counts them all). */
+const SKIPPED_LISTED = 100;
+
+/**
+ * Where a push stands: pushed (every target reached), delivering (taken by a deliverer now, or due
+ * now), or waiting (for its next attempt after a failure, or for the tenant's earlier change).
+ */
+export function pushView(push: StoredPush, now = new Date()) {
+  const state = push.pushedAt
+    ? 'pushed'
+    : (push.claimedUntil && push.claimedUntil > now) || push.nextAttemptAt <= now
+      ? 'delivering'
+      : 'waiting';
+  return {
+    pushId: push.id,
+    kind: push.kind,
+    state,
+    createdAt: push.createdAt.toISOString(),
+    totalRuns: push.totalRuns,
+    reachedRuns: push.reachedRuns,
+    signalledRuns: push.signalledRuns ?? 0,
+    skippedCount: push.skippedRuns,
+    attempts: push.attempts,
+    nextAttemptAt: push.pushedAt ? null : push.nextAttemptAt.toISOString(),
+    pushedAt: push.pushedAt?.toISOString() ?? null,
+    lastError: push.lastError,
+    progress: pushProgressPath(push.id),
+  };
+}
 
 function parse<T>(schema: z.ZodType<T>, body: unknown): T {
   const parsed = schema.safeParse(body ?? {});
@@ -39,7 +73,7 @@ function parse<T>(schema: z.ZodType<T>, body: unknown): T {
  */
 export function policyRoutes(deps: PolicyRoutesDeps): Router {
   const router = Router();
-  const pusher = { db: deps.db, temporal: deps.temporal, pushTimeoutMs: deps.temporalCallTimeoutMs };
+  const pusher = { db: deps.db, temporal: deps.temporal, pushTimeoutMs: deps.temporalCallTimeoutMs, concurrency: deps.pushConcurrency };
 
   router.get('/policies', requireRole('admin'), async (_req, res) => {
     res.json(await currentPolicy(deps.db, callerOf(res).tenantId));
@@ -116,6 +150,22 @@ export function policyRoutes(deps: PolicyRoutesDeps): Router {
       }),
     );
     res.status(202).json({ tenantId: caller.tenantId, requested: 'resume', ...describePush(push) });
+  });
+  /** The tenant's latest pushes (its changes on their way to its live runs), newest first. */
+  router.get('/tenant/pushes', requireRole('admin'), async (req, res) => {
+    const query = pushListQuery.safeParse(req.query);
+    if (!query.success) throw new HttpError(400, `invalid query: ${describeZodError(query.error)}`);
+    const rows = await latestTenantPushes(deps.db, callerOf(res).tenantId, query.data.limit);
+    res.json({ pushes: rows.map((row) => pushView(row)) });
+  });
+
+  /** One push's progress: how many of its runs were reached, signalled and skipped (listed), and whether it is done. */
+  router.get('/tenant/pushes/:id', requireRole('admin'), async (req, res) => {
+    const pushId = Number(req.params.id);
+    if (!Number.isSafeInteger(pushId) || pushId < 1) throw new HttpError(400, `push id must be a positive whole number, not '${req.params.id}'`);
+    const push = await readTenantPush(deps.db, callerOf(res).tenantId, pushId);
+    if (!push) throw new HttpError(404, `push ${pushId} not found`);
+    res.json({ ...pushView(push), skippedRuns: await skippedDeliveries(deps.db, push.id, SKIPPED_LISTED) });
   });
   return router;
 }

@@ -7,6 +7,7 @@
  *   npm run bench -- audit [--runs 100000,1000000] [--due-pct 1] [--keep]   (bench/audit.ts)
  *   npm run bench -- events [--events 1000] [--rate 200] [--burst 5000]      (bench/events.ts)
  *   npm run bench -- agent [--turns 20] [--runs 5] [--long 500]               (bench/agent.ts)
+ *   npm run bench -- pushes [--runs 10000] [--memory-runs 500] [--cache sdk,N] (bench/pushes.ts)
  *
  * Every figure is printed for governed runs and for a bare baseline measured in the same run on the
  * same server (bench/bare: the same plan's skill activities and nothing else), with their ratio:
@@ -45,8 +46,9 @@ import { buildWorkflowBundle } from '../worker/build-bundle';
 import { createWorker } from '../worker/create-worker';
 import { bareRunWorkflow } from './bare/workflows';
 
-/** `audit`, `events` and `agent` run the benchmarks of bench/audit.ts, bench/events.ts and bench/agent.ts, which parse their own options. */
-const SUITE = process.argv[2] === 'audit' || process.argv[2] === 'events' || process.argv[2] === 'agent' ? process.argv[2] : null;
+/** `audit`, `events`, `agent` and `pushes` run the benchmarks of bench/audit.ts, bench/events.ts, bench/agent.ts and bench/pushes.ts, which parse their own options. */
+const SUITES = ['audit', 'events', 'agent', 'pushes'] as const;
+const SUITE = SUITES.find((s) => s === process.argv[2]) ?? null;
 const { values } = parseArgs({
   args: SUITE ? [] : undefined,
   options: {
@@ -291,6 +293,7 @@ function run(): Promise<void> {
   if (SUITE === 'audit') return (require('./audit') as typeof import('./audit')).benchAudit(rest);
   if (SUITE === 'events') return (require('./events') as typeof import('./events')).benchEvents(rest);
   if (SUITE === 'agent') return (require('./agent') as typeof import('./agent')).benchAgent(rest);
+  if (SUITE === 'pushes') return (require('./pushes') as typeof import('./pushes')).benchPushes(rest);
   return main();
 }
 

@@ -36,6 +36,42 @@ export function registerTenantCommands(program: Command): void {
       contextOf(command).print({ apiKey }, () => issuedKeyText(options.role, apiKey));
     });
 
+  for (const action of ['pause', 'resume'] as const) {
+    const command = tenants.command(action);
+    if (action === 'pause') command.option('--incident <id>', 'the incident the pause is about (one of the tenant\'s)');
+    command
+      .description(
+        action === 'pause'
+          ? "pause every live run of your key's tenant (admin key; MANUAL_PAUSE, tagged tenant-pause)"
+          : "resume the runs your tenant's tenant-wide pause paused (admin key)",
+      )
+      .option('--reason <text>', 'why, recorded on every run')
+      .option('--wait', 'then follow the push until every live run was reached, printing its progress')
+      .action(async (options: { reason?: string; incident?: string; wait?: boolean }, command: Command) => {
+        const ctx = contextOf(command);
+        const body = { ...(options.reason ? { reason: options.reason } : {}), ...(action === 'pause' && options.incident ? { incidentId: options.incident } : {}) };
+        const answer = await ctx.api.post<PushAnswer & { tenantId: string }>(`/tenant/${action}`, body);
+        ctx.print(answer, () => `tenant ${action}: ${pushText(answer)}`);
+        if (options.wait && answer.push !== 'pushed') await followPush(ctx, answer.pushId);
+      });
+  }
+
+  tenants
+    .command('push')
+    .argument('[id]', 'a push id (default: the latest)')
+    .description("how far a change to your tenant (a policy, a status, a tenant-wide pause or resume) got on its way to the live runs (admin key)")
+    .option('--wait', 'follow it until every live run was reached')
+    .action(async (id: string | undefined, options: { wait?: boolean }, command: Command) => {
+      const ctx = contextOf(command);
+      const push = id ? await ctx.api.get<PushView>(`/tenant/pushes/${encodeURIComponent(id)}`) : (await ctx.api.get<{ pushes: PushView[] }>('/tenant/pushes', { limit: '1' })).pushes[0];
+      if (!push) {
+        ctx.print({ pushes: [] }, () => 'no pushes yet');
+        return;
+      }
+      ctx.print(push, () => `push ${push.pushId} (${push.kind}): ${progressText(push)}`);
+      if (options.wait && push.state !== 'pushed') await followPush(ctx, push.pushId);
+    });
+
   for (const [action, status] of [
     ['suspend', 'suspended'],
     ['activate', 'active'],
@@ -45,11 +81,69 @@ export function registerTenantCommands(program: Command): void {
       .description(`mark your key's tenant ${status} (admin key); its live runs re-check their policy`)
       .action(async (_options: unknown, command: Command) => {
         const ctx = contextOf(command);
-        const answer = await ctx.api.post<{ tenantId: string; status: string; push?: string; signalledRuns?: number }>(`/tenant/${action}`);
+        const answer = await ctx.api.post<PushAnswer & { tenantId: string; status: string }>(`/tenant/${action}`);
         ctx.print(answer, () => {
-          const told = answer.push === 'pushed' ? `live runs told: ${answer.signalledRuns ?? 0}` : 'live runs will be told as soon as Temporal answers';
+          const told =
+            answer.push === 'pushed'
+              ? `live runs told: ${answer.signalledRuns ?? 0}`
+              : answer.push === 'delivering'
+                ? `live runs told so far: ${answer.reachedRuns} of ${answer.totalRuns ?? '?'} (push ${answer.pushId}; 'governed tenants push ${answer.pushId}' follows it)`
+                : 'live runs will be told as soon as Temporal answers';
           return `tenant ${answer.tenantId} is ${answer.status}; ${told}`;
         });
       });
+  }
+}
+
+/** What the API answers about a tenant-wide change (api/contract.ts `push`). */
+interface PushAnswer {
+  push: 'pushed' | 'delivering' | 'queued';
+  pushId: number;
+  totalRuns: number | null;
+  reachedRuns: number;
+  signalledRuns: number;
+  skippedRuns?: { runId: string; reason: string }[];
+  note?: string;
+}
+
+/** `GET /api/v1/tenant/pushes/:id`. */
+interface PushView {
+  pushId: number;
+  kind: string;
+  state: 'pushed' | 'delivering' | 'waiting';
+  totalRuns: number | null;
+  reachedRuns: number;
+  signalledRuns: number;
+  skippedCount: number;
+  nextAttemptAt: string | null;
+  lastError: string | null;
+}
+
+function pushText(answer: PushAnswer): string {
+  const skipped = answer.skippedRuns?.length ? `; skipped ${answer.skippedRuns.length}: ${answer.skippedRuns.map((s) => `${s.runId} (${s.reason})`).join('; ')}` : '';
+  if (answer.push === 'pushed') return `every live run reached: ${answer.signalledRuns} signalled of ${answer.totalRuns ?? answer.signalledRuns}${skipped} (push ${answer.pushId})`;
+  if (answer.push === 'delivering') {
+    return `${answer.reachedRuns} of ${answer.totalRuns ?? '?'} live runs reached so far; the rest are being signalled now (push ${answer.pushId}; 'governed tenants push ${answer.pushId} --wait' follows it)`;
+  }
+  return `queued: live runs will be signalled as soon as Temporal answers (push ${answer.pushId})`;
+}
+
+function progressText(push: PushView): string {
+  const of = `${push.reachedRuns} of ${push.totalRuns ?? '?'} live runs reached, ${push.signalledRuns} signalled, ${push.skippedCount} skipped`;
+  if (push.state === 'pushed') return `pushed: ${of}`;
+  if (push.state === 'delivering') return `delivering: ${of}`;
+  return `waiting (next attempt ${push.nextAttemptAt ?? 'soon'}${push.lastError ? `; last error: ${push.lastError}` : ''}): ${of}`;
+}
+
+/** Polls the push until it is delivered, printing each change of its progress (one JSON line each under --json). */
+async function followPush(ctx: ReturnType<typeof contextOf>, pushId: number): Promise<void> {
+  let last = '';
+  for (;;) {
+    const push = await ctx.api.get<PushView>(`/tenant/pushes/${pushId}`);
+    const line = progressText(push);
+    if (line !== last) ctx.print(push, () => `push ${pushId}: ${line}`);
+    last = line;
+    if (push.state === 'pushed') return;
+    await new Promise((r) => setTimeout(r, 500));
   }
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { SKILL_NAMES, type SkillName } from './plan';
-import { TOOL_PATTERN } from './tools';
+import { DEFAULT_TOOL_POLICY, TOOL_PATTERN } from './tools';
 
 export const OBSERVABILITY_MODES = ['STRICT', 'DEGRADED', 'PERMISSIVE'] as const;
 export type ObservabilityMode = (typeof OBSERVABILITY_MODES)[number];
@@ -39,7 +39,7 @@ export const toolPolicy = z
 
 export type ToolPolicy = z.infer<typeof toolPolicy>;
 
-export const DEFAULT_TOOL_POLICY: ToolPolicy = { allow: [], requireApproval: [], maxCallsPerRun: 100, prices: [], onDenied: 'RETURN_TO_MODEL' };
+export { DEFAULT_TOOL_POLICY };
 
 /** A tenant's policy document; each accepted change is stored as a new version. */
 export const policyRules = z

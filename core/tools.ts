@@ -4,8 +4,18 @@
  * Pure: the workflow matches a tool call against the policy it holds without a round trip.
  */
 
+import type { ToolPolicy } from './policy';
+
 /** `server.tool`. */
 export type ToolId = string;
+
+/**
+ * The tool policy of a tenant whose policy names none: no tool allowed. Here rather than in
+ * core/policy.ts, beside the schema it satisfies, so that the workflow, which reads it, does not
+ * import zod and the policy schemas: every workflow in the worker's cache instantiates each module
+ * its code imports, and those cost about 1 MB per cached run (README, Benchmarks).
+ */
+export const DEFAULT_TOOL_POLICY: ToolPolicy = { allow: [], requireApproval: [], maxCallsPerRun: 100, prices: [], onDenied: 'RETURN_TO_MODEL' };
 
 /** A tool server's name in the operator's configuration. */
 export const TOOL_SERVER_NAME = /^[a-z][a-z0-9_-]{0,31}$/;

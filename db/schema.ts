@@ -9,6 +9,7 @@ import {
   integer,
   jsonb,
   pgTable,
+  primaryKey,
   text,
   timestamp,
   unique,
@@ -528,8 +529,9 @@ export const alerts = pgTable(
 
 /**
  * A change that live runs must hear about (a policy version, a tenant's status, a tenant-wide pause
- * or resume), committed with the change itself. The pusher signals every targeted run and marks it
- * pushed; while Temporal is unreachable it stays here and is retried, so no change is lost.
+ * or resume), committed with the change itself. The pusher takes its targets once (a delivery row
+ * each, below), signals them run by run and marks it pushed; while Temporal is unreachable it stays
+ * here and is retried from where it stopped, so no change is lost and no reached run is signalled again.
  */
 export const controlPushes = pgTable(
   'control_pushes',
@@ -550,6 +552,46 @@ export const controlPushes = pgTable(
     lastError: text('last_error'),
     pushedAt: timestamp('pushed_at', { withTimezone: true }),
     signalledRuns: integer('signalled_runs'),
+    /** The runs it targets, counted when it took them (its delivery rows); null until then. */
+    totalRuns: integer('total_runs'),
+    /** Of those, the runs it is done with: signalled, gone (finished meanwhile) or skipped. */
+    reachedRuns: integer('reached_runs').notNull().default(0),
+    skippedRuns: integer('skipped_runs').notNull().default(0),
+    /** Who delivers it now, and until when (a lease, renewed as it goes): a deliverer that died leaves it to another once it lapses. */
+    claimedBy: text('claimed_by'),
+    claimedUntil: timestamp('claimed_until', { withTimezone: true }),
+    /** Attempts in a row that reached no run: the backoff grows with them, not with the attempts that made progress. */
+    stalledAttempts: integer('stalled_attempts').notNull().default(0),
   },
   (t) => [index('control_pushes_pending_idx').on(t.nextAttemptAt).where(sql`${t.pushedAt} is null`)],
+);
+
+export const PUSH_DELIVERY_OUTCOMES = ['pending', 'signalled', 'gone', 'skipped'] as const;
+
+/**
+ * One run a push targets, taken when its delivery began: pending until the run is signalled, gone
+ * (its workflow had closed) or skipped (it refuses the signal for good: Temporal's signal limit, or
+ * a signal that failed `attempts` times while the push reached other runs). A retried push signals
+ * only the pending ones, in run id order.
+ */
+export const controlPushDeliveries = pgTable(
+  'control_push_deliveries',
+  {
+    pushId: bigint('push_id', { mode: 'number' })
+      .notNull()
+      .references(() => controlPushes.id, { onDelete: 'cascade' }),
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id),
+    outcome: text('outcome', { enum: PUSH_DELIVERY_OUTCOMES }).notNull().default('pending'),
+    /** Failed signals charged to this run (a failure while the push reached others). */
+    attempts: integer('attempts').notNull().default(0),
+    /** Why it was skipped, or its last failure. */
+    detail: text('detail'),
+    reachedAt: timestamp('reached_at', { withTimezone: true }),
+  },
+  (t) => [
+    primaryKey({ columns: [t.pushId, t.runId] }),
+    index('control_push_deliveries_pending_idx').on(t.pushId, t.runId).where(sql`${t.outcome} = 'pending'`),
+  ],
 );

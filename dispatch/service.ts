@@ -4,6 +4,8 @@ import type { Logger } from '../lib/logger';
 import { deliverPendingPushes, type SkippedRun } from './control-pusher';
 import { startPendingRuns } from './run-starter';
 
+const DEFAULT_PUSH_SLICE_MS = 10_000;
+
 export interface DispatcherDeps {
   db: Db;
   temporal: Client;
@@ -15,11 +17,15 @@ export interface DispatcherDeps {
   temporalTimeoutMs: number;
   /** Runs younger than this are still the API's to start. */
   startGraceMs: number;
+  /** Signals one push has in flight at once (PUSH_CONCURRENCY). */
+  pushConcurrency?: number;
+  /** How long one pass delivers pushes before it lets its other work go first (PUSH_SLICE_MS). */
+  pushSliceMs?: number;
 }
 
 export interface Dispatcher {
   /** One pass now (tests, and the loop). */
-  runOnce(): Promise<{ started: number; pushed: number; queued: number; pending: boolean; skippedRuns: SkippedRun[] }>;
+  runOnce(): Promise<{ started: number; pushed: number; queued: number; delivering: number; signalled: number; pending: boolean; skippedRuns: SkippedRun[] }>;
   stop(): Promise<void>;
 }
 
@@ -31,21 +37,32 @@ export function startDispatcher(deps: DispatcherDeps): Dispatcher {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let current: Promise<unknown> = Promise.resolve();
+  // Stopping ends a push's delivery part way, its progress recorded, instead of waiting out its slice.
+  const stopping = new AbortController();
 
-  async function runOnce() {
+  /** One pass; the loop's passes end a push's delivery part way when the dispatcher stops. */
+  async function runOnce(signal?: AbortSignal) {
     const starts = await startPendingRuns({ ...deps, startTimeoutMs: deps.temporalTimeoutMs, graceMs: deps.startGraceMs, limit: 100 });
-    const pushes = await deliverPendingPushes({ ...deps, pushTimeoutMs: deps.temporalTimeoutMs, limit: 20 });
+    const pushes = await deliverPendingPushes({
+      ...deps,
+      pushTimeoutMs: deps.temporalTimeoutMs,
+      concurrency: deps.pushConcurrency,
+      limit: 20,
+      budgetMs: deps.pushSliceMs ?? DEFAULT_PUSH_SLICE_MS,
+      signal,
+    });
     const { skippedRuns, ...counts } = pushes;
-    if (starts.started || pushes.pushed) deps.logger.info({ ...starts, ...counts }, 'dispatched what the API had queued');
+    if (starts.started || pushes.pushed || pushes.signalled) deps.logger.info({ ...starts, ...counts }, 'dispatched what the API had queued');
     // Each push row names them too (last_error); a run at Temporal's signal limit needs an operator.
     if (skippedRuns.length) deps.logger.warn({ skippedRuns }, 'pushed past runs that refuse signals for good');
-    return { ...starts, ...pushes };
+    // A push part way through goes on in the next pass, at once.
+    return { ...starts, ...pushes, pending: starts.pending || pushes.delivering > 0 };
   }
 
   function schedule(delayMs: number): void {
     if (stopped) return;
     timer = setTimeout(() => {
-      current = runOnce().then(
+      current = runOnce(stopping.signal).then(
         (r) => schedule(r.pending ? 0 : deps.intervalMs),
         (err: unknown) => {
           deps.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'dispatch pass failed; retrying');
@@ -57,9 +74,10 @@ export function startDispatcher(deps: DispatcherDeps): Dispatcher {
   schedule(0);
 
   return {
-    runOnce,
+    runOnce: () => runOnce(),
     async stop() {
       stopped = true;
+      stopping.abort();
       clearTimeout(timer);
       await current.catch(() => {});
     },

@@ -12,7 +12,9 @@ import { createApp } from '../api/app';
 import { loadConfig } from '../lib/config';
 import { connectDatabase, type Database } from '../db/client';
 import { runMigrations } from '../db/migrate';
-import { createTenant } from '../db/tenancy';
+import { createApiKey, createTenant } from '../db/tenancy';
+import type { ApiRole } from '../core/authorization';
+import type { PolicyRules } from '../core/policy';
 import { startEventServices, type EventServices, type EventsConfig } from '../events/service';
 import { listen } from '../lib/listen';
 import type { Logger } from '../lib/logger';
@@ -40,6 +42,10 @@ export interface StackOptions {
   progress?: (line: string) => void;
   /** Stops bringing the stack up (and tears down what is up) when aborted. */
   signal?: AbortSignal;
+  /** More of the worker's environment (its tuning, its ports), over the stack's own. */
+  workerEnv?: Record<string, string>;
+  /** The drill tenant's policy, over the default one. */
+  tenantPolicy?: Partial<PolicyRules>;
 }
 
 export interface SubmittedRun {
@@ -65,7 +71,14 @@ export interface DrillStack {
   /** The handler the drill adds to the reactor, by name, so the checks can find its handled keys. */
   readonly recorderName: string;
   readonly worker: WorkerProcess | null;
-  startWorker(): Promise<WorkerProcess>;
+  /** Starts the worker again (after a kill, or to change its tuning: `env` goes over `workerEnv`). */
+  startWorker(env?: Record<string, string>): Promise<WorkerProcess>;
+  /** The in-process API. */
+  readonly baseUrl: string;
+  /** The drill's tenant and its admin key. */
+  readonly tenant: { tenantId: string; apiKey: string };
+  /** Another key of the drill's tenant. */
+  createKey(role: ApiRole): Promise<string>;
   submitRun(body: unknown, idempotencyKey: string): Promise<SubmittedRun>;
   close(options?: { keepWorkDir?: boolean }): Promise<void>;
 }
@@ -165,7 +178,7 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
     let worker: WorkerProcess | null = null;
     children.add(() => (worker && worker.process.exitCode === null && worker.process.signalCode === null ? worker.pid : null));
     cleanups.push(() => worker?.kill());
-    const startWorker = async () => {
+    const startWorker = async (env: Record<string, string> = {}) => {
       if (closing) throw new Error('the drill stack is closed');
       workerLog.write(`--- worker starting at ${new Date().toISOString()}\n`);
       worker = await startWorkerProcess(
@@ -179,6 +192,8 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
           // The relay and the reactor run in this process, where the drill can count deliveries.
           EVENTS_IN_WORKER: 'false',
           LOG_LEVEL: 'info',
+          ...options.workerEnv,
+          ...env,
         },
         // Its last words may come after the log is closed.
         { onOutput: (chunk) => workerLog.writableEnded || workerLog.write(chunk) },
@@ -251,7 +266,8 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
     cleanups.push(() => new Promise((r) => server.close(r)));
     const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
-    const { apiKey } = await createTenant(database.db, { name: `drill-${id}` });
+    const tenant = await createTenant(database.db, { name: `drill-${id}`, policy: options.tenantPolicy });
+    const { apiKey } = tenant;
 
     return {
       workDir,
@@ -269,6 +285,9 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
         return worker;
       },
       startWorker,
+      baseUrl,
+      tenant: { tenantId: tenant.tenantId, apiKey },
+      createKey: async (role) => (await createApiKey(database.db, tenant.tenantId, role)).apiKey,
       async submitRun(body, idempotencyKey) {
         const submittedAt = Date.now();
         const response = await fetch(`${baseUrl}/api/v1/runs`, {

@@ -2,6 +2,10 @@ import { z } from 'zod';
 import { DEFAULT_MAX_STEP_OUTPUT_BYTES } from '../core/outputs';
 import { OBSERVABILITY_MODES } from '../core/policy';
 
+/** Measured with `npm run bench -- pushes` (README, Benchmarks). */
+export const WORKER_MAX_CACHED_WORKFLOWS_DEFAULT = 200;
+export const PUSH_CONCURRENCY_DEFAULT = 32;
+
 const port = z.coerce.number().int().min(0).max(65_535);
 
 const UNIT_SECONDS: Record<string, number> = { '': 1, s: 1, m: 60, h: 3600 };
@@ -72,6 +76,23 @@ const envSchema = z.object({
   EVENTS_METRICS_PORT: port.default(9466),
   /** Use the prebuilt bundle at this path instead of bundling workflows at start-up. */
   WORKFLOW_BUNDLE_PATH: z.string().optional(),
+  /**
+   * Workflows the worker keeps in memory between their tasks (the SDK's sticky cache,
+   * `maxCachedWorkflows`). The SDK's default grows with the heap limit (2,310 with a 4 GiB heap), so
+   * every paused run stayed cached: 500 paused runs held ~160 MB. A run evicted from the cache is
+   * replayed from its history at its next task (a few ms for a paused run). See README, Benchmarks.
+   */
+  WORKER_MAX_CACHED_WORKFLOWS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(100_000)
+    .refine((n) => n !== 1, '0 (no cache) or at least 2')
+    .default(WORKER_MAX_CACHED_WORKFLOWS_DEFAULT),
+  /** Workflow tasks the worker runs at once (`maxConcurrentWorkflowTaskExecutions`); at most WORKER_MAX_CACHED_WORKFLOWS. */
+  WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: z.coerce.number().int().min(2).max(10_000).default(40),
+  /** Activities the worker runs at once (`maxConcurrentActivityTaskExecutions`). */
+  WORKER_MAX_CONCURRENT_ACTIVITIES: z.coerce.number().int().min(1).max(10_000).default(100),
   /** Attempts before an activity error that is not a connection problem becomes final. */
   DOMAIN_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(5),
   OBSERVABILITY_MODE: z.enum(OBSERVABILITY_MODES).default('DEGRADED'),
@@ -105,6 +126,16 @@ const envSchema = z.object({
    * request answers within seconds, and what it committed is not lost (see dispatch/).
    */
   TEMPORAL_CALL_TIMEOUT_MS: z.coerce.number().int().min(100).default(3000),
+  /**
+   * Signals one push has in flight at once: a tenant-wide change is delivered run by run, this many
+   * at a time, each with its own TEMPORAL_CALL_TIMEOUT_MS (see dispatch/control-pusher.ts).
+   */
+  PUSH_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(PUSH_CONCURRENCY_DEFAULT),
+  /**
+   * How long the dispatcher delivers one push before it records its progress and lets other work
+   * (runs to start, other tenants' pushes) go first; the push goes on at once in the next pass.
+   */
+  PUSH_SLICE_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   /** How often the dispatcher (in the worker) looks for unstarted runs and unpushed changes. */
   DISPATCH_INTERVAL_MS: z.coerce.number().int().min(50).default(2000),
   DISPATCHER_IN_WORKER: z.enum(['true', 'false']).default('true'),

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
 import { createReconcilerActivities } from '../activities/reconciler';
+import type { Config } from '../lib/config';
 import type { FaultInjector } from './faults';
 import { RetryBudgetInterceptor } from './interceptors';
 
@@ -23,6 +24,24 @@ export interface CreateWorkerOptions {
    * the same either way: a worker only gets tasks for workflows started on its queue.
    */
   activities?: 'all' | 'audit';
+}
+
+export type WorkerTuning = NonNullable<CreateWorkerOptions['tuning']>;
+
+/**
+ * The worker's bounds from its configuration. The workflow cache is the one that matters for
+ * memory: the SDK's default (from the heap limit, 2,310 on a 4 GiB heap) kept every paused run in
+ * the worker's memory for as long as it was paused.
+ */
+export function workerTuning(config: Pick<Config, 'WORKER_MAX_CACHED_WORKFLOWS' | 'WORKER_MAX_CONCURRENT_WORKFLOW_TASKS' | 'WORKER_MAX_CONCURRENT_ACTIVITIES'>): WorkerTuning {
+  const maxCachedWorkflows = config.WORKER_MAX_CACHED_WORKFLOWS;
+  return {
+    maxCachedWorkflows,
+    // The SDK lowers it to the cache size anyway (with a warning); a disabled cache (0) bounds nothing.
+    maxConcurrentWorkflowTaskExecutions:
+      maxCachedWorkflows === 0 ? config.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS : Math.max(2, Math.min(config.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS, maxCachedWorkflows)),
+    maxConcurrentActivityTaskExecutions: config.WORKER_MAX_CONCURRENT_ACTIVITIES,
+  };
 }
 
 /** A directory, so webpack resolves its index whether the sources are .ts (tsx, vitest) or .js. */

@@ -1,7 +1,8 @@
 import { surviveDriverWriteAfterClose } from '../db/driver-races';
 import { existsSync } from 'node:fs';
 import { Client } from '@temporalio/client';
-import { Runtime, makeTelemetryFilterString } from '@temporalio/worker';
+import { Runtime, makeTelemetryFilterString, type Worker } from '@temporalio/worker';
+import { Gauge, type Registry } from 'prom-client';
 import { connectDatabase } from '../db/client';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
@@ -14,7 +15,7 @@ import { serveMetrics } from '../lib/metrics-server';
 import { connectWorkerConnection } from '../lib/temporal';
 import { loadToolServersConfig } from '../activities/tools/config';
 import { ToolServers } from '../activities/tools/servers';
-import { createWorker } from './create-worker';
+import { createWorker, workerTuning } from './create-worker';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -43,6 +44,7 @@ async function main(): Promise<void> {
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     workflowBundlePath: config.WORKFLOW_BUNDLE_PATH,
     maxDomainAttempts: config.DOMAIN_MAX_ATTEMPTS,
+    tuning: workerTuning(config),
     deps: {
       db: database.db,
       metrics,
@@ -53,9 +55,14 @@ async function main(): Promise<void> {
       limits: { maxStepOutputBytes: config.MAX_STEP_OUTPUT_BYTES },
     },
   });
+  observeWorkerMemory(metrics.registry, worker);
   logger.info(
     {
       taskQueue: config.TEMPORAL_TASK_QUEUE,
+      // As the SDK compiled them (it may lower one to fit another).
+      maxCachedWorkflows: worker.options.maxCachedWorkflows,
+      maxConcurrentWorkflowTaskExecutions: worker.options.maxConcurrentWorkflowTaskExecutions,
+      maxConcurrentActivityTaskExecutions: worker.options.maxConcurrentActivityTaskExecutions,
       bundle: config.WORKFLOW_BUNDLE_PATH ?? 'bundled at start-up',
       metrics: `:${config.WORKER_METRICS_PORT}/metrics`,
       sdkMetrics: `:${config.WORKER_SDK_METRICS_PORT}/metrics`,
@@ -77,6 +84,8 @@ async function main(): Promise<void> {
           intervalMs: config.DISPATCH_INTERVAL_MS,
           temporalTimeoutMs: config.TEMPORAL_CALL_TIMEOUT_MS,
           startGraceMs: committerGraceMs(config.TEMPORAL_CALL_TIMEOUT_MS),
+          pushConcurrency: config.PUSH_CONCURRENCY,
+          pushSliceMs: config.PUSH_SLICE_MS,
         })
       : null;
   // Worker.run resolves after SIGINT/SIGTERM once in-flight tasks have drained.
@@ -88,6 +97,32 @@ async function main(): Promise<void> {
   await connection.close();
   await database.close();
   logger.info('worker stopped');
+}
+
+/**
+ * What holds the worker's memory, on its metrics port: the workflows in its cache (the SDK's own
+ * count, `worker.getStatus()`) and the process's memory by kind (`process.memoryUsage()`: RSS, the
+ * V8 heap, memory outside it such as the workflow context's buffers). Beside the default process
+ * metrics, which report RSS and the heap but neither the cache nor array buffers.
+ */
+function observeWorkerMemory(registry: Registry, worker: Worker): void {
+  new Gauge({
+    name: 'governed_worker_cached_workflows',
+    help: 'Workflow executions held in the worker\'s cache (bounded by WORKER_MAX_CACHED_WORKFLOWS)',
+    registers: [registry],
+    collect() {
+      this.set(worker.getStatus().numCachedWorkflows);
+    },
+  });
+  new Gauge({
+    name: 'governed_worker_memory_bytes',
+    help: "The worker process's memory (process.memoryUsage()), by kind",
+    labelNames: ['kind'] as const,
+    registers: [registry],
+    collect() {
+      for (const [kind, bytes] of Object.entries(process.memoryUsage())) this.set({ kind }, bytes);
+    },
+  });
 }
 
 /**

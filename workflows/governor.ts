@@ -10,7 +10,9 @@ import {
   type PauseReason,
 } from '../core/policy-check';
 import { isTerminalPhase } from '../core/phases';
-import { DEFAULT_TOOL_POLICY, type ToolPolicy } from '../core/policy';
+import type { ToolPolicy } from '../core/policy';
+// Not from core/policy: that module brings zod into every cached workflow (core/tools.ts says why).
+import { DEFAULT_TOOL_POLICY } from '../core/tools';
 import { addUsd } from '../core/pricing';
 import { predictStepCost } from '../core/step-cost';
 import { governanceMessage, type ToolCallResolution } from '../core/tool-calls';

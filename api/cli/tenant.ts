@@ -60,7 +60,9 @@ for (const [command, status] of [
           console.log(
             push.state === 'pushed'
               ? `told ${push.signalledRuns} running run(s) to re-check their policy`
-              : 'running runs will be told by the worker as soon as Temporal answers',
+              : push.state === 'delivering' || push.state === 'taken'
+                ? `told ${push.reachedRuns} of ${push.totalRuns ?? '?'} running run(s) so far; the worker tells the rest now (push ${push.pushId})`
+                : 'running runs will be told by the worker as soon as Temporal answers',
           );
         } finally {
           await temporal.connection.close().catch(() => {});
