@@ -20,6 +20,8 @@ export interface RunFinding {
 
 /** What every run the drills submit leaves behind once: it completes, so no failure incident and no `run.failed`. */
 const EXPECTED_TOPICS = ['run.started', 'trace.started', 'policy.evaluated', 'trace.completed', 'run.completed'];
+/** What a run a drill stops on purpose leaves behind once: its governance, and `run.failed` instead of `run.completed`. */
+const STOPPED_TOPICS = ['run.started', 'trace.started', 'policy.evaluated', 'trace.completed', 'run.failed'];
 
 /**
  * Polls until every run is COMPLETED or FAILED and its workflow has closed, or the deadline passes;
@@ -74,10 +76,12 @@ function once(count: number, what: string, missing: string[], extra: string[]): 
  * Holds every run to the product's promise: it ended COMPLETED (in the database and in Temporal)
  * with each domain row once — its trace, one trace step per plan step, the outcome incident, the
  * final policy evaluation, the log record, one OK ack per audit expectation — and each of its
- * outbox events once, none retracted. A run not finished is stuck; one missing anything is lost;
- * one with anything twice (or anything it should not have) is duplicated.
+ * outbox events once, none retracted. A run in `stopped` (a drill stopped it on purpose) must have
+ * ended stopped (`cancelled`, STOPPED) with the same governance once, a trace step per step it
+ * completed, and `run.failed` for `run.completed`. A run not finished is stuck; one missing
+ * anything is lost; one with anything twice (or anything it should not have) is duplicated.
  */
-export async function checkRuns(db: Db, client: Client, submitted: SubmittedRun[], steps: number): Promise<RunFinding[]> {
+export async function checkRuns(db: Db, client: Client, submitted: SubmittedRun[], steps: number, stopped: ReadonlySet<string> = new Set()): Promise<RunFinding[]> {
   const ids = submitted.map((r) => r.runId);
   const [runRows, traceRows, stepRows, incidentRows, evaluationRows, logRows, ackRows, expectationRows, eventRows] = await Promise.all([
     db.select().from(runs).where(inArray(runs.id, ids)),
@@ -113,16 +117,24 @@ export async function checkRuns(db: Db, client: Client, submitted: SubmittedRun[
     if (!isTerminalPhase(run.phase as RunPhase)) {
       return { runId, outcome: 'stuck', problems: [`still ${run.phase} after ${run.stepsCompleted}/${steps} steps; Temporal: ${temporalStatus.get(runId)}`], secondsToComplete };
     }
-    if (run.phase !== 'COMPLETED' || run.status !== 'succeeded') missing.push(`ended ${run.phase}/${run.status} (${run.errorCode}: ${run.errorMessage})`);
-    if (temporalStatus.get(runId) !== 'COMPLETED') missing.push(`workflow ${temporalStatus.get(runId)}`);
-    if (run.stepsCompleted !== steps) missing.push(`${run.stepsCompleted}/${steps} steps completed`);
+    const stop = stopped.has(runId);
+    if (stop) {
+      if (run.phase !== 'FAILED' || run.status !== 'cancelled' || run.errorCode !== 'STOPPED') missing.push(`stopped, yet ended ${run.phase}/${run.status} (${run.errorCode}: ${run.errorMessage})`);
+      if (temporalStatus.get(runId) === 'RUNNING' || temporalStatus.get(runId)?.startsWith('not found')) missing.push(`workflow ${temporalStatus.get(runId)}`);
+      if (run.stepsCompleted > steps) extra.push(`${run.stepsCompleted}/${steps} steps completed`);
+    } else {
+      if (run.phase !== 'COMPLETED' || run.status !== 'succeeded') missing.push(`ended ${run.phase}/${run.status} (${run.errorCode}: ${run.errorMessage})`);
+      if (temporalStatus.get(runId) !== 'COMPLETED') missing.push(`workflow ${temporalStatus.get(runId)}`);
+      if (run.stepsCompleted !== steps) missing.push(`${run.stepsCompleted}/${steps} steps completed`);
+    }
+    const stepsRecorded = stop ? run.stepsCompleted : steps;
 
     const runTraces = tracesOf.get(runId) ?? [];
     once(runTraces.length, 'trace', missing, extra);
-    if (runTraces.some((t) => t.status !== 'completed' || t.rolledBack)) missing.push('trace not completed');
+    if (runTraces.some((t) => (!stop && t.status !== 'completed') || t.rolledBack)) missing.push(`trace ${runTraces.map((t) => t.status).join(', ')}`);
     const stepIndexes = groupBy(stepsOf.get(runId) ?? [], (s) => String(s.stepIndex));
-    for (let i = 0; i < steps; i += 1) once(stepIndexes.get(String(i))?.length ?? 0, `trace step ${i}`, missing, extra);
-    if (stepIndexes.size > steps) extra.push(`${stepIndexes.size - steps} trace steps beyond the plan`);
+    for (let i = 0; i < stepsRecorded; i += 1) once(stepIndexes.get(String(i))?.length ?? 0, `trace step ${i}`, missing, extra);
+    if (stepIndexes.size > stepsRecorded) extra.push(`${stepIndexes.size - stepsRecorded} trace steps beyond the ${stop ? 'steps completed' : 'plan'}`);
 
     const runIncidents = incidentsOf.get(runId) ?? [];
     once(runIncidents.filter((i) => i.dedupeKey === 'outcome' && !i.rolledBack).length, 'outcome incident', missing, extra);
@@ -139,7 +151,7 @@ export async function checkRuns(db: Db, client: Client, submitted: SubmittedRun[
     for (const ack of acks.filter((a) => a.status !== 'OK')) missing.push(`${ack.status} ack ${ack.domain}/${ack.action}`);
 
     const events = eventsOf.get(runId) ?? [];
-    for (const topic of EXPECTED_TOPICS) once(events.filter((e) => e.topic === topic && !e.retractedAt).length, `${topic} event`, missing, extra);
+    for (const topic of stop ? STOPPED_TOPICS : EXPECTED_TOPICS) once(events.filter((e) => e.topic === topic && !e.retractedAt).length, `${topic} event`, missing, extra);
     for (const event of events.filter((e) => e.retractedAt)) missing.push(`${event.topic} event retracted`);
 
     const outcome: RunOutcome = missing.length ? 'lost' : extra.length ? 'duplicated' : 'completed';

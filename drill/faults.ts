@@ -4,6 +4,7 @@ import { and, isNull } from 'drizzle-orm';
 import { outbox } from '../db/schema';
 import { mapLimit } from '../lib/map-limit';
 import type { TcpProxy } from '../lib/tcp-proxy';
+import { controlFlood } from './control-flood';
 import type { DrillName } from './names';
 import type { DrillStack, StackOptions } from './stack';
 
@@ -18,6 +19,8 @@ export interface FaultOptions {
    * timeout; aiming keeps the CI drill short. The full drill does not aim.
    */
   spareSkillSteps: boolean;
+  /** control-flood: how long the flood of controls lasts (8 s). */
+  floodSeconds?: number;
 }
 
 export interface FaultContext {
@@ -27,8 +30,14 @@ export interface FaultContext {
   note(what: string): void;
   /** The drill's runs not yet finished. */
   inFlight(): Promise<string[]>;
-  /** Records that the fault was not injected as asked: the drill fails. */
+  /** Records that the fault was not injected as asked (or what it checked did not hold): the drill fails. */
   fail(why: string): void;
+  /** The drill's runs, in the order they were submitted. */
+  runIds: string[];
+  /** Runs the fault stops on purpose: they must end stopped, once, instead of completed. */
+  expectStopped(runIds: string[]): void;
+  /** The drill's timeout, as a time. */
+  deadline: number;
 }
 
 export interface Fault {
@@ -124,6 +133,8 @@ async function outage(context: FaultContext, proxy: TcpProxy, name: string, befo
 }
 
 export const FAULTS: Record<DrillName, Fault> = {
+  'control-flood': controlFlood,
+
   'worker-kill': {
     needs: {},
     // Until skill activities heartbeat, a killed skill step waits out its 10-minute start-to-close.

@@ -6,8 +6,9 @@
  *   npm run drill -- temporal-restart  stop the dev server mid-run, start it on the same file and ports
  *   npm run drill -- db-outage         cut Postgres for the worker, API and relay (--outage-s 8)
  *   npm run drill -- redis-outage      cut Redis for the relay, reactor and API (--outage-s 8)
+ *   npm run drill -- control-flood     flood controls past the rate limits, undecodable and 100 KB signals (--flood-s 8)
  *
- * Options: --runs 20, --steps 4, --step-ms 1500, --timeout-s (per drill), --spare-skill-steps.
+ * Options: --runs 20, --steps 4, --step-ms 1500, --timeout-s (per drill), --spare-skill-steps, --flood-s 8.
  * Prints what it did and what it found; exits 1 when any run was lost, duplicated or stuck, or any
  * event was not handled exactly once.
  */
@@ -26,7 +27,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-const USAGE = `usage: npm run drill -- <${DRILL_NAMES.join('|')}> [--runs N] [--steps N] [--step-ms MS] [--kills N] [--outage-s S] [--timeout-s S] [--spare-skill-steps]`;
+const USAGE = `usage: npm run drill -- <${DRILL_NAMES.join('|')}> [--runs N] [--steps N] [--step-ms MS] [--kills N] [--outage-s S] [--flood-s S] [--timeout-s S] [--spare-skill-steps]`;
 
 function wholeNumber(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -44,6 +45,7 @@ async function main(): Promise<number> {
       'step-ms': { type: 'string' },
       kills: { type: 'string' },
       'outage-s': { type: 'string' },
+      'flood-s': { type: 'string' },
       'timeout-s': { type: 'string' },
       'spare-skill-steps': { type: 'boolean', default: false },
     },
@@ -61,6 +63,7 @@ async function main(): Promise<number> {
     stepMs: wholeNumber('step-ms', values['step-ms'], 1500),
     kills: wholeNumber('kills', values.kills, 3),
     outageSeconds: wholeNumber('outage-s', values['outage-s'], 8),
+    floodSeconds: wholeNumber('flood-s', values['flood-s'], 8),
     timeoutSeconds: values['timeout-s'] === undefined ? undefined : wholeNumber('timeout-s', values['timeout-s'], 0),
     spareSkillSteps: values['spare-skill-steps'],
     print: (line) => console.log(line),

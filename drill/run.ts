@@ -115,7 +115,17 @@ async function drive(
   const stepping = await waitUntilStepping(stack.database.db, ids, Date.now() + IN_FLIGHT_WITHIN_MS);
   note(`${stepping} of ${ids.length} runs past their first step`);
   let runsDeadline = deadline;
-  const injection = fault.inject({ stack, options, note, inFlight: () => runsInFlight(stack.database.db, ids), fail: (why) => failures.push(why) });
+  const stopped = new Set<string>();
+  const injection = fault.inject({
+    stack,
+    options,
+    note,
+    inFlight: () => runsInFlight(stack.database.db, ids),
+    fail: (why) => failures.push(why),
+    runIds: ids,
+    expectStopped: (runIds) => runIds.forEach((id) => stopped.add(id)),
+    deadline,
+  });
   await within(injection, deadline - Date.now(), `the fault was still being injected at the drill's timeout (${options.timeoutSeconds}s)`).catch((err: unknown) => {
     failures.push(`fault injection failed: ${err instanceof Error ? err.message : String(err)}`);
     // The stack may be left without a worker or a server: no point waiting the whole timeout.
@@ -124,7 +134,7 @@ async function drive(
 
   const open = await waitUntilTerminal(stack.database.db, stack.client, ids, runsDeadline);
   note(open === 0 ? `all ${ids.length} runs finished` : `timed out: ${open} runs still in flight`);
-  const findings = await checkRuns(stack.database.db, stack.client, submitted, options.steps);
+  const findings = await checkRuns(stack.database.db, stack.client, submitted, options.steps, stopped);
   // Events of finished runs may still be on their way through the relay and the reactor.
   const events = await checkEvents(stack, ids, Date.now() + EVENTS_WITHIN_MS);
   note('checked every run and event');
