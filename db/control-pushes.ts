@@ -1,4 +1,4 @@
-import { and, asc, count, eq, gt, isNull, lt, lte, or, sql } from 'drizzle-orm';
+import { and, asc, count, eq, gt, isNull, lt, lte, or, sql, type SQL } from 'drizzle-orm';
 import type { Db, DbOrTx } from './client';
 import { liveRunsOfTenant } from './runs';
 import { controlPushDeliveries, controlPushes } from './schema';
@@ -91,6 +91,12 @@ export async function earlierPendingPush(db: DbOrTx, tenantId: string, pushId: n
   return earlier?.id;
 }
 
+/** The runs the tenant's pushes of this kind signalled (a subquery of run ids). */
+function runsSignalledBy(tenantId: string, kind: StoredPush['kind']): SQL {
+  return sql`(select d.run_id from ${controlPushDeliveries} d join ${controlPushes} p on p.id = d.push_id
+     where p.tenant_id = ${tenantId} and p.kind = ${kind} and d.outcome = 'signalled')`;
+}
+
 /** Rows per insert of delivery rows (two parameters each, well inside Postgres's 65,535). */
 const TARGETS_PER_INSERT = 5000;
 
@@ -104,7 +110,11 @@ export async function takeTargets(db: Db, push: StoredPush): Promise<number> {
   return db.transaction(async (tx) => {
     const [locked] = await tx.select({ totalRuns: controlPushes.totalRuns }).from(controlPushes).where(eq(controlPushes.id, push.id)).for('update');
     if (locked?.totalRuns !== null && locked?.totalRuns !== undefined) return locked.totalRuns;
-    const targets = await liveRunsOfTenant(tx, push.tenantId, { pausedOnly: push.target === 'paused' });
+    const targets = await liveRunsOfTenant(tx, push.tenantId, {
+      pausedOnly: push.target === 'paused',
+      // A tenant-wide resume reaches every run a tenant-wide pause reached, paused yet or not.
+      ...(push.kind === 'tenant_resumed' ? { orAmong: runsSignalledBy(push.tenantId, 'tenant_paused') } : {}),
+    });
     for (let i = 0; i < targets.length; i += TARGETS_PER_INSERT) {
       await tx
         .insert(controlPushDeliveries)

@@ -1,5 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { and, asc, eq, isNotNull, isNull, lt, ne, notInArray, sql, type SQL } from 'drizzle-orm';
+import { and, asc, eq, inArray, isNotNull, isNull, lt, ne, notInArray, or, sql, type SQL } from 'drizzle-orm';
 import type { FailureCode } from '../core/outcome';
 import { TERMINAL_PHASES, assertTransition, phaseRank, type RunPhase, type RunStatus } from '../core/phases';
 import type { PlanStep } from '../core/plan';
@@ -110,7 +110,18 @@ export function listRuns(db: DbOrTx, filter: RunListFilter) {
 }
 
 /** The tenant's runs a change must reach: live ones with a workflow, or only those paused. */
-export async function liveRunsOfTenant(db: DbOrTx, tenantId: string, options: { pausedOnly: boolean }): Promise<{ id: string }[]> {
+export async function liveRunsOfTenant(
+  db: DbOrTx,
+  tenantId: string,
+  options: {
+    pausedOnly: boolean;
+    /**
+     * With `pausedOnly`, also the runs these runs' ids name (the runs a tenant-wide pause reached:
+     * one that accepted it mid-step is not paused yet, and must hear the resume all the same).
+     */
+    orAmong?: SQL;
+  },
+): Promise<{ id: string }[]> {
   return db
     .select({ id: runs.id })
     .from(runs)
@@ -119,7 +130,7 @@ export async function liveRunsOfTenant(db: DbOrTx, tenantId: string, options: { 
         eq(runs.tenantId, tenantId),
         notInArray(runs.phase, [...TERMINAL_PHASES]),
         isNotNull(runs.workflowStartedAt),
-        options.pausedOnly ? isNotNull(runs.pausedAt) : undefined,
+        options.pausedOnly ? (options.orAmong ? or(isNotNull(runs.pausedAt), inArray(runs.id, options.orAmong)) : isNotNull(runs.pausedAt)) : undefined,
       ),
     );
 }

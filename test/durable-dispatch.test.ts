@@ -143,6 +143,47 @@ describe('a tenant-wide pause', () => {
     expect((await stack.waitForPhase(own!, 'terminal')).phase).toBe('COMPLETED');
   });
 
+  it('a resume right after the pause reaches the runs that accepted it mid-step: none pauses later', async () => {
+    const fresh = await stack.createTenant({ policy: { pauseSlaSeconds: 600 } });
+    // Long steps: the pause is accepted mid-step and would be held only at the next boundary.
+    const [midStep, alsoMidStep] = await Promise.all([0, 1].map(() => stack.submitRun(fresh.apiKey, { plan: simPlan(3, { latencyMs: 1500 }) })));
+    await Promise.all([midStep, alsoMidStep].map((id) => stack.waitForPhase(id!, ['EXECUTING'])));
+    const paused = await stack.request('POST', '/api/v1/tenant/pause', { apiKey: fresh.apiKey, body: { reason: 'blip' } });
+    expect(paused.body).toMatchObject({ push: 'pushed', signalledRuns: 2 });
+    // Neither run holds the pause yet: no stored pause.
+    for (const id of [midStep, alsoMidStep]) expect((await storedRun(stack.db, id!)).pauseReason).toBeNull();
+    const resumed = await stack.request('POST', '/api/v1/tenant/resume', { apiKey: fresh.apiKey, body: { reason: 'false alarm' } });
+    expect(resumed.status).toBe(202);
+    expect(resumed.body).toMatchObject({ push: 'pushed', signalledRuns: 2 });
+    for (const id of [midStep, alsoMidStep]) {
+      const run = await stack.waitForPhase(id!, 'terminal');
+      expect(run.phase).toBe('COMPLETED');
+      const events = await controlEvents(stack.db, id!);
+      expect(events.filter((e) => e.kind === 'pause').map((e) => e.accepted)).toEqual([]);
+      expect(events.find((e) => e.kind === 'pause_withdrawn')).toMatchObject({
+        accepted: true,
+        authority: 'TENANT_ADMIN',
+        detail: expect.stringMatching(/^withdrew the MANUAL_PAUSE pause \(tenant-pause\) requested by .+ before it took effect: false alarm$/),
+      });
+    }
+  });
+
+  it('a run paused on its own mid-step is not withdrawn by a tenant-wide resume, nor one the tenant never paused', async () => {
+    const fresh = await stack.createTenant({ policy: { pauseSlaSeconds: 600 } });
+    const [own, untouched] = await Promise.all([0, 1].map(() => stack.submitRun(fresh.apiKey, { plan: simPlan(3, { latencyMs: 1500 }) })));
+    await Promise.all([own, untouched].map((id) => stack.waitForPhase(id!, ['EXECUTING'])));
+    // The operator's own pause, accepted mid-step; then a tenant-wide resume with no tenant-wide pause before it.
+    expect((await stack.request('POST', `/api/v1/runs/${own}/pause`, { apiKey: fresh.apiKey, body: { reason: 'mine' } })).status).toBe(202);
+    const resumed = await stack.request('POST', '/api/v1/tenant/resume', { apiKey: fresh.apiKey });
+    // Only runs the tenant paused (none) or runs paused already (none yet) are targeted.
+    expect(resumed.body).toMatchObject({ push: 'pushed', signalledRuns: 0 });
+    expect(await waitForPause(stack.db, own!)).toMatchObject({ pauseReason: 'MANUAL_PAUSE' });
+    expect((await stack.waitForPhase(untouched!, 'terminal')).phase).toBe('COMPLETED');
+    // The operator's own resume lifts it.
+    await stack.request('POST', `/api/v1/runs/${own}/resume`, { apiKey: fresh.apiKey });
+    expect((await stack.waitForPhase(own!, 'terminal')).phase).toBe('COMPLETED');
+  });
+
   it('names an incident of the tenant, refuses another tenant\'s, and is for admins only', async () => {
     const member = await stack.createKey(tenant.tenantId, 'member');
     expect((await stack.request('POST', '/api/v1/tenant/pause', { apiKey: member })).status).toBe(403);

@@ -7,6 +7,7 @@ import {
   PAUSE_REASONS,
   RESUME_AUTHORITIES,
   canResume,
+  DEFAULT_RESUME_AUTHORITIES,
   type PauseReason,
 } from '../core/policy-check';
 import { isTerminalPhase } from '../core/phases';
@@ -205,9 +206,40 @@ export class RunGovernor {
     if (this.refusedAsSent('resume', raw)) return this.flushed();
     const request = controlRequestFrom(raw);
     if (!this.firstDelivery(request)) return;
+    if (this.withdrawsPendingPause()) return this.withdrawPendingPause(request);
     const refusal = this.resumeRefusal(request);
     if (refusal) return this.rejectSignal('resume', request, refusal);
     this.resumeRequest = request;
+  }
+
+  /**
+   * A pause the run accepted mid-step is held only at the next boundary; a resume that comes in
+   * between (a tenant-wide resume right after a tenant-wide pause) withdraws it, so the run does
+   * not pause later with no resume to come. Runs started before refused such a resume.
+   */
+  private withdrawsPendingPause(): boolean {
+    return this.snapshotState.pause === null && this.memory.pauseRequest !== null && this.patches.has('resumeWithdrawsPendingPause');
+  }
+
+  private async withdrawPendingPause(request: ResumeRequest): Promise<void> {
+    const pending = this.memory.pauseRequest!;
+    const refusal = this.resumeRefusal(request, this.pendingPause());
+    if (refusal) return this.rejectSignal('resume', request, refusal);
+    this.memory.pauseRequest = null;
+    const reason = pending.pauseReason ?? 'MANUAL_PAUSE';
+    await this.domain.recordResume({
+      runId: this.input.runId,
+      tenantId: this.input.tenantId,
+      dedupeKey: `pause-withdrawn:${this.memory.pauseNumber + 1}:${this.signalsReceived}`,
+      kind: 'pause_withdrawn',
+      actor: request.actor ?? ANONYMOUS_ACTOR,
+      authority: heldAuthorities(request)[0] ?? null,
+      accepted: true,
+      detail: `withdrew the ${reason} pause${pending.tag ? ` (${pending.tag})` : ''} requested by ${pending.actor ?? ANONYMOUS_ACTOR} before it took effect${request.reason ? `: ${request.reason}` : ''}`,
+      reason,
+      pausedForMs: 0,
+      endedBy: 'operator',
+    });
   }
 
   /** The update's validator: refuses at once, with the reason, a resume that cannot be accepted now. */
@@ -217,7 +249,8 @@ export class RunGovernor {
     const request = controlRequestFrom(raw);
     // A request already acted on is answered, not refused: its sender is retrying, and it counts once.
     if (request.requestId !== undefined && this.seenRequestIds.has(request.requestId)) return;
-    const refusal = this.resumeRefusal(request);
+    // A pause not yet held may be withdrawn (`withdrawsPendingPause`); a validator asks no patch.
+    const refusal = this.resumeRefusal(request, this.snapshotState.pause ?? this.pendingPause());
     if (refusal) throw new Error(refusal);
   }
 
@@ -225,6 +258,10 @@ export class RunGovernor {
   async onResumeUpdate(raw: unknown): Promise<RunState> {
     const request = controlRequestFrom(raw);
     if (!this.firstDelivery(request)) return this.run.view();
+    if (this.withdrawsPendingPause()) {
+      await this.withdrawPendingPause(request);
+      return this.run.view();
+    }
     this.resumeRequest = request;
     await condition(() => this.snapshotState.pause === null || isTerminalPhase(this.run.view().phase));
     return this.run.view();
@@ -575,8 +612,10 @@ export class RunGovernor {
   }
 
   /** Why a resume cannot be accepted now, or null when it can. */
-  private resumeRefusal(request: ResumeRequest): string | null {
-    const { pause } = this.snapshotState;
+  private resumeRefusal(
+    request: ResumeRequest,
+    pause: Pick<PauseState, 'reason' | 'tag' | 'allowedAuthorities' | 'approval'> | null = this.snapshotState.pause,
+  ): string | null {
     if (!pause) return `run is not paused (phase ${this.run.view().phase})`;
     if (request.ifPauseTag !== undefined && pause.tag !== request.ifPauseTag) {
       return `the run's pause (${pause.reason}) was not set by '${request.ifPauseTag}'`;
@@ -596,6 +635,18 @@ export class RunGovernor {
       return `only a tool approval can be denied; this pause is ${pause.reason}`;
     }
     return null;
+  }
+
+  /** The pause accepted mid-step and not yet held, as a resume is checked against it. */
+  private pendingPause(): Pick<PauseState, 'reason' | 'tag' | 'allowedAuthorities' | 'approval'> | null {
+    const pending = this.memory.pauseRequest;
+    if (!pending) return null;
+    const reason = pending.pauseReason ?? 'MANUAL_PAUSE';
+    return {
+      reason,
+      allowedAuthorities: pending.allowedAuthorities?.length ? pending.allowedAuthorities : [...DEFAULT_RESUME_AUTHORITIES[reason]],
+      ...(pending.tag !== undefined ? { tag: pending.tag } : {}),
+    };
   }
 
   private checkDue({ stepIndex, inAgent }: Position): boolean {

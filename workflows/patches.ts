@@ -66,6 +66,12 @@ export const RUN_PATCHES = {
    * A run recorded before the baseline asks for it on its own, only when a suspension finds it paused.
    */
   suspensionStopsPausedRun: 'suspension-stops-paused-run',
+  /**
+   * Runs started before refused a resume that came while a pause they had accepted mid-step was
+   * not yet held, and then paused at the next boundary with no resume to come. Asked on its own,
+   * only when a resume finds such a pause.
+   */
+  resumeWithdrawsPendingPause: 'resume-withdraws-a-pending-pause',
 } as const;
 
 export type RunPatch = keyof typeof RUN_PATCHES;
@@ -96,6 +102,7 @@ export const PATCH_RELEASED: Readonly<Record<RunPatch, string>> = {
   priceBoundAtDearestRate: '2026-12-03',
   suspensionStopsPausedRun: '2026-12-03',
   thresholdPauseByTheRun: '2026-12-03',
+  resumeWithdrawsPendingPause: '2026-12-03',
 };
 
 /** Whether a patch may retire, given what the namespace says (see `PATCH_RELEASED`). */
