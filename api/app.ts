@@ -14,6 +14,7 @@ import { boundTemporalCalls } from './deadline';
 import { drainUnreadBodies } from './drain-body';
 import { errorHandler, HttpError } from './errors';
 import { auditPassAge, healthCheck, withinCheckTimeout } from './health';
+import { httpMetrics } from './http-metrics';
 import { incidentRoutes } from './incidents';
 import { approvalRoutes } from './approvals';
 import { openApiDocument } from './openapi';
@@ -73,14 +74,7 @@ export function createApp(deps: ApiDeps): Express {
     next();
   });
   app.use(drainUnreadBodies());
-  app.use((req, res, next) => {
-    const end = deps.metrics.httpRequests.startTimer();
-    res.on('finish', () => {
-      const route = req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
-      end({ method: req.method, route, status: String(res.statusCode) });
-    });
-    next();
-  });
+  app.use(httpMetrics(deps.metrics));
 
   app.get('/healthz', healthCheck(deps));
 

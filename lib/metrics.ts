@@ -1,9 +1,66 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
+import { ALERT_DOMAINS, SUPPRESSION_REASONS, type AlertSeverity } from '../core/alerts';
+import { AUDIT_VERDICTS } from '../core/audit-reconciliation';
+import type { AuthorizationDecision } from '../core/authorization';
+import { EVENT_TOPICS } from '../core/events';
+import { PHASE_STATUS_INVARIANTS, RUN_PHASES, canTransition } from '../core/phases';
+import { SKILL_NAMES } from '../core/plan';
+import { PAUSE_TIMEOUT_BEHAVIORS } from '../core/policy';
+import { PAUSE_REASONS, POLICY_DECISIONS } from '../core/policy-check';
+import { TOOL_CALL_RESOLUTIONS } from '../core/tool-calls';
+
+/**
+ * The label values each labelled metric is known to take, set at zero when its registry is made (at
+ * process start). A series that first appears at 1 is no rise to `rate()` and `increase()`: without
+ * its zero, the first event of each label value after a start would be missing from every panel.
+ */
+export const PAUSE_ENDINGS = [
+  /** A person (or a key) resumed or decided it. */
+  'operator',
+  /** Its SLA ran out under CONTINUE: resumed (or its approval denied) by the system. */
+  'timeout',
+  /** Its SLA ran out under TERMINATE (or ESCALATE, after the escalation period): the run failed. */
+  'terminated',
+  /** The run ended while paused for another reason: stopped or cancelled. */
+  'stopped',
+] as const;
+export type PauseEnding = (typeof PAUSE_ENDINGS)[number];
+
+const STEP_OUTCOMES = ['ok', 'error', 'cancelled'] as const;
+const SUBMIT_DECISIONS = ['ALLOWED', 'DENIED'] as const satisfies readonly AuthorizationDecision['decision'][];
+const ALERT_SEVERITIES = ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'] as const satisfies readonly AlertSeverity[];
+const FINAL_STATUSES = [...PHASE_STATUS_INVARIANTS.COMPLETED, ...PHASE_STATUS_INVARIANTS.FAILED];
+const PHASE_MOVES = RUN_PHASES.flatMap((from) => RUN_PHASES.filter((to) => canTransition(from, to)).map((to) => ({ from, to })));
+/** Every domain write the activities count, with the results each reports. */
+const DOMAIN_WRITES = [
+  ...['start_trace', 'trace_step', 'create_log_record'].flatMap((action) => ['inserted', 'existing'].map((result) => ({ domain: 'logs', action, result }))),
+  { domain: 'logs', action: 'complete_trace', result: 'upserted' },
+  { domain: 'logs', action: 'record_step', result: 'inserted' },
+  ...['inserted', 'existing'].map((result) => ({ domain: 'incidents', action: 'create_incident', result })),
+  ...['inserted', 'existing'].map((result) => ({ domain: 'policies', action: 'evaluate_policy', result })),
+  ...TOOL_CALL_RESOLUTIONS.map((result) => ({ domain: 'tools', action: 'tool_call', result })),
+];
+
+/** Every combination of the values of each label. */
+function combinations<L extends string>(values: Record<L, readonly string[]>): LabelValues<L>[] {
+  return Object.entries<readonly string[]>(values).reduce<Record<string, string>[]>(
+    (sets, [label, each]) => sets.flatMap((set) => each.map((value) => ({ ...set, [label]: value }))),
+    [{}],
+  ) as LabelValues<L>[];
+}
+
+/** Sets each of these label sets of a labelled counter or histogram at zero. */
+export function atZero<L extends string>(metric: Counter<L> | Histogram<L>, labelSets: readonly LabelValues<L>[]): void {
+  for (const labels of labelSets) {
+    if (metric instanceof Histogram) metric.zero(labels);
+    else metric.inc(labels, 0);
+  }
+}
 
 /** The worker's metrics. The Temporal SDK's own runtime metrics are served beside these. */
 export function createWorkerMetrics(registry = new Registry()) {
   collectDefaultMetrics({ register: registry, prefix: 'governed_worker_' });
-  return {
+  const metrics = {
     registry,
     runsFinished: new Counter({
       name: 'governed_runs_finished_total',
@@ -92,7 +149,9 @@ export function createWorkerMetrics(registry = new Registry()) {
     auditDueRuns: new Histogram({
       name: 'governed_audit_due_runs',
       help: 'Runs due per reconciliation pass',
-      buckets: [0, 1, 10, 100, 1000, 10_000, 100_000],
+      // A pass reads what finalized or fell due since the last (a minute): a few to thousands. Each
+      // count up to 6, then steps of at most a third, so histogram_quantile reads a p95 that near the truth.
+      buckets: [0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 125, 150, 200, 250, 300, 400, 500, 600, 800, 1000, 1250, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000, 10_000, 20_000, 50_000, 100_000],
       registers: [registry],
     }),
     staleRuns: new Gauge({
@@ -101,13 +160,24 @@ export function createWorkerMetrics(registry = new Registry()) {
       registers: [registry],
     }),
   };
+  atZero(metrics.runsFinished, FINAL_STATUSES.map((status) => ({ status })));
+  atZero(metrics.phaseTransitions, PHASE_MOVES);
+  atZero(metrics.stepDuration, combinations({ skill: SKILL_NAMES, outcome: STEP_OUTCOMES }));
+  atZero(metrics.stepCost, SKILL_NAMES.map((skill) => ({ skill })));
+  atZero(metrics.domainWrites, DOMAIN_WRITES);
+  atZero(metrics.policyChecks, POLICY_DECISIONS.map((decision) => ({ decision })));
+  atZero(metrics.pauses, PAUSE_REASONS.map((reason) => ({ reason })));
+  atZero(metrics.pauseDuration, combinations({ reason: PAUSE_REASONS, ended_by: PAUSE_ENDINGS }));
+  atZero(metrics.pauseTimeouts, PAUSE_TIMEOUT_BEHAVIORS.map((behavior) => ({ behavior })));
+  atZero(metrics.auditRunsReconciled, AUDIT_VERDICTS.map((verdict) => ({ verdict })));
+  return metrics;
 }
 
 export type WorkerMetrics = ReturnType<typeof createWorkerMetrics>;
 
 /** The outbox relay, the event reactor and the alerts, on the registry of the process that runs them. */
 export function createEventMetrics(registry: Registry) {
-  return {
+  const metrics = {
     eventsRelayed: new Counter({
       name: 'governed_events_relayed_total',
       help: 'Outbox events written to the Redis Stream, by topic',
@@ -172,19 +242,33 @@ export function createEventMetrics(registry: Registry) {
       registers: [registry],
     }),
   };
+  const topics = EVENT_TOPICS.map((topic) => ({ topic }));
+  for (const counter of [metrics.eventsRelayed, metrics.eventsReceived, metrics.eventsHandled]) atZero(counter, topics);
+  // A message that is no event at all fails and is dead-lettered as `malformed`.
+  for (const counter of [metrics.eventsFailed, metrics.eventsDeadLettered]) atZero(counter, [...topics, { topic: 'malformed' }]);
+  atZero(metrics.alertsSent, combinations({ domain: ALERT_DOMAINS, severity: ALERT_SEVERITIES }));
+  atZero(metrics.alertsSuppressed, SUPPRESSION_REASONS.map((reason) => ({ reason })));
+  return metrics;
 }
 
 export type EventMetrics = ReturnType<typeof createEventMetrics>;
 
 export function createApiMetrics(registry = new Registry()) {
   collectDefaultMetrics({ register: registry, prefix: 'governed_api_' });
-  return {
+  const metrics = {
     registry,
+    /** Labelled, and set at zero for each route's answers, by `api/http-metrics.ts`. */
     httpRequests: new Histogram({
       name: 'governed_http_request_duration_seconds',
-      help: 'HTTP requests by route, method and status',
+      help: 'HTTP requests by route template (unmatched: no route), method and status',
       labelNames: ['method', 'route', 'status'] as const,
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    httpAnswers: new Counter({
+      name: 'governed_http_requests_total',
+      help: 'HTTP answers by route template (unmatched: no route), method and status; every status a route may answer starts at zero',
+      labelNames: ['method', 'route', 'status'] as const,
       registers: [registry],
     }),
     runsSubmitted: new Counter({
@@ -199,6 +283,8 @@ export function createApiMetrics(registry = new Registry()) {
       registers: [registry],
     }),
   };
+  atZero(metrics.runsSubmitted, SUBMIT_DECISIONS.map((decision) => ({ decision })));
+  return metrics;
 }
 
 export type ApiMetrics = ReturnType<typeof createApiMetrics>;
