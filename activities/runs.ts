@@ -2,8 +2,9 @@ import type { CarriedMoves, FinalizeRunInput } from '../core/contracts';
 import { FINALIZE_RUN } from '../core/audit';
 import { assertTransition } from '../core/phases';
 import { closeRunContract } from '../db/audit';
-import { recordEnding, recordMoves, recordUnfinalized, type PhaseMove as TransitionInput } from '../db/runs';
+import { heldPause, recordEnding, recordMoves, recordUnfinalized, type PhaseMove as TransitionInput } from '../db/runs';
 import { recordAck } from '../db/acks';
+import type { PauseEnding } from '../lib/metrics';
 import type { ActivityDeps } from './deps';
 import { writeEvents } from '../db/outbox';
 
@@ -20,17 +21,24 @@ export function createRunActivities({ db, metrics }: ActivityDeps) {
   /** The run's final status, its `finalize_run` ack and any closing events, in one transaction. */
   async function finalizeRun(input: FinalizeRunInput): Promise<void> {
     assertTransition(input.from, input.to, input.status);
-    const { moved, made } = await db.transaction(async (tx) => {
+    const { moved, made, pause } = await db.transaction(async (tx) => {
       const made = await recordMoves(tx, input.transitions);
+      // A run that ends while paused ends its pause: the ending clears it, so read it first.
+      const pause = await heldPause(tx, input.runId);
       const moved = await recordEnding(tx, { runId: input.runId, from: input.from, to: input.to, status: input.status, sagaPhase: input.sagaPhase, error: input.error ?? null });
       await recordAck(tx, { runId: input.runId, action: FINALIZE_RUN, status: 'OK', resultId: input.runId });
       await writeEvents(tx, input, input.events ?? []);
-      return { moved, made };
+      return { moved, made, pause };
     });
     countMoves(metrics, made);
     if (moved) {
       metrics.phaseTransitions.inc({ from: input.from, to: input.to });
       metrics.runsFinished.inc({ status: input.status });
+      if (pause) {
+        // Its SLA ran out under TERMINATE (or ESCALATE, past the escalation), or it was stopped or cancelled.
+        const endedBy: PauseEnding = input.error?.code === 'PAUSE_TIMEOUT' ? 'terminated' : 'stopped';
+        metrics.pauseDuration.observe({ reason: pause.reason, ended_by: endedBy }, pause.heldSeconds);
+      }
     }
   }
 

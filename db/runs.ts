@@ -294,6 +294,15 @@ export async function flagHighRisk(tx: DbOrTx, runId: string): Promise<boolean> 
   return flagged.length > 0;
 }
 
+/** The pause the stored run holds (its reason, and how long it has held, by the database's clock); null when none. */
+export async function heldPause(tx: DbOrTx, runId: string): Promise<{ reason: string; heldSeconds: number } | null> {
+  const [row] = await tx
+    .select({ reason: runs.pauseReason, heldSeconds: sql<number | null>`extract(epoch from now() - ${runs.pausedAt})::float8` })
+    .from(runs)
+    .where(eq(runs.id, runId));
+  return row?.reason && row.heldSeconds !== null ? { reason: row.reason, heldSeconds: Math.max(0, Number(row.heldSeconds)) } : null;
+}
+
 /** The run waits in a pause (its reason), or goes on (null); true when the run exists. */
 export async function setPaused(tx: DbOrTx, runId: string, reason: string | null): Promise<boolean> {
   const [row] = await tx
