@@ -90,7 +90,7 @@ export function createAgentActivities({ db, llm, metrics, limits, tools, logger 
     const plan = plans.get(runId) ?? (await runPlan(db, runId));
     if (plan) remember(runId, plan);
     const step = plan?.[stepIndex];
-    if (!plan || step?.skill !== 'agent') throw ApplicationFailure.nonRetryable(`run ${runId} has no agent step ${stepIndex}`, 'NotAnAgentStep');
+    if (!plan || step?.skill !== 'agent') throw ApplicationFailure.nonRetryable(`run ${runId} has no agent step ${stepIndex + 1}`, 'NotAnAgentStep');
     return { plan, step };
   }
 
@@ -172,7 +172,7 @@ export function createAgentActivities({ db, llm, metrics, limits, tools, logger 
       return {
         kind: 'refused',
         predictedUsd,
-        reason: `predicted overrun: turn ${turn} of step ${stepIndex} (agent) would cost at most $${predictedUsd} with $${input.spentUsd} spent, over the run's budget of $${input.budgetUsd}; refused before the model was asked`,
+        reason: `predicted overrun: turn ${turn + 1} of step ${stepIndex + 1} (agent) would cost at most $${predictedUsd} with $${input.spentUsd} spent, over the run's budget of $${input.budgetUsd}; refused before the model was asked`,
       };
     }
 
@@ -213,11 +213,11 @@ export function createAgentActivities({ db, llm, metrics, limits, tools, logger 
     const answerBytes = answer === null ? 0 : Buffer.byteLength(answer, 'utf8');
     const failure =
       answer !== null && answerBytes > limits.maxStepOutputBytes
-        ? { code: 'OUTPUT_TOO_LARGE' as const, message: `step ${stepIndex} (agent) answered with ${answerBytes} bytes, over the limit of ${limits.maxStepOutputBytes} (MAX_STEP_OUTPUT_BYTES)` }
+        ? { code: 'OUTPUT_TOO_LARGE' as const, message: `step ${stepIndex + 1} (agent) answered with ${answerBytes} bytes, over the limit of ${limits.maxStepOutputBytes} (MAX_STEP_OUTPUT_BYTES)` }
         : null;
     const billedModel = toSafeText(completion.model, 200) ?? '';
 
-    return recorded(`recording turn ${turn} of step ${stepIndex}`, () => db.transaction(async (tx): Promise<AgentTurnResult> => {
+    return recorded(`recording turn ${turn + 1} of step ${stepIndex + 1}`, () => db.transaction(async (tx): Promise<AgentTurnResult> => {
       const output = await storeOutput(tx, { runId, tenantId, item, kind: 'turn', contentType: 'application/json', content: JSON.stringify(reply) });
       const stepOutput =
         answer !== null && !failure ? await storeOutput(tx, { runId, tenantId, item: { stepIndex }, kind: 'step', contentType: contentTypeOf(answer), content: answer }) : null;

@@ -153,7 +153,7 @@ describe('governed runs watch', SLOW_CALLS, () => {
     const screen = await governedOnTerminal(['runs', 'watch', runId, '--interval', '200'], env);
     expect(screen.code, screen.stdout).toBe(1);
     expect(screen.stdout).toMatch(/phase\s+FAILED \(failed\)/);
-    expect(screen.stdout).toMatch(/result\s+FAILED \(failed\) STEP_FAILED: step 1 \(sim\.llm\) failed/);
+    expect(screen.stdout).toMatch(/result\s+FAILED \(failed\) STEP_FAILED: step 2 \(sim\.llm\) failed/);
     expect(screen.stdout).toMatch(/1 of 2 steps done/);
   });
 

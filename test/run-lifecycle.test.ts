@@ -83,7 +83,7 @@ describe('a governed run, end to end', () => {
     const runId = await stack.submitRun(tenant.apiKey, { plan });
     const run = await stack.waitForPhase(runId, 'terminal');
     expect(run).toMatchObject({ phase: 'FAILED', status: 'failed', errorCode: 'STEP_FAILED', stepsCompleted: 1 });
-    expect(run.errorMessage).toMatch(/step 1 \(sim\.llm\) failed: simulated failure on attempt 3/);
+    expect(run.errorMessage).toMatch(/step 2 \(sim\.llm\) failed: simulated failure on attempt 3/);
     const records = await expectFullGovernanceRecords(stack.db, runId);
     expect(records.incidents[0]).toMatchObject({ kind: 'failure', errorCode: 'STEP_FAILED', severity: 'HIGH' });
     expect(records.events.find((e) => e.topic === 'run.failed')!.payload).toMatchObject({ phase: 'FAILED', code: 'STEP_FAILED', stepsCompleted: 1 });
@@ -125,7 +125,7 @@ describe('a governed run, end to end', () => {
     expect(records.steps).toHaveLength(1);
     const final = records.evaluations.find((e) => e.kind === 'final')!;
     expect(final).toMatchObject({ decision: 'VIOLATION', violations: ['BUDGET_EXCEEDED'] });
-    expect(final.reason).toMatch(/predicted overrun: step 1 \(sim\.llm\) would cost at most \$0\.06/);
+    expect(final.reason).toMatch(/predicted overrun: step 2 \(sim\.llm\) would cost at most \$0\.06/);
   });
 
   it('gives the same run and one workflow for a repeated Idempotency-Key', async () => {

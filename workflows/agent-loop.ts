@@ -51,7 +51,7 @@ export class AgentLoop {
     private readonly carriedCalls?: CarriedCalls,
   ) {
     const step = host.input.plan[stepIndex]!;
-    if (step.skill !== 'agent') throw new Error(`step ${stepIndex} is not an agent step`);
+    if (step.skill !== 'agent') throw new Error(`step ${stepIndex + 1} is not an agent step`);
     this.agent = step.input;
     this.view = { stepIndex, turn: firstTurn, recentCalls: [] };
   }
@@ -74,7 +74,7 @@ export class AgentLoop {
         continue;
       }
       if (turn >= agent.maxTurns) {
-        return this.end(failed('failed_policy', 'AGENT_TURNS_EXHAUSTED', `agent step ${stepIndex} used its ${agent.maxTurns} turns without an answer`));
+        return this.end(failed('failed_policy', 'AGENT_TURNS_EXHAUSTED', `agent step ${stepIndex + 1} used its ${agent.maxTurns} turns without an answer`));
       }
       this.show({ turn });
       host.markAgentPosition(stepIndex, turn);
@@ -92,11 +92,11 @@ export class AgentLoop {
         }
       } catch (err) {
         if (isCancellation(err)) throw err;
-        return this.end(failed('failed', failureCodeOf(err, 'STEP_FAILED'), `step ${stepIndex} (agent), turn ${turn} failed: ${describeFailure(err)}`));
+        return this.end(failed('failed', failureCodeOf(err, 'STEP_FAILED'), `step ${stepIndex + 1} (agent), turn ${turn + 1} failed: ${describeFailure(err)}`));
       }
       host.count({ costUsd: result.costUsd, tokens: result.tokensIn + result.tokensOut }, 'turn');
       if (result.failure) return this.end(failed('failed', result.failure.code, result.failure.message));
-      const overrun = host.governor.afterAgentAction(`turn ${turn} of step ${stepIndex}`);
+      const overrun = host.governor.afterAgentAction(`turn ${turn + 1} of step ${stepIndex + 1}`);
       if (overrun) return this.end(overrun, turn, result.toolCalls);
       if (result.kind === 'answered') {
         this.show(null);
@@ -164,7 +164,7 @@ export class AgentLoop {
       host.count({ costUsd: record.costUsd, tokens: 0 }, 'tool_call');
       this.showCall(turn, call, record.resolution, record);
     });
-    return host.governor.afterAgentAction(`the tool calls of turn ${turn} of step ${stepIndex}`);
+    return host.governor.afterAgentAction(`the tool calls of turn ${turn + 1} of step ${stepIndex + 1}`);
   }
 
   /** One call; a call that cannot be made at all (its server keeps failing) is resolved `failed`, and the model told. */

@@ -335,7 +335,7 @@ export class RunGovernor {
     const spent = this.run.view().costUsd;
     const budget = this.budgetUsd();
     if (!hasOverrunBudget(spent, budget)) return null;
-    return { kind: 'failed', status: 'failed_policy', code: 'BUDGET_EXCEEDED', message: `spent $${spent} after step ${stepIndex}, over the run's budget of $${budget}` };
+    return { kind: 'failed', status: 'failed_policy', code: 'BUDGET_EXCEEDED', message: `spent $${spent} after step ${stepIndex + 1}, over the run's budget of $${budget}` };
   }
 
   // ---- inside an agent step: before each model turn and each tool call ----
@@ -751,7 +751,7 @@ export class RunGovernor {
     const budget = this.budgetUsd();
     if (!prediction || !wouldOverrunBudget(spent.costUsd, prediction.usd, budget)) return null;
     const basis = prediction.basis === 'upper-bound' ? 'at most' : "about (the run's average step)";
-    return `predicted overrun: step ${stepIndex} (${step.skill}) would cost ${basis} $${prediction.usd} with $${spent.costUsd} spent, over the run's budget of $${budget}; refused before it ran`;
+    return `predicted overrun: step ${stepIndex + 1} (${step.skill}) would cost ${basis} $${prediction.usd} with $${spent.costUsd} spent, over the run's budget of $${budget}; refused before it ran`;
   }
 
   private setPause(pause: PauseState | null): void {

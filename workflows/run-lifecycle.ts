@@ -232,7 +232,7 @@ export class RunLifecycle implements RunView, AgentHost {
       });
     } catch (err) {
       if (isCancellation(err)) throw err;
-      return failed('failed', failureCodeOf(err, 'STEP_FAILED'), `step ${stepIndex} (${step.skill}) failed: ${describeFailure(err)}`);
+      return failed('failed', failureCodeOf(err, 'STEP_FAILED'), `step ${stepIndex + 1} (${step.skill}) failed: ${describeFailure(err)}`);
     }
     this.count({ costUsd: record.costUsd, tokens: record.tokensIn + record.tokensOut }, 'step');
     if (record.failure) return failed('failed', record.failure.code, record.failure.message);
@@ -262,7 +262,7 @@ export class RunLifecycle implements RunView, AgentHost {
       result = await skills.executeStep({ runId: input.runId, stepIndex, step });
     } catch (err) {
       if (isCancellation(err)) throw err;
-      return failed('failed', 'STEP_FAILED', `step ${stepIndex} (${step.skill}) failed: ${describeFailure(err)}`);
+      return failed('failed', 'STEP_FAILED', `step ${stepIndex + 1} (${step.skill}) failed: ${describeFailure(err)}`);
     }
     const progress = this.record;
     progress.costUsd = addUsd(progress.costUsd, result.costUsd);
@@ -456,7 +456,7 @@ function describe(state: RunState): string {
   if (state.agent) lines.push(`agent: step ${state.agent.stepIndex + 1}, turn ${state.agent.turn + 1} · ${state.turns ?? 0} turn(s), ${state.toolCalls ?? 0} tool call(s)`);
   if (state.pause?.approval) lines.push(`waiting for approval of ${state.pause.approval.tool} (argsSha256 ${state.pause.approval.argsSha256})`);
   if (state.continuedAsNew) lines.push(`execution ${state.continuedAsNew + 1} of this run (its history continued as new ${state.continuedAsNew} times)`);
-  if (state.lastCheck) lines.push(`last policy check: ${state.lastCheck.decision} before step ${state.lastCheck.stepIndex} (${state.lastCheck.reason})`);
+  if (state.lastCheck) lines.push(`last policy check: ${state.lastCheck.decision} before step ${state.lastCheck.stepIndex + 1} (${state.lastCheck.reason})`);
   if (state.error) lines.push(`error: ${state.error.code}: ${state.error.message}`);
   return lines.join('\n\n');
 }

@@ -108,10 +108,10 @@ export function createSkillActivities({ db, llm, metrics, limits }: ActivityDeps
     const bytes = Buffer.byteLength(result.text, 'utf8');
     const tooLarge = bytes > limits.maxStepOutputBytes;
     const failure = tooLarge
-      ? { code: 'OUTPUT_TOO_LARGE' as const, message: `step ${stepIndex} (${step.skill}) produced ${bytes} bytes, over the limit of ${limits.maxStepOutputBytes} (MAX_STEP_OUTPUT_BYTES)` }
+      ? { code: 'OUTPUT_TOO_LARGE' as const, message: `step ${stepIndex + 1} (${step.skill}) produced ${bytes} bytes, over the limit of ${limits.maxStepOutputBytes} (MAX_STEP_OUTPUT_BYTES)` }
       : null;
 
-    return untilRecorded(`recording step ${stepIndex}`, () => db.transaction(async (tx): Promise<StepRecord> => {
+    return untilRecorded(`recording step ${stepIndex + 1}`, () => db.transaction(async (tx): Promise<StepRecord> => {
       const output = tooLarge ? null : await storeOutput(tx, { runId, tenantId, item, kind: 'step', contentType: contentTypeOf(result.text), content: result.text });
       const inserted = await insertTraceRow(tx, runId, item, {
         kind: 'step',

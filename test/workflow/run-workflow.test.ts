@@ -141,7 +141,7 @@ describe('the run workflow against fake activities', () => {
     const state = await finalRunState(handle);
     expect(state).toMatchObject({ phase: 'FAILED', status: 'failed_policy', error: { code: 'BUDGET_EXCEEDED' }, stepsCompleted: 2 });
     expect(state.costUsd).toBeLessThanOrEqual(0.13);
-    expect(state.error!.message).toMatch(/predicted overrun: step 2 \(sim\.llm\) would cost at most \$0\.06\d* .* budget of \$0\.13/);
+    expect(state.error!.message).toMatch(/predicted overrun: step 3 \(sim\.llm\) would cost at most \$0\.06\d* .* budget of \$0\.13/);
     expect(world.named('runStep').map((s) => s.stepIndex)).toEqual([0, 1]);
     // The prediction is what the final evaluation records.
     expect(world.named('evaluatePolicy')[0]!.outcome).toMatchObject({ code: 'BUDGET_EXCEEDED', message: state.error!.message });
@@ -160,7 +160,7 @@ describe('the run workflow against fake activities', () => {
     const { handle, world } = await startRun(chatPlan(3, { maxTokens: 10_000 }), { budgetUsd: 0.2, rules: { onPredictedOverrun: 'PAUSE' } });
     await waitUntil(async () => (await handle.query(runStateQuery)).pause?.reason === 'BUDGET_WARNING');
     expect(world.named('runStep')).toHaveLength(3 - 1);
-    expect(world.named('recordPause')[0]).toMatchObject({ reason: 'BUDGET_WARNING', detail: expect.stringContaining('predicted overrun: step 2') });
+    expect(world.named('recordPause')[0]).toMatchObject({ reason: 'BUDGET_WARNING', detail: expect.stringContaining('predicted overrun: step 3') });
     await handle.signal(resumeSignal, { reason: 'worth it', actor: 'ops', authority: 'TENANT_ADMIN' });
     const state = await finalRunState(handle);
     // The resumed step ran: $0.15 in all, within the $0.2 its prediction feared it would cross.
