@@ -2,6 +2,7 @@ import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/c
 import type { ObservabilityMode } from '../core/policy';
 import { PRICE_TABLE } from '../core/pricing';
 import { RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
+import { asLiteralText } from '../core/web-ui-text';
 import type { Db } from '../db/client';
 import { markWorkflowStarted, unstartedRuns, type StoredRun } from '../db/runs';
 import { RUN_HISTORY_EVENTS_BOUND, type RunWorkflowInput } from '../workflows/messages';
@@ -52,11 +53,12 @@ export async function startRunWorkflow(deps: StarterDeps, input: RunWorkflowInpu
           { key: RUN_STATUS, value: 'queued' },
           { key: TENANT_ID, value: input.tenantId },
         ],
-        // What the Web UI's list and the run's page show before anyone opens the details.
+        // What the Web UI's list and the run's page show before anyone opens the details. Both are
+        // Markdown: a text the run did not write itself (the refusal's reason) goes in as literal text.
         staticSummary: `${input.plan.length}-step run · budget $${input.budgetUsd} · tenant ${input.tenantId}`,
         staticDetails: [
           `**plan**: ${input.plan.map((s, i) => `${i + 1}. ${s.skill}`).join(', ')}`,
-          `**authorization**: ${input.authorization.decision}${input.authorization.reason ? ` (${input.authorization.reason})` : ''}`,
+          `**authorization**: ${input.authorization.decision}${input.authorization.reason ? ` (${asLiteralText(input.authorization.reason)})` : ''}`,
           `**observability**: ${input.observabilityMode} · policy version ${input.policyVersion ?? 'unknown'}`,
         ].join('\n\n'),
       }),

@@ -18,6 +18,7 @@ import { addUsd } from '../core/pricing';
 import { referencedSteps } from '../core/references';
 import type { SagaPhase } from '../core/saga';
 import { PAUSE_REASON, RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
+import { asLiteralText } from '../core/web-ui-text';
 import { runDomainWrites, skills, type DomainWrites } from './activity-proxies';
 import { AgentLoop, type AgentHost } from './agent-loop';
 import { RunGovernor, type RunView } from './governor';
@@ -116,7 +117,7 @@ export class RunLifecycle implements RunView, AgentHost {
       ]);
       this.upserted = attributes;
     }
-    setCurrentDetails(describe(state));
+    setCurrentDetails(describe(withLiteralText(state)));
   }
 
   /**
@@ -442,11 +443,30 @@ function withoutGovernorState({ pause: _pause, lastCheck: _lastCheck, policyVers
   return record;
 }
 
-/** The run's current details on its Web UI page (Markdown). */
+/**
+ * The state with every text a tenant, a provider or a model wrote (a pause's detail, the tool an
+ * approval waits for, a policy check's reason, an error's message) escaped, so the Web UI shows it
+ * as the literal text it is (core/web-ui-text.ts). The rest are our own words, numbers and times.
+ */
+function withLiteralText(state: RunState): RunState {
+  const { pause, lastCheck, error } = state;
+  return {
+    ...state,
+    pause: pause && {
+      ...pause,
+      detail: asLiteralText(pause.detail),
+      ...(pause.approval ? { approval: { ...pause.approval, tool: asLiteralText(pause.approval.tool) } } : {}),
+    },
+    lastCheck: lastCheck && { ...lastCheck, reason: asLiteralText(lastCheck.reason) },
+    error: error && { ...error, message: asLiteralText(error.message) },
+  };
+}
+
+/** The run's current details on its Web UI page (Markdown; `$` escaped, or two would make math). */
 function describe(state: RunState): string {
   const lines = [
     `**${state.phase}** (${state.status})`,
-    `steps ${state.stepsCompleted}/${state.totalSteps} · cost $${state.costUsd.toFixed(6)} of $${state.budgetUsd}`,
+    `steps ${state.stepsCompleted}/${state.totalSteps} · cost \\$${state.costUsd.toFixed(6)} of \\$${state.budgetUsd}`,
     `governance saga: ${state.sagaPhase} · observability: ${state.observabilityStatus}`,
   ];
   if (state.pause) {
