@@ -301,5 +301,14 @@ export const pauseSignal = defineSignal<[PauseRequest?]>('pause');
 export const resumeSignal = defineSignal<[ResumeRequest?]>('resume');
 export const stopSignal = defineSignal<[ControlRequest?]>('stop');
 export const policyChangedSignal = defineSignal<[ControlRequest?]>('policyChanged');
-/** A resume that answers: its validator refuses it at once when the run is not paused or the authority is not allowed. */
-export const resumeUpdate = defineUpdate<RunState, [ResumeRequest]>('resume');
+/**
+ * A resume that answers: its validator refuses it at once when the run is not paused or the
+ * authority is not allowed. A wire name of its own, apart from the `resume` signal that tctl and
+ * `temporal workflow signal` send, so the Web UI and a history tell the two apart.
+ */
+export const resumeUpdate = defineUpdate<RunState, [ResumeRequest]>('resumeRun');
+/**
+ * The same update under the name it had before (`resume`, the signal's): the histories of runs
+ * resumed that way replay through it, and a caller still using it is answered. Nothing sends it.
+ */
+export const resumeUpdateByItsFormerName = defineUpdate<RunState, [ResumeRequest]>('resume');

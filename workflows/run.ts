@@ -5,6 +5,7 @@ import {
   policyChangedSignal,
   resumeSignal,
   resumeUpdate,
+  resumeUpdateByItsFormerName,
   runStateQuery,
   stopSignal,
   type RunState,
@@ -24,7 +25,9 @@ export async function runWorkflow(input: RunWorkflowInput): Promise<RunState> {
   setHandler(runStateQuery, () => run.view());
   setHandler(pauseSignal, (request) => governor.onPause(request));
   setHandler(resumeSignal, (request) => governor.onResumeSignal(request));
-  setHandler(resumeUpdate, (request) => governor.onResumeUpdate(request), { validator: (request) => governor.validateResume(request) });
+  for (const update of [resumeUpdate, resumeUpdateByItsFormerName]) {
+    setHandler(update, (request) => governor.onResumeUpdate(request), { validator: (request) => governor.validateResume(request) });
+  }
   setHandler(stopSignal, (request) => governor.onStop(request));
   setHandler(policyChangedSignal, (request) => governor.onPolicyChanged(request));
 
