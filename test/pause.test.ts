@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { PAUSE_REASON } from '../core/search-attributes';
+import { PAUSE_REASON, RUN_STATUS } from '../core/search-attributes';
 import { incidents, outbox } from '../db/schema';
 import { runStateQuery } from '../workflows/messages';
 import { expectFullGovernanceRecords } from './helpers/records';
@@ -217,6 +217,19 @@ describe('cancellation', () => {
     const done = await stack.waitForPhase(runId, 'terminal');
     expect(done).toMatchObject({ phase: 'FAILED', status: 'cancelled', errorCode: 'STOPPED', pauseReason: null });
     await expectFullGovernanceRecords(stack.db, runId);
+    // Temporal tells the two apart (Canceled here, Failed with type STOPPED for a stop); the run's
+    // RunStatus search attribute, which README's list query uses, is `cancelled` for both.
+    const cancelled = await stack.client.workflow.getHandle(runId).describe();
+    expect(cancelled.status.name).toBe('CANCELLED');
+    expect(cancelled.typedSearchAttributes.get(RUN_STATUS)).toBe('cancelled');
+
+    const { runId: stopped } = await pausedRun(tenant);
+    expect((await stack.request('POST', `/api/v1/runs/${stopped}/stop`, { apiKey: tenant.apiKey })).status).toBe(202);
+    expect(await stack.waitForPhase(stopped, 'terminal')).toMatchObject({ phase: 'FAILED', status: 'cancelled', errorCode: 'STOPPED' });
+    await waitFor('the stopped workflow to close', async () => (await stack.client.workflow.getHandle(stopped).describe()).status.name !== 'RUNNING');
+    const stoppedWorkflow = await stack.client.workflow.getHandle(stopped).describe();
+    expect(stoppedWorkflow.status.name).toBe('FAILED');
+    expect(stoppedWorkflow.typedSearchAttributes.get(RUN_STATUS)).toBe('cancelled');
   });
 });
 
