@@ -1,4 +1,4 @@
-import type { CarriedMoves, PolicyCheckResponse } from '../core/contracts';
+import type { PolicyCheckResponse } from '../core/contracts';
 import { CancellationScope, condition, workflowInfo } from '@temporalio/workflow';
 import { actionLimitReached, ruleOnToolCall, type RequestedToolCall } from '../core/agent';
 import { budgetWarningAtUsd, effectiveBudgetUsd, hasOverrunBudget, wouldOverrunBudget } from '../core/budget';
@@ -40,6 +40,7 @@ import {
 } from './messages';
 import type { RunPatches } from './patches';
 import { holdPause, type PauseEnd } from './pause';
+import type { PendingMoves } from './pending-moves';
 import { workflowNow } from './time';
 
 function settingsFrom(check: PolicyCheckResponse): PolicySettings {
@@ -123,8 +124,6 @@ export interface RunView {
   publish(): void;
   /** Continues the run as new where it stands (a pause held, its history too large); never returns. */
   continueAsNewHere(): Promise<never>;
-  /** Runs `write` with the phase moves not yet written, to record them in the same transaction. */
-  carryMoves<T>(write: (moves: CarriedMoves) => Promise<T>): Promise<T>;
 }
 
 /**
@@ -158,6 +157,8 @@ export class RunGovernor {
   constructor(
     private readonly input: RunWorkflowInput,
     private readonly run: RunView,
+    /** The run's phase moves not yet written: a policy check's transaction records them. */
+    private readonly moves: PendingMoves,
     private readonly domain: DomainWrites,
     private readonly patches: RunPatches,
     readonly policyChecks: boolean,
@@ -662,7 +663,7 @@ export class RunGovernor {
     const progress = this.run.view();
     memory.checkRequested = false;
     memory.checkNumber += 1;
-    const result = await this.run.carryMoves((moves) => this.domain.checkPolicy({
+    const result = await this.moves.carriedBy((moves) => this.domain.checkPolicy({
       ...moves,
       runId: input.runId,
       tenantId: input.tenantId,

@@ -1,4 +1,4 @@
-import type { TransitionInput, CarriedMoves, StepRecord } from '../core/contracts';
+import type { StepRecord } from '../core/contracts';
 import {
   ApplicationFailure,
   CancellationScope,
@@ -16,6 +16,7 @@ import type { FailureCode, RunOutcome } from '../core/outcome';
 import { assertTransition, type RunPhase, type RunStatus } from '../core/phases';
 import { addUsd } from '../core/pricing';
 import { referencedSteps } from '../core/references';
+import { PendingMoves } from './pending-moves';
 import type { SagaPhase } from '../core/saga';
 import { PAUSE_REASON, RUN_PHASE, RUN_STATUS, TENANT_ID } from '../core/search-attributes';
 import { asLiteralText } from '../core/web-ui-text';
@@ -64,8 +65,8 @@ export class RunLifecycle implements RunView, AgentHost {
   private readonly recordsOutputs: boolean;
   private upserted: string | null = null;
   private readonly movesRide: boolean;
-  /** Moves made and not yet written (see `MOVES_THAT_RIDE`). */
-  private readonly pendingMoves: TransitionInput[] = [];
+  /** Moves made and not yet written (see `MOVES_THAT_RIDE`), carried by the next write, the governor's too. */
+  private readonly pendingMoves = new PendingMoves();
   /** Where the run stands, for a continue-as-new in the middle of a pause: the step, and inside an agent step its turn and calls. */
   private position: { stepIndex: number; agentTurn?: number; agentCalls?: CarriedCalls } = { stepIndex: 0 };
 
@@ -92,7 +93,7 @@ export class RunLifecycle implements RunView, AgentHost {
     if (this.recordsOutputs && !continued) Object.assign(this.record, { actionsCompleted: 0, turns: 0, toolCalls: 0, agent: null, output: null });
     this.domain = runDomainWrites(this.patches);
     const policyChecks = this.patches.has('midRunPolicyChecks');
-    this.governor = new RunGovernor(input, this, this.domain, this.patches, policyChecks, continued);
+    this.governor = new RunGovernor(input, this, this.pendingMoves, this.domain, this.patches, policyChecks, continued);
     this.movesRide = policyChecks && this.patches.has('movesRideWithWrites');
     this.publish();
   }
@@ -132,24 +133,16 @@ export class RunLifecycle implements RunView, AgentHost {
     assertTransition(from, to, status);
     if (final) {
       const { sagaPhase } = this.record;
-      await this.carryMoves((moves) => this.domain.finalizeRun({ ...moves, runId, tenantId, from, to, status, sagaPhase, error: final.error, events: final.events }));
+      await this.pendingMoves.carriedBy((moves) => this.domain.finalizeRun({ ...moves, runId, tenantId, from, to, status, sagaPhase, error: final.error, events: final.events }));
       this.record.error = final.error;
     } else if (this.movesRide && MOVES_THAT_RIDE.has(to)) {
-      this.pendingMoves.push({ runId, from, to, status });
+      this.pendingMoves.hold({ runId, from, to, status });
     } else {
-      await this.carryMoves((moves) => this.domain.recordTransition({ ...moves, runId, from, to, status }));
+      await this.pendingMoves.carriedBy((moves) => this.domain.recordTransition({ ...moves, runId, from, to, status }));
     }
     this.record.phase = to;
     this.record.status = status;
     this.publish();
-  }
-
-  async carryMoves<T>(write: (moves: CarriedMoves) => Promise<T>): Promise<T> {
-    const transitions = [...this.pendingMoves];
-    const result = await write(transitions.length ? { transitions } : {});
-    // A write that failed leaves them to the next one.
-    this.pendingMoves.splice(0, transitions.length);
-    return result;
   }
 
   /** An outcome for whatever ended the run early; what cannot be one (continue-as-new, a bug in an old run) is rethrown. */
@@ -359,7 +352,7 @@ export class RunLifecycle implements RunView, AgentHost {
     if (sagaCommitted && record.phase === 'GOVERNANCE_CHECK') await this.transition('FINALIZING', 'running');
     const status: RunStatus = outcome.kind === 'succeeded' ? 'succeeded' : outcome.status;
     const error = outcome.kind === 'failed' ? { code: outcome.code, message: outcome.message } : null;
-    await this.carryMoves((moves) => this.domain.createRunLog({
+    await this.pendingMoves.carriedBy((moves) => this.domain.createRunLog({
       ...moves,
       runId: input.runId,
       tenantId: input.tenantId,
