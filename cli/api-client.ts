@@ -16,7 +16,7 @@ export class ApiError extends CliError {
 /** Nothing answered at the API's address. */
 export class UnreachableError extends CliError {
   constructor(url: string, cause: string) {
-    super(`cannot reach the API at ${url}: ${cause} (set GOVERNED_API_URL or --api-url)`, EXIT.UNREACHABLE);
+    super(`cannot reach the API at ${url}: ${cause} (set GOVERNED_API_URL or --api-url, or 'governed config set api-url')`, EXIT.UNREACHABLE);
   }
 }
 
@@ -54,7 +54,7 @@ export class ApiClient {
 
   async request<T>(method: string, path: string, options: { body?: unknown; query?: Query; headers?: Record<string, string> } = {}): Promise<T> {
     // Asked before anything is sent: a missing key is the caller's mistake, not the API's answer.
-    if (!this.apiKey) throw new UsageError('no API key: set GOVERNED_API_KEY or pass --api-key');
+    if (!this.apiKey) throw new UsageError("no API key: set GOVERNED_API_KEY or pass --api-key (or store one: 'governed config set api-key')");
     const url = new URL(`${this.baseUrl}/api/v1${path}`);
     for (const [name, value] of Object.entries(options.query ?? {})) {
       if (value !== undefined) url.searchParams.set(name, String(value));
