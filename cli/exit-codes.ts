@@ -15,10 +15,10 @@ export const EXIT = {
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
 export const EXIT_CODES_HELP = `Exit codes:
-  0  ok (for runs watch and runs submit --watch: the run COMPLETED)
+  0  ok (for runs watch and runs submit --watch: the run COMPLETED; reports stale: also when there are no stale runs)
   1  the run failed, or the API said no (its error is printed)
-  2  usage error (unknown command or option, bad value, no API key)
-  3  cannot reach the API`;
+  2  usage error (unknown command or option, bad value, no API key, a config file group or others can read)
+  3  cannot reach the API (tenants create, keys create, --name: the database)`;
 
 /** An error the CLI reports as one line and ends with its exit code. */
 export class CliError extends Error {

@@ -1,40 +1,51 @@
 import type { Command } from 'commander';
 import type { ApiRole } from '../core/authorization';
 import { parseName, parseRole } from '../api/cli/tenant-args';
+import type { Db } from '../db/client';
 import { contextOf } from './context';
+import { CliError, EXIT } from './exit-codes';
 
 /**
- * `create` and `key` write to the database (DATABASE_URL) as `npm run tenant` does: a tenant's
- * first key cannot come from an API that needs a key. `suspend` and `activate` go through the API
- * with an admin key of the tenant, so the change is pushed to its live runs like any other.
+ * `create` and `keys create` are operator actions on the database (DATABASE_URL), not the API: a
+ * tenant's first key cannot come from an API that needs a key. `suspend` and `activate` go through
+ * the API with an admin key of the tenant, or, given `--name`, straight to the database as an
+ * operator; either way the change is pushed to its live runs. `npm run tenant` is a deprecated
+ * alias of these commands (api/cli/tenant.ts).
  */
+const DATABASE_HELP = `
+Operator action: it writes to the database at DATABASE_URL (default postgres://postgres@127.0.0.1:5432/governed_runs),
+not through the API, and needs no API key. Run it where the system's Postgres can be reached.`;
+
 export function registerTenantCommands(program: Command): void {
   const tenants = program.command('tenants').description('tenants and their API keys');
 
   tenants
     .command('create')
-    .description('create a tenant with the default policy and an API key, printed once (needs DATABASE_URL, not an API key)')
+    .description('create a tenant with the default policy and an API key, printed once (operator: needs DATABASE_URL, not an API key)')
     .requiredOption('--name <name>', 'unique tenant name', parseName)
     .option('--role <role>', 'role of the first key: admin, member or viewer', parseRole, 'admin')
+    .addHelpText('after', DATABASE_HELP)
     .action(async (options: { name: string; role: ApiRole }, command: Command) => {
       // Loaded here only: the database driver is not worth its start-up time to every other command.
-      const { withDb } = await import('../api/cli/with-db');
       const { createNamedTenant, createdTenantText } = await import('../api/cli/tenant-admin');
-      const created = await withDb((db) => createNamedTenant(db, options.name, options.role));
+      const created = await onDatabase((db) => createNamedTenant(db, options.name, options.role));
       contextOf(command).print(created, () => createdTenantText(options.name, options.role, created));
     });
 
-  tenants
-    .command('key')
-    .description("issue another API key for a tenant, printed once (needs DATABASE_URL)")
-    .requiredOption('--name <name>', 'tenant name', parseName)
-    .option('--role <role>', 'role of the key: admin, member or viewer', parseRole, 'member')
-    .action(async (options: { name: string; role: ApiRole }, command: Command) => {
-      const { withDb } = await import('../api/cli/with-db');
-      const { issueKey, issuedKeyText } = await import('../api/cli/tenant-admin');
-      const apiKey = await withDb((db) => issueKey(db, options.name, options.role));
-      contextOf(command).print({ apiKey }, () => issuedKeyText(options.role, apiKey));
-    });
+  const issueKeyCommand = (command: Command) =>
+    command
+      .requiredOption('--name <name>', 'tenant name', parseName)
+      .option('--role <role>', 'role of the key: admin, member or viewer', parseRole, 'member')
+      .addHelpText('after', DATABASE_HELP)
+      .action(async (options: { name: string; role: ApiRole }, command: Command) => {
+        const { issueKey, issuedKeyText } = await import('../api/cli/tenant-admin');
+        const apiKey = await onDatabase((db) => issueKey(db, options.name, options.role));
+        contextOf(command).print({ apiKey }, () => issuedKeyText(options.role, apiKey));
+      });
+  const keys = tenants.command('keys').description("a tenant's API keys (operator: needs DATABASE_URL)");
+  issueKeyCommand(keys.command('create').description('issue another API key for a tenant, printed once (operator: needs DATABASE_URL)'));
+  // The name it had before `keys create`; kept working, no longer shown.
+  issueKeyCommand(tenants.command('key', { hidden: true }).description('the same as tenants keys create'));
 
   for (const action of ['pause', 'resume'] as const) {
     const command = tenants.command(action);
@@ -78,9 +89,16 @@ export function registerTenantCommands(program: Command): void {
   ] as const) {
     tenants
       .command(action)
-      .description(`mark your key's tenant ${status} (admin key); its live runs re-check their policy`)
-      .action(async (_options: unknown, command: Command) => {
+      .description(`mark your key's tenant ${status} (admin key), or with --name any tenant (operator: DATABASE_URL); its live runs re-check their policy`)
+      .option('--name <name>', 'the tenant, changed in the database at DATABASE_URL instead of through the API (operator)', parseName)
+      .action(async (options: { name?: string }, command: Command) => {
         const ctx = contextOf(command);
+        if (options.name) {
+          const { setStatusByName } = await import('../api/cli/tenant-admin');
+          const changed = await onDatabase((db) => setStatusByName(db, options.name!, status));
+          ctx.print({ tenantId: changed.tenantId, status: changed.status }, () => changed.text);
+          return;
+        }
         const answer = await ctx.api.post<PushAnswer & { tenantId: string; status: string }>(`/tenant/${action}`);
         ctx.print(answer, () => {
           const told =
@@ -145,5 +163,41 @@ async function followPush(ctx: ReturnType<typeof contextOf>, pushId: number): Pr
     last = line;
     if (push.state === 'pushed') return;
     await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** Socket-level failures: nothing answered at DATABASE_URL. */
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'CONNECT_TIMEOUT', '3D000', '28P01', '28000']);
+
+/** One connection to DATABASE_URL; a database that cannot be reached is said to be one, naming the variable (exit 3). */
+async function onDatabase<T>(fn: (db: Db) => Promise<T>): Promise<T> {
+  const { withDb } = await import('../api/cli/with-db');
+  try {
+    return await withDb(fn);
+  } catch (err) {
+    // drizzle wraps the driver's error ("Failed query: …") in its cause.
+    let cause: unknown = err;
+    while (cause instanceof Error && !UNREACHABLE_CODES.has(String((cause as { code?: unknown }).code)) && cause.cause) cause = cause.cause;
+    const code = (cause as { code?: unknown }).code;
+    if (typeof code === 'string' && UNREACHABLE_CODES.has(code)) {
+      const url = databaseUrlShown();
+      throw new CliError(
+        `cannot use the database at ${url} (${code}${(cause as Error).message ? `: ${(cause as Error).message}` : ''}). This is an operator action on the database, not the API: set DATABASE_URL to the system's Postgres`,
+        EXIT.UNREACHABLE,
+      );
+    }
+    throw err;
+  }
+}
+
+/** DATABASE_URL without its password. */
+function databaseUrlShown(): string {
+  const raw = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/governed_runs';
+  try {
+    const url = new URL(raw);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return 'DATABASE_URL';
   }
 }

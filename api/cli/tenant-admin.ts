@@ -1,10 +1,14 @@
 import type { ApiRole } from '../../core/authorization';
 import type { Db } from '../../db/client';
-import { createApiKey, createTenant, findTenantByName } from '../../db/tenancy';
+import { createApiKey, createTenant, findTenantByName, setTenantStatus } from '../../db/tenancy';
+import { commitWithPush, tenantStatusPush } from '../../dispatch/control-pusher';
+import { loadConfig } from '../../lib/config';
+import { lazyClient } from '../../lib/temporal';
 
 /**
  * Tenant operations straight on the database: creating a tenant needs no API key, so no API can
- * do it. Shared by `npm run tenant` and `governed tenants`.
+ * do it. `governed tenants create`, `tenants keys create` and `tenants suspend|activate --name`
+ * (and `npm run tenant`, their deprecated alias) run them.
  */
 
 export async function requireTenant(db: Db, name: string): Promise<string> {
@@ -30,4 +34,28 @@ export function createdTenantText(name: string, role: ApiRole, created: { tenant
 
 export function issuedKeyText(role: ApiRole, apiKey: string): string {
   return `api key (${role}, shown once): ${apiKey}`;
+}
+
+/** An operator's suspend or activate by tenant name, pushed to its live runs like the API's; answers what to print. */
+export async function setStatusByName(db: Db, name: string, status: 'suspended' | 'active'): Promise<{ tenantId: string; status: string; text: string }> {
+  const tenantId = await requireTenant(db, name);
+  const config = loadConfig();
+  const temporal = lazyClient(config);
+  try {
+    const { push } = await commitWithPush(
+      { db, temporal, pushTimeoutMs: config.TEMPORAL_CALL_TIMEOUT_MS },
+      tenantId,
+      (tx) => setTenantStatus(tx, tenantId, status),
+      () => tenantStatusPush(status, 'cli'),
+    );
+    const told =
+      push.state === 'pushed'
+        ? `told ${push.signalledRuns} running run(s) to re-check their policy`
+        : push.state === 'delivering' || push.state === 'taken'
+          ? `told ${push.reachedRuns} of ${push.totalRuns ?? '?'} running run(s) so far; the worker tells the rest now (push ${push.pushId})`
+          : 'running runs will be told by the worker as soon as Temporal answers';
+    return { tenantId, status, text: `tenant ${name} is ${status}\n${told}` };
+  } finally {
+    await temporal.connection.close().catch(() => {});
+  }
 }
