@@ -4,7 +4,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { GOVERNED_BIN, governed, type CliResult } from './helpers/governed-cli';
 
 /**
@@ -180,5 +181,19 @@ describe('npm run tenant', SLOW, () => {
     expect(lines[1]).toContain('cannot use the database at postgres://postgres@127.0.0.1:1/none (ECONNREFUSED');
     expect(lines[1]).toContain('operator action on the database, not the API: set DATABASE_URL');
     expect(result.code).toBe(3);
+  });
+});
+
+describe('governed tenants, the operator commands on DATABASE_URL', SLOW, () => {
+  it('creates a tenant, issues a key with keys create, and suspends and activates it by name', async () => {
+    const name = `cfg-${randomUUID().slice(0, 8)}`;
+    const env = { ...home(), DATABASE_URL: inject('databaseUrl'), TEMPORAL_ADDRESS: inject('temporalAddress') };
+    const created = JSON.parse((await governed(['tenants', 'create', '--name', name, '--json'], env)).stdout);
+    expect(created).toEqual({ tenantId: expect.any(String), apiKey: expect.stringMatching(/^gr_/) });
+    const key = await governed(['tenants', 'keys', 'create', '--name', name, '--role', 'viewer'], env);
+    expect(key).toMatchObject({ code: 0, stdout: expect.stringMatching(/^api key \(viewer, shown once\): gr_\S+\n$/) });
+    const suspended = await governed(['tenants', 'suspend', '--name', name], env);
+    expect(suspended).toMatchObject({ code: 0, stdout: expect.stringMatching(new RegExp(`^tenant ${name} is suspended\n`)) });
+    expect(JSON.parse((await governed(['tenants', 'activate', '--name', name, '--json'], env)).stdout)).toEqual({ tenantId: created.tenantId, status: 'active' });
   });
 });
