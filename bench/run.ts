@@ -8,6 +8,7 @@
  *   npm run bench -- events [--events 1000] [--rate 200] [--burst 5000]      (bench/events.ts)
  *   npm run bench -- agent [--turns 20] [--runs 5] [--long 500]               (bench/agent.ts)
  *   npm run bench -- pushes [--runs 10000] [--memory-runs 500] [--cache sdk,N] (bench/pushes.ts)
+ *   npm run bench -- cli [--runs 20]                                           (bench/cli.ts)
  *
  * Every figure is printed for governed runs and for a bare baseline measured in the same run on the
  * same server (bench/bare: the same plan's skill activities and nothing else), with their ratio:
@@ -46,8 +47,8 @@ import { buildWorkflowBundle } from '../worker/build-bundle';
 import { createWorker } from '../worker/create-worker';
 import { bareRunWorkflow } from './bare/workflows';
 
-/** `audit`, `events`, `agent` and `pushes` run the benchmarks of bench/audit.ts, bench/events.ts, bench/agent.ts and bench/pushes.ts, which parse their own options. */
-const SUITES = ['audit', 'events', 'agent', 'pushes'] as const;
+/** `audit`, `events`, `agent`, `pushes` and `cli` run the benchmarks of bench/audit.ts, bench/events.ts, bench/agent.ts, bench/pushes.ts and bench/cli.ts, which parse their own options. */
+const SUITES = ['audit', 'events', 'agent', 'pushes', 'cli'] as const;
 const SUITE = SUITES.find((s) => s === process.argv[2]) ?? null;
 const { values } = parseArgs({
   args: SUITE ? [] : undefined,
@@ -294,6 +295,7 @@ function run(): Promise<void> {
   if (SUITE === 'events') return (require('./events') as typeof import('./events')).benchEvents(rest);
   if (SUITE === 'agent') return (require('./agent') as typeof import('./agent')).benchAgent(rest);
   if (SUITE === 'pushes') return (require('./pushes') as typeof import('./pushes')).benchPushes(rest);
+  if (SUITE === 'cli') return (require('./cli') as typeof import('./cli')).benchCli(rest);
   return main();
 }
 

@@ -96,6 +96,8 @@ node scripts/preflight.mjs deps || exit 1
 export WORKFLOW_BUNDLE_PATH=${WORKFLOW_BUNDLE_PATH:-$PWD/dist/workflow-bundle.js}
 if [ "${UP_SKIP_SETUP:-}" != 1 ]; then
   [ -d node_modules ] || npm ci --no-audit --no-fund
+  # The compiled `governed` CLI (npm ci's prepare builds it too); a build older than its sources is redone.
+  node scripts/build-cli.mjs --if-stale --soft
   ./temporal-dev.sh start
   export TEMPORAL_ADDRESS=${TEMPORAL_ADDRESS:-${TEMPORAL_IP:-127.0.0.1}:${TEMPORAL_PORT:-7233}}
   npm run --silent db:migrate

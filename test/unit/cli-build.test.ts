@@ -1,0 +1,58 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { staleText, type StaleReport } from '../../cli/reports';
+
+const { compiledCli } = require('../../bin/compiled-cli') as { compiledCli: (root: string) => { fresh: boolean; reason?: string; main?: string } };
+
+/** A repository with one compiled source and a build stamped at `builtAt` (seconds). */
+function repo(builtAt: number, sourceAt: number): string {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'governed-build-'));
+  const write = (file: string, at: number) => {
+    fs.mkdirSync(path.dirname(path.join(root, file)), { recursive: true });
+    fs.writeFileSync(path.join(root, file), '');
+    fs.utimesSync(path.join(root, file), at, at);
+  };
+  write('cli/main.ts', sourceAt);
+  write('core/rules.ts', sourceAt);
+  write('tsconfig.json', sourceAt);
+  write('tsconfig.cli.json', sourceAt);
+  write('dist/governed/cli/main.js', builtAt);
+  write('dist/governed/core/rules.js', builtAt);
+  write('dist/governed/.built', builtAt);
+  return root;
+}
+
+describe('bin/governed.js: the compiled CLI or tsx', () => {
+  const t = 1_700_000_000;
+
+  it('runs the build when no source it was compiled from is newer than the build', () => {
+    const root = repo(t, t - 60);
+    expect(compiledCli(root)).toEqual({ fresh: true, main: path.join(root, 'dist/governed/cli/main.js') });
+  });
+
+  it('falls back to tsx when a source or a tsconfig changed since, or there is no build', () => {
+    const root = repo(t, t - 60);
+    fs.utimesSync(path.join(root, 'core/rules.ts'), t + 1, t + 1);
+    expect(compiledCli(root)).toEqual({ fresh: false, reason: `${path.join('core', 'rules.ts')} changed since the build` });
+    const other = repo(t, t - 60);
+    fs.utimesSync(path.join(other, 'tsconfig.cli.json'), t + 1, t + 1);
+    expect(compiledCli(other)).toMatchObject({ fresh: false, reason: 'tsconfig.cli.json changed since the build' });
+    const unstamped = repo(t, t - 60);
+    fs.rmSync(path.join(unstamped, 'dist/governed/.built'));
+    expect(compiledCli(unstamped)).toEqual({ fresh: false, reason: 'not built' });
+  });
+});
+
+describe('reports stale: one answer for no stale runs', () => {
+  const report = (runs: StaleReport['runs']): StaleReport => ({ id: 'r1', generatedAt: '2026-11-24T11:00:00Z', staleCount: runs.length, runs });
+
+  it("says 'no stale runs' whether no report was written yet or the reports name none of yours", () => {
+    expect(staleText([])).toMatch(/^no stale runs/);
+    expect(staleText([report([])])).toMatch(/^no stale runs/);
+    expect(staleText([report([]), report([])])).toMatch(/^no stale runs/);
+    const stale = report([{ runId: 'run-1', phase: 'EXECUTING', temporalStatus: 'RUNNING', lastProgressAt: '2026-11-24T10:00:00Z', ageSeconds: 3600, overdueSeconds: 60, reason: 'x' }]);
+    expect(staleText([stale])).toContain('run-1');
+  });
+});
