@@ -46,6 +46,7 @@ import { executionsOf } from '../lib/temporal';
 import { buildWorkflowBundle } from '../worker/build-bundle';
 import { createWorker } from '../worker/create-worker';
 import { bareRunWorkflow } from './bare/workflows';
+import { childrenOfThisProcess, cpuBetween, sampleCpu, thisProcess, type CpuSource } from './cpu';
 
 /** `audit`, `events`, `agent`, `pushes` and `cli` run the benchmarks of bench/audit.ts, bench/events.ts, bench/agent.ts, bench/pushes.ts and bench/cli.ts, which parse their own options. */
 const SUITES = ['audit', 'events', 'agent', 'pushes', 'cli'] as const;
@@ -60,6 +61,8 @@ const { values } = parseArgs({
     store: { type: 'string', default: 'file' },
     /** Reproduces the dev server's default queue throttle (20 reads/s), for before/after figures. */
     'untuned-server': { type: 'boolean', default: false },
+    /** `--no-long-runs` leaves out the 10-, 100- and 1,000-step runs (for a profile of the batches). */
+    'no-long-runs': { type: 'boolean', default: false },
   },
 });
 const SEQUENTIAL = Number(values.sequential);
@@ -74,7 +77,7 @@ interface Flavour {
 
 const BARE_TASK_QUEUE = 'bench-bare';
 /** Step counts of the single long runs: the issue's 10-step history target and a 100-step run. */
-const LONG_RUNS = [10, 100];
+const LONG_RUNS = values['no-long-runs'] ? [] : [10, 100];
 /** A run long enough to continue as new several times (`RUN_HISTORY_EVENTS_BOUND`). */
 const VERY_LONG_RUN = 1_000;
 
@@ -240,21 +243,49 @@ async function main(): Promise<void> {
 
   const ms = (n: number) => `${n.toFixed(0)} ms`;
   const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
+
+  // CPU time per run, by process: this one (API, both workers, the driver), the dev server, and the
+  // Postgres backends serving the bench's database.
+  const pgAdmin = postgres(admin, { max: 1, onnotice: () => {} });
+  const pgBackends: CpuSource = {
+    name: 'Postgres backends',
+    pids: async () => (await pgAdmin<{ pid: number }[]>`select pid from pg_stat_activity where datname = ${dbName}`).map((r) => r.pid),
+  };
+  const cpuSources = [thisProcess, childrenOfThisProcess('Temporal dev server'), pgBackends];
+  async function withCpu<T>(runsMeasured: number, work: () => Promise<T>): Promise<{ result: T; perRun: Map<string, number> }> {
+    const before = await sampleCpu(cpuSources);
+    const result = await work();
+    const spent = cpuBetween(before, await sampleCpu(cpuSources));
+    return { result, perRun: new Map([...spent].map(([name, cpuMs]) => [name, cpuMs / runsMeasured])) };
+  }
+  const totalOf = (perRun: Map<string, number>) => [...perRun.values()].reduce((a, b) => a + b, 0);
+  function cpuLine(label: string, governedCpu: Map<string, number>, bareCpu: Map<string, number>): string {
+    const parts = [...governedCpu.keys()].map((name) => `${name} ${governedCpu.get(name)!.toFixed(1)} / ${(bareCpu.get(name) ?? 0).toFixed(1)}`);
+    const g = totalOf(governedCpu);
+    const b = totalOf(bareCpu);
+    return `    CPU-ms per run (${label}), governed / bare: ${parts.join('; ')}; all ${g.toFixed(1)} / ${b.toFixed(1)}, governed/bare ${ratio(g, b)}`;
+  }
   console.log(`governed runs benchmark: ${STEPS}-step sim.llm runs, dev server store: ${values.store}${values['untuned-server'] ? ' (untuned)' : ''}, ${os.cpus().length} cores`);
   memory('after start');
   // Warm-up: bundle load, first workflow task, connection pools.
   for (const flavour of [governed, bare]) await measure(flavour, STEPS);
 
-  const seq = { governed: await sequential(governed, STEPS, SEQUENTIAL), bare: await sequential(bare, STEPS, SEQUENTIAL) };
+  const seqGoverned = await withCpu(SEQUENTIAL, () => sequential(governed, STEPS, SEQUENTIAL));
+  const seqBare = await withCpu(SEQUENTIAL, () => sequential(bare, STEPS, SEQUENTIAL));
+  const seq = { governed: seqGoverned.result, bare: seqBare.result };
   console.log(`  sequential x${SEQUENTIAL} (submit -> finished):`);
   for (const [name, r] of Object.entries(seq)) {
     console.log(`    ${name.padEnd(8)} p50 ${ms(r.p50)}, p95 ${ms(r.p95)}; submit -> first step started p50 ${ms(r.dispatchP50)}, p99 ${ms(r.dispatchP99)}; ${r.events} history events`);
   }
   console.log(`    governed/bare latency p50 ${ratio(seq.governed.p50, seq.bare.p50)}, p95 ${ratio(seq.governed.p95, seq.bare.p95)}; events ${ratio(seq.governed.events, seq.bare.events)}`);
+  console.log(cpuLine('sequential', seqGoverned.perRun, seqBare.perRun));
   memory('after sequential');
 
-  const throughput = { governed: await batch(governed, STEPS, CONCURRENT), bare: await batch(bare, STEPS, CONCURRENT) };
+  const batchGoverned = await withCpu(CONCURRENT, () => batch(governed, STEPS, CONCURRENT));
+  const batchBare = await withCpu(CONCURRENT, () => batch(bare, STEPS, CONCURRENT));
+  const throughput = { governed: batchGoverned.result, bare: batchBare.result };
   console.log(`  concurrent x${CONCURRENT}: governed ${throughput.governed.toFixed(1)} runs/s, bare ${throughput.bare.toFixed(1)} runs/s; governed/bare throughput ${ratio(throughput.governed, throughput.bare)}`);
+  console.log(cpuLine('concurrent', batchGoverned.perRun, batchBare.perRun));
   memory('after concurrent');
 
   for (const steps of LONG_RUNS) {
@@ -264,7 +295,7 @@ async function main(): Promise<void> {
       `  one ${steps}-step run: governed ${ms(g.latencyMs)}, ${g.events} events (${(g.events / steps).toFixed(1)}/step); bare ${ms(b.latencyMs)}, ${b.events} events; latency ${ratio(g.latencyMs, b.latencyMs)}`,
     );
   }
-  {
+  if (!values['no-long-runs']) {
     const started = performance.now();
     const runId = await governed.start(VERY_LONG_RUN);
     await governed.finished(runId);
@@ -283,6 +314,7 @@ async function main(): Promise<void> {
   redis.disconnect();
   await database.close();
   await env.teardown();
+  await pgAdmin.end();
   const sql = postgres(admin, { max: 1, onnotice: () => {} });
   await sql.unsafe(`drop database if exists "${dbName}" with (force)`);
   await sql.end();
