@@ -1,4 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../lib/listen';
 
@@ -12,10 +14,16 @@ export interface CliResult {
   stderr: string;
 }
 
+/**
+ * Where the binary looks for its profile file unless a test says otherwise: an empty folder, so a
+ * key in the tester's own ~/.config/governed never answers for a test that sets none.
+ */
+const NO_PROFILE = { XDG_CONFIG_HOME: mkdtempSync(path.join(os.tmpdir(), 'governed-cli-config-')) };
+
 /** Runs the real `governed` binary as a user would, and answers whatever it exits with. */
 export function governed(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [GOVERNED_BIN, ...args], { env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [GOVERNED_BIN, ...args], { env: { ...process.env, ...NO_PROFILE, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -38,7 +46,7 @@ export function scriptCommand(): string | null {
 export function governedOnTerminal(args: string[], env: Record<string, string | undefined>): Promise<CliResult> {
   const command = [process.execPath, GOVERNED_BIN, ...args].map(shellQuote).join(' ');
   return new Promise((resolve) => {
-    execFile(scriptCommand()!, ['-qfec', command, '/dev/null'], { env: { ...process.env, ...env }, timeout: 90_000 }, (err, stdout, stderr) => {
+    execFile(scriptCommand()!, ['-qfec', command, '/dev/null'], { env: { ...process.env, ...NO_PROFILE, ...env }, timeout: 90_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
       resolve({ code, stdout, stderr });
     });
