@@ -5,6 +5,7 @@ import type OpenAI from 'openai';
 import { offeredTools, type RequestedToolCall } from '../core/agent';
 import { modelTurnAction, stepRecordAction, toolCallAction } from '../core/audit';
 import { wouldOverrunBudget } from '../core/budget';
+import { TOOL_CALL_SKILL, costMetricModel } from '../core/costs';
 import type { OutputRef } from '../core/outputs';
 import type { AgentInput, PlanStep } from '../core/plan';
 import { PRICED_AT_DEAREST_RATE } from '../core/pricing';
@@ -16,6 +17,7 @@ import { toolMayHaveRun, type ToolCallResolution } from '../core/tool-calls';
 import type { ToolId } from '../core/tools';
 import { recordAck } from '../db/acks';
 import { declareToolCalls } from '../db/audit';
+import { addToCostRollup } from '../db/costs';
 import { runPlan } from '../db/runs';
 import {
   addRunProgress,
@@ -242,6 +244,7 @@ export function createAgentActivities({ db, llm, metrics, limits, tools, logger 
         turns: 1,
         ...(stepOutput ? { stepsCompleted: stepIndex + 1 } : {}),
       });
+      await addToCostRollup(tx, totals, { model: billedModel, skill: 'agent', costUsd: completion.costUsd, tokensIn: completion.tokensIn, tokensOut: completion.tokensOut });
       await recordAck(tx, { runId, action: modelTurnAction(stepIndex, turn), status: 'OK', resultId: output.id, metadata: { model: billedModel, toolCalls: calls.length, ...pricingNote({ ...completion, model: billedModel }) } });
       if (stepOutput) await recordAck(tx, { runId, action: stepRecordAction(stepIndex), status: 'OK', resultId: stepOutput.id, metadata: { skill: 'agent', turns: turn + 1 } });
       if (failure) await recordAck(tx, { runId, action: stepRecordAction(stepIndex), status: 'FAILED', error: failure.message, metadata: { skill: 'agent' } });
@@ -249,6 +252,7 @@ export function createAgentActivities({ db, llm, metrics, limits, tools, logger 
       await declareToolCalls(tx, runId, calls.map((c) => toolCallAction(stepIndex, turn, c.callIndex)));
       const thresholdCrossed = await flagThresholdCrossed(tx, { runId, tenantId }, { costUsd: totals.costUsd, warningAtUsd: input.warningAtUsd, stepIndex });
       metrics.stepCost.inc({ skill: 'agent' }, completion.costUsd);
+      metrics.costUsd.inc({ model: costMetricModel(billedModel), skill: 'agent' }, completion.costUsd);
       return {
         kind: calls.length ? 'tools' : 'answered',
         model: billedModel,
@@ -293,6 +297,7 @@ export function createAgentActivities({ db, llm, metrics, limits, tools, logger 
         ),
       );
       metrics.domainWrites.inc({ domain: 'tools', action: 'tool_call', result: resolution });
+      if (done) metrics.costUsd.inc({ model: costMetricModel(''), skill: TOOL_CALL_SKILL }, done.costUsd);
       return done ?? (await recorded('reading the call record', () => recordedToolCall(db, runId, item)))!;
     };
     if (!tool) return resolve('unknown_tool', `No tool server offers a tool named '${call.function.name}'. Nothing was run.`);

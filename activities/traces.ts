@@ -1,9 +1,11 @@
 import type { StepResult } from '../core/contracts';
 import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { COMPLETE_TRACE, START_TRACE } from '../core/audit';
+import { costMetricModel, costMetricSkill } from '../core/costs';
 import { SAGA_EVENT_TOPICS, sagaEventKey, type OutboundEvent } from '../core/events';
 import type { ObservabilityMode } from '../core/policy';
-import { recordObservabilityError, setProgress } from '../db/runs';
+import { addToCostRollup } from '../db/costs';
+import { recordObservabilityError, runAttribution, setProgress } from '../db/runs';
 import { outbox, traceSteps, traces } from '../db/schema';
 import { flagThresholdCrossed } from '../db/steps';
 import { recordAck } from '../db/acks';
@@ -83,6 +85,11 @@ export function createTraceActivities({ db, metrics }: ActivityDeps) {
         .onConflictDoNothing()
         .returning({ id: traceSteps.id });
       await setProgress(tx, input.runId, input.progress);
+      if (inserted.length) {
+        const { model, tokensIn, tokensOut, costUsd } = input.result;
+        await addToCostRollup(tx, await runAttribution(tx, input.runId), { model, skill: input.skill, costUsd, tokensIn, tokensOut });
+        metrics.costUsd.inc({ model: costMetricModel(model), skill: costMetricSkill(input.skill) }, costUsd);
+      }
       metrics.domainWrites.inc({ domain: 'logs', action: 'trace_step', result: inserted.length ? 'inserted' : 'existing' });
       if (!input.tenantId) return { thresholdCrossed: false };
       const thresholdCrossed = await flagThresholdCrossed(tx, { runId: input.runId, tenantId: input.tenantId }, { costUsd: input.progress.costUsd, warningAtUsd: input.warningAtUsd, stepIndex: input.stepIndex });

@@ -267,7 +267,7 @@ export interface ProgressDelta {
 }
 
 /** Adds one governed step to the stored run's totals; returns what it has spent now. */
-export async function addProgress(tx: DbOrTx, runId: string, delta: ProgressDelta): Promise<{ costUsd: number }> {
+export async function addProgress(tx: DbOrTx, runId: string, delta: ProgressDelta): Promise<{ costUsd: number } & RunAttribution> {
   const [row] = await tx
     .update(runs)
     .set({
@@ -280,8 +280,20 @@ export async function addProgress(tx: DbOrTx, runId: string, delta: ProgressDelt
       updatedAt: sql`now()`,
     })
     .where(eq(runs.id, runId))
-    .returning({ costUsd: runs.costUsd });
-  return { costUsd: row?.costUsd ?? 0 };
+    .returning({ costUsd: runs.costUsd, tenantId: runs.tenantId, apiKeyId: runs.apiKeyId });
+  return { costUsd: row?.costUsd ?? 0, tenantId: row?.tenantId ?? null, apiKeyId: row?.apiKeyId ?? null };
+}
+
+/** Whose spend a run's records are: its tenant and the API key that submitted it (cost rollups, `db/costs.ts`). */
+export interface RunAttribution {
+  tenantId: string | null;
+  apiKeyId: string | null;
+}
+
+/** The run's tenant and submitting key; nulls when there is no such run. */
+export async function runAttribution(db: DbOrTx, runId: string): Promise<RunAttribution> {
+  const [row] = await db.select({ tenantId: runs.tenantId, apiKeyId: runs.apiKeyId }).from(runs).where(eq(runs.id, runId));
+  return { tenantId: row?.tenantId ?? null, apiKeyId: row?.apiKeyId ?? null };
 }
 
 /** Flags the run HIGH risk; true when this call flagged it. */

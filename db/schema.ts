@@ -8,6 +8,7 @@ import {
   index,
   integer,
   jsonb,
+  numeric,
   pgTable,
   primaryKey,
   text,
@@ -593,5 +594,39 @@ export const controlPushDeliveries = pgTable(
   (t) => [
     primaryKey({ columns: [t.pushId, t.runId] }),
     index('control_push_deliveries_pending_idx').on(t.pushId, t.runId).where(sql`${t.outcome} = 'pending'`),
+  ],
+);
+
+/**
+ * Spend, rolled up as it is recorded: one row per tenant, hour (UTC), submitting API key, model,
+ * skill and tool, added to in the transaction that records each step, turn or tool call (only when
+ * that record is new, so a retried activity adds nothing). Reports read these, never the traces;
+ * a day is the sum of its hours. Owned by `db/costs.ts`.
+ */
+export const costRollups = pgTable(
+  'cost_rollups',
+  {
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    /** The hour the records were written in, truncated in UTC. */
+    bucketStart: timestamp('bucket_start', { withTimezone: true }).notNull(),
+    /** The API key that submitted the run; null for a run submitted without one. */
+    keyId: uuid('key_id').references(() => apiKeys.id),
+    /** The model the provider billed; '' for a tool call. */
+    model: text('model').notNull(),
+    skill: text('skill').notNull(),
+    /** `server.tool` for a tool call; '' otherwise. */
+    tool: text('tool').notNull().default(''),
+    /** Exact: each record's cost added as numeric, so the sum is the traces' sum to the digit. */
+    costUsd: numeric('cost_usd').notNull().default('0'),
+    tokensIn: bigint('tokens_in', { mode: 'number' }).notNull().default(0),
+    tokensOut: bigint('tokens_out', { mode: 'number' }).notNull().default(0),
+    /** Records added: plan steps, model turns or tool calls. */
+    calls: integer('calls').notNull().default(0),
+  },
+  (t) => [
+    // Led by tenant and hour: it is also the index a report's range reads.
+    unique('cost_rollups_dims_uq').on(t.tenantId, t.bucketStart, t.keyId, t.model, t.skill, t.tool).nullsNotDistinct(),
   ],
 );

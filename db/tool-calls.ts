@@ -1,9 +1,11 @@
 import type { ToolCallRecord, ToolCallKey } from '../core/contracts';
 import { toolCallAction } from '../core/audit';
+import { TOOL_CALL_SKILL } from '../core/costs';
 import { toSafeText } from '../core/text-safety';
 import type { ToolCallResolution } from '../core/tool-calls';
 import { recordAck } from './acks';
 import type { DbOrTx } from './client';
+import { addToCostRollup } from './costs';
 import { insertIncidentOnce } from './incidents';
 import { writeEvents } from './outbox';
 import { addRunProgress, completeTraceRow, flagThresholdCrossed, insertTraceRow, outputOf, storeOutput, traceRowOf } from './steps';
@@ -52,6 +54,7 @@ export async function recordToolCallResolution(tx: DbOrTx, call: ToolCallResolut
   const recorded = (await completeTraceRow(tx, runId, item, row)) || (await insertTraceRow(tx, runId, item, row));
   if (!recorded) return null;
   const totals = await addRunProgress(tx, runId, { costUsd: call.costUsd, tokens: 0, toolCalls: 1 });
+  await addToCostRollup(tx, totals, { model: '', skill: TOOL_CALL_SKILL, tool: call.tool, costUsd: call.costUsd, tokensIn: 0, tokensOut: 0 });
   await recordAck(tx, {
     runId,
     action: toolCallAction(item.stepIndex, item.turn, item.callIndex),

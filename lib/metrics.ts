@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
 import { ALERT_DOMAINS, SUPPRESSION_REASONS, type AlertSeverity } from '../core/alerts';
 import { AUDIT_VERDICTS } from '../core/audit-reconciliation';
+import { COST_METRIC_MODELS, COST_METRIC_SKILLS } from '../core/costs';
 import type { AuthorizationDecision } from '../core/authorization';
 import { EVENT_TOPICS } from '../core/events';
 import { PHASE_STATUS_INVARIANTS, RUN_PHASES, canTransition } from '../core/phases';
@@ -87,6 +88,13 @@ export function createWorkerMetrics(registry = new Registry()) {
       labelNames: ['skill'] as const,
       registers: [registry],
     }),
+    /** Labels bounded by what the worker knows (`core/costs.ts`): per tenant and key, read `GET /api/v1/costs`. */
+    costUsd: new Counter({
+      name: 'governed_cost_usd_total',
+      help: 'Spend recorded (plan steps, model turns, tool calls), by billed model and skill',
+      labelNames: ['model', 'skill'] as const,
+      registers: [registry],
+    }),
     domainWrites: new Counter({
       name: 'governed_domain_writes_total',
       help: 'Domain writes by domain, action and result (inserted, existing for an idempotent replay)',
@@ -164,6 +172,7 @@ export function createWorkerMetrics(registry = new Registry()) {
   atZero(metrics.phaseTransitions, PHASE_MOVES);
   atZero(metrics.stepDuration, combinations({ skill: SKILL_NAMES, outcome: STEP_OUTCOMES }));
   atZero(metrics.stepCost, SKILL_NAMES.map((skill) => ({ skill })));
+  atZero(metrics.costUsd, combinations({ model: COST_METRIC_MODELS, skill: COST_METRIC_SKILLS }));
   atZero(metrics.domainWrites, DOMAIN_WRITES);
   atZero(metrics.policyChecks, POLICY_DECISIONS.map((decision) => ({ decision })));
   atZero(metrics.pauses, PAUSE_REASONS.map((reason) => ({ reason })));

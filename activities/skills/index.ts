@@ -2,6 +2,7 @@ import type { StepResult, RunStepInput, StepRecord } from '../../core/contracts'
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { stepRecordAction } from '../../core/audit';
+import { costMetricModel, costMetricSkill } from '../../core/costs';
 import type { OutputRef } from '../../core/outputs';
 import type { PlanStep } from '../../core/plan';
 import { PRICED_AT_DEAREST_RATE } from '../../core/pricing';
@@ -10,6 +11,7 @@ import { SIM_MODEL } from '../../core/step-cost';
 import { STEP_HEARTBEAT_INTERVAL_MS } from '../../core/step-heartbeat';
 import { toSafeText } from '../../core/text-safety';
 import { recordAck } from '../../db/acks';
+import { addToCostRollup } from '../../db/costs';
 import { contentTypeOf } from '../../db/content-type';
 import type { DbOrTx } from '../../db/client';
 import { addRunProgress, flagThresholdCrossed, insertTraceRow, outputOf, planStepOutputs, sha256Hex, storeOutput, traceRowOf, type TraceRow } from '../../db/steps';
@@ -134,6 +136,7 @@ export function createSkillActivities({ db, llm, metrics, limits }: ActivityDeps
         return stepRecordOf(first, first.outputId ? await outputRefById(first, tx) : null);
       }
       const totals = await addRunProgress(tx, runId, { costUsd: result.costUsd, tokens: result.tokensIn + result.tokensOut, ...(failure ? {} : { stepsCompleted: stepIndex + 1 }) });
+      await addToCostRollup(tx, totals, { model: result.model, skill: step.skill, costUsd: result.costUsd, tokensIn: result.tokensIn, tokensOut: result.tokensOut });
       await recordAck(tx, {
         runId,
         action: stepRecordAction(stepIndex),
@@ -144,6 +147,7 @@ export function createSkillActivities({ db, llm, metrics, limits }: ActivityDeps
       });
       const thresholdCrossed = await flagThresholdCrossed(tx, { runId, tenantId }, { costUsd: totals.costUsd, warningAtUsd: input.warningAtUsd, stepIndex });
       metrics.stepCost.inc({ skill: step.skill }, result.costUsd);
+      metrics.costUsd.inc({ model: costMetricModel(result.model), skill: costMetricSkill(step.skill) }, result.costUsd);
       metrics.domainWrites.inc({ domain: 'logs', action: 'record_step', result: 'inserted' });
       return { model: result.model, tokensIn: result.tokensIn, tokensOut: result.tokensOut, costUsd: result.costUsd, durationMs, output, failure, thresholdCrossed };
     }));
