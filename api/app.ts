@@ -8,6 +8,7 @@ import type { Logger } from '../lib/logger';
 import type { ApiMetrics } from '../lib/metrics';
 import { alertRoutes } from './alerts';
 import { auditRoutes } from './audit';
+import { costRoutes } from './costs';
 import { authenticate } from './auth';
 import { authLimitsOf, createAuthThrottle, type AuthLimits } from './auth-throttle';
 import { boundTemporalCalls } from './deadline';
@@ -116,6 +117,7 @@ export function createApp(deps: ApiDeps): Express {
   for (const path of ['/api/v1/tenant/pause', '/api/v1/tenant/resume']) app.post(path, limitControlsPerKey(controls.limiter));
   app.use('/api/v1', policyRoutes(deps));
   app.use('/api/v1', incidentRoutes(deps), alertRoutes(deps), approvalRoutes(deps));
+  app.use('/api/v1', costRoutes(deps));
 
   app.use((req, _res) => {
     throw new HttpError(404, `no route for ${req.method} ${req.path}`);

@@ -5,6 +5,7 @@ import { submitRunBody } from '../core/plan';
 import { policyRules } from '../core/policy';
 import { listQuery as alertListQuery } from './alerts';
 import { findingsQuery, reportsQuery } from './audit';
+import { costsQuery } from './costs';
 import { changeBody as incidentChangeBody, listQuery as incidentListQuery } from './incidents';
 import { pushListQuery, tenantPauseBody, tenantResumeBody } from './policies';
 import { approvalsQuery } from './approvals';
@@ -481,6 +482,25 @@ export const API_ROUTES: readonly RouteContract[] = [
       responses: { 200: { description: 'the incident as it is now', schema: incident } },
     }),
   ),
+  {
+    method: 'get',
+    path: '/api/v1/costs',
+    summary: "The tenant's spend from the cost rollups, by model, skill, submitting key, tool, hour or day; CSV with format=csv or Accept: text/csv",
+    auth: ANY_ROLE,
+    query: costsQuery,
+    responses: {
+      200: {
+        description: 'the rows, dearest first within each period, and the total (as text/csv: a header line, then the rows)',
+        schema: z.looseObject({
+          from: isoTime,
+          to: isoTime,
+          groupBy: z.array(z.string()),
+          rows: z.array(z.looseObject({ costUsd: z.number(), tokensIn: z.number(), tokensOut: z.number(), calls: z.number() })),
+          total: z.looseObject({ costUsd: z.number(), tokensIn: z.number(), tokensOut: z.number(), calls: z.number() }),
+        }),
+      },
+    },
+  },
   {
     method: 'get',
     path: '/api/v1/alerts',
