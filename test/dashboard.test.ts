@@ -84,6 +84,7 @@ describe('the dashboard against what the product exports', () => {
       'governed_runs_finished_total',
       'governed_step_duration_seconds',
       'governed_step_cost_usd_total',
+      'governed_cost_usd_total',
       'governed_policy_checks_total',
       'governed_run_pauses_total',
       'governed_run_pause_duration_seconds',
