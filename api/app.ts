@@ -104,7 +104,7 @@ export function createApp(deps: ApiDeps): Express {
   app.use('/api/v1', (req, _res, next) => {
     // req.is() is null when there is no body, false when the body is of another type.
     if (req.is('application/json') === false && req.get('content-length') !== '0') {
-      throw new HttpError(415, 'send the body as application/json');
+      throw new HttpError('UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
     }
     next();
   });
@@ -120,7 +120,7 @@ export function createApp(deps: ApiDeps): Express {
   app.use('/api/v1', costRoutes(deps));
 
   app.use((req, _res) => {
-    throw new HttpError(404, `no route for ${req.method} ${req.path}`);
+    throw new HttpError('ROUTE_NOT_FOUND', `no route for ${req.method} ${req.path}`);
   });
   app.use(
     errorHandler({

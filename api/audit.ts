@@ -48,7 +48,7 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
       .select()
       .from(auditReconciliations)
       .where(and(eq(auditReconciliations.runId, runId), eq(auditReconciliations.tenantId, callerOf(res).tenantId)));
-    if (!stored) throw new HttpError(404, `run ${runId} not found`);
+    if (!stored) throw new HttpError('RUN_NOT_FOUND', `run ${runId} not found`);
     const [records, now, findings] = await Promise.all([
       loadAuditRecords(deps.db, [runId]),
       databaseNow(deps.db),
@@ -121,7 +121,7 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
       return { id: r.id, generatedAt: r.generatedAt, staleCount: own.length, runs: own };
     });
     if (limit === undefined) {
-      if (!visible[0]) throw new HttpError(404, 'no stale-run report has been written yet');
+      if (!visible[0]) throw new HttpError('REPORT_NOT_FOUND', 'no stale-run report has been written yet');
       res.json(visible[0]);
       return;
     }

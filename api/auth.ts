@@ -45,10 +45,10 @@ export function authenticate(db: Db, throttle?: AuthThrottle): RequestHandler {
   return async (req: Request, res: Response, next: NextFunction) => {
     const header = req.get('authorization');
     const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-    if (!match) throw new HttpError(401, 'missing API key: send Authorization: Bearer <api key>');
+    if (!match) throw new HttpError('API_KEY_MISSING', 'missing API key: send Authorization: Bearer <api key>');
     const key = match[1]!;
     // Not one of ours: no lookup could find it, so none is made (and none is counted).
-    if (!API_KEY_SHAPE.test(key)) throw new HttpError(401, INVALID_KEY);
+    if (!API_KEY_SHAPE.test(key)) throw new HttpError('API_KEY_INVALID', INVALID_KEY);
     const keyHash = hashApiKey(key);
     const address = clientAddress(req);
     await throttle?.admit(address, keyHash);
@@ -65,7 +65,7 @@ export function authenticate(db: Db, throttle?: AuthThrottle): RequestHandler {
       .where(and(eq(apiKeys.keyHash, keyHash), isNull(apiKeys.revokedAt)));
     if (!row) {
       await throttle?.failed(address, keyHash);
-      throw new HttpError(401, INVALID_KEY);
+      throw new HttpError('API_KEY_INVALID', INVALID_KEY);
     }
     res.locals.caller = row satisfies Caller;
     next();
@@ -76,7 +76,7 @@ export function requireRole(...roles: ApiRole[]): RequestHandler {
   return (_req, res, next) => {
     const caller = callerOf(res);
     if (!roles.includes(caller.role)) {
-      throw new HttpError(403, `role '${caller.role}' may not do this (needs ${roles.join(' or ')})`);
+      throw new HttpError('ROLE_NOT_ALLOWED', `role '${caller.role}' may not do this (needs ${roles.join(' or ')})`);
     }
     next();
   };

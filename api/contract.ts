@@ -10,6 +10,7 @@ import { changeBody as incidentChangeBody, listQuery as incidentListQuery } from
 import { pushListQuery, tenantPauseBody, tenantResumeBody } from './policies';
 import { approvalsQuery } from './approvals';
 import { outputQuery } from './outputs';
+import { PROBLEM_CODES, PROBLEMS, PROBLEM_TYPE_BASE, type ProblemCode } from './problems';
 import { approvalBody, controlBody } from './run-controls';
 import { listQuery as runListQuery } from './runs';
 
@@ -25,7 +26,15 @@ const nullableTime = isoTime.nullable();
 const id = z.uuid();
 const page = <T extends z.ZodType>(key: string, item: T) => z.looseObject({ [key]: z.array(item), nextCursor: z.string().nullable() });
 
-export const errorBody = z.looseObject({ error: z.string().describe('why the request was refused, for a person to read') });
+/** Every 4xx and 5xx: a Problem Details document (RFC 9457), `application/problem+json` (`api/problems.ts`). */
+export const problemSchema = z.looseObject({
+  type: z.string().describe(`the problem type: ${PROBLEM_TYPE_BASE}<code in kebab case>`),
+  title: z.string().describe("the problem type's summary, the same for every occurrence of the code"),
+  status: z.number().int().min(400).max(599).describe('the HTTP status'),
+  detail: z.string().describe('why this request was refused, for a person to read'),
+  code: z.enum(PROBLEM_CODES).describe('a stable name for the problem, to branch on'),
+  error: z.string().describe('the same as `detail`, kept for clients written before problem details'),
+});
 
 const runSummary = z.looseObject({
   runId: id,
@@ -136,14 +145,18 @@ const controlIds = {
   idempotencyKey: z.string().describe("the caller's Idempotency-Key, or the one the API chose when none was sent: send it again to retry safely"),
 };
 
-/** Every limit a 429 may name: the control limits, and the limits on failed API key lookups (any route). */
-const RATE_LIMITS = ['per_key', 'per_run', 'failed_auth_per_address', 'failed_auth_per_key'] as const;
+/** The limits on failed API key lookups, which any authenticated route may answer 429 for. */
+const AUTH_LIMITS = ['failed_auth_per_address', 'failed_auth_per_key'] as const;
+/** The control limits, and those: what a control's 429 may name. */
+const CONTROL_LIMITS = ['per_key', 'per_run', ...AUTH_LIMITS] as const;
 
-const rateLimited = {
+const retryAfter = { 'Retry-After': { description: 'seconds until the request may succeed', schema: { type: 'integer', minimum: 1 } } };
+
+/** A control's 429: its per-key limit (and, for a run's controls, its per-run limit) or the failed-key limits. */
+const controlRateLimited: ResponseContract = {
   description:
     'a rate limit was reached: a control limit (per API key, or per run), or too many failed API key lookups from this address or with this key; retry after Retry-After seconds',
-  schema: errorBody.extend({ limit: z.enum(RATE_LIMITS), retryAfterSeconds: z.number().int().positive() }),
-  headers: { 'Retry-After': 'seconds until the limit allows the request' },
+  schema: z.looseObject({ limit: z.enum(CONTROL_LIMITS), retryAfterSeconds: z.number().int().positive() }),
 };
 
 const CONTROL_IDEMPOTENCY =
@@ -162,35 +175,114 @@ export interface RouteContract {
   auth: Auth;
   query?: z.ZodType;
   body?: z.ZodType;
+  /** Path parameters that are not UUIDs. */
+  params?: Record<string, 'integer'>;
   /** When the route reads an `Idempotency-Key` header: what it does with it. */
   idempotencyKey?: string;
   /**
-   * Success responses, and errors with a shape or headers of their own (a 429); every route may also
-   * answer the error shape with the statuses in `ERROR_STATUSES`.
+   * The problem codes the route may answer beyond those of every authenticated route
+   * (`COMMON_PROBLEMS`; and ROLE_NOT_ALLOWED, implied by `auth`). Their statuses are its error statuses.
+   */
+  errors?: readonly ProblemCode[];
+  /**
+   * Success responses; for an error status, what the route says about it (its own description, or
+   * fields a problem of that status carries beside the standard ones, like a 429's `limit`).
    */
   responses: Record<number, ResponseContract>;
+}
+
+export interface HeaderContract {
+  description: string;
+  /** JSON Schema of the value. */
+  schema: Record<string, unknown>;
 }
 
 export interface ResponseContract {
   description: string;
   schema?: z.ZodType;
   contentType?: string;
-  /** Integer-valued headers the answer carries (Retry-After), with what each says. */
-  headers?: Record<string, string>;
+  /** Headers the answer carries, with what each says. */
+  headers?: Record<string, HeaderContract>;
 }
 
-export const ERROR_STATUSES: Record<number, string> = {
-  400: 'the request is malformed: a bad body, parameter, query, encoding or text',
-  401: 'no API key, or an invalid or revoked one',
-  403: "the key's role may not do this",
-  404: 'no such resource for this tenant',
-  409: 'the resource is not in a state that allows this',
-  413: 'the body is over the limit',
-  415: 'the body is not JSON, or its encoding cannot be decoded',
-  422: 'the Idempotency-Key was used with another body',
-  429: 'too many failed API key lookups from this address, or with this key (`limit` says which); retry after Retry-After seconds',
-  503: 'Postgres or Temporal is unavailable; retry after Retry-After seconds',
+/**
+ * What any authenticated route may answer, whatever it does: the door (a key, the failed-key
+ * limits), the body parser and the input guard (any request may carry a body), and an outage.
+ */
+export const COMMON_PROBLEMS: readonly ProblemCode[] = [
+  'VALIDATION_FAILED',
+  'MALFORMED_JSON',
+  'MALFORMED_REQUEST',
+  'API_KEY_MISSING',
+  'API_KEY_INVALID',
+  'BODY_TOO_LARGE',
+  'UNSUPPORTED_MEDIA_TYPE',
+  'RATE_LIMITED',
+  'SERVICE_UNAVAILABLE',
+];
+
+/** Every error status an answer of the API may have but a 500, with what each means in general (by code: `problemCodesOf`). */
+export const ERROR_STATUSES: Record<number, string> = Object.fromEntries(
+  Object.values(PROBLEMS)
+    .filter(({ status }) => status !== 500)
+    .map(({ status }) => [
+      status,
+      Object.values(PROBLEMS)
+        .filter((p) => p.status === status)
+        .map((p) => p.title)
+        .join('; '),
+    ]),
+);
+
+/** What the run may refuse a resume, an approval or a denial for (`api/control-refusals.ts`). */
+const UPDATE_REFUSALS: readonly ProblemCode[] = ['RUN_NOT_PAUSED', 'RESUME_NOT_ALLOWED', 'APPROVAL_MISMATCH', 'NOT_AWAITING_APPROVAL', 'CONTROL_REFUSED'];
+/** What every control of one run may answer beyond the common problems. */
+const RUN_CONTROL_PROBLEMS: readonly ProblemCode[] = ['IDEMPOTENCY_KEY_INVALID', 'RUN_NOT_FOUND', 'RUN_ALREADY_FINISHED', 'RUN_NOT_LIVE'];
+
+const EXTRA_FIELDS: Partial<Record<number, z.ZodType>> = {
+  429: z.looseObject({ limit: z.enum(AUTH_LIMITS), retryAfterSeconds: z.number().int().positive() }),
+  503: z.looseObject({ retryAfterSeconds: z.number().int().positive() }),
 };
+
+/** The problem codes `route` may answer. */
+export function problemCodesOf(route: RouteContract): ProblemCode[] {
+  if (route.auth === 'none') return [...(route.errors ?? [])];
+  const roleLimited = route.auth.length < ANY_ROLE.length;
+  return [...new Set([...COMMON_PROBLEMS, ...(roleLimited ? (['ROLE_NOT_ALLOWED'] as const) : []), ...(route.errors ?? [])])];
+}
+
+export interface ErrorResponse {
+  description: string;
+  codes: ProblemCode[];
+  /** The problem schema with `code` narrowed to `codes`, and the status's own fields. */
+  schema: z.ZodType;
+  /** The fields beside the standard ones, for the OpenAPI document. */
+  extra: z.ZodType | null;
+  headers?: Record<string, HeaderContract>;
+}
+
+/** Each error status `route` may answer, with the codes it may carry and the shape it has. */
+export function errorResponsesOf(route: RouteContract): Map<number, ErrorResponse> {
+  const byStatus = new Map<number, ProblemCode[]>();
+  for (const code of problemCodesOf(route)) {
+    const status = PROBLEMS[code].status;
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
+  const answers = new Map<number, ErrorResponse>();
+  for (const [status, codes] of [...byStatus].sort(([a], [b]) => a - b)) {
+    const declared = route.responses[status];
+    const extra = (declared?.schema as z.ZodObject | undefined) ?? (EXTRA_FIELDS[status] as z.ZodObject | undefined) ?? null;
+    const narrowed = problemSchema.extend({ code: z.enum(codes as [ProblemCode, ...ProblemCode[]]) });
+    answers.set(status, {
+      description: declared?.description ?? codes.map((code) => `${code}: ${PROBLEMS[code].title}`).join('; '),
+      codes,
+      schema: extra ? narrowed.extend(extra.shape) : narrowed,
+      extra,
+      headers: status === 429 || status === 503 ? retryAfter : undefined,
+    });
+  }
+  return answers;
+}
 
 export const API_ROUTES: readonly RouteContract[] = [
   {
@@ -224,11 +316,20 @@ export const API_ROUTES: readonly RouteContract[] = [
     auth: OPERATORS,
     body: submitRunBody,
     idempotencyKey: 'a retry with the same key and body returns the same run (1-200 visible ASCII characters)',
+    errors: ['IDEMPOTENCY_KEY_INVALID', 'IDEMPOTENCY_KEY_REUSED'],
     responses: {
       202: {
         description: 'accepted (a policy refusal is recorded as DENIED and ends FAILED; a viewer key gets 403 and nothing is recorded)',
         schema: z.looseObject({ runId: id, authorizationDecision: z.enum(['ALLOWED', 'DENIED']), workflow: z.enum(['started', 'queued']) }),
+        headers: {
+          Location: { description: 'the run: GET it for its state', schema: { type: 'string', format: 'uri-reference' } },
+          'Idempotent-Replayed': {
+            description: '`true` when an earlier request with the same Idempotency-Key created the run (this answer repeats its), `false` when this request did',
+            schema: { type: 'string', enum: ['true', 'false'] },
+          },
+        },
       },
+      422: { description: 'the Idempotency-Key was already used with another body (`runId` names the run it made)', schema: z.looseObject({ runId: id }) },
     },
   },
   {
@@ -244,6 +345,7 @@ export const API_ROUTES: readonly RouteContract[] = [
     path: '/api/v1/runs/:id',
     summary: 'One run: its record, live state, trace, incidents, evaluations, log and acks',
     auth: ANY_ROLE,
+    errors: ['RUN_NOT_FOUND'],
     responses: {
       200: {
         description: 'the run',
@@ -270,6 +372,7 @@ export const API_ROUTES: readonly RouteContract[] = [
       auth: OPERATORS,
       body: controlBody,
       idempotencyKey: CONTROL_IDEMPOTENCY,
+      errors: [...RUN_CONTROL_PROBLEMS, 'SIGNAL_LIMIT_REACHED', ...(action === 'pause' ? (['PAUSE_REASON_NOT_ALLOWED'] as const) : [])],
       responses: {
         200: {
           description:
@@ -285,8 +388,8 @@ export const API_ROUTES: readonly RouteContract[] = [
           }),
         },
         202: { description: 'signalled', schema: z.looseObject({ runId: id, requested: z.literal(action), outcome: z.literal('signalled'), ...controlIds, note: z.string() }) },
-        409: { description: "the run ended, has no live workflow, or has received Temporal's maximum number of signals (the reason names history.maximumSignalsPerExecution)", schema: errorBody },
-        429: rateLimited,
+        409: { description: "the run ended, has no live workflow, or has received Temporal's maximum number of signals (the reason names history.maximumSignalsPerExecution)" },
+        429: controlRateLimited,
       },
     }),
   ),
@@ -297,6 +400,7 @@ export const API_ROUTES: readonly RouteContract[] = [
     auth: OPERATORS,
     body: controlBody,
     idempotencyKey: `${CONTROL_IDEMPOTENCY}; it is also the Temporal update id, so a retried resume cannot approve twice`,
+    errors: [...RUN_CONTROL_PROBLEMS, ...UPDATE_REFUSALS],
     responses: {
       200: { description: 'resumed; the run state after it recorded the resume', schema: z.looseObject({ runId: id, ...controlIds, resumed: z.literal(true), state: liveState }) },
       202: {
@@ -308,8 +412,8 @@ export const API_ROUTES: readonly RouteContract[] = [
           z.looseObject({ runId: id, ...controlIds, resumed: z.literal('unknown'), note: z.string() }),
         ]),
       },
-      409: { description: 'the run is not paused, the caller may not lift its pause (the reason says why), it ended, or it has no live workflow', schema: errorBody },
-      429: rateLimited,
+      409: { description: 'the run is not paused, the caller may not lift its pause (the reason says why), it ended, or it has no live workflow' },
+      429: controlRateLimited,
     },
   },
   {
@@ -318,6 +422,7 @@ export const API_ROUTES: readonly RouteContract[] = [
     summary: "The run's work: each completed step's whole output (text or JSON, with its sha256 and size), and the run's output once it COMPLETED",
     auth: ANY_ROLE,
     query: outputQuery,
+    errors: ['RUN_NOT_FOUND'],
     responses: {
       200: {
         description: 'the outputs stored so far',
@@ -330,10 +435,16 @@ export const API_ROUTES: readonly RouteContract[] = [
     path: '/api/v1/runs/:id/steps/:stepIndex/output',
     summary: "One step's whole output (`stepIndex` from 0); `?raw=1` answers the content alone, with its own content type and a Digest header",
     auth: ANY_ROLE,
+    params: { stepIndex: 'integer' },
     query: outputQuery,
+    errors: ['RUN_NOT_FOUND', 'STEP_NOT_FOUND', 'OUTPUT_NOT_READY'],
     responses: {
-      200: { description: 'the step output (JSON), or with `raw=1` the content itself', schema: z.union([z.string(), stepOutput.extend({ runId: id })]) },
-      404: { description: 'no such run or step, or the step has not completed', schema: errorBody },
+      200: {
+        description: 'the step output (JSON), or with `raw=1` the content itself',
+        schema: z.union([z.string(), stepOutput.extend({ runId: id })]),
+        headers: { Digest: { description: 'with `raw=1`: `sha-256=<base64>` of the content', schema: { type: 'string' } } },
+      },
+      404: { description: 'no such run or step, or the step has not completed' },
     },
   },
   ...(['approve', 'deny'] as const).map(
@@ -347,14 +458,15 @@ export const API_ROUTES: readonly RouteContract[] = [
       auth: OPERATORS,
       body: approvalBody,
       idempotencyKey: `${CONTROL_IDEMPOTENCY}; it is also the Temporal update id, so a retried ${decision} counts once and never decides a later call`,
+      errors: [...RUN_CONTROL_PROBLEMS, ...UPDATE_REFUSALS],
       responses: {
         200: { description: `the ${decision === 'approve' ? 'approval' : 'denial'} is recorded; the run state after it`, schema: z.looseObject({ runId: id, ...controlIds, resumed: z.literal(true), state: liveState }) },
         202: {
           description: 'accepted, the new state not back within 2 s (`resumed: true`), or Temporal did not answer in time (`resumed: "unknown"`, see the note)',
           schema: z.looseObject({ runId: id, ...controlIds, resumed: z.union([z.literal(true), z.literal('unknown')]), note: z.string() }),
         },
-        409: { description: 'the run is not waiting on a tool approval, the hash is not the pending call\'s (the arguments changed, or another call waits), or the key may not approve', schema: errorBody },
-        429: rateLimited,
+        409: { description: 'the run is not waiting on a tool approval, the hash is not the pending call\'s (the arguments changed, or another call waits), or the key may not approve' },
+        429: controlRateLimited,
       },
     }),
   ),
@@ -378,6 +490,7 @@ export const API_ROUTES: readonly RouteContract[] = [
     path: '/api/v1/runs/:id/audit',
     summary: "The run's audit, computed now with the reconciler's rules, beside what the last pass stored",
     auth: ANY_ROLE,
+    errors: ['RUN_NOT_FOUND'],
     responses: { 200: { description: 'the audit report', schema: auditReport } },
   },
   {
@@ -394,6 +507,7 @@ export const API_ROUTES: readonly RouteContract[] = [
     summary: "The latest stale-run report (or the last `limit`), with only the tenant's runs",
     auth: ANY_ROLE,
     query: reportsQuery,
+    errors: ['REPORT_NOT_FOUND'],
     responses: { 200: { description: 'one report, or `{ reports: [...] }` when `limit` is given', schema: z.union([staleReport, z.looseObject({ reports: z.array(staleReport) })]) } },
   },
   {
@@ -426,9 +540,11 @@ export const API_ROUTES: readonly RouteContract[] = [
     summary: 'Pause every live run of the tenant (MANUAL_PAUSE, tagged tenant-pause)',
     auth: ADMIN,
     body: tenantPauseBody,
+    errors: ['NOT_FOUND'],
     responses: {
       202: { description: 'committed; pushed, delivering (how many runs were reached so far) or queued', schema: z.intersection(z.looseObject({ tenantId: id, requested: z.literal('pause') }), push) },
-      429: rateLimited,
+      404: { description: '`incidentId` names no incident of the tenant' },
+      429: controlRateLimited,
     },
   },
   {
@@ -439,7 +555,7 @@ export const API_ROUTES: readonly RouteContract[] = [
     body: tenantResumeBody,
     responses: {
       202: { description: 'committed; pushed, delivering (how many runs were reached so far) or queued', schema: z.intersection(z.looseObject({ tenantId: id, requested: z.literal('resume') }), push) },
-      429: rateLimited,
+      429: controlRateLimited,
     },
   },
   {
@@ -455,6 +571,8 @@ export const API_ROUTES: readonly RouteContract[] = [
     path: '/api/v1/tenant/pushes/:id',
     summary: 'How far one push got: its runs reached, signalled and skipped',
     auth: ADMIN,
+    params: { id: 'integer' },
+    errors: ['NOT_FOUND'],
     responses: { 200: { description: 'the push and the runs it skipped', schema: pushProgress.extend({ skippedRuns }) } },
   },
   {
@@ -470,6 +588,7 @@ export const API_ROUTES: readonly RouteContract[] = [
     path: '/api/v1/incidents/:id',
     summary: 'One incident',
     auth: ANY_ROLE,
+    errors: ['INCIDENT_NOT_FOUND'],
     responses: { 200: { description: 'the incident', schema: incident } },
   },
   ...(['acknowledge', 'resolve'] as const).map(
@@ -479,7 +598,11 @@ export const API_ROUTES: readonly RouteContract[] = [
       summary: action === 'acknowledge' ? 'Acknowledge an open incident' : 'Resolve an incident',
       auth: OPERATORS,
       body: incidentChangeBody,
-      responses: { 200: { description: 'the incident as it is now', schema: incident } },
+      errors: ['INCIDENT_NOT_FOUND', 'INCIDENT_RESOLVED'],
+      responses: {
+        200: { description: 'the incident as it is now', schema: incident },
+        409: { description: 'the incident is already resolved (`incidentStatus`)', schema: z.looseObject({ incidentStatus: z.string() }) },
+      },
     }),
   ),
   {
@@ -532,6 +655,7 @@ export function routeFor(method: string, path: string): RouteContract | undefine
   return API_ROUTES.find((route) => {
     if (route.method !== method.toLowerCase()) return false;
     const pattern = route.path.split('/');
-    return pattern.length === segments.length && pattern.every((p, i) => p.startsWith(':') || p === segments[i]);
+    // As express matches: a parameter is never an empty segment (`/runs//audit` is no route).
+    return pattern.length === segments.length && pattern.every((p, i) => (p.startsWith(':') ? segments[i] !== '' : p === segments[i]));
   });
 }

@@ -1,16 +1,26 @@
-import type { ErrorRequestHandler } from 'express';
+import type { ErrorRequestHandler, Response } from 'express';
 import { isDatabaseUnavailable } from '../db/unavailable';
+import { PROBLEM_CONTENT_TYPE, PROBLEMS, generalCode, problemBody, type ProblemCode } from './problems';
 
-/** An error whose message is safe and useful to show the caller. */
+/**
+ * An error whose message is safe and useful to show the caller: answered as a problem
+ * (`api/problems.ts`) with the code given, or the general code of the status given.
+ */
 export class HttpError extends Error {
+  readonly status: number;
+  readonly code: ProblemCode;
+
   constructor(
-    readonly status: number,
+    statusOrCode: number | ProblemCode,
     message: string,
+    /** Fields the problem carries beside the standard ones (`limit`, `runId`, ...). */
     readonly details?: Record<string, unknown>,
     /** Response headers the answer needs, such as a 429's Retry-After. */
     readonly headers?: Record<string, string>,
   ) {
     super(message);
+    this.status = typeof statusOrCode === 'number' ? statusOrCode : PROBLEMS[statusOrCode].status;
+    this.code = typeof statusOrCode === 'number' ? generalCode(statusOrCode) : statusOrCode;
   }
 }
 
@@ -80,41 +90,50 @@ export interface ErrorLog {
   unhandled(err: unknown): void;
 }
 
+/** Answers a problem: `application/problem+json`, its status, its body. */
+export function sendProblem(res: Response, code: ProblemCode, detail: string, extra?: Record<string, unknown>, status: number = PROBLEMS[code].status): void {
+  res.status(status).type(PROBLEM_CONTENT_TYPE).json(problemBody(code, detail, extra, status));
+}
+
+/** A framework 4xx's code: its status's own, and for a 400 an unreadable request. */
+function frameworkCode(status: number): ProblemCode {
+  return status === 400 ? 'MALFORMED_REQUEST' : generalCode(status);
+}
+
+/** The one place error answers are written: every 4xx and 5xx of the API is a problem (`api/problems.ts`). */
 export function errorHandler(log: ErrorLog): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
     if (err instanceof HttpError) {
       if (err.headers) res.set(err.headers);
-      res.status(err.status).json({ error: err.message, ...err.details });
+      sendProblem(res, err.code, err.message, err.details, err.status);
       return;
     }
     const down = unavailableDependency(err);
     if (down) {
       log.unavailable(err);
-      res
-        .status(503)
-        .set('Retry-After', String(RETRY_AFTER_SECONDS))
-        .json({ error: `${down} is unavailable; retry later`, retryAfterSeconds: RETRY_AFTER_SECONDS });
+      res.set('Retry-After', String(RETRY_AFTER_SECONDS));
+      sendProblem(res, 'SERVICE_UNAVAILABLE', `${down} is unavailable; retry later`, { retryAfterSeconds: RETRY_AFTER_SECONDS });
       return;
     }
     const parserError = err as FrameworkError;
     switch (parserError?.type) {
       case 'entity.parse.failed':
-        res.status(400).json({ error: `malformed JSON body: ${parserError.message}` });
+        sendProblem(res, 'MALFORMED_JSON', `malformed JSON body: ${parserError.message}`);
         return;
       case 'entity.too.large':
-        res.status(413).json({ error: `request body is larger than the ${parserError.limit} byte limit` });
+        sendProblem(res, 'BODY_TOO_LARGE', `request body is larger than the ${parserError.limit} byte limit`);
         return;
       case 'encoding.unsupported':
       case 'charset.unsupported':
-        res.status(415).json({ error: parserError.message });
+        sendProblem(res, 'UNSUPPORTED_MEDIA_TYPE', parserError.message);
         return;
     }
     const clientStatus = err instanceof Error ? clientStatusOf(parserError) : null;
     if (clientStatus !== null) {
-      res.status(clientStatus).json({ error: describeClientError(parserError, req.get('content-encoding')) });
+      sendProblem(res, frameworkCode(clientStatus), describeClientError(parserError, req.get('content-encoding')), undefined, clientStatus);
       return;
     }
     log.unhandled(err);
-    res.status(500).json({ error: 'internal error' });
+    sendProblem(res, 'INTERNAL_ERROR', 'internal error');
   };
 }

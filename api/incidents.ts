@@ -48,9 +48,10 @@ function present({ tenantId: _tenant, dedupeKey: _key, ...incident }: Incident) 
 function answer(res: Response, incidentId: string, outcome: IncidentChangeResult): void {
   switch (outcome.result) {
     case 'not_found':
-      throw new HttpError(404, `incident ${incidentId} not found`);
+      throw new HttpError('INCIDENT_NOT_FOUND', `incident ${incidentId} not found`);
     case 'conflict':
-      throw new HttpError(409, `incident ${incidentId} is already ${outcome.incident.status}`, { status: outcome.incident.status });
+      // `status` is the HTTP status in a problem: the incident's is `incidentStatus`.
+      throw new HttpError('INCIDENT_RESOLVED', `incident ${incidentId} is already ${outcome.incident.status}`, { incidentStatus: outcome.incident.status });
     default:
       res.json(present(outcome.incident));
   }
@@ -85,7 +86,7 @@ export function incidentRoutes(deps: { db: Db }): Router {
       .from(incidents)
       .where(and(eq(incidents.id, id), eq(incidents.tenantId, callerOf(res).tenantId)));
     // Another tenant's incident answers exactly like a missing one.
-    if (!incident) throw new HttpError(404, `incident ${id} not found`);
+    if (!incident) throw new HttpError('INCIDENT_NOT_FOUND', `incident ${id} not found`);
     res.json(present(incident));
   });
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { API_ROUTES, ERROR_STATUSES, errorBody, type RouteContract } from './contract';
+import { API_ROUTES, errorResponsesOf, problemSchema, type HeaderContract, type RouteContract } from './contract';
+import { PROBLEM_CONTENT_TYPE } from './problems';
 
 type JsonSchema = Record<string, unknown>;
 
@@ -14,7 +15,7 @@ function parameters(route: RouteContract): JsonSchema[] {
     name,
     in: 'path',
     required: true,
-    schema: { type: 'string', format: 'uuid' },
+    schema: route.params?.[name!] === 'integer' ? { type: 'integer', minimum: 0 } : { type: 'string', format: 'uuid' },
   }));
   const query = route.query ? jsonSchema(route.query, 'input') : null;
   const properties = (query?.properties ?? {}) as Record<string, JsonSchema>;
@@ -25,14 +26,18 @@ function parameters(route: RouteContract): JsonSchema[] {
   return [...path, ...Object.entries(properties).map(([name, schema]) => ({ name, in: 'query', required: required.has(name), schema })), ...headers];
 }
 
+function headersOf(headers: Record<string, HeaderContract> | undefined): JsonSchema {
+  return headers ? { headers: Object.fromEntries(Object.entries(headers).map(([name, { description, schema }]) => [name, { description, schema }])) } : {};
+}
+
 function operation(route: RouteContract): JsonSchema {
   const responses: Record<string, JsonSchema> = {};
+  const errors = errorResponsesOf(route);
   for (const [status, response] of Object.entries(route.responses)) {
+    if (errors.has(Number(status))) continue;
     responses[status] = {
       description: response.description,
-      ...(response.headers
-        ? { headers: Object.fromEntries(Object.entries(response.headers).map(([name, description]) => [name, { schema: { type: 'integer' }, description }])) }
-        : {}),
+      ...headersOf(response.headers),
       ...(response.schema
         ? { content: { [response.contentType ?? 'application/json']: { schema: jsonSchema(response.schema, 'output') } } }
         : response.contentType
@@ -40,9 +45,23 @@ function operation(route: RouteContract): JsonSchema {
           : {}),
     };
   }
-  const errors = route.auth === 'none' ? [400, 503] : Object.keys(ERROR_STATUSES).map(Number);
-  for (const status of errors) {
-    responses[String(status)] ??= { $ref: `#/components/responses/Error${status}` };
+  // Each error status with the codes this route may answer with it: the problem, `code` narrowed to them.
+  for (const [status, error] of errors) {
+    const own = error.extra ? jsonSchema(error.extra, 'output') : null;
+    responses[String(status)] = {
+      description: error.description,
+      ...headersOf(error.headers),
+      content: {
+        [PROBLEM_CONTENT_TYPE]: {
+          schema: {
+            allOf: [
+              { $ref: '#/components/schemas/Problem' },
+              { type: 'object', properties: { code: { enum: error.codes }, ...(own?.properties as JsonSchema | undefined) }, ...(own?.required ? { required: own.required } : {}) },
+            ],
+          },
+        },
+      },
+    };
   }
   return {
     summary: route.summary,
@@ -69,22 +88,14 @@ export function openApiDocument(): JsonSchema {
       version: '1',
       description:
         'Submit, watch and govern LLM runs. Every key belongs to one tenant and has a role (admin, member, viewer); ' +
-        'each operation lists the roles it accepts in x-roles. Errors are `{"error": "..."}` with a reason.',
+        'each operation lists the roles it accepts in x-roles. Every 4xx and 5xx is a Problem Details document (RFC 9457, ' +
+        '`application/problem+json`) with `type`, `title`, `status`, `detail`, a stable `code` to branch on (each operation lists the codes it may answer), ' +
+        'and `error`, the same sentence as `detail`.',
     },
     servers: [{ url: '/' }],
     components: {
       securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'Authorization: Bearer <api key>' } },
-      schemas: { Error: jsonSchema(errorBody, 'output') },
-      responses: Object.fromEntries(
-        Object.entries(ERROR_STATUSES).map(([status, description]) => [
-          `Error${status}`,
-          {
-            description,
-            ...(status === '503' || status === '429' ? { headers: { 'Retry-After': { schema: { type: 'integer' }, description: 'seconds' } } } : {}),
-            content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
-          },
-        ]),
-      ),
+      schemas: { Problem: jsonSchema(problemSchema, 'output') },
     },
     paths,
   };

@@ -41,7 +41,7 @@ export function outputRoutes(deps: { db: Db }): Router {
   async function ownRun(param: string, tenantId: string) {
     const id = parseRunId(param);
     const run = await runOfTenant(deps.db, id, tenantId);
-    if (!run) throw new HttpError(404, `run ${id} not found`);
+    if (!run) throw new HttpError('RUN_NOT_FOUND', `run ${id} not found`);
     return run;
   }
 
@@ -70,12 +70,12 @@ export function outputRoutes(deps: { db: Db }): Router {
     const run = await ownRun(req.params.id, callerOf(res).tenantId);
     const index = stepIndexParam.safeParse(req.params.stepIndex);
     if (!index.success) throw new HttpError(400, 'step index must be a whole number from 0 (the first step)');
-    if (index.data >= run.plan.length) throw new HttpError(404, `run ${run.id} has ${run.plan.length} step(s): no step index ${index.data}`);
+    if (index.data >= run.plan.length) throw new HttpError('STEP_NOT_FOUND', `run ${run.id} has ${run.plan.length} step(s): no step index ${index.data}`);
     const [row] = await deps.db
       .select()
       .from(stepOutputs)
       .where(and(eq(stepOutputs.runId, run.id), eq(stepOutputs.stepIndex, index.data), isNull(stepOutputs.turn)));
-    if (!row) throw new HttpError(404, `step index ${index.data} of run ${run.id} has no output (yet): it has not completed`);
+    if (!row) throw new HttpError('OUTPUT_NOT_READY', `step index ${index.data} of run ${run.id} has no output (yet): it has not completed`);
     res.set('Cache-Control', 'no-store');
     if (raw === '1' || raw === 'true') {
       res.set('Content-Type', `${row.contentType}; charset=utf-8`).set('Digest', `sha-256=${Buffer.from(row.sha256, 'hex').toString('base64')}`).send(row.content);

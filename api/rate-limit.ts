@@ -228,7 +228,7 @@ export type ControlLimitName = 'per_key' | 'per_run';
 /** A 429 naming its limit, with Retry-After: the seconds until the limit's window ends. */
 export function tooManyRequests(limit: string, what: string, resetInMs: number): HttpError {
   const retryAfterSeconds = Math.max(1, Math.ceil(resetInMs / 1000));
-  return new HttpError(429, `${what}; retry in ${retryAfterSeconds} s`, { limit, retryAfterSeconds }, { 'Retry-After': String(retryAfterSeconds) });
+  return new HttpError('RATE_LIMITED', `${what}; retry in ${retryAfterSeconds} s`, { limit, retryAfterSeconds }, { 'Retry-After': String(retryAfterSeconds) });
 }
 
 /** The two rate limits on controls; each refusal is a 429 with Retry-After that names its limit. */

@@ -18,6 +18,7 @@ import { isSignalLimitReached } from '../dispatch/control-pusher';
 import type { Logger } from '../lib/logger';
 import { pauseSignal, resumeUpdate, stopSignal, type ControlRequest, type ResumeRequest } from '../workflows/messages';
 import { actorOf, callerOf, requireRole, type Caller } from './auth';
+import { controlRefusal } from './control-refusals';
 import { HttpError, isTemporalUnavailable } from './errors';
 import { parseRunId } from './paging';
 import type { ControlGuards } from './rate-limit';
@@ -75,7 +76,7 @@ export function controlRequestId(apiKeyId: string, action: ControlAction, idempo
  */
 function signalLimitConflict(runId: string): HttpError {
   return new HttpError(
-    409,
+    'SIGNAL_LIMIT_REACHED',
     `run ${runId} has received Temporal's maximum number of signals for one execution (history.maximumSignalsPerExecution, ` +
       `10,000 by default), so it can no longer be paused or stopped by a signal; cancelling its workflow ` +
       `(temporal workflow cancel --workflow-id ${runId}) ends it like a stop`,
@@ -108,7 +109,7 @@ export function runControlRoutes(deps: RunControlDeps): Router {
     const parsed = schema.safeParse(req.body ?? {});
     if (!parsed.success) throw new HttpError(400, `invalid request: ${describeZodError(parsed.error)}`);
     const given = req.get('idempotency-key');
-    if (given !== undefined && !IDEMPOTENCY_KEY.test(given)) throw new HttpError(400, 'Idempotency-Key must be 1-200 visible ASCII characters');
+    if (given !== undefined && !IDEMPOTENCY_KEY.test(given)) throw new HttpError('IDEMPOTENCY_KEY_INVALID', 'Idempotency-Key must be 1-200 visible ASCII characters');
     // Without a key of the caller's, one of ours: the answer names it, so even that caller can retry safely.
     return { runId, body: parsed.data as z.infer<T>, idempotencyKey: given ?? randomUUID() };
   }
@@ -116,8 +117,8 @@ export function runControlRoutes(deps: RunControlDeps): Router {
   async function controllableRun(runId: string, res: Response) {
     const caller = callerOf(res);
     const run = await runOfTenant(deps.db, runId, caller.tenantId);
-    if (!run) throw new HttpError(404, `run ${runId} not found`);
-    if (isTerminalPhase(run.phase as RunPhase)) throw new HttpError(409, `run is already ${run.phase}`);
+    if (!run) throw new HttpError('RUN_NOT_FOUND', `run ${runId} not found`);
+    if (isTerminalPhase(run.phase as RunPhase)) throw new HttpError('RUN_ALREADY_FINISHED', `run is already ${run.phase}`);
     return { run, caller };
   }
 
@@ -153,7 +154,7 @@ export function runControlRoutes(deps: RunControlDeps): Router {
       await send();
     } catch (err) {
       await recent.release(action, runId);
-      if (err instanceof WorkflowNotFoundError) throw new HttpError(409, 'run has no live workflow');
+      if (err instanceof WorkflowNotFoundError) throw new HttpError('RUN_NOT_LIVE', 'run has no live workflow');
       if (isSignalLimitReached(err)) throw signalLimitConflict(runId);
       throw err;
     }
@@ -165,7 +166,7 @@ export function runControlRoutes(deps: RunControlDeps): Router {
     const pauseReason = body.pauseReason ?? 'MANUAL_PAUSE';
     const held = authoritiesOf(caller, run.apiKeyId);
     if (!canResume(DEFAULT_RESUME_AUTHORITIES[pauseReason], held)) {
-      throw new HttpError(403, `a ${caller.role} key may not pause with ${pauseReason}: only ${DEFAULT_RESUME_AUTHORITIES[pauseReason].join(', ')} may resume it`);
+      throw new HttpError('PAUSE_REASON_NOT_ALLOWED', `a ${caller.role} key may not pause with ${pauseReason}: only ${DEFAULT_RESUME_AUTHORITIES[pauseReason].join(', ')} may resume it`);
     }
     // The run refuses a pause while it is paused or has one pending: no need to send one for it to refuse.
     if (run.pauseReason !== null && !(await recent.recentlyResumed(run.id))) {
@@ -221,8 +222,8 @@ export function runControlRoutes(deps: RunControlDeps): Router {
         waitForStage: WorkflowUpdateStage.ACCEPTED,
       });
     } catch (err) {
-      if (err instanceof WorkflowUpdateFailedError) throw new HttpError(409, err.cause?.message ?? err.message);
-      if (err instanceof WorkflowNotFoundError) throw new HttpError(409, 'run has no live workflow');
+      if (err instanceof WorkflowUpdateFailedError) throw controlRefusal(err.cause?.message ?? err.message);
+      if (err instanceof WorkflowNotFoundError) throw new HttpError('RUN_NOT_LIVE', 'run has no live workflow');
       if (!outcomeUnknown(err)) throw err;
       // Temporal may have accepted it: never a 5xx, whose retry (without the key) could approve the next pause too.
       deps.logger.warn({ runId, requestId: ids.requestId, err: err instanceof Error ? err.message : String(err) }, 'resume sent; its outcome is unknown');
@@ -246,7 +247,7 @@ export function runControlRoutes(deps: RunControlDeps): Router {
     try {
       state = await Promise.race([update.result(), setTimeout(RESUME_STATE_WAIT_MS, null)]);
     } catch (err) {
-      if (err instanceof WorkflowUpdateFailedError) throw new HttpError(409, err.cause?.message ?? err.message);
+      if (err instanceof WorkflowUpdateFailedError) throw controlRefusal(err.cause?.message ?? err.message);
       deps.logger.warn({ runId, requestId: ids.requestId, err: err instanceof Error ? err.message : String(err) }, 'resume accepted; its new state did not come back');
     }
     if (state) res.json({ runId, ...ids, resumed: true, state });

@@ -34,7 +34,7 @@ export function runRoutes(deps: RunRoutesDeps): Router {
     const caller = callerOf(res);
     // Before the body is validated: a viewer's submit is no run, denied or otherwise, and writes nothing.
     const refusal = submitRefusal(caller.role);
-    if (refusal) throw new HttpError(403, refusal);
+    if (refusal) throw new HttpError('ROLE_NOT_ALLOWED', refusal);
     const result = await submitRun(deps, caller, req.body, req.get('idempotency-key'));
     if (!result.replayed) deps.metrics.runsSubmitted.inc({ decision: result.authorizationDecision });
     res
@@ -68,7 +68,7 @@ export function runRoutes(deps: RunRoutesDeps): Router {
     const id = parseRunId(req.params.id);
     const run = await runOfTenant(deps.db, id, callerOf(res).tenantId);
     // Another tenant's run answers exactly like a missing one.
-    if (!run) throw new HttpError(404, `run ${id} not found`);
+    if (!run) throw new HttpError('RUN_NOT_FOUND', `run ${id} not found`);
     const [trace, steps, incidentRows, evaluations, logRows, acks, live] = await Promise.all([
       deps.db.select().from(traces).where(eq(traces.runId, run.id)),
       deps.db.select().from(traceSteps).where(eq(traceSteps.runId, run.id)).orderBy(asc(traceSteps.stepIndex)),

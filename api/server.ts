@@ -2,6 +2,7 @@ import http, { type RequestListener } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Config } from '../lib/config';
 import type { Logger } from '../lib/logger';
+import { PROBLEM_CONTENT_TYPE, problemBody } from './problems';
 
 /** What the HTTP server holds a client to, whatever the routes do. */
 export interface ServerLimits {
@@ -33,13 +34,13 @@ const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request 
 
 /**
  * The answer Node's HTTP parser gives on its own (a request that never finished arriving, headers
- * too large, bytes that are not HTTP), in the API's error shape and with its headers. Written only
+ * too large, bytes that are not HTTP), as a problem like every error of the API, with its headers. Written only
  * when nothing was written on the connection yet, as Node's own would be; the connection is closed.
  */
 function answerClientError(limits: ServerLimits): (err: NodeJS.ErrnoException, socket: Duplex) => void {
   return (err, socket) => {
     const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-    const error =
+    const detail =
       status === 408
         ? `the request did not arrive whole within ${limits.requestTimeoutMs / 1000} s (headers within ${limits.headersTimeoutMs / 1000} s); the connection is closed`
         : status === 431
@@ -47,9 +48,9 @@ function answerClientError(limits: ServerLimits): (err: NodeJS.ErrnoException, s
           : 'malformed HTTP request';
     const { bytesWritten } = socket as Duplex & { bytesWritten?: number };
     if (err.code !== 'ECONNRESET' && socket.writable && (bytesWritten ?? 0) === 0) {
-      const body = JSON.stringify({ error });
+      const body = JSON.stringify(problemBody(status === 408 ? 'REQUEST_TIMEOUT' : status === 431 ? 'HEADERS_TOO_LARGE' : 'MALFORMED_REQUEST', detail));
       socket.write(
-        `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
           `X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
       );
     }

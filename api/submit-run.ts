@@ -48,7 +48,7 @@ export async function submitRun(
   idempotencyKey: string | undefined,
 ): Promise<SubmitResult> {
   if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
-    throw new HttpError(400, 'Idempotency-Key must be 1-200 visible ASCII characters');
+    throw new HttpError('IDEMPOTENCY_KEY_INVALID', 'Idempotency-Key must be 1-200 visible ASCII characters');
   }
   if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw new HttpError(400, 'request body must be a JSON object with a "plan"');
@@ -96,7 +96,7 @@ async function replay(deps: SubmitDeps, caller: Caller, idempotencyKey: string, 
   const existing = await runByIdempotencyKey(deps.db, caller.tenantId, idempotencyKey);
   if (!existing) throw new Error('idempotency conflict without an existing run');
   if (existing.requestHash !== requestHash) {
-    throw new HttpError(422, 'Idempotency-Key was already used with a different request body', { runId: existing.id });
+    throw new HttpError('IDEMPOTENCY_KEY_REUSED', 'Idempotency-Key was already used with a different request body', { runId: existing.id });
   }
   // The first request may not have reached Temporal: the retry tries again rather than wait for the starter.
   const started = existing.workflowStartedAt !== null || (await startNow(deps, workflowInputOf(existing)));

@@ -276,7 +276,7 @@ describe('governed, when something is wrong', SLOW_CALLS, () => {
     expect(result.stderr).toBe('governed: invalid or revoked API key (HTTP 401)\n');
     const asJson = await governed(['runs', 'list', '--json'], { ...env, GOVERNED_API_KEY: 'gr_not-a-key' });
     expect(asJson.code).toBe(1);
-    expect(JSON.parse(asJson.stdout)).toEqual({ error: 'invalid or revoked API key' });
+    expect(JSON.parse(asJson.stdout)).toMatchObject({ error: 'invalid or revoked API key', code: 'API_KEY_INVALID', status: 401 });
   });
 
   it('exits 3 when the API cannot be reached', async () => {

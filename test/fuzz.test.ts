@@ -25,6 +25,7 @@ import {
   segment,
   type BodySpec,
 } from './helpers/fuzz-inputs';
+import { expectContractResponse } from './helpers/contract';
 import { rawRequest } from './helpers/raw-http';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
 
@@ -237,8 +238,10 @@ async function answersWell(request: FuzzRequest): Promise<void> {
   if (res.status >= 400) {
     // A HEAD answer has no body to carry the reason.
     if (request.method !== 'HEAD') {
-      expect(res.headers['content-type'], res.text.slice(0, 300)).toMatch(/^application\/json/);
+      expect(res.headers['content-type'], res.text.slice(0, 300)).toMatch(/^application\/problem\+json/);
       expect(typeof res.json?.error === 'string' && res.json.error.length > 0, res.text.slice(0, 300)).toBe(true);
+      // A problem with a code its route declares for this status (routes it does not match are not checked).
+      expectContractResponse(request.method, request.path, res.status, res.json, res.headers['content-type']);
     }
     const after = await tenantState();
     expect(after, `${res.status} ${res.text.slice(0, 300)}`).toEqual(before);

@@ -141,7 +141,8 @@ describe('an incident over HTTP', () => {
     for (const action of ['resolve', 'acknowledge']) {
       const refused = await stack.request('POST', `${path}/${action}`, { apiKey: tenant.apiKey, body: { note: 'late' } });
       expect(refused.status).toBe(409);
-      expect(refused.body).toMatchObject({ error: expect.stringMatching(/already resolved/), status: 'resolved' });
+      expect(refused.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+      expect(refused.body).toMatchObject({ code: 'INCIDENT_RESOLVED', status: 409, error: expect.stringMatching(/already resolved/), incidentStatus: 'resolved' });
     }
     expect(await incidentRow(incident.id)).toMatchObject({ status: 'resolved', resolvedBy: admin, note: 'provider fixed' });
 

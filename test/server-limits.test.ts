@@ -140,7 +140,12 @@ describe('a request that never finishes arriving', () => {
     expect(answer).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
     expect(answer).toMatch(/\r\nX-Content-Type-Options: nosniff\r\n/i);
     expect(answer).toMatch(/\r\nConnection: close\r\n/i);
-    expect(JSON.parse(answer.split('\r\n\r\n')[1]!)).toEqual({ error: 'the request did not arrive whole within 3 s (headers within 2 s); the connection is closed' });
+    expect(answer).toMatch(/\r\nContent-Type: application\/problem\+json; charset=utf-8\r\n/i);
+    expect(JSON.parse(answer.split('\r\n\r\n')[1]!)).toMatchObject({
+      code: 'REQUEST_TIMEOUT',
+      status: 408,
+      error: 'the request did not arrive whole within 3 s (headers within 2 s); the connection is closed',
+    });
   });
 
   it('whose headers stall is answered 408 and closed within the headers timeout', async () => {

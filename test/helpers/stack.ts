@@ -241,7 +241,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         // not JSON: keep the text
       }
       // Every response any test sees must be what the published contract says.
-      expectContractResponse(method, path, response.status, parsed);
+      expectContractResponse(method, path, response.status, parsed, response.headers.get('content-type'));
       return { status: response.status, body: parsed, headers: response.headers };
     },
 
