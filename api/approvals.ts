@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import { and, desc, eq, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
+import { authorityInWords } from '../core/authority-words';
 import type { Db } from '../db/client';
 import { outputOf } from '../db/steps';
 import { toolApprovals } from '../db/schema';
@@ -52,7 +53,8 @@ export function approvalRoutes(deps: { db: Db }): Router {
         requestedAt: row.requestedAt,
         decidedAt: row.decidedAt,
         decidedBy: row.decidedBy,
-        authority: row.authority,
+        // Who decided, in a tenant's words: never the run's internal authority names.
+        authority: row.authority && authorityInWords(row.authority),
         reason: row.reason,
       })),
     );

@@ -73,7 +73,10 @@ const liveState = z.looseObject({
   stepsCompleted: z.number().int(),
   costUsd: z.number(),
   budgetUsd: z.number(),
-  pause: z.looseObject({ reason: z.string(), expiresAt: isoTime, allowedAuthorities: z.array(z.string()) }).nullable().optional(),
+  pause: z
+    .looseObject({ reason: z.string(), expiresAt: isoTime, resumableBy: z.array(z.string()).describe('who may lift the pause, in words (an admin key, the service operator, ...)') })
+    .nullable()
+    .optional(),
 });
 
 const stepOutput = z.looseObject({

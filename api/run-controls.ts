@@ -11,6 +11,7 @@ import {
 import { z } from 'zod';
 import { isTerminalPhase, type RunPhase } from '../core/phases';
 import { describeZodError } from '../core/plan';
+import { authoritiesInWords, orList, stateForTenant } from '../core/authority-words';
 import { DEFAULT_RESUME_AUTHORITIES, REQUESTABLE_PAUSE_REASONS, canResume, type ResumeAuthority } from '../core/policy-check';
 import type { Db } from '../db/client';
 import { runOfTenant } from '../db/runs';
@@ -166,7 +167,8 @@ export function runControlRoutes(deps: RunControlDeps): Router {
     const pauseReason = body.pauseReason ?? 'MANUAL_PAUSE';
     const held = authoritiesOf(caller, run.apiKeyId);
     if (!canResume(DEFAULT_RESUME_AUTHORITIES[pauseReason], held)) {
-      throw new HttpError('PAUSE_REASON_NOT_ALLOWED', `a ${caller.role} key may not pause with ${pauseReason}: only ${DEFAULT_RESUME_AUTHORITIES[pauseReason].join(', ')} may resume it`);
+      const may = orList(authoritiesInWords(DEFAULT_RESUME_AUTHORITIES[pauseReason]));
+      throw new HttpError('PAUSE_REASON_NOT_ALLOWED', `a ${caller.role} key may not pause with ${pauseReason}: only ${may} may resume it`);
     }
     // The run refuses a pause while it is paused or has one pending: no need to send one for it to refuse.
     if (run.pauseReason !== null && !(await recent.recentlyResumed(run.id))) {
@@ -250,7 +252,7 @@ export function runControlRoutes(deps: RunControlDeps): Router {
       if (err instanceof WorkflowUpdateFailedError) throw controlRefusal(err.cause?.message ?? err.message);
       deps.logger.warn({ runId, requestId: ids.requestId, err: err instanceof Error ? err.message : String(err) }, 'resume accepted; its new state did not come back');
     }
-    if (state) res.json({ runId, ...ids, resumed: true, state });
+    if (state) res.json({ runId, ...ids, resumed: true, state: stateForTenant(state) });
     else res.status(202).json({ runId, ...ids, resumed: true, note: 'accepted: the run resumes before its next step' });
   }
 

@@ -3,6 +3,7 @@ import { type Client } from '@temporalio/client';
 import { asc, eq } from 'drizzle-orm';
 import { z } from 'zod';
 import { submitRefusal } from '../core/authorization';
+import { stateForTenant } from '../core/authority-words';
 import { RUN_PHASES, RUN_STATUSES, isTerminalPhase, type RunPhase } from '../core/phases';
 import { listRuns, runOfTenant } from '../db/runs';
 import { domainAcks, incidents, policyEvaluations, runLogs, traceSteps, traces } from '../db/schema';
@@ -81,7 +82,7 @@ export function runRoutes(deps: RunRoutesDeps): Router {
     const { requestHash: _hash, ...record } = run;
     res.json({
       run: record,
-      live,
+      live: live && stateForTenant(live),
       trace: trace[0] ? { ...trace[0], steps } : null,
       incidents: incidentRows,
       policyEvaluations: evaluations,

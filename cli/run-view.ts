@@ -1,3 +1,4 @@
+import type { ForTenant } from '../core/authority-words';
 import { isTerminalPhase, type RunPhase } from '../core/phases';
 import type { AgentView, PendingApproval, RunState } from '../workflows/messages';
 import { duration, fields, money, when } from './format';
@@ -35,8 +36,8 @@ export interface StoredRun {
 /** `GET /runs/:id`: the stored record, the workflow's live state while it runs, and the domains' rows. */
 export interface RunDetail {
   run: StoredRun;
-  /** The workflow's `runState` query; null once the run ended or when no worker answered in time. */
-  live: RunState | null;
+  /** The workflow's `runState` query as a tenant sees it; null once the run ended or when no worker answered in time. */
+  live: ForTenant<RunState> | null;
   trace: { status: string; outcome: string | null; steps: unknown[] } | null;
   incidents: { id: string; kind: string; severity: string; status: string; errorCode: string | null; message: string }[];
   policyEvaluations: { kind: string; decision: string }[];
@@ -88,7 +89,7 @@ export function runViewOf({ run, live }: Pick<RunDetail, 'run' | 'live'>): RunVi
         reason: source.pause.reason,
         since: source.pause.since,
         expiresAt: source.pause.expiresAt,
-        resumableBy: source.pause.allowedAuthorities,
+        resumableBy: source.pause.resumableBy,
         detail: source.pause.detail,
       }
     : null;

@@ -1,4 +1,5 @@
 import type { AlertSeverity } from '../core/alerts';
+import { authoritiesInWords, orList } from '../core/authority-words';
 import type { StreamEvent } from '../core/events';
 import { FAILURE_SEVERITY, type FailureCode } from '../core/outcome';
 import type { Alerter, RaisedAlert } from './alerts';
@@ -85,8 +86,9 @@ export function createHandlers({ alerter }: HandlerDeps): HandlerRegistry {
         alert(event, {
           domain: 'pauses',
           severity: 'MEDIUM',
-          title: `Paused run ${event.runId} expires ${String(event.payload.expiresAt ?? 'soon')}; may be resumed by ${(event.payload.resumableBy as string[] | undefined)?.join(', ') || 'its resume authorities'}`,
-          detail: event.payload,
+          // The tenant reads this alert: who may resume is said in words, never by the run's internal authority names.
+          title: `Paused run ${event.runId} expires ${String(event.payload.expiresAt ?? 'soon')}; may be resumed by ${orList(authoritiesInWords((event.payload.resumableBy as string[] | undefined) ?? [])) || 'its resume authorities'}`,
+          detail: { ...event.payload, resumableBy: authoritiesInWords((event.payload.resumableBy as string[] | undefined) ?? []) },
           dedupeKey: `pause.expiring:${event.dedupeKey}`,
         }),
     },

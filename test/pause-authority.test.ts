@@ -123,3 +123,40 @@ describe("a tenant's suspension", () => {
     await expectFullGovernanceRecords(stack.db, manual);
   });
 });
+
+describe("the run's internal authority names never reach a tenant", () => {
+  const internal = /FOUNDER_ONLY|SYSTEM_AUTO|TENANT_ADMIN|TENANT_USER|API_KEY_OWNER/;
+
+  it('a refused pause reason says who may lift it in words', async () => {
+    const tenant = await stack.createTenant();
+    const member = await stack.createKey(tenant.tenantId, 'member');
+    const { runId } = await executingRun(tenant);
+    const refused = await stack.request('POST', `/api/v1/runs/${runId}/pause`, { apiKey: member, body: { pauseReason: 'POLICY_CHANGE' } });
+    expect(refused.body).toMatchObject({ status: 403, code: 'PAUSE_REASON_NOT_ALLOWED' });
+    expect(refused.body.error).toBe('a member key may not pause with POLICY_CHANGE: only an admin key or the service operator may resume it');
+    expect(JSON.stringify(refused.body)).not.toMatch(internal);
+    await stack.request('POST', `/api/v1/runs/${runId}/stop`, { apiKey: tenant.apiKey });
+  });
+
+  it("a paused run's state, a refused resume and a resume's answer say it in words", async () => {
+    const tenant = await stack.createTenant({ policy: { approvalSkills: ['sim.llm'] } });
+    const member = await stack.createKey(tenant.tenantId, 'member');
+    const runId = await stack.submitRun(tenant.apiKey, { plan: simPlan(1) });
+    await waitForPause(stack.db, runId);
+
+    const read = await stack.request('GET', `/api/v1/runs/${runId}`, { apiKey: member });
+    expect(read.status).toBe(200);
+    expect(read.body.live.pause).toMatchObject({ reason: 'APPROVAL_REQUIRED', resumableBy: ['an admin key', 'the service operator'] });
+    expect(JSON.stringify(read.body.live)).not.toMatch(internal);
+
+    const refused = await stack.request('POST', `/api/v1/runs/${runId}/resume`, { apiKey: member });
+    expect(refused.body).toMatchObject({ status: 409, code: 'RESUME_NOT_ALLOWED' });
+    expect(refused.body.error).toBe('this key (a member key) may not resume a APPROVAL_REQUIRED pause: only an admin key or the service operator may');
+    expect(JSON.stringify(refused.body)).not.toMatch(internal);
+
+    const resumed = await stack.request('POST', `/api/v1/runs/${runId}/resume`, { apiKey: tenant.apiKey });
+    expect(resumed.status).toBe(200);
+    expect(JSON.stringify(resumed.body)).not.toMatch(internal);
+    expect((await stack.waitForPhase(runId, 'terminal')).phase).toBe('COMPLETED');
+  });
+});

@@ -120,7 +120,7 @@ describe('a run paused for approval', () => {
     const member = await stack.createKey(tenant.tenantId, 'member');
     const refused = await stack.request('POST', `/api/v1/runs/${runId}/resume`, { apiKey: member });
     expect(refused.status).toBe(409);
-    expect(refused.body).toMatchObject({ code: 'RESUME_NOT_ALLOWED', error: expect.stringMatching(/authority TENANT_USER may not resume a APPROVAL_REQUIRED pause/) });
+    expect(refused.body).toMatchObject({ code: 'RESUME_NOT_ALLOWED', error: expect.stringMatching(/a member key\) may not resume a APPROVAL_REQUIRED pause/) });
 
     await temporalCli('workflow', 'signal', '--workflow-id', runId, '--name', 'resume', '--input', '{"actor":"intern","authority":"TENANT_USER"}');
     const rejected = await waitFor('the refused signal to be recorded', async () =>

@@ -3,6 +3,7 @@ import { UsageError } from '../../cli/exit-codes';
 import { withChanges } from '../../cli/policies';
 import { stepFromFlag, submitBodyOf } from '../../cli/plan-input';
 import { progressBar, runViewOf, stepText, watchFrame, watchLine, type StoredRun } from '../../cli/run-view';
+import type { ForTenant } from '../../core/authority-words';
 import type { RunState } from '../../workflows/messages';
 
 describe('--step', () => {
@@ -58,7 +59,8 @@ const stored: StoredRun = {
   finishedAt: null,
 };
 
-const live: RunState = {
+/** A live state as the API answers it (`stateForTenant`). */
+const live: ForTenant<RunState> = {
   runId: 'run-1',
   tenantId: 't',
   phase: 'EXECUTING',
@@ -75,7 +77,7 @@ const live: RunState = {
     number: 1,
     reason: 'MANUAL_PAUSE',
     detail: 'look first',
-    allowedAuthorities: ['TENANT_ADMIN', 'TENANT_USER'],
+    resumableBy: ['an admin key', 'a member key'],
     since: '2026-01-01T10:00:05.000Z',
     expiresAt: '2026-01-01T11:00:05.000Z',
     escalated: false,
@@ -90,7 +92,7 @@ describe('the watch screen', () => {
     expect(progressBar(2, 4)).toBe(`[${'█'.repeat(12)}${'░'.repeat(12)}]`);
     expect(frame).toContain('spend     $0.5000 of $2.00 budget (25%) · 900 tokens');
     expect(frame).toContain('paused    MANUAL_PAUSE since 2026-01-01 10:00:05Z, expires 2026-01-01 11:00:05Z (in 30m 00s)');
-    expect(frame).toContain('          resumable by TENANT_ADMIN, TENANT_USER · look first');
+    expect(frame).toContain('          resumable by an admin key, a member key · look first');
     expect(frame).not.toContain('result');
   });
 
@@ -110,7 +112,7 @@ describe('the watch screen', () => {
   });
 
   it("shows an agent's turns, its latest tool calls and the approval it waits for, with the command that gives it", () => {
-    const agentLive: RunState = {
+    const agentLive: ForTenant<RunState> = {
       ...live,
       turns: 3,
       toolCalls: 2,

@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { controlRefusal } from '../../api/control-refusals';
 import { HttpError } from '../../api/errors';
 import { PROBLEMS, problemBody } from '../../api/problems';
+import { authoritiesInWords, stateForTenant, withAuthoritiesInWords } from '../../core/authority-words';
+import { RESUME_AUTHORITIES } from '../../core/policy-check';
 
 describe('a problem', () => {
   it('has the standard members, keeps `error`, and its own fields cannot replace them', () => {
@@ -23,13 +25,30 @@ describe('a problem', () => {
   });
 });
 
-describe("the run's refusals of a resume", () => {
+describe("the run's refusals of a resume, as a tenant reads them", () => {
   it('each cause has its code', () => {
     expect(controlRefusal('run is not paused (phase EXECUTING)').code).toBe('RUN_NOT_PAUSED');
     expect(controlRefusal('a tool approval must quote the arguments\' hash (argsSha256) of fs.write').code).toBe('APPROVAL_MISMATCH');
     expect(controlRefusal(`argsSha256 ${'a'.repeat(64)} is not the pending call's (fs.write, ${'b'.repeat(64)}): the arguments changed`).code).toBe('APPROVAL_MISMATCH');
     expect(controlRefusal('only a tool approval can be denied; this pause is MANUAL_PAUSE').code).toBe('NOT_AWAITING_APPROVAL');
     expect(controlRefusal("the run's pause (MANUAL_PAUSE) was not set by 'tenant-pause'").code).toBe('CONTROL_REFUSED');
+  });
+
+  it('never with the internal authority names', () => {
+    const refused = controlRefusal('authority TENANT_USER/API_KEY_OWNER may not resume a POLICY_CHANGE pause (allowed: TENANT_ADMIN, FOUNDER_ONLY)');
+    expect(refused).toMatchObject({ status: 409, code: 'RESUME_NOT_ALLOWED' });
+    expect(refused.message).toBe('this key (a member key) may not resume a POLICY_CHANGE pause: only an admin key or the service operator may');
+    const unnamed = controlRefusal(`a resume must name its authority (one of ${RESUME_AUTHORITIES.join(', ')})`);
+    expect(unnamed.code).toBe('RESUME_NOT_ALLOWED');
+    expect(unnamed.message).not.toMatch(/FOUNDER_ONLY|SYSTEM_AUTO|TENANT_/);
+    expect(withAuthoritiesInWords('resume by SYSTEM_AUTO, FOUNDER_ONLY')).toBe('resume by the service itself, the service operator');
+    expect(authoritiesInWords(['TENANT_ADMIN', 'FOUNDER_ONLY', 'TENANT_ADMIN'])).toEqual(['an admin key', 'the service operator']);
+  });
+
+  it("a live state's pause says who may resume it in words, and only there", () => {
+    const shown = stateForTenant({ runId: 'r', pause: { reason: 'MANUAL_PAUSE', allowedAuthorities: ['TENANT_USER', 'FOUNDER_ONLY'] } });
+    expect(shown).toEqual({ runId: 'r', pause: { reason: 'MANUAL_PAUSE', resumableBy: ['a member key', 'the service operator'] } });
+    expect(stateForTenant({ runId: 'r', pause: null })).toEqual({ runId: 'r', pause: null });
   });
 });
 
