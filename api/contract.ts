@@ -523,10 +523,15 @@ export const API_ROUTES: readonly RouteContract[] = [
   {
     method: 'put',
     path: '/api/v1/policies',
-    summary: 'Replace the policy: a new version, committed with its push to every live run',
+    summary: 'Replace the policy: a new version, committed with its push to every live run; the current policy again changes nothing',
     auth: ADMIN,
     body: policyRules,
-    responses: { 200: { description: 'the new version, and whether live runs were told yet', schema: z.intersection(policy, push) } },
+    responses: {
+      200: {
+        description: 'the new version and whether live runs were told yet (`changed: true`), or, when the policy sent is the current one, that version (`changed: false`: no new version, nothing pushed)',
+        schema: z.union([z.intersection(policy.extend({ changed: z.literal(true) }), push), policy.extend({ changed: z.literal(false) })]),
+      },
+    },
   },
   ...(['suspend', 'activate'] as const).map(
     (action): RouteContract => ({
@@ -598,14 +603,17 @@ export const API_ROUTES: readonly RouteContract[] = [
     (action): RouteContract => ({
       method: 'post',
       path: `/api/v1/incidents/:id/${action}`,
-      summary: action === 'acknowledge' ? 'Acknowledge an open incident' : 'Resolve an incident',
+      summary:
+        action === 'acknowledge'
+          ? 'Acknowledge an open incident; acknowledging it again changes nothing'
+          : 'Resolve an incident; resolving it again changes nothing (the answer names who resolved it, and when)',
       auth: OPERATORS,
       body: incidentChangeBody,
-      errors: ['INCIDENT_NOT_FOUND', 'INCIDENT_RESOLVED'],
+      errors: action === 'acknowledge' ? ['INCIDENT_NOT_FOUND', 'INCIDENT_RESOLVED'] : ['INCIDENT_NOT_FOUND'],
       responses: {
         200: { description: 'the incident as it is now', schema: incident },
-        409: { description: 'the incident is already resolved (`incidentStatus`)', schema: z.looseObject({ incidentStatus: z.string() }) },
-      },
+        ...(action === 'acknowledge' ? { 409: { description: 'the incident is already resolved (`incidentStatus`)', schema: z.looseObject({ incidentStatus: z.string() }) } } : {}),
+      } as Record<number, ResponseContract>,
     }),
   ),
   {

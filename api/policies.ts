@@ -3,7 +3,7 @@ import type { Client } from '@temporalio/client';
 import { and, eq } from 'drizzle-orm';
 import { z } from 'zod';
 import { describeZodError } from '../core/plan';
-import { policyRules } from '../core/policy';
+import { policyRules, samePolicyRules } from '../core/policy';
 import type { Db } from '../db/client';
 import { incidents } from '../db/schema';
 import { currentPolicy, savePolicy, setTenantStatus } from '../db/tenancy';
@@ -83,13 +83,19 @@ export function policyRoutes(deps: PolicyRoutesDeps): Router {
     const caller = callerOf(res);
     const parsed = policyRules.safeParse(req.body);
     if (!parsed.success) throw new HttpError(400, `invalid policy: ${describeZodError(parsed.error)}`);
+    // The same policy again (a retried PUT): no new version, and nothing pushed to the live runs.
+    const current = await currentPolicy(deps.db, caller.tenantId);
+    if (samePolicyRules(current.rules, parsed.data)) {
+      res.json({ ...current, changed: false });
+      return;
+    }
     const { result: saved, push } = await commitWithPush(
       pusher,
       caller.tenantId,
       (tx) => savePolicy(tx, caller.tenantId, parsed.data, actorOf(caller)),
       (saved) => ({ kind: 'policy_changed', signal: 'policyChanged', target: 'live', payload: { actor: actorOf(caller), reason: `policy version ${saved.version}` } }),
     );
-    res.json({ ...saved, ...describePush(push) });
+    res.json({ ...saved, changed: true, ...describePush(push) });
   });
 
   for (const [action, status] of [

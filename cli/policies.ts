@@ -9,6 +9,8 @@ type Rules = Record<string, unknown>;
 interface PolicyAnswer {
   version: number;
   rules: Rules;
+  /** On a PUT: false when the policy sent was the current one (no new version, nothing pushed). */
+  changed?: boolean;
   /** On a PUT: whether the change reached the live runs at once or waits for Temporal. */
   push?: string;
   signalledRuns?: number;
@@ -38,7 +40,7 @@ export function registerPolicyCommands(program: Command): void {
       if (!options.file && options.set.length === 0) throw new UsageError('nothing to set: give --file policy.json or --set rule=value');
       const rules = options.file ? rulesFromFile(options.file) : withChanges((await ctx.api.get<PolicyAnswer>('/policies')).rules, options.set);
       const saved = await ctx.api.put<PolicyAnswer>('/policies', rules);
-      ctx.print(saved, () => `policy version ${saved.version} saved; ${pushText(saved)}`);
+      ctx.print(saved, () => (saved.changed === false ? `policy version ${saved.version} unchanged: nothing saved, nothing pushed` : `policy version ${saved.version} saved; ${pushText(saved)}`));
     });
 }
 

@@ -91,3 +91,28 @@ export const DEFAULT_POLICY: PolicyRules = {
   onPredictedOverrun: 'TERMINATE',
   tools: DEFAULT_TOOL_POLICY,
 };
+
+/** JSON with every object's keys in order and undefined members left out: equal documents, equal text. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
+    return `{${entries
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * True when two policies say the same thing, each read with the schema's defaults (a rule added
+ * since a version was stored counts as its default): a PUT of such a policy changes nothing.
+ */
+export function samePolicyRules(a: PolicyRules, b: PolicyRules): boolean {
+  const normal = (rules: PolicyRules) => {
+    const parsed = policyRules.safeParse(rules);
+    return canonicalJson(parsed.success ? parsed.data : rules);
+  };
+  return normal(a) === normal(b);
+}

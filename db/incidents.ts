@@ -34,8 +34,9 @@ export type IncidentMove = 'apply' | 'already' | 'conflict';
 const MOVES: Readonly<Record<IncidentAction, Readonly<Record<IncidentStatus, IncidentMove>>>> = {
   // Acknowledging twice is a retry, not a mistake; acknowledging a closed incident is a mistake.
   acknowledge: { open: 'apply', acknowledged: 'already', resolved: 'conflict' },
-  // Resolving twice is refused so two people closing the same incident learn of each other.
-  resolve: { open: 'apply', acknowledged: 'apply', resolved: 'conflict' },
+  // Resolving twice is a retry too: answered with the incident as it is, whose resolvedBy and
+  // resolvedAt name the first resolution (so two people closing it learn of each other), nothing written.
+  resolve: { open: 'apply', acknowledged: 'apply', resolved: 'already' },
 };
 
 /** The lifecycle rule: what `action` does to an incident that is `status`. */

@@ -189,9 +189,13 @@ describe('governed incidents, reports, policies and tenants', SLOW_CALLS, () => 
 
     expect(expectOk(await cli('incidents', 'ack', incident.id, '--note', 'looking')).stdout).toMatch(/status\s+acknowledged\n.*\nnote\s+looking/);
     expect(json(await cli('incidents', 'resolve', incident.id, '--note', 'fixed', '--json'))).toMatchObject({ id: incident.id, status: 'resolved', note: 'fixed' });
-    const again = await cli('incidents', 'resolve', incident.id);
-    expect(again.code).toBe(1);
-    expect(again.stderr).toContain(`incident ${incident.id} is already resolved (HTTP 409)`);
+    // Resolving again is a retry: the incident as it is, exit 0.
+    const again = await cli('incidents', 'resolve', incident.id, '--json');
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ id: incident.id, status: 'resolved', note: 'fixed' });
+    const late = await cli('incidents', 'ack', incident.id);
+    expect(late.code).toBe(1);
+    expect(late.stderr).toContain(`incident ${incident.id} is already resolved (HTTP 409)`);
     expect(expectOk(await cli('incidents', 'list', '--status', 'open', '--run', runId)).stdout.trim()).toBe('no incidents');
   });
 

@@ -1,7 +1,9 @@
+import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PolicyRules } from '../core/policy';
 import { savePolicy, currentPolicy } from '../db/tenancy';
 import { PAUSE_REASON } from '../core/search-attributes';
+import { controlPushes, policies } from '../db/schema';
 import { expectFullGovernanceRecords, governanceRecords } from './helpers/records';
 import { midRunEvaluations, storedRun, waitForPause, waitForSteps } from './helpers/runs';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
@@ -50,6 +52,30 @@ describe('policies API', () => {
     const forbidden = await stack.request('GET', '/api/v1/policies', { apiKey: member });
     expect(forbidden.status).toBe(403);
     expect(forbidden.body.error).toMatch(/needs admin/);
+  });
+
+  it('a PUT of the current policy answers its version with changed: false, writes no version and pushes nothing; a real change does both', async () => {
+    const own = await stack.createTenant();
+    const runId = await stack.submitRun(own.apiKey, { plan: slowPlan(3, 1500) });
+    await stack.waitForPhase(runId, ['EXECUTING']);
+    const current = await stack.request('GET', '/api/v1/policies', { apiKey: own.apiKey });
+    const versions = async () => (await stack.db.select().from(policies).where(eq(policies.tenantId, own.tenantId))).length;
+    const pushes = async () => (await stack.db.select().from(controlPushes).where(eq(controlPushes.tenantId, own.tenantId))).length;
+    const [versionsBefore, pushesBefore] = [await versions(), await pushes()];
+
+    const again = await stack.request('PUT', '/api/v1/policies', { apiKey: own.apiKey, body: current.body.rules });
+    expect(again.status).toBe(200);
+    expect(again.body).toEqual({ version: current.body.version, rules: current.body.rules, changed: false });
+    // The same rules in another order, and a defaulted rule left out, are the same policy.
+    const { pauseOnThreshold: _defaulted, ...shuffled } = Object.fromEntries(Object.entries(current.body.rules as Record<string, unknown>).reverse());
+    expect((await stack.request('PUT', '/api/v1/policies', { apiKey: own.apiKey, body: shuffled })).body).toMatchObject({ version: current.body.version, changed: false });
+    expect([await versions(), await pushes()]).toEqual([versionsBefore, pushesBefore]);
+
+    const changed = await stack.request('PUT', '/api/v1/policies', { apiKey: own.apiKey, body: { ...current.body.rules, maxSteps: current.body.rules.maxSteps + 1 } });
+    expect(changed.status).toBe(200);
+    expect(changed.body).toMatchObject({ version: current.body.version + 1, changed: true, push: expect.any(String) });
+    expect([await versions(), await pushes()]).toEqual([versionsBefore + 1, pushesBefore + 1]);
+    await stack.request('POST', `/api/v1/runs/${runId}/stop`, { apiKey: own.apiKey });
   });
 });
 

@@ -3,6 +3,7 @@ import { controlRefusal } from '../../api/control-refusals';
 import { HttpError } from '../../api/errors';
 import { PROBLEMS, problemBody } from '../../api/problems';
 import { authoritiesInWords, stateForTenant, withAuthoritiesInWords } from '../../core/authority-words';
+import { DEFAULT_POLICY, samePolicyRules } from '../../core/policy';
 import { RESUME_AUTHORITIES } from '../../core/policy-check';
 
 describe('a problem', () => {
@@ -52,3 +53,13 @@ describe("the run's refusals of a resume, as a tenant reads them", () => {
   });
 });
 
+describe('two policies are the same', () => {
+  it('whatever the order of their rules, with a defaulted rule left out; not when one rule differs', () => {
+    const { pauseOnThreshold: _defaulted, ...withoutDefault } = DEFAULT_POLICY;
+    const reordered = Object.fromEntries(Object.entries(withoutDefault).reverse()) as typeof DEFAULT_POLICY;
+    expect(samePolicyRules(DEFAULT_POLICY, reordered)).toBe(true);
+    expect(samePolicyRules(DEFAULT_POLICY, { ...DEFAULT_POLICY, maxSteps: DEFAULT_POLICY.maxSteps + 1 })).toBe(false);
+    expect(samePolicyRules(DEFAULT_POLICY, { ...DEFAULT_POLICY, allowedSkills: [...DEFAULT_POLICY.allowedSkills].reverse() })).toBe(DEFAULT_POLICY.allowedSkills.length < 2);
+    expect(samePolicyRules(DEFAULT_POLICY, { ...DEFAULT_POLICY, tools: { ...DEFAULT_POLICY.tools, maxCallsPerRun: 7 } })).toBe(false);
+  });
+});
