@@ -1,8 +1,10 @@
-import { and, asc, eq, inArray, isNotNull, lte, sql } from 'drizzle-orm';
+import { eq, inArray, sql } from 'drizzle-orm';
 import {
   EMPTY_TOTALS,
+  cleanRunReport,
   describeStale,
   reconcileRun,
+  storedReport,
   type AuditVerdict,
   type PassTotals,
   type Finding,
@@ -10,7 +12,17 @@ import {
   type RunLiveness,
 } from '../core/audit-reconciliation';
 import { auditEventTopic } from '../core/events';
-import { databaseNow, lastAuditPassStartedAt, staleRunCandidates, loadAuditRecords, markClosedRunsDue, markQuietRunsDue, type RunAuditRecords } from '../db/audit';
+import {
+  checkDueRuns,
+  databaseNow,
+  lastAuditPassStartedAt,
+  staleRunCandidates,
+  loadAuditRecords,
+  markClosedRunsDue,
+  markQuietRunsDue,
+  type DueRun,
+  type RunAuditRecords,
+} from '../db/audit';
 import { resolveIncidentsBySystem } from '../db/incidents';
 import type { DbOrTx } from '../db/client';
 import { auditFindings, auditPasses, auditReconciliations, staleRunReports, type StaleRunEntry } from '../db/schema';
@@ -74,10 +86,11 @@ interface PageEffects {
 
 type FindingRow = typeof auditFindings.$inferSelect;
 
-/** The stored sets: the live API recomputes the rest from the same records. */
-function storedReport(report: RunAuditReport): RunAuditReport {
-  return { ...report, expectations: [] };
-}
+/**
+ * What a pass stores of every clean run, but its id and finalize time: the report the rules give a
+ * clean run (`cleanRunReport`), which the page's update fills in per run.
+ */
+const CLEAN_TEMPLATE = JSON.stringify(storedReport(cleanRunReport('', new Date(0))));
 
 export function createReconcilerActivities({ db, metrics, temporal, logger }: ActivityDeps, probe: Readonly<WedgeProbe> = WEDGE_PROBE) {
   async function liveness(record: RunAuditRecords): Promise<RunLiveness> {
@@ -107,29 +120,33 @@ export function createReconcilerActivities({ db, metrics, temporal, logger }: Ac
   }
 
   /**
-   * One page of a pass, in one transaction: the due runs are locked (others' passes skip them),
-   * reconciled against their evidence, and their verdicts, findings, incidents and events written
-   * together. A failure anywhere rolls the page back and the activity retries it; nothing is
-   * reported clean that was not read.
+   * One page of a pass, in one transaction: the due runs are locked (others' passes skip them) and
+   * checked in one statement (`checkDueRuns`); a run found clean is COMPLETE with nothing to report
+   * and is neither loaded nor run through the rules; every other is loaded and reconciled by the
+   * rules, and its findings, incidents and events written. All verdicts are stored in one statement.
+   * A failure anywhere rolls the page back and the activity retries it; nothing is reported clean
+   * that was not read.
    */
   async function reconcileDueRuns(input: ReconcilePageInput): Promise<ReconcilePageResult> {
     // A pass's first page (no horizon yet) looks for wedged runs first, so they are due within it.
     if (input.dueBefore === null) await markWedgeCandidatesDue();
     const { result, effects } = await db.transaction(async (tx) => {
-      const now = await databaseNow(tx);
-      const dueBefore = input.dueBefore ? new Date(input.dueBefore) : now;
-      const due = await tx
-        .select({ runId: auditReconciliations.runId })
-        .from(auditReconciliations)
-        .where(and(isNotNull(auditReconciliations.dueAt), lte(auditReconciliations.dueAt, dueBefore)))
-        .orderBy(asc(auditReconciliations.dueAt))
-        .limit(input.limit)
-        .for('update', { skipLocked: true });
+      const { now, dueBefore, runs } = await checkDueRuns(tx, { dueBefore: input.dueBefore ? new Date(input.dueBefore) : null, limit: input.limit });
       const page: PageEffects = { staleOpened: 0, driftSubjectsAnnounced: 0 };
-      const totals: PassTotals = { ...EMPTY_TOTALS, verdicts: {}, runs: due.length };
-      if (due.length === 0) return { result: { ...totals, dueBefore: dueBefore.toISOString() }, effects: page };
+      const totals: PassTotals = { ...EMPTY_TOTALS, verdicts: {}, runs: runs.length };
+      const clean: { runId: string; finalizedAt: Date }[] = [];
+      const dirty: DueRun[] = [];
+      for (const run of runs) {
+        if (run.clean && run.finalizedAt) clean.push({ runId: run.runId, finalizedAt: run.finalizedAt });
+        else dirty.push(run);
+      }
+      if (clean.length > 0) totals.verdicts.COMPLETE = clean.length;
+      if (dirty.length === 0) {
+        await storeVerdicts(tx, [], clean);
+        return { result: { ...totals, dueBefore: dueBefore.toISOString() }, effects: page };
+      }
 
-      const records = await loadAuditRecords(tx, due.map((d) => d.runId));
+      const records = await loadAuditRecords(tx, dirty.map((d) => d.runId));
       const loaded = [...records.values()];
       const reports = loaded.map((record) => reconcileRun({ ...record, now }));
       // Temporal's word is needed on a stale run, and on any due run not finalized: its workflow may
@@ -139,7 +156,7 @@ export function createReconcilerActivities({ db, metrics, temporal, logger }: Ac
         reports[i] = reconcileRun({ ...loaded[i]!, now, liveness: await liveness(loaded[i]!) });
       });
 
-      await storeVerdicts(tx, reports);
+      await storeVerdicts(tx, reports, clean);
       const existing = await tx.select().from(auditFindings).where(inArray(auditFindings.runId, reports.map((r) => r.runId)));
       const rowsByRun = new Map<string, FindingRow[]>();
       for (const row of existing) rowsByRun.set(row.runId, [...(rowsByRun.get(row.runId) ?? []), row]);
@@ -164,10 +181,12 @@ export function createReconcilerActivities({ db, metrics, temporal, logger }: Ac
   }
 
   /**
-   * The run's audit state after this pass: verdict and sets; no longer due until something changes,
-   * or, for a run not yet settled (its deadlines moved while it was paused), due at its deadline.
+   * The runs' audit state after this pass, in one statement: verdict and sets; no longer due until
+   * something changes, or, for a run not yet settled (its deadlines moved while it was paused), due
+   * at its deadline. A clean run's report is `CLEAN_TEMPLATE` with its id and finalize time.
    */
-  async function storeVerdicts(tx: DbOrTx, reports: readonly RunAuditReport[]): Promise<void> {
+  async function storeVerdicts(tx: DbOrTx, reports: readonly RunAuditReport[], clean: readonly { runId: string; finalizedAt: Date }[]): Promise<void> {
+    if (reports.length === 0 && clean.length === 0) return;
     const rows = reports.map((r) => ({
       run_id: r.runId,
       verdict: r.verdict,
@@ -175,6 +194,7 @@ export function createReconcilerActivities({ db, metrics, temporal, logger }: Ac
       clean: r.findings.length === 0,
       next_due_at: r.nextCheckAt,
     }));
+    const cleanRows = clean.map((r) => ({ run_id: r.runId, finalized_at: r.finalizedAt }));
     await tx.execute(sql`
       update ${auditReconciliations} ar set
         verdict = v.verdict,
@@ -188,7 +208,15 @@ export function createReconcilerActivities({ db, metrics, temporal, logger }: Ac
           when not v.clean then null
           when ar.first_detected_at is not null then coalesce(ar.resolved_at, now())
           else ar.resolved_at end
-      from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as v(run_id uuid, verdict text, report jsonb, clean boolean, next_due_at timestamptz)
+      from (
+        select d.run_id, d.verdict, d.report, d.clean, d.next_due_at
+          from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as d(run_id uuid, verdict text, report jsonb, clean boolean, next_due_at timestamptz)
+        union all
+        select c.run_id, t.report->>'verdict', jsonb_set(jsonb_set(t.report, '{runId}', to_jsonb(c.run_id::text)), '{finalizedAt}', to_jsonb(c.finalized_at)),
+               true, null::timestamptz
+          from jsonb_to_recordset(${JSON.stringify(cleanRows)}::jsonb) as c(run_id uuid, finalized_at text),
+               (select ${CLEAN_TEMPLATE}::jsonb as report) t
+      ) v
       where ar.run_id = v.run_id`);
   }
 

@@ -2,6 +2,7 @@
  * Benchmark of the audit reconciler at scale: a pass must cost what is due, not what exists.
  *
  *   npm run bench -- audit [--runs 100000,1000000] [--due-pct 1] [--keep]
+ *   BENCH_AUDIT_REUSE=1 npm run bench -- audit   (keeps each size's seeded database and reuses it)
  *
  * For each size N, in a fresh database: N finalized runs of one tenant, each with its six
  * expectations, six OK acks and a clean evidence set (trace, outcome incident, final evaluation,
@@ -10,6 +11,12 @@
  * query and of the evidence queries for one page, then times one full pass twice: the
  * `reconcileDueRuns` activity in a loop, and `reconcileAuditWorkflow` through a Temporal dev server
  * (same store and tuning as `temporal-dev.sh`). Ends with a summary table across sizes.
+ *
+ * Seeding 1,000,000 runs takes minutes. With `BENCH_AUDIT_REUSE=1` each size's database is named by
+ * its size and due share, kept afterwards, and reused by the next run when its seed completed:
+ * migrations are applied, the audit state left by earlier passes is reset (the same runs due, no
+ * findings or passes), and it is vacuumed and checkpointed before the timing as after a seed. The
+ * default stays a fresh database per size.
  */
 import { ToolServers } from '../activities/tools/servers';
 import { DEFAULT_MAX_STEP_OUTPUT_BYTES } from '../core/outputs';
@@ -19,15 +26,16 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { tsToMs } from '@temporalio/common/lib/time';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import { and, asc, isNotNull, lte } from 'drizzle-orm';
+import { TransactionRollbackError } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import { createReconcilerActivities } from '../activities/reconciler';
 import { COMPLETE_TRACE, CREATE_INCIDENT, CREATE_LOG_RECORD, EVALUATE_POLICY, FINALIZE_RUN, RUN_EXPECTATIONS, START_TRACE } from '../core/audit';
 import { EMPTY_TOTALS, actionKey, addTotals, type PassTotals } from '../core/audit-reconciliation';
 import { RUN_SEARCH_ATTRIBUTES } from '../core/search-attributes';
-import { databaseNow, loadAuditRecords } from '../db/audit';
+import { checkDueRuns, databaseNow } from '../db/audit';
 import { connectDatabase, type Database } from '../db/client';
 import { runMigrations } from '../db/migrate';
 import * as schema from '../db/schema';
@@ -58,7 +66,11 @@ const RESULT_OF: Readonly<Record<string, keyof typeof TAG | 'run'>> = {
   [actionKey(FINALIZE_RUN)]: 'run',
 };
 
-/** The index each query of a page must use; a Seq Scan on a large table means a pass costs the total. */
+/**
+ * The index each table's read must use; a Seq Scan on a large table means a pass costs the total.
+ * (The tables the bench leaves empty, trace_steps, step_outputs and audit_findings, are scanned:
+ * there is nothing to index into.)
+ */
 const EXPECTED_INDEXES: Readonly<Record<string, string>> = {
   audit_reconciliations: 'audit_reconciliations_due_idx',
   runs: 'runs_pkey',
@@ -68,7 +80,9 @@ const EXPECTED_INDEXES: Readonly<Record<string, string>> = {
   incidents: 'incidents_run_dedupe_uq',
   policy_evaluations: 'policy_evaluations_run_dedupe_uq',
   run_logs: 'run_logs_run_id_unique',
-  trace_steps: 'trace_steps_run_step_uq',
+  trace_steps: 'trace_steps_item_uq',
+  step_outputs: 'step_outputs_item_uq',
+  audit_findings: 'audit_findings_run_check_uq',
 };
 
 interface SizeResult {
@@ -90,6 +104,8 @@ interface Bench {
   bundlePath: string;
   duePct: number;
   keep: boolean;
+  /** BENCH_AUDIT_REUSE: each size's seeded database is kept and reused. */
+  reuse: boolean;
 }
 
 const ms = (n: number) => `${n.toFixed(0)} ms`;
@@ -221,6 +237,46 @@ async function seed(sql: postgres.Sql, runs: number, every: number): Promise<{ s
   return { seedMs, vacuumMs };
 }
 
+/** The comment a reusable database carries once its seed has finished. */
+const SEEDED = 'governed bench audit: seeded';
+
+async function seededBefore(adminUrl: string, dbName: string): Promise<boolean> {
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    const rows = await admin`select shobj_description(oid, 'pg_database') as comment from pg_database where datname = ${dbName}`;
+    return rows[0]?.comment === SEEDED;
+  } finally {
+    await admin.end();
+  }
+}
+
+async function dropDatabase(adminUrl: string, dbName: string): Promise<void> {
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`drop database if exists "${dbName}" with (force)`);
+  await admin.end();
+}
+
+/**
+ * A reused database back to the state a seed leaves: earlier passes' verdicts stand on the runs
+ * that are not due (COMPLETE, as seeded), the due ones are due again, and no finding, audit
+ * incident, event or pass is left. Vacuumed and checkpointed as after a seed.
+ */
+async function reset(sql: postgres.Sql, runs: number, every: number): Promise<{ seedMs: number; vacuumMs: number }> {
+  const started = performance.now();
+  await sql.unsafe(`delete from audit_findings`);
+  await sql.unsafe(`delete from audit_passes`);
+  await sql.unsafe(`delete from incidents where kind = 'audit'`);
+  await sql.unsafe(`delete from outbox`);
+  await sql.unsafe(`update audit_reconciliations set due_at = null where due_at is not null`);
+  await markDue(sql, runs, every);
+  const seedMs = performance.now() - started;
+  const [, vacuumMs] = await timed(async () => {
+    await sql.unsafe(`vacuum (analyze)`);
+    await sql.unsafe(`checkpoint`);
+  });
+  return { seedMs, vacuumMs };
+}
+
 /** Same predicate as the seed: the same runs become due again. */
 function markDue(sql: postgres.Sql, runs: number, every: number) {
   return sql.unsafe(
@@ -253,7 +309,7 @@ function indexVerdict(plan: readonly string[]): string {
   return verdicts.join('; ');
 }
 
-async function explain(sql: postgres.Sql, label: string, query: string, params: readonly unknown[], full: boolean): Promise<void> {
+async function explain(sql: postgres.Sql | postgres.TransactionSql, label: string, query: string, params: readonly unknown[], full: boolean): Promise<void> {
   const rows = await sql.unsafe(`explain (analyze, buffers) ${query}`, params as never[]);
   const plan = rows.map((r) => String((r as Record<string, unknown>)['QUERY PLAN']));
   const time = plan.find((l) => l.startsWith('Execution Time'))?.replace('Execution Time: ', '') ?? '?';
@@ -264,36 +320,33 @@ async function explain(sql: postgres.Sql, label: string, query: string, params: 
 }
 
 /**
- * EXPLAIN (ANALYZE, BUFFERS) of one page's reads, with the very SQL and parameters the activity
- * sends: the due query is the activity's, rebuilt; the evidence queries are captured from
- * `loadAuditRecords` itself (read-only, so ANALYZE changes nothing).
+ * EXPLAIN (ANALYZE, BUFFERS) of one page's statement, the very SQL the activity sends, captured from
+ * `checkDueRuns` itself in a transaction rolled back after (its locks and nothing else).
  */
 async function explainPage(url: string, sql: postgres.Sql): Promise<void> {
-  const captured: { query: string; params: unknown[] }[] = [];
-  const capture = postgres(url, { max: 1, onnotice: () => {}, debug: (_c, query, params) => captured.push({ query, params }) });
+  const captured: string[] = [];
+  const capture = postgres(url, { max: 1, onnotice: () => {}, debug: (_c, query) => captured.push(query) });
   try {
     const db = drizzle(capture, { schema });
-    const { auditReconciliations: ar } = schema;
-    const now = await databaseNow(db);
-    captured.length = 0;
-    const due = await db
-      .select({ runId: ar.runId })
-      .from(ar)
-      .where(and(isNotNull(ar.dueAt), lte(ar.dueAt, now)))
-      .orderBy(asc(ar.dueAt))
-      .limit(RECONCILE_PAGE_SIZE)
-      .for('update', { skipLocked: true });
-    const [dueQuery] = captured.splice(0);
-    await explain(sql, 'due runs', dueQuery!.query, dueQuery!.params, true);
-    await loadAuditRecords(db, due.map((d) => d.runId));
-    const tableOf = (q: string) => /from "(\w+)"/.exec(q)?.[1] ?? '?';
-    for (const { query, params } of captured) {
-      const table = tableOf(query);
-      await explain(sql, `evidence ${table} (${params.length} params)`, query, params, table === 'domain_acks');
-    }
+    await db
+      .transaction(async (tx) => {
+        await checkDueRuns(tx, { dueBefore: null, limit: RECONCILE_PAGE_SIZE });
+        tx.rollback();
+      })
+      .catch((err: unknown) => {
+        if (!(err instanceof TransactionRollbackError)) throw err;
+      });
   } finally {
     await capture.end({ timeout: 5 });
   }
+  const page = captured.find((q) => q.includes('for update of ar skip locked'));
+  if (!page) throw new Error('the page statement was not captured');
+  await sql.begin(async (tx) => {
+    await explain(tx, 'page (due runs, locked, and their evidence checked)', page, [], true);
+    throw new TransactionRollbackError();
+  }).catch((err: unknown) => {
+    if (!(err instanceof TransactionRollbackError)) throw err;
+  });
 }
 
 /** What went wrong on runs that should have been clean: the seed or the rules. */
@@ -306,6 +359,48 @@ async function showFindings(sql: postgres.Sql): Promise<void> {
   for (const r of reports) console.log(`    report ${r.run_id as string} ${r.verdict as string}: ${JSON.stringify(r.report).slice(0, 800)}`);
 }
 
+/**
+ * Where a workflow pass's time went, from its history: the first page (the wedge probe and the
+ * horizon), the other pages (each activity's run time, and its wait in the queue), recording the
+ * pass, and the rest (workflow tasks and the round trips between them).
+ */
+async function passTimeline(client: Client, workflowId: string): Promise<string> {
+  const events = [];
+  for (let runId: string | undefined; ; ) {
+    const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    events.push(...(history.events ?? []));
+    const next = history.events?.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId;
+    if (!next) break;
+    runId = next;
+  }
+  const scheduled = new Map<string, { type: string; at: number; startedAt?: number }>();
+  const pages: { queued: number; ran: number }[] = [];
+  let record = 0;
+  for (const event of events) {
+    const at = tsToMs(event.eventTime);
+    const schedule = event.activityTaskScheduledEventAttributes;
+    if (schedule) scheduled.set(String(event.eventId), { type: schedule.activityType?.name ?? '?', at });
+    const start = event.activityTaskStartedEventAttributes;
+    const started = start && scheduled.get(String(start.scheduledEventId));
+    if (started) started.startedAt = at;
+    const done = event.activityTaskCompletedEventAttributes;
+    const from = done && scheduled.get(String(done.scheduledEventId));
+    if (from) {
+      const startedAt = from.startedAt ?? from.at;
+      if (from.type === 'reconcileDueRuns') pages.push({ queued: startedAt - from.at, ran: at - startedAt });
+      else record = at - from.at;
+    }
+  }
+  const total = tsToMs(events.at(-1)?.eventTime) - tsToMs(events[0]?.eventTime);
+  const [first, ...rest] = pages;
+  const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
+  const ran = rest.map((p) => p.ran);
+  return (
+    `${ms(total)} in the history: first page (wedge probe + page) ${ms(first?.ran ?? 0)}; ${rest.length} more pages, ` +
+    `each ran ${ms(mean(ran))} (max ${ms(Math.max(0, ...ran))}) after ${ms(mean(rest.map((p) => p.queued)))} in the queue; recording the pass ${ms(record)}`
+  );
+}
+
 function totalsLine(totals: PassTotals): string {
   const verdicts = Object.entries(totals.verdicts)
     .map(([v, n]) => `${v} ${count(n)}`)
@@ -315,16 +410,26 @@ function totalsLine(totals: PassTotals): string {
 
 async function benchSize(bench: Bench, runs: number): Promise<SizeResult> {
   const every = dueEvery(bench.duePct);
-  const dbName = `governed_bench_audit_${Date.now()}`;
+  const dbName = bench.reuse ? `governed_bench_audit_reuse_${runs}_${every}` : `governed_bench_audit_${Date.now()}`;
   const url = new URL(bench.admin);
   url.pathname = `/${dbName}`;
   console.log(`\n${count(runs)} runs, every ${every}th due (database ${dbName})`);
+  const seeded = bench.reuse && (await seededBefore(bench.admin, dbName));
+  if (bench.reuse && !seeded) await dropDatabase(bench.admin, dbName); // a seed that did not finish
   await runMigrations(url.toString());
   const sql = postgres(url.toString(), { max: 1, onnotice: () => {} });
   let database: Database | undefined;
   try {
-    console.log('  seed:');
-    const { seedMs, vacuumMs } = await seed(sql, runs, every);
+    let seedMs: number;
+    let vacuumMs: number;
+    if (seeded) {
+      ({ seedMs, vacuumMs } = await reset(sql, runs, every));
+      console.log(`  reused the seeded database (BENCH_AUDIT_REUSE): audit state reset in ${ms(seedMs)}`);
+    } else {
+      console.log('  seed:');
+      ({ seedMs, vacuumMs } = await seed(sql, runs, every));
+      if (bench.reuse) await sql.unsafe(`comment on database "${dbName}" is '${SEEDED}'`);
+    }
     const [{ size, due }] = (await sql`
       select pg_size_pretty(pg_database_size(current_database())) as size,
              (select count(*)::int from audit_reconciliations where due_at is not null) as due`) as unknown as [{ size: string; due: number }];
@@ -373,8 +478,11 @@ async function benchSize(bench: Bench, runs: number): Promise<SizeResult> {
       workflowBundlePath: bench.bundlePath,
       deps,
     });
-    const pass = (label: string) =>
-      bench.client.workflow.execute(reconcileAuditWorkflow, { taskQueue, workflowId: `bench-audit-${runs}-${label}-${Date.now()}`, args: [{}] });
+    let lastPassId = '';
+    const pass = (label: string) => {
+      lastPassId = `bench-audit-${runs}-${label}-${Date.now()}`;
+      return bench.client.workflow.execute(reconcileAuditWorkflow, { taskQueue, workflowId: lastPassId, args: [{}] });
+    };
     let emptyPassMs = 0;
     let workflowMs = 0;
     await worker.runUntil(async () => {
@@ -382,11 +490,13 @@ async function benchSize(bench: Bench, runs: number): Promise<SizeResult> {
       const [empty, emptyMs] = await timed(() => pass('empty'));
       emptyPassMs = emptyMs;
       console.log(`  empty pass (workflow, nothing due): ${ms(emptyMs)}; ${totalsLine(empty)}`);
+      console.log(`    ${await passTimeline(bench.client, lastPassId)}`);
       const [updated, reseedMs] = await timed(() => markDue(sql, runs, every));
       console.log(`  the same ${count(updated.count)} runs due again (${ms(reseedMs)})`);
       const [totals, took] = await timed(() => pass('full'));
       workflowMs = took;
       console.log(`  pass (workflow): ${ms(took)} (${load()}); ${totalsLine(totals)}`);
+      console.log(`    ${await passTimeline(bench.client, lastPassId)}`);
       const workflowOk = totals.runs === due && totals.verdicts.COMPLETE === due;
       if (!workflowOk) await showFindings(sql);
       ok &&= workflowOk;
@@ -401,12 +511,10 @@ async function benchSize(bench: Bench, runs: number): Promise<SizeResult> {
   } finally {
     await database?.close();
     await sql.end({ timeout: 5 });
-    if (bench.keep) {
+    if (bench.keep || bench.reuse) {
       console.log(`  kept database ${dbName}`);
     } else {
-      const admin = postgres(bench.admin, { max: 1, onnotice: () => {} });
-      await admin.unsafe(`drop database if exists "${dbName}" with (force)`);
-      await admin.end();
+      await dropDatabase(bench.admin, dbName);
     }
   }
 }
@@ -472,6 +580,7 @@ export async function benchAudit(argv: readonly string[]): Promise<void> {
       bundlePath: await buildWorkflowBundle(path.join(work, 'bundle.js')),
       duePct,
       keep: values.keep,
+      reuse: Boolean(process.env.BENCH_AUDIT_REUSE),
     };
     console.log(`audit reconciler benchmark: sizes ${sizes.map(count).join(', ')}, ${duePct}% due, pages of ${RECONCILE_PAGE_SIZE}, ${os.cpus().length} cores, ${load()}`);
     const results: SizeResult[] = [];

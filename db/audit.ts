@@ -1,11 +1,12 @@
 import { and, asc, desc, eq, isNotNull, isNull, lte, or, sql } from 'drizzle-orm';
-import { FINALIZE_RUN, RUN_EXPECTATIONS } from '../core/audit';
-import type { AckRecord, DomainEvidence, ExpectationRecord } from '../core/audit-reconciliation';
-import type { RunPhase } from '../core/phases';
+import { COMPLETE_TRACE, CREATE_INCIDENT, CREATE_LOG_RECORD, EVALUATE_POLICY, FINALIZE_RUN, RUN_EXPECTATIONS, START_TRACE, type AuditAction } from '../core/audit';
+import { actionKey, type AckRecord, type DomainEvidence, type ExpectationRecord } from '../core/audit-reconciliation';
+import { TERMINAL_PHASES, type RunPhase } from '../core/phases';
 import type { DbOrTx } from './client';
 import {
   auditExpectations,
   auditPasses,
+  auditFindings,
   auditReconciliations,
   domainAcks,
   incidents,
@@ -137,6 +138,146 @@ export async function loadAuditRecords(db: DbOrTx, runIds: readonly string[]): P
     });
   }
   return records;
+}
+
+/** A due run of a page, and whether the prefilter found its evidence clean. */
+export interface DueRun {
+  runId: string;
+  tenantId: string;
+  /** When its `finalize_run` was acked OK, or null. */
+  finalizedAt: Date | null;
+  /**
+   * Finalized, every expectation met by a standing OK ack whose row stands, no row or ack nobody
+   * declared, no late trace step, no open finding: the rules would call it COMPLETE with nothing to
+   * report (`cleanRunReport`). False means only "the rules must read it".
+   */
+  clean: boolean;
+}
+
+
+/**
+ * One page of a pass, in one statement: locks up to `limit` runs due at or before `dueBefore` (the
+ * transaction's `now()` on a pass's first page), `SKIP LOCKED` so pages and passes never share a
+ * run, and says of each whether its evidence is clean. Each of the run's tables is read once through
+ * its run index, as `loadAuditRecords` reads it, and folded into a few arrays; the rules' set checks
+ * (core/audit-reconciliation.ts) are then comparisons of those arrays, one line each below. Nothing
+ * is assembled or sent for a clean run but its row. The checks err one way only: they may call
+ * dirty a run the rules would call clean (any rolled-back ack, a trace step after the finalize ack
+ * to the microsecond), never the reverse (test/audit-prefilter.test.ts).
+ *
+ * Everything is per run (lateral subqueries on the run's id), so the plan is a loop over the page's
+ * runs whatever the statistics say of how many are due; set-based joins between the page's rows
+ * were planned from those statistics and, at 10 runs expected and 500 found, compared them pairwise.
+ */
+export async function checkDueRuns(
+  tx: DbOrTx,
+  page: { dueBefore: Date | null; limit: number },
+): Promise<{ now: Date; dueBefore: Date; runs: DueRun[] }> {
+  if (!Number.isInteger(page.limit) || page.limit < 1) throw new Error(`page limit must be a positive integer, got ${page.limit}`);
+  const horizon = page.dueBefore ? sql.raw(`'${page.dueBefore.toISOString()}'::timestamptz`) : sql.raw('now()');
+  const key = (alias: string) => sql.raw(`${alias}.domain || '/' || ${alias}.action`);
+  const text = (values: readonly string[]) => sql.raw(`array[${values.map((v) => `'${v}'`).join(', ')}]::text[]`);
+  const contract = text(RUN_EXPECTATIONS.map(actionKey));
+  const terminal = sql.raw(TERMINAL_PHASES.map((p) => `'${p}'`).join(', '));
+  const ok = (action: AuditAction) => sql.raw(`a.status = 'OK' and a.domain = '${action.domain}' and a.action = '${action.action}'`);
+  const named = (...actions: AuditAction[]) =>
+    sql.raw(`a.status <> 'FAILED' and (${actions.map((x) => `(a.domain = '${x.domain}' and a.action = '${x.action}')`).join(' or ')})`);
+  const rows = await tx.execute<{ run_id: string; tenant_id: string; finalized_at: string | Date | null; clean: boolean | null; now: string | Date }>(sql`
+    with due as materialized (
+      select ar.run_id, ar.due_at from ${auditReconciliations} ar
+       where ar.due_at is not null and ar.due_at <= ${horizon}
+       order by ar.due_at
+       limit ${sql.raw(String(page.limit))}
+       for update of ar skip locked
+    )
+    select r.id as run_id, r.tenant_id, a.finalized_at, now() as now, coalesce(
+          -- finalized: finalize_run acked OK, naming the run, which is in a final phase
+          a.finalized_at is not null and a.finalized_result = r.id and r.phase in (${terminal})
+          -- no rollback withdrew an OK (the rules decide what else it means); keys split one way
+          and not a.rolled_back and not a.slashed and not e.slashed
+          -- invalid: every expectation has a deadline, and the contract declares its six actions
+          and not e.undated and e.keys @> ${contract}
+          -- missing: every expectation has an OK ack
+          and coalesce(a.ok_keys, '{}') @> e.keys
+          -- drift: every ack was declared (a step's or a turn's record is evidence, never declared)
+          and e.keys @> coalesce(a.declared_keys, '{}')
+          -- phantom: each OK ack of the contract names a row of the run that stands
+          and a.start_result = any(t.ids)
+          and a.complete_result = any(t.completed)
+          and a.incident_result = any(i.standing)
+          and a.evaluation_result = any(p.standing)
+          and a.log_result = any(l.ids)
+          -- phantom: each OK ack of a step, turn or call names one of the run's stored outputs
+          and coalesce(a.item_results, '{}') <@ coalesce(o.ids, '{}')
+          -- drift: every domain row and every output is named by an ack
+          and coalesce(t.ids, '{}') <@ coalesce(a.trace_names, '{}')
+          and coalesce(i.ids, '{}') <@ coalesce(a.incident_names, '{}')
+          and coalesce(p.ids, '{}') <@ coalesce(a.evaluation_names, '{}')
+          and coalesce(l.ids, '{}') <@ coalesce(a.log_names, '{}')
+          and coalesce(o.ids, '{}') <@ coalesce(a.item_results, '{}')
+          -- drift: no trace step after the finalize ack
+          and not exists (select 1 from ${traceSteps} s where s.run_id = r.id and s.created_at > a.finalized_at)
+          -- and no open finding to resolve
+          and not exists (select 1 from ${auditFindings} f where f.run_id = r.id and f.resolved_at is null),
+        false) as clean
+      from due
+      join ${runs} r on r.id = due.run_id
+      cross join lateral (
+        select
+          max(a.created_at) filter (where ${ok(FINALIZE_RUN)}) as finalized_at,
+          (array_agg(a.result_id) filter (where ${ok(FINALIZE_RUN)}))[1] as finalized_result,
+          coalesce(bool_or(a.status = 'ROLLED_BACK'), false) as rolled_back,
+          coalesce(bool_or(position('/' in a.domain) > 0), false) as slashed,
+          array_agg(${key('a')}) filter (where a.status = 'OK') as ok_keys,
+          array_agg(${key('a')}) filter (where a.item is null or a.item = 'tool_call') as declared_keys,
+          (array_agg(a.result_id) filter (where ${ok(START_TRACE)}))[1] as start_result,
+          (array_agg(a.result_id) filter (where ${ok(COMPLETE_TRACE)}))[1] as complete_result,
+          (array_agg(a.result_id) filter (where ${ok(CREATE_INCIDENT)}))[1] as incident_result,
+          (array_agg(a.result_id) filter (where ${ok(EVALUATE_POLICY)}))[1] as evaluation_result,
+          (array_agg(a.result_id) filter (where ${ok(CREATE_LOG_RECORD)}))[1] as log_result,
+          array_agg(a.result_id) filter (where a.status = 'OK' and a.item is not null) as item_results,
+          array_agg(a.result_id) filter (where ${named(START_TRACE, COMPLETE_TRACE)}) as trace_names,
+          array_agg(a.result_id) filter (where ${named(CREATE_INCIDENT)}) as incident_names,
+          array_agg(a.result_id) filter (where ${named(EVALUATE_POLICY)}) as evaluation_names,
+          array_agg(a.result_id) filter (where ${named(CREATE_LOG_RECORD)}) as log_names
+        from (
+          -- itemActionKind (core/audit.ts): the kind before the action's first colon, for the item domains
+          select a.*, case when position(':' in a.action) = 0 then null
+                           when a.domain = 'logs' and split_part(a.action, ':', 1) in ('record_step', 'model_turn') then split_part(a.action, ':', 1)
+                           when a.domain = 'tools' and split_part(a.action, ':', 1) = 'tool_call' then 'tool_call' end as item
+            from ${domainAcks} a where a.run_id = r.id
+        ) a
+      ) a
+      cross join lateral (
+        select array_agg(${key('e')}) as keys, coalesce(bool_or(e.deadline_at is null), false) as undated,
+               coalesce(bool_or(position('/' in e.domain) > 0), false) as slashed
+          from ${auditExpectations} e where e.run_id = r.id
+      ) e
+      cross join lateral (
+        select array_agg(t.id) as ids, array_agg(t.id) filter (where t.status = 'completed' and not t.rolled_back) as completed
+          from ${traces} t where t.run_id = r.id
+      ) t
+      cross join lateral (
+        select array_agg(i.id) as ids, array_agg(i.id) filter (where not i.rolled_back) as standing
+          from ${incidents} i where i.run_id = r.id and i.kind in ('failure', 'none')
+      ) i
+      cross join lateral (
+        select array_agg(p.id) as ids, array_agg(p.id) filter (where not p.rolled_back) as standing
+          from ${policyEvaluations} p where p.run_id = r.id and p.kind = 'final'
+      ) p
+      cross join lateral (select array_agg(l.id) as ids from ${runLogs} l where l.run_id = r.id) l
+      cross join lateral (select array_agg(o.id) as ids from ${stepOutputs} o where o.run_id = r.id) o`);
+  const now = rows.length > 0 ? new Date(rows[0]!.now) : await databaseNow(tx);
+  return {
+    now,
+    dueBefore: page.dueBefore ?? now,
+    runs: rows.map((row) => ({
+      runId: row.run_id,
+      tenantId: row.tenant_id,
+      finalizedAt: row.finalized_at === null ? null : new Date(row.finalized_at),
+      clean: row.clean === true,
+    })),
+  };
 }
 
 /** The database's clock: deadlines were written with it, so they are compared with it. */
