@@ -265,9 +265,9 @@ describe('pause metrics', () => {
     expect(metrics).toMatch(/governed_run_pauses_total\{reason="MANUAL_PAUSE"\} [1-9]/);
     expect(metrics).toMatch(/governed_run_pause_duration_seconds_count\{reason="APPROVAL_REQUIRED",ended_by="operator"\} [1-9]/);
     expect(metrics).toMatch(/governed_run_pause_duration_seconds_count\{reason="APPROVAL_REQUIRED",ended_by="timeout"\} 1/);
-    // The TERMINATE and ESCALATE timeouts failed their runs; a run stopped and one cancelled while paused ended theirs.
+    // The TERMINATE and ESCALATE timeouts failed their runs; two runs stopped and one cancelled while paused ended theirs.
     expect(metrics).toMatch(/governed_run_pause_duration_seconds_count\{reason="APPROVAL_REQUIRED",ended_by="terminated"\} 2/);
-    expect(metrics).toMatch(/governed_run_pause_duration_seconds_count\{reason="APPROVAL_REQUIRED",ended_by="stopped"\} 2/);
+    expect(metrics).toMatch(/governed_run_pause_duration_seconds_count\{reason="APPROVAL_REQUIRED",ended_by="stopped"\} 3/);
     for (const behavior of ['TERMINATE', 'CONTINUE']) expect(metrics).toMatch(new RegExp(`governed_run_pause_timeouts_total\\{behavior="${behavior}"\\} 1`));
     expect(metrics).toMatch(/governed_run_pause_timeouts_total\{behavior="ESCALATE"\} 2/);
   });
