@@ -360,6 +360,19 @@ export const API_ROUTES: readonly RouteContract[] = [
           policyEvaluations: z.array(z.looseObject({ kind: z.string(), decision: z.string() })),
           log: z.looseObject({}).nullable(),
           acks: z.array(z.looseObject({ domain: z.string(), action: z.string(), status: z.string() })),
+          controls: z
+            .array(
+              z.looseObject({
+                id,
+                kind: z.string(),
+                accepted: z.boolean(),
+                actor: z.string().nullable(),
+                authority: z.string().nullable().describe('in words (an admin key, the service operator, ...)'),
+                detail: z.string().nullable(),
+                createdAt: isoTime,
+              }),
+            )
+            .describe('the latest 20 controls of the run, newest first: pauses, resumes, stops and those the run refused, with why'),
         }),
       },
     },

@@ -3,8 +3,9 @@ import { type Client } from '@temporalio/client';
 import { asc, eq } from 'drizzle-orm';
 import { z } from 'zod';
 import { submitRefusal } from '../core/authorization';
-import { stateForTenant } from '../core/authority-words';
+import { authorityInWords, stateForTenant } from '../core/authority-words';
 import { RUN_PHASES, RUN_STATUSES, isTerminalPhase, type RunPhase } from '../core/phases';
+import { latestControlsOfRun } from '../db/control-events';
 import { listRuns, runOfTenant } from '../db/runs';
 import { domainAcks, incidents, policyEvaluations, runLogs, traceSteps, traces } from '../db/schema';
 import { runStateQuery, type RunState } from '../workflows/messages';
@@ -70,13 +71,14 @@ export function runRoutes(deps: RunRoutesDeps): Router {
     const run = await runOfTenant(deps.db, id, callerOf(res).tenantId);
     // Another tenant's run answers exactly like a missing one.
     if (!run) throw new HttpError('RUN_NOT_FOUND', `run ${id} not found`);
-    const [trace, steps, incidentRows, evaluations, logRows, acks, live] = await Promise.all([
+    const [trace, steps, incidentRows, evaluations, logRows, acks, controls, live] = await Promise.all([
       deps.db.select().from(traces).where(eq(traces.runId, run.id)),
       deps.db.select().from(traceSteps).where(eq(traceSteps.runId, run.id)).orderBy(asc(traceSteps.stepIndex)),
       deps.db.select().from(incidents).where(eq(incidents.runId, run.id)).orderBy(asc(incidents.createdAt)),
       deps.db.select().from(policyEvaluations).where(eq(policyEvaluations.runId, run.id)).orderBy(asc(policyEvaluations.createdAt)),
       deps.db.select().from(runLogs).where(eq(runLogs.runId, run.id)),
       deps.db.select().from(domainAcks).where(eq(domainAcks.runId, run.id)).orderBy(asc(domainAcks.createdAt)),
+      latestControlsOfRun(deps.db, run.id, CONTROLS_SHOWN),
       isTerminalPhase(run.phase as RunPhase) ? Promise.resolve(null) : liveState(deps.temporal, run.id),
     ]);
     const { requestHash: _hash, ...record } = run;
@@ -88,11 +90,16 @@ export function runRoutes(deps: RunRoutesDeps): Router {
       policyEvaluations: evaluations,
       log: logRows[0] ?? null,
       acks,
+      // Refusals included: a pause the run could not take (it ended first) is said here, not only logged.
+      controls: controls.map((c) => ({ ...c, authority: c.authority && authorityInWords(c.authority) })),
     });
   });
 
   return router;
 }
+
+/** The latest controls a run's answer shows (its whole list is in its evidence). */
+const CONTROLS_SHOWN = 20;
 
 /** The workflow's own view, when a worker answers within two seconds; the stored record otherwise. */
 async function liveState(temporal: Client, id: string): Promise<RunState | null> {

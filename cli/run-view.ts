@@ -33,6 +33,17 @@ export interface StoredRun {
   finishedAt: string | null;
 }
 
+/** A control of the run as `GET /runs/:id` shows it. */
+export interface RunControlView {
+  id: string;
+  kind: string;
+  accepted: boolean;
+  actor: string | null;
+  authority: string | null;
+  detail: string | null;
+  createdAt: string;
+}
+
 /** `GET /runs/:id`: the stored record, the workflow's live state while it runs, and the domains' rows. */
 export interface RunDetail {
   run: StoredRun;
@@ -42,6 +53,8 @@ export interface RunDetail {
   incidents: { id: string; kind: string; severity: string; status: string; errorCode: string | null; message: string }[];
   policyEvaluations: { kind: string; decision: string }[];
   acks: unknown[];
+  /** The latest controls, newest first, refusals included (absent from an API older than them). */
+  controls?: RunControlView[];
 }
 
 export interface PauseView {
@@ -226,5 +239,13 @@ export function describeRun(detail: RunDetail, now: Date): string {
     ['incidents', openIncidents.length ? openIncidents.map((i) => `${i.severity} ${i.status} ${i.errorCode ?? i.kind} (${i.id})`).join('; ') : 'none'],
     ['evaluations', detail.policyEvaluations.map((e) => `${e.kind}:${e.decision}`).join(', ') || 'none'],
     ['acks', String(detail.acks.length)],
+    ['refused', refusedText(detail.controls ?? [])],
   ]);
+}
+
+/** The controls the run refused (newest first), each with why: a 202 only said the request was sent. */
+function refusedText(controls: RunControlView[]): string | undefined {
+  const refused = controls.filter((c) => !c.accepted);
+  if (refused.length === 0) return undefined;
+  return refused.map((c) => `${when(c.createdAt)} ${c.kind}${c.actor ? ` by ${c.actor}` : ''}: ${c.detail ?? 'refused'}`).join('; ');
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Option, type Command } from 'commander';
-import { RUN_PHASES, RUN_STATUSES } from '../core/phases';
+import { RUN_PHASES, RUN_STATUSES, isTerminalPhase, type RunPhase } from '../core/phases';
 import { PAUSE_REASONS } from '../core/policy-check';
 import type { RunAuditReport } from '../core/audit-reconciliation';
 import type { RunState } from '../workflows/messages';
@@ -86,8 +86,10 @@ export function registerRunCommands(program: Command): void {
     .option('--reason <text>', 'why, recorded with the pause')
     .addOption(new Option('--pause-reason <reason>', 'the kind of pause, which decides who may resume it').choices(PAUSE_REASONS).default('MANUAL_PAUSE'))
     .option('--idempotency-key <key>', IDEMPOTENCY_HELP)
-    .action(async (id: string, options: { reason?: string; pauseReason: string; idempotencyKey?: string }, command: Command) => {
-      await control(contextOf(command), id, 'pause', { reason: options.reason, pauseReason: options.pauseReason }, options.idempotencyKey);
+    .option('--no-wait', 'answer once the pause is sent, without waiting to see the run take it')
+    .option('--wait-timeout <seconds>', 'how long to wait for the run to take it or refuse it', positiveNumber, 60)
+    .action(async (id: string, options: { reason?: string; pauseReason: string; idempotencyKey?: string; wait: boolean; waitTimeout: number }, command: Command) => {
+      await control(contextOf(command), id, 'pause', { reason: options.reason, pauseReason: options.pauseReason }, options.idempotencyKey, undefined, options);
     });
 
   for (const [action, description] of [
@@ -99,8 +101,10 @@ export function registerRunCommands(program: Command): void {
       .description(description)
       .option('--reason <text>', 'why, recorded with the request')
       .option('--idempotency-key <key>', IDEMPOTENCY_HELP)
-      .action(async (id: string, options: { reason?: string; idempotencyKey?: string }, command: Command) => {
-        await control(contextOf(command), id, action, { reason: options.reason }, options.idempotencyKey);
+      .option('--no-wait', 'stop: answer once it is sent, without waiting to see the run end')
+      .option('--wait-timeout <seconds>', 'stop: how long to wait for the run to end', positiveNumber, 60)
+      .action(async (id: string, options: { reason?: string; idempotencyKey?: string; wait: boolean; waitTimeout: number }, command: Command) => {
+        await control(contextOf(command), id, action, { reason: options.reason }, options.idempotencyKey, undefined, action === 'stop' ? options : { wait: false, waitTimeout: 0 });
       });
   }
 
@@ -156,8 +160,12 @@ export async function control(
   body: Record<string, string | undefined>,
   idempotencyKey?: string,
   command = `governed runs ${action} ${id}`,
+  waiting: { wait: boolean; waitTimeout: number } = { wait: false, waitTimeout: 0 },
 ): Promise<void> {
   const key = idempotencyKey ?? randomUUID();
+  // What the run had refused before this request, so a refusal of this one is told from older ones.
+  const watchOutcome = waiting.wait && (action === 'pause' || action === 'stop');
+  const refusedBefore = watchOutcome ? new Set(((await ctx.api.get<RunDetail>(runPath(id))).controls ?? []).map((c) => c.id)) : new Set<string>();
   const retry = `${command} --idempotency-key ${key}`;
   let answer: ControlAnswer;
   try {
@@ -175,6 +183,31 @@ export async function control(
   });
   // Not a success a script may build on: it should look, or retry with the key.
   if (answer.resumed === 'unknown') process.exitCode = EXIT.FAILED;
+  if (watchOutcome && answer.outcome === 'signalled' && !ctx.json) {
+    const outcome = await outcomeOf(ctx, id, action as 'pause' | 'stop', refusedBefore, waiting.waitTimeout * 1000);
+    console.log(outcome.text);
+    if (!outcome.ok) process.exitCode = EXIT.FAILED;
+  }
+}
+
+/**
+ * A pause or a stop is answered 202 when it is sent; the run takes it at its next step boundary, or
+ * refuses it (it ended first, or it refuses that control now). Waits to see which.
+ */
+async function outcomeOf(ctx: Context, id: string, action: 'pause' | 'stop', refusedBefore: ReadonlySet<string>, timeoutMs: number): Promise<{ ok: boolean; text: string }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const detail = await ctx.api.get<RunDetail>(runPath(id));
+    const refusal = (detail.controls ?? []).find((c) => c.kind === action && !c.accepted && !refusedBefore.has(c.id));
+    if (refusal) return { ok: false, text: `run ${id} refused the ${action}: ${refusal.detail ?? 'no reason given'}` };
+    const { run } = detail;
+    const ended = isTerminalPhase(run.phase as RunPhase);
+    if (action === 'pause' && (detail.live?.pause || run.pauseReason)) return { ok: true, text: `run ${id} paused (${detail.live?.pause?.reason ?? run.pauseReason})` };
+    if (action === 'stop' && ended && run.errorCode === 'STOPPED') return { ok: true, text: `run ${id} stopped: ${run.phase} (${run.status})` };
+    if (ended) return { ok: false, text: `run ${id} ended ${run.phase} (${run.status}) before its next step: the ${action} was not applied` };
+    if (Date.now() > deadline) return { ok: true, text: `the ${action} is sent; run ${id} has not reached its next step within ${timeoutMs / 1000}s (see governed runs watch ${id})` };
+    await new Promise((r) => setTimeout(r, 500));
+  }
 }
 
 /** A step's stored output, as `GET /runs/:id/output` shows it. */
