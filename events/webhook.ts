@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { Webhook } from 'standardwebhooks';
 import type { Redactor } from '../core/redaction';
 import { environmentRedactor } from '../lib/secrets';
 
@@ -25,6 +26,14 @@ export interface WebhookSinkOptions {
    */
   redactor?: Redactor;
 }
+
+/**
+ * Each delivery is also signed as Standard Webhooks specify (`webhook-id`, `webhook-timestamp`,
+ * `webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>`), so a receiver can verify it
+ * with a library of its own (`new Webhook(secret, { format: 'raw' }).verify(body, headers)` with
+ * the `standardwebhooks` package); the `x-governed-*` headers stay for receivers written before.
+ */
+export const STANDARD_WEBHOOK_HEADERS = { id: 'webhook-id', timestamp: 'webhook-timestamp', signature: 'webhook-signature' } as const;
 
 export const WEBHOOK_HEADERS = {
   alertId: 'x-governed-alert-id',
@@ -99,6 +108,8 @@ export function createWebhookSink(options: WebhookSinkOptions): WebhookSink {
   const timeoutMs = options.timeoutMs ?? 5000;
   const fetchFn = options.fetch ?? globalThis.fetch;
   const redactor = options.redactor ?? environmentRedactor([secret]);
+  // The operator's secret is used as it is (any 16+ characters), not as the base64 a whsec_ key is.
+  const standard = new Webhook(secret, { format: 'raw' });
 
   async function attempt(alertId: string, body: string): Promise<{ ok: true } | { ok: false; failure: string; status?: number; cause?: unknown }> {
     // Signed per attempt: a retry after a long backoff must not arrive with a stale timestamp.
@@ -111,6 +122,9 @@ export function createWebhookSink(options: WebhookSinkOptions): WebhookSink {
           [WEBHOOK_HEADERS.alertId]: alertId,
           [WEBHOOK_HEADERS.timestamp]: String(timestamp),
           [WEBHOOK_HEADERS.signature]: signWebhookBody(secret, timestamp, body),
+          [STANDARD_WEBHOOK_HEADERS.id]: alertId,
+          [STANDARD_WEBHOOK_HEADERS.timestamp]: String(timestamp),
+          [STANDARD_WEBHOOK_HEADERS.signature]: standard.sign(alertId, new Date(timestamp * 1000), body),
         },
         body,
         signal: AbortSignal.timeout(timeoutMs),

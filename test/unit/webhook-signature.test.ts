@@ -1,4 +1,5 @@
 import { createServer } from 'node:net';
+import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { createWebhookSink, signWebhookBody, verifyWebhookSignature, WebhookDeliveryError } from '../../events/webhook';
 
@@ -56,6 +57,30 @@ describe('webhook sink', () => {
       expect(headers.get('x-governed-alert-id')).toBe('alert-1');
       expect(verifyWebhookSignature(SECRET, headers, body)).toBe(true);
       expect(JSON.parse(body)).toEqual({ id: 'alert-1', title: 'x' });
+    }
+  });
+
+  it('signs each delivery as Standard Webhooks specify, so a receiver verifies it with the standardwebhooks library', async () => {
+    const requests: { headers: Headers; body: string }[] = [];
+    const sink = createWebhookSink({
+      url: 'http://receiver.invalid/hook',
+      secret: 'a-secret-of-16-chars-or-more',
+      backoffMs: 1,
+      fetch: async (_url, init) => {
+        requests.push({ headers: new Headers(init?.headers), body: String(init?.body) });
+        return new Response('', { status: requests.length === 1 ? 500 : 200 });
+      },
+    });
+    await sink.deliver({ id: 'alert-7', title: 'Run failed' });
+
+    const receiver = new Webhook('a-secret-of-16-chars-or-more', { format: 'raw' });
+    for (const { headers, body } of requests) {
+      // The id is the alert's on every attempt: a receiver drops a redelivery by it.
+      expect(headers.get('webhook-id')).toBe('alert-7');
+      expect(headers.get('webhook-signature')).toMatch(/^v1,[A-Za-z0-9+/]+=*$/);
+      expect(receiver.verify(body, Object.fromEntries(headers))).toEqual({ id: 'alert-7', title: 'Run failed' });
+      expect(() => receiver.verify(body.replace('failed', 'passed'), Object.fromEntries(headers))).toThrow();
+      expect(() => new Webhook('another-secret-of-16-chars', { format: 'raw' }).verify(body, Object.fromEntries(headers))).toThrow();
     }
   });
 
