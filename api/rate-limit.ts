@@ -1,4 +1,4 @@
-import type { RequestHandler } from 'express';
+import type { RequestHandler, Response } from 'express';
 import type Redis from 'ioredis';
 import type { Config } from '../lib/config';
 import type { Logger } from '../lib/logger';
@@ -225,6 +225,20 @@ export class SharedControlState {
 
 export type ControlLimitName = 'per_key' | 'per_run';
 
+/**
+ * Where a key stands against its limit, as the IETF RateLimit header fields draft writes it (the
+ * form most clients read): its allowance, what is left of it, the seconds until the window ends,
+ * and the policy (allowance per window).
+ */
+export function rateLimitHeaders(quota: { limit: number; windowSeconds: number; remaining: number; resetInMs: number }): Record<string, string> {
+  return {
+    'RateLimit-Limit': String(quota.limit),
+    'RateLimit-Remaining': String(Math.max(0, quota.remaining)),
+    'RateLimit-Reset': String(Math.max(0, Math.ceil(quota.resetInMs / 1000))),
+    'RateLimit-Policy': `${quota.limit};w=${quota.windowSeconds}`,
+  };
+}
+
 /** A 429 naming its limit, with Retry-After: the seconds until the limit's window ends. */
 export function tooManyRequests(limit: string, what: string, resetInMs: number): HttpError {
   const retryAfterSeconds = Math.max(1, Math.ceil(resetInMs / 1000));
@@ -238,13 +252,20 @@ export class ControlLimiter {
     readonly limits: ControlLimits,
   ) {}
 
-  /** Counts a control request of the key (once it is well formed); 429 past the key's allowance. */
-  async admitKey(apiKeyId: string): Promise<void> {
+  /**
+   * Counts a control request of the key (once it is well formed); 429 past the key's allowance.
+   * Either way the answer says where the key stands (`rateLimitHeaders`).
+   */
+  async admitKey(apiKeyId: string, res?: Response): Promise<void> {
     const { windowSeconds, perKey } = this.limits;
     const { count, resetInMs } = await this.state.count(`key:${apiKeyId}`, windowSeconds * 1000);
+    const headers = rateLimitHeaders({ limit: perKey, windowSeconds, remaining: perKey - count, resetInMs });
     if (count > perKey) {
-      throw tooManyRequests('per_key', `rate limit per API key: this key sent more than ${perKey} control requests in ${windowSeconds} s`, resetInMs);
+      const refusal = tooManyRequests('per_key', `rate limit per API key: this key sent more than ${perKey} control requests in ${windowSeconds} s`, resetInMs);
+      Object.assign(refusal.headers ?? {}, headers);
+      throw refusal;
     }
+    res?.set(headers);
   }
 
   /**
@@ -314,7 +335,7 @@ export function createControlGuards(deps: { redis: Redis; logger: Logger; limits
 /** Counts the request against its key's control limit before the route runs (the tenant-wide pause and resume). */
 export function limitControlsPerKey(limiter: ControlLimiter): RequestHandler {
   return async (_req, res, next) => {
-    await limiter.admitKey(callerOf(res).apiKeyId);
+    await limiter.admitKey(callerOf(res).apiKeyId, res);
     next();
   };
 }

@@ -135,7 +135,7 @@ export function runControlRoutes(deps: RunControlDeps): Router {
   }
 
   async function found<B>(res: Response, action: ControlAction, runId: string, body: B, idempotencyKey: string) {
-    await limiter.admitKey(callerOf(res).apiKeyId);
+    await limiter.admitKey(callerOf(res).apiKeyId, res);
     const { run, caller } = await controllableRun(runId, res);
     return { body, run, caller, ids: { requestId: controlRequestId(caller.apiKeyId, action, idempotencyKey), idempotencyKey } };
   }

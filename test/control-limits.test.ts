@@ -53,7 +53,8 @@ async function call(baseUrl: string, path: string, apiKey: string, headers: Reco
   });
   const body = (await response.json()) as any;
   expectContractResponse('POST', path, response.status, body);
-  return { status: response.status, body, retryAfter: response.headers.get('retry-after'), ms: Date.now() - started };
+  const rateLimit = { limit: response.headers.get('ratelimit-limit'), remaining: response.headers.get('ratelimit-remaining'), reset: response.headers.get('ratelimit-reset'), policy: response.headers.get('ratelimit-policy') };
+  return { status: response.status, body, retryAfter: response.headers.get('retry-after'), rateLimit, ms: Date.now() - started };
 }
 
 /** How many signals named `name` the run's workflow received. */
@@ -122,14 +123,23 @@ describe('a flood of control requests', () => {
     const resume = (runId: string, key: string) => call(api, `/api/v1/runs/${runId}/resume`, key);
 
     // Each resume of a run that is not paused is an update the run refuses: it reaches the run.
-    for (let i = 0; i < limits.perRun; i += 1) expect((await resume(r1!, a)).status).toBe(409);
+    for (let i = 0; i < limits.perRun; i += 1) {
+      const refused = await resume(r1!, a);
+      expect(refused.status).toBe(409);
+      // Each answer, a refusal too, says where the key stands against its limit.
+      expect(refused.rateLimit).toMatchObject({ limit: '6', remaining: String(limits.perKey - 1 - i), policy: '6;w=10' });
+      expect(Number(refused.rateLimit.reset)).toBeGreaterThanOrEqual(0);
+    }
     expectRateLimited(await resume(r1!, a), 'per_run', 10);
     expectRateLimited(await resume(r1!, b), 'per_run', 10);
     expect((await resume(r2!, b)).status).toBe(409);
 
     // Key a has sent 5 controls; its 7th is over its own limit, wherever it goes.
     expect((await resume(r2!, a)).status).toBe(409);
-    expectRateLimited(await resume(r3!, a), 'per_key', 10);
+    const overKey = await resume(r3!, a);
+    expectRateLimited(overKey, 'per_key', 10);
+    expect(overKey.rateLimit).toMatchObject({ limit: '6', remaining: '0' });
+    expect(Number(overKey.rateLimit.reset)).toBe(Number(overKey.retryAfter));
     expect((await resume(r3!, b)).status).toBe(409);
 
     // r1 is over its limit, and still stops.
@@ -328,8 +338,9 @@ describe('the CLI', () => {
     const ok = await recordingApi(202);
     const runId = randomUUID();
     const env = { GOVERNED_API_URL: ok.url, GOVERNED_API_KEY: 'gr_test' };
-    expect((await governed(['runs', 'pause', runId], env)).code).toBe(0);
-    expect((await governed(['runs', 'stop', runId], env)).code).toBe(0);
+    // --no-wait: this stub answers controls only, not the run they would be waited on through.
+    expect((await governed(['runs', 'pause', runId, '--no-wait'], env)).code).toBe(0);
+    expect((await governed(['runs', 'stop', runId, '--no-wait'], env)).code).toBe(0);
     expect((await governed(['runs', 'resume', runId, '--idempotency-key', 'mine-1'], env)).code).toBe(0);
     expect(ok.keys).toHaveLength(3);
     expect(ok.keys[0]).toMatch(/^[0-9a-f-]{36}$/);
@@ -338,7 +349,7 @@ describe('the CLI', () => {
     expect(ok.keys[2]).toBe('mine-1');
 
     const down = await recordingApi(503);
-    const failed = await governed(['runs', 'pause', runId], { ...env, GOVERNED_API_URL: down.url });
+    const failed = await governed(['runs', 'pause', runId, '--no-wait'], { ...env, GOVERNED_API_URL: down.url });
     expect(failed.code).toBe(1);
     expect(failed.stderr).toContain(`governed runs pause ${runId} --idempotency-key ${down.keys[0]}`);
   });
