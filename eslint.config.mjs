@@ -26,7 +26,12 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['**/db/schema'], importNames: ['runs'], message: 'the runs row belongs to db/runs.ts: call a function there' }] },
+        {
+          patterns: [
+            { group: ['**/db/schema'], importNames: ['runs'], message: 'the runs row belongs to db/runs.ts: call a function there' },
+            { group: ['**/testing/**'], message: 'testing/ is tooling for tests, drills and benches; the product does not run it' },
+          ],
+        },
       ],
     },
   },

@@ -50,7 +50,7 @@ import { runMigrations } from '../db/migrate';
 import { runs } from '../db/schema';
 import { createTenant } from '../db/tenancy';
 import { loadConfig } from '../lib/config';
-import { devServerTuningArgs, temporalCliPath } from '../lib/dev-server';
+import { devServerTuningArgs, temporalCliPath } from '../testing/dev-server';
 import { freePort } from '../lib/listen';
 import { createLogger } from '../lib/logger';
 import { createApiMetrics, createWorkerMetrics } from '../lib/metrics';

@@ -39,7 +39,7 @@ import { checkDueRuns, databaseNow } from '../db/audit';
 import { connectDatabase, type Database } from '../db/client';
 import { runMigrations } from '../db/migrate';
 import * as schema from '../db/schema';
-import { devServerTuningArgs, temporalCliPath } from '../lib/dev-server';
+import { devServerTuningArgs, temporalCliPath } from '../testing/dev-server';
 import { createLogger } from '../lib/logger';
 import { createWorkerMetrics } from '../lib/metrics';
 import { buildWorkflowBundle } from '../worker/build-bundle';

@@ -41,7 +41,7 @@ import { runs } from '../db/schema';
 import { createTenant } from '../db/tenancy';
 import { createLogger } from '../lib/logger';
 import { createApiMetrics, createWorkerMetrics } from '../lib/metrics';
-import { devServerTuningArgs, temporalCliPath } from '../lib/dev-server';
+import { devServerTuningArgs, temporalCliPath } from '../testing/dev-server';
 import { executionsOf } from '../lib/temporal';
 import { buildWorkflowBundle } from '../worker/build-bundle';
 import { createWorker } from '../worker/create-worker';

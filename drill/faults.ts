@@ -3,7 +3,7 @@ import type { Client } from '@temporalio/client';
 import { and, isNull } from 'drizzle-orm';
 import { outbox } from '../db/schema';
 import { mapLimit } from '../lib/map-limit';
-import type { TcpProxy } from '../lib/tcp-proxy';
+import type { TcpProxy } from '../testing/tcp-proxy';
 import { controlFlood } from './control-flood';
 import type { DrillName } from './names';
 import type { DrillStack, StackOptions } from './stack';

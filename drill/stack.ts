@@ -19,8 +19,8 @@ import { startEventServices, type EventServices, type EventsConfig } from '../ev
 import { listen } from '../lib/listen';
 import type { Logger } from '../lib/logger';
 import { createApiMetrics, createEventMetrics, type EventMetrics } from '../lib/metrics';
-import { startTcpProxy, type TcpProxy } from '../lib/tcp-proxy';
-import { startWorkerProcess, type WorkerProcess } from '../lib/worker-process';
+import { startTcpProxy, type TcpProxy } from '../testing/tcp-proxy';
+import { startWorkerProcess, type WorkerProcess } from '../testing/worker-process';
 import { buildWorkflowBundle } from '../worker/build-bundle';
 import { startDevServer, type DevServer } from './temporal-server';
 

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { Connection } from '@temporalio/client';
 import { RUN_SEARCH_ATTRIBUTES } from '../core/search-attributes';
-import { devServerTuningArgs, temporalCliPath } from '../lib/dev-server';
+import { devServerTuningArgs, temporalCliPath } from '../testing/dev-server';
 import { freePort } from '../lib/listen';
 
 export interface DevServer {

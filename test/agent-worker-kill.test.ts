@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createApp } from '../api/app';
 import { domainAcks, incidents, stepOutputs, traceSteps } from '../db/schema';
 import { freePort } from '../lib/listen';
-import { startWorkerProcess as startProcess, type WorkerProcess } from '../lib/worker-process';
+import { startWorkerProcess as startProcess, type WorkerProcess } from '../testing/worker-process';
 import { agentPolicy, everythingServerCommand, filesystemServer, scriptedModel, tempFolder, toolResults } from './helpers/agent';
 import { startLlmStub, type StubMessage, type StubReply } from './helpers/llm-stub';
 import { isListening, processesWithEnv } from './helpers/processes';

@@ -10,7 +10,7 @@ import { HEALTH_CHECK_TIMEOUT_MS } from '../api/health';
 import { connectDatabase, type Database } from '../db/client';
 import { rawRequest, type RawResponse } from './helpers/raw-http';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
-import { startTcpProxy, type TcpProxy } from '../lib/tcp-proxy';
+import { startTcpProxy, type TcpProxy } from '../testing/tcp-proxy';
 
 /**
  * The API answers an outage of Postgres or Temporal with a prompt 503 and Retry-After, never a 500

@@ -7,7 +7,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createApp, type ApiDeps } from '../api/app';
 import type { ControlLimits } from '../api/rate-limit';
-import { startTcpProxy } from '../lib/tcp-proxy';
+import { startTcpProxy } from '../testing/tcp-proxy';
 import { createWorker } from '../worker/create-worker';
 import { expectContractResponse } from './helpers/contract';
 import { governed } from './helpers/governed-cli';

@@ -6,7 +6,7 @@ import { runs } from '../db/schema';
 import { runStateQuery } from '../workflows/messages';
 import { expectFullGovernanceRecords } from './helpers/records';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
-import { startTcpProxy, type CutMode, type TcpProxy } from '../lib/tcp-proxy';
+import { startTcpProxy, type CutMode, type TcpProxy } from '../testing/tcp-proxy';
 
 let stack: Stack;
 let tenant: TestTenant;

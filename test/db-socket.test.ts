@@ -3,7 +3,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { connectDatabase } from '../db/client';
 import { isDatabaseUnavailable } from '../db/unavailable';
-import { startTcpProxy } from '../lib/tcp-proxy';
+import { startTcpProxy } from '../testing/tcp-proxy';
 
 /** Accepts every connection and ends it at once, as a proxy in front of a dead Postgres does. */
 let closer: net.Server;

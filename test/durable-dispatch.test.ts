@@ -9,7 +9,7 @@ import { runStateQuery } from '../workflows/messages';
 import { expectFullGovernanceRecords } from './helpers/records';
 import { controlEvents, storedRun, waitForPause } from './helpers/runs';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
-import { startTcpProxy, type TcpProxy } from '../lib/tcp-proxy';
+import { startTcpProxy, type TcpProxy } from '../testing/tcp-proxy';
 import { waitFor } from './helpers/wait';
 
 let stack: Stack;

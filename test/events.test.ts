@@ -9,7 +9,7 @@ import { reconcileAuditWorkflow } from '../workflows/audit';
 import { freshDatabase } from './helpers/fresh-database';
 import { waitForPause } from './helpers/runs';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
-import { startTcpProxy, type TcpProxy } from '../lib/tcp-proxy';
+import { startTcpProxy, type TcpProxy } from '../testing/tcp-proxy';
 import { waitFor } from './helpers/wait';
 import { createLogger } from '../lib/logger';
 

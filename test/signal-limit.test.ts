@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { RUN_SEARCH_ATTRIBUTES } from '../core/search-attributes';
 import { controlPushes } from '../db/schema';
 import { enqueuePush, tenantStatusPush } from '../dispatch/control-pusher';
-import { devServerTuningArgs } from '../lib/dev-server';
+import { devServerTuningArgs } from '../testing/dev-server';
 import { freePort } from '../lib/listen';
 import { policyChangedSignal } from '../workflows/messages';
 import { freshDatabase } from './helpers/fresh-database';

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { RUN_SEARCH_ATTRIBUTES } from '../core/search-attributes';
-import { devServerTuningArgs } from '../lib/dev-server';
+import { devServerTuningArgs } from '../testing/dev-server';
 import { freePort } from '../lib/listen';
 import { chromiumPath, launchChromium, type Browser } from './helpers/chromium';
 import { freshDatabase } from './helpers/fresh-database';

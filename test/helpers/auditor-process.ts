@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { AUDITOR_STARTED } from '../../auditor/main';
-import type { WorkerProcess } from '../../lib/worker-process';
+import type { WorkerProcess } from '../../testing/worker-process';
 
 const root = path.join(__dirname, '..', '..');
 const KEPT_OUTPUT_CHARS = 20_000;

@@ -1,5 +1,5 @@
 import { inject } from 'vitest';
-import { startWorkerProcess as start, type WorkerProcess } from '../../lib/worker-process';
+import { startWorkerProcess as start, type WorkerProcess } from '../../testing/worker-process';
 
 /**
  * The production worker (`worker/main.ts`) as a process of its own on the test's Temporal server,

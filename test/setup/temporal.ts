@@ -5,7 +5,7 @@ import path from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { TestProject } from 'vitest/node';
 import { RUN_SEARCH_ATTRIBUTES } from '../../core/search-attributes';
-import { devServerTuningArgs, temporalCliPath } from '../../lib/dev-server';
+import { devServerTuningArgs, temporalCliPath } from '../../testing/dev-server';
 import { buildWorkflowBundle } from '../../worker/build-bundle';
 
 declare module 'vitest' {
