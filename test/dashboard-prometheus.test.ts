@@ -221,13 +221,32 @@ describe.skipIf(prometheusBin === null && !process.env.CI)('the dashboard, read 
     await database?.drop();
   });
 
+  /**
+   * increase() and rate() extrapolate a series to the range's edges, so on a loaded machine (scrapes
+   * late against the query's time) a panel reads up to a fraction more than happened: 11.6 for 11.
+   * A count is right when it is at least what happened and less than a quarter over it.
+   */
+  function expectAbout(actual: number, expected: number, what: string): void {
+    expect(actual, `${what}: ${actual} for ${expected}`).toBeGreaterThanOrEqual(expected - 0.01);
+    expect(actual, `${what}: ${actual} for ${expected}`).toBeLessThan(expected * 1.25 + 0.5);
+  }
+  function expectAboutEach(samples: Sample[], label: string, scale: number, expected: Record<string, number>): void {
+    const found: Record<string, number> = {};
+    for (const sample of samples) {
+      const value = Number(sample.value[1]) * scale;
+      if (value > 0.01) found[sample.metric[label] ?? ''] = value;
+    }
+    expect(Object.keys(found).sort()).toEqual(Object.keys(expected).sort());
+    for (const [key, value] of Object.entries(found)) expectAbout(value, expected[key]!, `${label}=${key}`);
+  }
+
   it('counts the runs submitted, finished and denied at submit', async () => {
     const total = made.submitted.ALLOWED + made.submitted.DENIED;
     expect(made.submitted).toEqual({ ALLOWED: 10, DENIED: 1 });
-    expect(Math.round(single(await panel(panelQueries('Runs submitted')[0]!)))).toBe(total);
-    expect(Math.round(single(await panel(panelQueries('Denied at submit')[0]!)))).toBe(1);
-    expect(counts(await panel(panelQueries('Runs submitted by decision')[0]!), 'decision', windowSeconds())).toEqual({ ALLOWED: 10, DENIED: 1 });
-    expect(Math.round(single(await panel(panelQueries('Runs finished')[0]!)))).toBe(total);
+    expectAbout(single(await panel(panelQueries('Runs submitted')[0]!)), total, 'Runs submitted');
+    expectAbout(single(await panel(panelQueries('Denied at submit')[0]!)), 1, 'Denied at submit');
+    expectAboutEach(await panel(panelQueries('Runs submitted by decision')[0]!), 'decision', windowSeconds(), { ALLOWED: 10, DENIED: 1 });
+    expectAbout(single(await panel(panelQueries('Runs finished')[0]!)), total, 'Runs finished');
   });
 
   it('shows the share of runs that failed, as stored', async () => {
@@ -237,7 +256,7 @@ describe.skipIf(prometheusBin === null && !process.env.CI)('the dashboard, read 
     // The failed step, the denied run and the terminated pause.
     expect(statuses).toEqual({ succeeded: 8, failed: 1, failed_policy: 2 });
     expect(single(await panel(panelQueries('Failed share')[0]!))).toBeCloseTo(3 / 11, 2);
-    expect(counts(await panel(panelQueries('Runs finished by status')[0]!), 'status', windowSeconds())).toEqual(statuses);
+    expectAboutEach(await panel(panelQueries('Runs finished by status')[0]!), 'status', windowSeconds(), statuses);
   });
 
   it('shows the pause, its timeout and that it ended terminated', async () => {
