@@ -17,15 +17,18 @@ export interface WorkerProcess {
 }
 
 /**
- * The production worker (`worker/main.ts`) as a process of its own, started with `node --import
- * tsx` so that the pid held here is the worker itself (`tsx` would run it in a child that a signal
- * to tsx may miss and a SIGKILL orphans). Resolves once it logged "worker started".
+ * One of the product's processes (`worker/main.ts`, `auditor/main.ts`) on its own, started with
+ * `node --import tsx` so that the pid held here is the process itself (`tsx` would run it in a child
+ * that a signal to tsx may miss and a SIGKILL orphans). Resolves once it logged `startedLine`.
  */
-export async function startWorkerProcess(
+export async function startProductProcess(
+  entry: string,
+  startedLine: string,
   env: NodeJS.ProcessEnv,
   options: { startTimeoutMs?: number; onOutput?: (chunk: string) => void } = {},
 ): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'worker', 'main.ts')], {
+  const name = path.basename(path.dirname(entry));
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, entry)], {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -44,10 +47,10 @@ export async function startWorkerProcess(
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`worker process did not start in ${startTimeoutMs}ms:\n${output}`));
+      reject(new Error(`${name} process did not start in ${startTimeoutMs}ms:\n${output}`));
     }, startTimeoutMs);
     const check = () => {
-      if (!output.includes('"worker started"')) return;
+      if (!output.includes(`"${startedLine}"`)) return;
       clearTimeout(timer);
       child.stdout!.off('data', check);
       resolve();
@@ -55,7 +58,7 @@ export async function startWorkerProcess(
     child.stdout!.on('data', check);
     void exited.then(() => {
       clearTimeout(timer);
-      reject(new Error(`worker process exited (${child.exitCode ?? child.signalCode}) before it started:\n${output}`));
+      reject(new Error(`${name} process exited (${child.exitCode ?? child.signalCode}) before it started:\n${output}`));
     });
   });
 
@@ -70,4 +73,9 @@ export async function startWorkerProcess(
       await exited;
     },
   };
+}
+
+/** The production worker (`worker/main.ts`), once it logged "worker started". */
+export function startWorkerProcess(env: NodeJS.ProcessEnv, options: { startTimeoutMs?: number; onOutput?: (chunk: string) => void } = {}): Promise<WorkerProcess> {
+  return startProductProcess(path.join('worker', 'main.ts'), 'worker started', env, options);
 }
