@@ -1,6 +1,6 @@
 import net from 'node:net';
 import type { Config } from '../lib/config';
-import { tooManyRequests, type SharedControlState } from './rate-limit';
+import { tooManyRequests, type SharedControlState } from './shared-counters';
 
 /**
  * Bounds on failed API key lookups: a client guessing keys (5,000 wrong keys at 319/s used to be

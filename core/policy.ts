@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { SKILL_NAMES, type SkillName } from './plan';
-import { DEFAULT_TOOL_POLICY, TOOL_PATTERN } from './tools';
+import { DEFAULT_TOOL_POLICY, TOOL_DENIAL_BEHAVIORS, TOOL_PATTERN, type ToolDenialBehavior, type ToolPolicy } from './tools';
 
 export const OBSERVABILITY_MODES = ['STRICT', 'DEGRADED', 'PERMISSIVE'] as const;
 export type ObservabilityMode = (typeof OBSERVABILITY_MODES)[number];
@@ -15,10 +15,6 @@ export type PredictedOverrunBehavior = (typeof PREDICTED_OVERRUN_BEHAVIORS)[numb
 const skillName = z.enum(SKILL_NAMES as [SkillName, ...SkillName[]]);
 
 const toolPattern = z.string().regex(TOOL_PATTERN, "a tool pattern: 'server.tool', 'server.*' or '*'");
-
-/** What a denied tool call does: the model is told and may go on, or the run fails. */
-export const TOOL_DENIAL_BEHAVIORS = ['RETURN_TO_MODEL', 'FAIL_RUN'] as const;
-export type ToolDenialBehavior = (typeof TOOL_DENIAL_BEHAVIORS)[number];
 
 /**
  * Which tools an agent may call, per tenant. Tools are declared by the operator on the worker; the
@@ -37,9 +33,12 @@ export const toolPolicy = z
   })
   .strict();
 
-export type ToolPolicy = z.infer<typeof toolPolicy>;
+// The schema and core/tools.ts's plain type must describe the same document, both ways.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const toolPolicyTypesAgree: Same<z.infer<typeof toolPolicy>, ToolPolicy> = true;
+void toolPolicyTypesAgree;
 
-export { DEFAULT_TOOL_POLICY };
+export { DEFAULT_TOOL_POLICY, TOOL_DENIAL_BEHAVIORS, type ToolDenialBehavior, type ToolPolicy };
 
 /** A tenant's policy document; each accepted change is stored as a new version. */
 export const policyRules = z

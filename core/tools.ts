@@ -4,10 +4,27 @@
  * Pure: the workflow matches a tool call against the policy it holds without a round trip.
  */
 
-import type { ToolPolicy } from './policy';
-
 /** `server.tool`. */
 export type ToolId = string;
+
+/** What a denied tool call does: the model is told and may go on, or the run fails. */
+export const TOOL_DENIAL_BEHAVIORS = ['RETURN_TO_MODEL', 'FAIL_RUN'] as const;
+export type ToolDenialBehavior = (typeof TOOL_DENIAL_BEHAVIORS)[number];
+
+/**
+ * Which tools an agent may call, per tenant (validated by `toolPolicy` in core/policy.ts, which
+ * must infer exactly this type). Declared here, without zod, for the workflow's sake (see below).
+ */
+export interface ToolPolicy {
+  allow: string[];
+  /** Calls that pause for a person (TOOL_APPROVAL), who approves the exact arguments. */
+  requireApproval: string[];
+  maxCallsPerRun: number;
+  /** USD per call, by pattern (the first match counts); a tool not listed costs nothing. */
+  prices: { pattern: string; usd: number }[];
+  /** A call refused by this policy (not allowed, over the limit, denied by a person). */
+  onDenied: ToolDenialBehavior;
+}
 
 /**
  * The tool policy of a tenant whose policy names none: no tool allowed. Here rather than in

@@ -3,7 +3,7 @@ import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@tempor
 import { and, eq, inArray } from 'drizzle-orm';
 import { runControlEvents, runs } from '../db/schema';
 import { mapLimit } from '../lib/map-limit';
-import type { Fault, FaultContext } from './faults';
+import type { Fault, FaultContext } from './fault';
 
 /**
  * The control flood (issue 17): while the runs are in flight, every key the tenant has floods them

@@ -1,5 +1,6 @@
 import { checkEvents, checkRuns, runsInFlight, waitUntilStepping, waitUntilTerminal, type EventFinding, type RunFinding } from './checks';
-import { FAULTS, type FaultOptions } from './faults';
+import type { FaultOptions } from './fault';
+import { FAULTS } from './faults';
 import type { DrillName } from './names';
 import { countOutcomes, formatReport, passed, percentile, Timeline, type DrillReport } from './report';
 import { startDrillStack, type DrillStack, type SubmittedRun } from './stack';
