@@ -1,31 +1,38 @@
+import { ApplicationFailure } from '@temporalio/common';
 import { authoritiesInWords, authorityInWords, orList, withAuthoritiesInWords } from '../core/authority-words';
+import { isResumeRefusalCode, type ResumeRefusal, type ResumeRefusalCode } from '../workflows/messages';
 import { HttpError } from './errors';
 import type { ProblemCode } from './problems';
 
+/** The problem a tenant is answered for each reason a run refuses a resume, an approval or a denial. */
+const PROBLEM_OF: Record<ResumeRefusalCode, ProblemCode> = {
+  RUN_NOT_PAUSED: 'RUN_NOT_PAUSED',
+  PAUSE_NOT_TAGGED: 'CONTROL_REFUSED',
+  NO_AUTHORITY: 'RESUME_NOT_ALLOWED',
+  AUTHORITY_NOT_ALLOWED: 'RESUME_NOT_ALLOWED',
+  APPROVAL_MISMATCH: 'APPROVAL_MISMATCH',
+  NOT_AWAITING_APPROVAL: 'NOT_AWAITING_APPROVAL',
+  UNREADABLE_REQUEST: 'CONTROL_REFUSED',
+};
+
 /**
- * Why the run refused a resume, an approval or a denial (its update validator's reason, as
- * `workflows/governor.ts` words it), as the problem a tenant is answered: a code per cause, and
- * the run's sentence with its internal authority names (FOUNDER_ONLY, ...) put in a tenant's words.
+ * A run's refusal (the failure its update validator threw, `workflows/governor.ts`) as the problem
+ * a tenant is answered: the code the run gave, and its sentence with the internal authority names
+ * (FOUNDER_ONLY, ...) put in a tenant's words. A refusal without a known code (a worker of an
+ * older release words it as a plain error) is CONTROL_REFUSED with its sentence.
  */
-const REFUSALS: readonly [RegExp, ProblemCode][] = [
-  [/^run is not paused\b/, 'RUN_NOT_PAUSED'],
-  [/\bmay not resume a\b|^a resume must name its authority\b/, 'RESUME_NOT_ALLOWED'],
-  [/^a tool approval must quote\b|^argsSha256 \S+ is not the pending call's\b/, 'APPROVAL_MISMATCH'],
-  [/^only a tool approval can be denied\b/, 'NOT_AWAITING_APPROVAL'],
-];
-
-/** `authority TENANT_USER/API_KEY_OWNER may not resume a POLICY_CHANGE pause (allowed: TENANT_ADMIN, FOUNDER_ONLY)` */
-const NOT_ALLOWED = /^authority (\S+) may not resume an? (\S+) pause \(allowed: ([^)]*)\)$/;
-
-export function controlRefusal(reason: string): HttpError {
-  const code = REFUSALS.find(([pattern]) => pattern.test(reason))?.[1] ?? 'CONTROL_REFUSED';
-  const notAllowed = NOT_ALLOWED.exec(reason);
-  if (notAllowed) {
-    const [, held, pauseReason, allowed] = notAllowed;
-    // The first authority a key holds is its role's (`authoritiesOf` in run-controls).
-    const who = authorityInWords(held!.split('/')[0]!);
-    const may = orList(authoritiesInWords(allowed!.split(',').map((a) => a.trim())));
-    return new HttpError(code, `this key (${who}) may not resume a ${pauseReason} pause: only ${may} may`);
+export function controlRefusal(failure: unknown): HttpError {
+  const sentence = failure instanceof Error ? failure.message : String(failure);
+  if (!(failure instanceof ApplicationFailure) || !isResumeRefusalCode(failure.type ?? undefined)) {
+    return new HttpError('CONTROL_REFUSED', withAuthoritiesInWords(sentence));
   }
-  return new HttpError(code, withAuthoritiesInWords(reason));
+  const code = failure.type as ResumeRefusalCode;
+  const details = (failure.details?.[0] ?? {}) as Omit<ResumeRefusal, 'code' | 'sentence'>;
+  if (code === 'AUTHORITY_NOT_ALLOWED' && details.held?.length && details.allowed && details.pauseReason) {
+    // The first authority a key holds is its role's (`authoritiesOf` in run-controls).
+    const who = authorityInWords(details.held[0]!);
+    const may = orList(authoritiesInWords(details.allowed));
+    return new HttpError(PROBLEM_OF[code], `this key (${who}) may not resume a ${details.pauseReason} pause: only ${may} may`);
+  }
+  return new HttpError(PROBLEM_OF[code], withAuthoritiesInWords(sentence));
 }

@@ -224,7 +224,7 @@ export function runControlRoutes(deps: RunControlDeps): Router {
         waitForStage: WorkflowUpdateStage.ACCEPTED,
       });
     } catch (err) {
-      if (err instanceof WorkflowUpdateFailedError) throw controlRefusal(err.cause?.message ?? err.message);
+      if (err instanceof WorkflowUpdateFailedError) throw controlRefusal(err.cause ?? err);
       if (err instanceof WorkflowNotFoundError) throw new HttpError('RUN_NOT_LIVE', 'run has no live workflow');
       if (!outcomeUnknown(err)) throw err;
       // Temporal may have accepted it: never a 5xx, whose retry (without the key) could approve the next pause too.
@@ -249,7 +249,7 @@ export function runControlRoutes(deps: RunControlDeps): Router {
     try {
       state = await Promise.race([update.result(), setTimeout(RESUME_STATE_WAIT_MS, null)]);
     } catch (err) {
-      if (err instanceof WorkflowUpdateFailedError) throw controlRefusal(err.cause?.message ?? err.message);
+      if (err instanceof WorkflowUpdateFailedError) throw controlRefusal(err.cause ?? err);
       deps.logger.warn({ runId, requestId: ids.requestId, err: err instanceof Error ? err.message : String(err) }, 'resume accepted; its new state did not come back');
     }
     if (state) res.json({ runId, ...ids, resumed: true, state: stateForTenant(state) });

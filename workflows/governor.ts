@@ -1,5 +1,5 @@
 import type { PolicyCheckResponse } from '../core/contracts';
-import { CancellationScope, condition, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, condition, workflowInfo } from '@temporalio/workflow';
 import { actionLimitReached, ruleOnToolCall, type RequestedToolCall } from '../core/agent';
 import { budgetWarningAtUsd, effectiveBudgetUsd, hasOverrunBudget, wouldOverrunBudget } from '../core/budget';
 import type { FailureCode, RunOutcome } from '../core/outcome';
@@ -34,6 +34,7 @@ import {
   type PolicySettings,
   type PauseRequest,
   type PauseState,
+  type ResumeRefusal,
   type ResumeRequest,
   type RunState,
   type RunWorkflowInput,
@@ -209,7 +210,7 @@ export class RunGovernor {
     if (!this.firstDelivery(request)) return;
     if (this.withdrawsPendingPause()) return this.withdrawPendingPause(request);
     const refusal = this.resumeRefusal(request);
-    if (refusal) return this.rejectSignal('resume', request, refusal);
+    if (refusal) return this.rejectSignal('resume', request, refusal.sentence);
     this.resumeRequest = request;
   }
 
@@ -225,7 +226,7 @@ export class RunGovernor {
   private async withdrawPendingPause(request: ResumeRequest): Promise<void> {
     const pending = this.memory.pauseRequest!;
     const refusal = this.resumeRefusal(request, this.pendingPause());
-    if (refusal) return this.rejectSignal('resume', request, refusal);
+    if (refusal) return this.rejectSignal('resume', request, refusal.sentence);
     this.memory.pauseRequest = null;
     const reason = pending.pauseReason ?? 'MANUAL_PAUSE';
     await this.domain.recordResume({
@@ -246,13 +247,13 @@ export class RunGovernor {
   /** The update's validator: refuses at once, with the reason, a resume that cannot be accepted now. */
   validateResume(raw: unknown): void {
     const problem = signalProblem(raw);
-    if (problem) throw new Error(`update refused: ${problem}`);
+    if (problem) throw refusedUpdate({ code: 'UNREADABLE_REQUEST', sentence: `update refused: ${problem}` });
     const request = controlRequestFrom(raw);
     // A request already acted on is answered, not refused: its sender is retrying, and it counts once.
     if (request.requestId !== undefined && this.seenRequestIds.has(request.requestId)) return;
     // A pause not yet held may be withdrawn (`withdrawsPendingPause`); a validator asks no patch.
     const refusal = this.resumeRefusal(request, this.snapshotState.pause ?? this.pendingPause());
-    if (refusal) throw new Error(refusal);
+    if (refusal) throw refusedUpdate(refusal);
   }
 
   /** A resume (or an approval, or a denial) that answers once the run goes on (or has ended). */
@@ -616,24 +617,35 @@ export class RunGovernor {
   private resumeRefusal(
     request: ResumeRequest,
     pause: Pick<PauseState, 'reason' | 'tag' | 'allowedAuthorities' | 'approval'> | null = this.snapshotState.pause,
-  ): string | null {
-    if (!pause) return `run is not paused (phase ${this.run.view().phase})`;
+  ): ResumeRefusal | null {
+    if (!pause) return { code: 'RUN_NOT_PAUSED', sentence: `run is not paused (phase ${this.run.view().phase})` };
     if (request.ifPauseTag !== undefined && pause.tag !== request.ifPauseTag) {
-      return `the run's pause (${pause.reason}) was not set by '${request.ifPauseTag}'`;
+      return { code: 'PAUSE_NOT_TAGGED', sentence: `the run's pause (${pause.reason}) was not set by '${request.ifPauseTag}'` };
     }
     const held = heldAuthorities(request);
-    if (held.length === 0) return `a resume must name its authority (one of ${RESUME_AUTHORITIES.join(', ')})`;
+    if (held.length === 0) return { code: 'NO_AUTHORITY', sentence: `a resume must name its authority (one of ${RESUME_AUTHORITIES.join(', ')})` };
     if (!canResume(pause.allowedAuthorities, held)) {
-      return `authority ${held.join('/')} may not resume a ${pause.reason} pause (allowed: ${pause.allowedAuthorities.join(', ')})`;
+      return {
+        code: 'AUTHORITY_NOT_ALLOWED',
+        sentence: `authority ${held.join('/')} may not resume a ${pause.reason} pause (allowed: ${pause.allowedAuthorities.join(', ')})`,
+        held,
+        pauseReason: pause.reason,
+        allowed: [...pause.allowedAuthorities],
+      };
     }
     if (pause.approval) {
       // Bound to what the approver saw: another call, or changed arguments, need an approval of their own.
-      if (request.argsSha256 === undefined) return `a tool approval must quote the arguments' hash (argsSha256) of ${pause.approval.tool}`;
+      if (request.argsSha256 === undefined) {
+        return { code: 'APPROVAL_MISMATCH', sentence: `a tool approval must quote the arguments' hash (argsSha256) of ${pause.approval.tool}` };
+      }
       if (request.argsSha256 !== pause.approval.argsSha256) {
-        return `argsSha256 ${request.argsSha256} is not the pending call's (${pause.approval.tool}, ${pause.approval.argsSha256}): the arguments changed or another call is waiting`;
+        return {
+          code: 'APPROVAL_MISMATCH',
+          sentence: `argsSha256 ${request.argsSha256} is not the pending call's (${pause.approval.tool}, ${pause.approval.argsSha256}): the arguments changed or another call is waiting`,
+        };
       }
     } else if (request.decision === 'deny') {
-      return `only a tool approval can be denied; this pause is ${pause.reason}`;
+      return { code: 'NOT_AWAITING_APPROVAL', sentence: `only a tool approval can be denied; this pause is ${pause.reason}` };
     }
     return null;
   }
@@ -796,4 +808,14 @@ export class RunGovernor {
         : { number: this.memory.pauseNumber, reason, detail, request, approval: options.approval },
     );
   }
+}
+
+/**
+ * A refused update as its caller reads it: the code as the failure's type, the sentence as its
+ * message, the rest as details. A validator's refusal is not written to the history, so how it is
+ * worded may change without a patch.
+ */
+function refusedUpdate(refusal: ResumeRefusal): ApplicationFailure {
+  const { code, sentence, ...details } = refusal;
+  return ApplicationFailure.create({ type: code, message: sentence, details: [details], nonRetryable: true });
 }

@@ -312,3 +312,33 @@ export const resumeUpdate = defineUpdate<RunState, [ResumeRequest]>('resumeRun')
  * resumed that way replay through it, and a caller still using it is answered. Nothing sends it.
  */
 export const resumeUpdateByItsFormerName = defineUpdate<RunState, [ResumeRequest]>('resume');
+
+/**
+ * Why a run refused a resume, an approval or a denial: the failure type its update validator
+ * throws (an ApplicationFailure, with the sentence as its message), so a caller answers by code.
+ */
+export const RESUME_REFUSALS = [
+  'RUN_NOT_PAUSED',
+  /** `ifPauseTag` named another pause than the one the run holds. */
+  'PAUSE_NOT_TAGGED',
+  'NO_AUTHORITY',
+  'AUTHORITY_NOT_ALLOWED',
+  'APPROVAL_MISMATCH',
+  'NOT_AWAITING_APPROVAL',
+  /** The update's payload could not be read, or is larger than a control may be. */
+  'UNREADABLE_REQUEST',
+] as const;
+export type ResumeRefusalCode = (typeof RESUME_REFUSALS)[number];
+
+/** What a refusal carries beside its sentence: for AUTHORITY_NOT_ALLOWED, who asked and who may. */
+export interface ResumeRefusal {
+  code: ResumeRefusalCode;
+  sentence: string;
+  held?: string[];
+  pauseReason?: string;
+  allowed?: string[];
+}
+
+export function isResumeRefusalCode(type: string | undefined): type is ResumeRefusalCode {
+  return (RESUME_REFUSALS as readonly string[]).includes(type ?? '');
+}

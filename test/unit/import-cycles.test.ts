@@ -19,7 +19,7 @@ function importsOf(file: string): string[] {
   const text = readFileSync(file, 'utf8');
   const found: string[] = [];
   for (const match of text.matchAll(/^\s*(?:import|export)\s[^;]*?\sfrom\s+'(\.{1,2}\/[^']+)'/gms)) {
-    const target = path.resolve(path.dirname(file), match[1]);
+    const target = path.resolve(path.dirname(file), match[1]!);
     for (const candidate of [`${target}.ts`, path.join(target, 'index.ts')]) {
       try {
         if (statSync(candidate).isFile()) {

@@ -1,3 +1,4 @@
+import { ApplicationFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
 import { controlRefusal } from '../../api/control-refusals';
 import { HttpError } from '../../api/errors';
@@ -27,19 +28,31 @@ describe('a problem', () => {
 });
 
 describe("the run's refusals of a resume, as a tenant reads them", () => {
-  it('each cause has its code', () => {
-    expect(controlRefusal('run is not paused (phase EXECUTING)').code).toBe('RUN_NOT_PAUSED');
-    expect(controlRefusal('a tool approval must quote the arguments\' hash (argsSha256) of fs.write').code).toBe('APPROVAL_MISMATCH');
-    expect(controlRefusal(`argsSha256 ${'a'.repeat(64)} is not the pending call's (fs.write, ${'b'.repeat(64)}): the arguments changed`).code).toBe('APPROVAL_MISMATCH');
-    expect(controlRefusal('only a tool approval can be denied; this pause is MANUAL_PAUSE').code).toBe('NOT_AWAITING_APPROVAL');
-    expect(controlRefusal("the run's pause (MANUAL_PAUSE) was not set by 'tenant-pause'").code).toBe('CONTROL_REFUSED');
+  const refusedBy = (type: string, message: string, details?: Record<string, unknown>) =>
+    ApplicationFailure.create({ type, message, nonRetryable: true, ...(details ? { details: [details] } : {}) });
+
+  it('each cause has its code, taken from the failure the run threw, never from its wording', () => {
+    expect(controlRefusal(refusedBy('RUN_NOT_PAUSED', 'run is not paused (phase EXECUTING)')).code).toBe('RUN_NOT_PAUSED');
+    expect(controlRefusal(refusedBy('APPROVAL_MISMATCH', 'any words at all')).code).toBe('APPROVAL_MISMATCH');
+    expect(controlRefusal(refusedBy('NOT_AWAITING_APPROVAL', 'only a tool approval can be denied')).code).toBe('NOT_AWAITING_APPROVAL');
+    expect(controlRefusal(refusedBy('PAUSE_NOT_TAGGED', "the run's pause (MANUAL_PAUSE) was not set by 'tenant-pause'")).code).toBe('CONTROL_REFUSED');
+    expect(controlRefusal(refusedBy('NO_AUTHORITY', 'a resume must name its authority')).code).toBe('RESUME_NOT_ALLOWED');
+    // A worker of an earlier release refused with a plain error: the sentence, with no code of its own.
+    expect(controlRefusal(new Error('run is not paused (phase EXECUTING)'))).toMatchObject({ code: 'CONTROL_REFUSED', message: 'run is not paused (phase EXECUTING)' });
+    expect(controlRefusal(refusedBy('SOMETHING_NEW', 'x')).code).toBe('CONTROL_REFUSED');
   });
 
   it('never with the internal authority names', () => {
-    const refused = controlRefusal('authority TENANT_USER/API_KEY_OWNER may not resume a POLICY_CHANGE pause (allowed: TENANT_ADMIN, FOUNDER_ONLY)');
+    const refused = controlRefusal(
+      refusedBy('AUTHORITY_NOT_ALLOWED', 'authority TENANT_USER/API_KEY_OWNER may not resume a POLICY_CHANGE pause (allowed: TENANT_ADMIN, FOUNDER_ONLY)', {
+        held: ['TENANT_USER', 'API_KEY_OWNER'],
+        pauseReason: 'POLICY_CHANGE',
+        allowed: ['TENANT_ADMIN', 'FOUNDER_ONLY'],
+      }),
+    );
     expect(refused).toMatchObject({ status: 409, code: 'RESUME_NOT_ALLOWED' });
     expect(refused.message).toBe('this key (a member key) may not resume a POLICY_CHANGE pause: only an admin key or the service operator may');
-    const unnamed = controlRefusal(`a resume must name its authority (one of ${RESUME_AUTHORITIES.join(', ')})`);
+    const unnamed = controlRefusal(refusedBy('NO_AUTHORITY', `a resume must name its authority (one of ${RESUME_AUTHORITIES.join(', ')})`));
     expect(unnamed.code).toBe('RESUME_NOT_ALLOWED');
     expect(unnamed.message).not.toMatch(/FOUNDER_ONLY|SYSTEM_AUTO|TENANT_/);
     expect(withAuthoritiesInWords('resume by SYSTEM_AUTO, FOUNDER_ONLY')).toBe('resume by the service itself, the service operator');

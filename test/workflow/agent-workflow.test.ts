@@ -5,6 +5,7 @@
  * The end-to-end suite runs the same against real MCP servers and the real activities.
  */
 import { randomUUID } from 'node:crypto';
+import { ApplicationFailure } from '@temporalio/common';
 import { Client, Connection, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -185,12 +186,13 @@ describe('a tool call that needs approval', () => {
     const refusal = (request: Record<string, unknown>) =>
       handle.executeUpdate(resumeUpdate, { args: [request] }).then(
         () => 'accepted',
-        (err: unknown) => (err instanceof WorkflowUpdateFailedError ? String(err.cause?.message) : `unexpected: ${String(err)}`),
+        (err: unknown) =>
+          err instanceof WorkflowUpdateFailedError && err.cause instanceof ApplicationFailure ? `${err.cause.type}: ${err.cause.message}` : `unexpected: ${String(err)}`,
       );
-    expect(await refusal({ ...ADMIN, argsSha256: 'f'.repeat(64), requestId: 'a-1' })).toMatch(/is not the pending call's/);
-    expect(await refusal({ ...ADMIN, requestId: 'a-2' })).toMatch(/must quote the arguments' hash/);
+    expect(await refusal({ ...ADMIN, argsSha256: 'f'.repeat(64), requestId: 'a-1' })).toMatch(/^APPROVAL_MISMATCH: .*is not the pending call's/);
+    expect(await refusal({ ...ADMIN, requestId: 'a-2' })).toMatch(/^APPROVAL_MISMATCH: .*must quote the arguments' hash/);
     // A member may not approve: approvals are for admins.
-    expect(await refusal({ actor: 'member', authority: 'TENANT_USER', argsSha256: paused.pause!.approval!.argsSha256, requestId: 'a-3' })).toMatch(/may not resume/);
+    expect(await refusal({ actor: 'member', authority: 'TENANT_USER', argsSha256: paused.pause!.approval!.argsSha256, requestId: 'a-3' })).toMatch(/^AUTHORITY_NOT_ALLOWED: .*may not resume/);
     expect(world.named('callTool')).toHaveLength(0);
 
     await handle.executeUpdate(resumeUpdate, { args: [{ ...ADMIN, argsSha256: paused.pause!.approval!.argsSha256, requestId: 'a-4' }] });
