@@ -24,6 +24,7 @@ import { policyRoutes } from './policies';
 import { controlLimitsOf, createControlGuards, limitControlsPerKey, type ControlLimits } from './rate-limit';
 import { SharedControlState } from './shared-counters';
 import { rejectUnsafeInput } from './request-guard';
+import { limitRequestsPerKey } from './request-limit';
 import { runControlRoutes } from './run-controls';
 import { runRoutes } from './runs';
 
@@ -52,6 +53,8 @@ export interface ApiDeps {
   reactors?: { stream: string; heartbeatIntervalMs: number; missThreshold: number };
   /** Rate limits and coalescing of control requests (`api/rate-limit.ts`); absent: the CONTROL_* variables of the environment. */
   controlLimits?: ControlLimits;
+  /** Requests per API key per minute, unless its tenant has its own (`api/request-limit.ts`); absent: API_RATE_LIMIT_PER_MINUTE. */
+  requestsPerMinute?: number;
   /** Limits on failed API key lookups (`api/auth-throttle.ts`); absent: the AUTH_FAILURE* variables of the environment. */
   authLimits?: AuthLimits;
   /** Express's `trust proxy` (API_TRUST_PROXY): whether the client's address is read from X-Forwarded-For. Default false. */
@@ -96,12 +99,13 @@ export function createApp(deps: ApiDeps): Express {
     res.set('Cache-Control', 'no-store');
     next();
   });
-  // Counters in Redis shared by every copy of the API, for the failed-key limits and the control limits alike.
-  const limitState = new SharedControlState(deps.redis, deps.logger, Date.now, { what: 'control rate limits, their coalescing and the failed API key limits' });
+  // Counters in Redis shared by every copy of the API, for the request, failed-key and control limits alike.
+  const limitState = new SharedControlState(deps.redis, deps.logger, Date.now, { what: 'the request, control and failed API key limits and the coalescing of controls' });
   const authThrottle = createAuthThrottle({ state: limitState, limits: deps.authLimits ?? authLimitsOf(loadConfig()) });
   // Who is asking first: authentication reads only the Authorization header, and nobody without
   // a key gets the body parser (decompression, a body up to the limit) to work for them.
-  app.use('/api/v1', authenticate(deps.db, authThrottle), express.json({ limit: deps.bodyLimit, strict: true }));
+  const requestLimit = limitRequestsPerKey(limitState, deps.requestsPerMinute ?? loadConfig().API_RATE_LIMIT_PER_MINUTE);
+  app.use('/api/v1', authenticate(deps.db, authThrottle), requestLimit, express.json({ limit: deps.bodyLimit, strict: true }));
   app.use('/api/v1', (req, _res, next) => {
     // req.is() is null when there is no body, false when the body is of another type.
     if (req.is('application/json') === false && req.get('content-length') !== '0') {

@@ -13,6 +13,8 @@ export interface Caller {
   tenantStatus: TenantStatus;
   apiKeyId: string;
   role: ApiRole;
+  /** The tenant's own allowance of requests per key per minute; null: the deployment's. */
+  requestsPerMinute: number | null;
 }
 
 export function callerOf(res: Response): Caller {
@@ -59,6 +61,7 @@ export function authenticate(db: Db, throttle?: AuthThrottle): RequestHandler {
         tenantId: tenants.id,
         tenantName: tenants.name,
         tenantStatus: tenants.status,
+        requestsPerMinute: tenants.requestsPerMinute,
       })
       .from(apiKeys)
       .innerJoin(tenants, eq(tenants.id, apiKeys.tenantId))

@@ -148,8 +148,8 @@ const controlIds = {
   idempotencyKey: z.string().describe("the caller's Idempotency-Key, or the one the API chose when none was sent: send it again to retry safely"),
 };
 
-/** The limits on failed API key lookups, which any authenticated route may answer 429 for. */
-const AUTH_LIMITS = ['failed_auth_per_address', 'failed_auth_per_key'] as const;
+/** What any authenticated route may answer 429 for: its key's requests per minute, or failed API key lookups. */
+const AUTH_LIMITS = ['requests_per_key', 'failed_auth_per_address', 'failed_auth_per_key'] as const;
 /** The control limits, and those: what a control's 429 may name. */
 const CONTROL_LIMITS = ['per_key', 'per_run', ...AUTH_LIMITS] as const;
 
@@ -158,7 +158,7 @@ const retryAfter = { 'Retry-After': { description: 'seconds until the request ma
 /** A control's 429: its per-key limit (and, for a run's controls, its per-run limit) or the failed-key limits. */
 const controlRateLimited: ResponseContract = {
   description:
-    'a rate limit was reached: a control limit (per API key, or per run), or too many failed API key lookups from this address or with this key; retry after Retry-After seconds',
+    "a rate limit was reached: a control limit (per API key, or per run), the key's requests per minute, or too many failed API key lookups from this address or with this key; retry after Retry-After seconds",
   schema: z.looseObject({ limit: z.enum(CONTROL_LIMITS), retryAfterSeconds: z.number().int().positive() }),
 };
 

@@ -38,6 +38,7 @@ async function main(): Promise<void> {
       missThreshold: config.REACTOR_HEARTBEAT_MISS_THRESHOLD,
     },
     authLimits: authLimitsOf(config),
+    requestsPerMinute: config.API_RATE_LIMIT_PER_MINUTE,
     trustProxy: trustProxyOf(config.API_TRUST_PROXY),
   });
   // Timeouts for requests that never finish arriving, and a cap on connections (`api/server.ts`).

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import type { ApiRole } from '../core/authorization';
 import { parseName, parseRole } from '../api/cli/tenant-args';
 import type { Db } from '../db/client';
@@ -46,6 +46,19 @@ export function registerTenantCommands(program: Command): void {
   issueKeyCommand(keys.command('create').description('issue another API key for a tenant, printed once (operator: needs DATABASE_URL)'));
   // The name it had before `keys create`; kept working, no longer shown.
   issueKeyCommand(tenants.command('key', { hidden: true }).description('the same as tenants keys create'));
+
+  tenants
+    .command('limit')
+    .description("set how many API requests each of a tenant's keys may make per minute (operator: needs DATABASE_URL)")
+    .requiredOption('--name <name>', 'tenant name', parseName)
+    .requiredOption('--requests-per-minute <n|default>', "a whole number from 1, or 'default' for the deployment's API_RATE_LIMIT_PER_MINUTE", parseRequestsPerMinute)
+    .addHelpText('after', DATABASE_HELP)
+    .action(async (options: { name: string; requestsPerMinute: number | 'default' }, command: Command) => {
+      const { setRequestLimitByName } = await import('../api/cli/tenant-admin');
+      const perMinute = options.requestsPerMinute === 'default' ? null : options.requestsPerMinute;
+      const changed = await onDatabase((db) => setRequestLimitByName(db, options.name, perMinute));
+      contextOf(command).print({ tenantId: changed.tenantId, requestsPerMinute: changed.requestsPerMinute }, () => changed.text);
+    });
 
   for (const action of ['pause', 'resume'] as const) {
     const command = tenants.command(action);
@@ -200,4 +213,14 @@ function databaseUrlShown(): string {
   } catch {
     return 'DATABASE_URL';
   }
+}
+
+// Commander turns a parser's null into '', so 'default' stays a word until the action.
+function parseRequestsPerMinute(value: string): number | 'default' {
+  if (value === 'default') return value;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1 || n > 1_000_000) {
+    throw new InvalidArgumentError("a whole number from 1 to 1000000, or 'default'");
+  }
+  return n;
 }

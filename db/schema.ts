@@ -29,6 +29,8 @@ export const tenants = pgTable('tenants', {
   id: uuid('id').primaryKey().defaultRandom(),
   name: text('name').notNull().unique(),
   status: text('status', { enum: ['active', 'suspended'] }).notNull().default('active'),
+  /** The API requests each of the tenant's keys may make per minute; null: the deployment's API_RATE_LIMIT_PER_MINUTE. */
+  requestsPerMinute: integer('requests_per_minute'),
   createdAt: createdAt(),
   updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
 });

@@ -83,3 +83,8 @@ export async function findTenantByName(db: DbOrTx, name: string): Promise<{ id: 
 export async function setTenantStatus(db: DbOrTx, tenantId: string, status: TenantStatus): Promise<void> {
   await db.update(tenants).set({ status, updatedAt: sql`now()` }).where(eq(tenants.id, tenantId));
 }
+
+/** A tenant's own allowance of API requests per key per minute; null gives it back the deployment's. */
+export async function setTenantRequestsPerMinute(db: DbOrTx, tenantId: string, requestsPerMinute: number | null): Promise<void> {
+  await db.update(tenants).set({ requestsPerMinute, updatedAt: sql`now()` }).where(eq(tenants.id, tenantId));
+}

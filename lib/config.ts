@@ -147,6 +147,13 @@ const envSchema = z.object({
   MAX_STEP_OUTPUT_BYTES: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(DEFAULT_MAX_STEP_OUTPUT_BYTES),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
 
+  /**
+   * Requests one API key may make per minute on any route, counted by every copy of the API
+   * together (`api/request-limit.ts`); a tenant may be given its own (`governed tenants limit`).
+   * The control limits below bound controls further.
+   */
+  API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(6000),
+
   // Control requests (pause, stop, resume of a run; the tenant-wide pause and resume): limits
   // shared by every copy of the API through Redis (`api/rate-limit.ts`), so that no key and no
   // flood can bury one run under signals.

@@ -1,6 +1,6 @@
 import type { ApiRole } from '../../core/authorization';
 import type { Db } from '../../db/client';
-import { createApiKey, createTenant, findTenantByName, setTenantStatus } from '../../db/tenancy';
+import { createApiKey, createTenant, findTenantByName, setTenantRequestsPerMinute, setTenantStatus } from '../../db/tenancy';
 import { commitWithPush, tenantStatusPush } from '../../dispatch/control-pusher';
 import { loadConfig } from '../../lib/config';
 import { lazyClient } from '../../lib/temporal';
@@ -58,4 +58,12 @@ export async function setStatusByName(db: Db, name: string, status: 'suspended' 
   } finally {
     await temporal.connection.close().catch(() => {});
   }
+}
+
+/** `governed tenants limit`: the tenant's requests per API key per minute, or the deployment's again (`null`). */
+export async function setRequestLimitByName(db: Db, name: string, requestsPerMinute: number | null): Promise<{ tenantId: string; requestsPerMinute: number | null; text: string }> {
+  const tenantId = await requireTenant(db, name);
+  await setTenantRequestsPerMinute(db, tenantId, requestsPerMinute);
+  const allowance = requestsPerMinute === null ? `the deployment's (API_RATE_LIMIT_PER_MINUTE, ${loadConfig().API_RATE_LIMIT_PER_MINUTE})` : String(requestsPerMinute);
+  return { tenantId, requestsPerMinute, text: `tenant ${name}: each API key may make ${allowance} requests per minute` };
 }

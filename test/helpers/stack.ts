@@ -52,6 +52,8 @@ export interface StackOptions {
   maxStepOutputBytes?: number;
   /** A Temporal server of the test's own (one started with other dynamic config), instead of the shared one. */
   temporalAddress?: string;
+  /** Requests per API key per minute (API_RATE_LIMIT_PER_MINUTE); absent: the product's default. */
+  requestsPerMinute?: number;
 }
 
 export interface TestTenant {
@@ -179,6 +181,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     temporalDeadlineMs: 30_000,
     defaultObservabilityMode: 'DEGRADED',
     runDeadlineSeconds: options.runDeadlineSeconds ?? 120,
+    ...(options.requestsPerMinute ? { requestsPerMinute: options.requestsPerMinute } : {}),
     auditIntervalSeconds: options.auditIntervalSeconds ?? 60,
     temporalCallTimeoutMs: 2000,
     ...(eventsConfig

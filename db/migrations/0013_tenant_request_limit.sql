@@ -1,0 +1,1 @@
+ALTER TABLE "tenants" ADD COLUMN "requests_per_minute" integer;
