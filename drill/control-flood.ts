@@ -108,7 +108,8 @@ function answerProblem(a: Answer): string | null {
     const seconds = Number(a.retryAfter);
     if (!Number.isInteger(seconds) || seconds < 1) return `${what} without a Retry-After of whole seconds (${a.retryAfter})`;
     if (a.body?.retryAfterSeconds !== seconds) return `${what}: Retry-After ${seconds} but retryAfterSeconds ${String(a.body?.retryAfterSeconds)}`;
-    if (a.body?.limit !== 'per_key' && a.body?.limit !== 'per_run') return `${what} naming no control limit: ${JSON.stringify(a.body)}`;
+    // The key's allowance of requests per minute may be spent first by a long flood: a limit too.
+    if (!['per_key', 'per_run', 'requests_per_key'].includes(String(a.body?.limit))) return `${what} naming no limit of the API's: ${JSON.stringify(a.body)}`;
     return null;
   }
   if (a.status === 400) return a.oversized ? null : `${what}: ${JSON.stringify(a.body)}`;
