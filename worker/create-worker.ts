@@ -17,7 +17,7 @@ export interface CreateWorkerOptions {
   maxDomainAttempts?: number;
   /** Tests only. */
   faults?: FaultInjector;
-  tuning?: Pick<WorkerOptions, 'maxConcurrentActivityTaskExecutions' | 'maxConcurrentWorkflowTaskExecutions' | 'maxCachedWorkflows'>;
+  tuning?: Pick<WorkerOptions, 'maxConcurrentActivityTaskExecutions' | 'maxConcurrentWorkflowTaskExecutions' | 'maxCachedWorkflows' | 'workflowThreadPoolSize'>;
   /**
    * The activities it registers: every one (the run worker; the tests' stack), or the audit loop's
    * alone (the auditor, `auditor/main.ts`, whose queue carries nothing else). The workflow bundle is
@@ -33,7 +33,9 @@ export type WorkerTuning = NonNullable<CreateWorkerOptions['tuning']>;
  * memory: the SDK's default (from the heap limit, 2,310 on a 4 GiB heap) kept every paused run in
  * the worker's memory for as long as it was paused.
  */
-export function workerTuning(config: Pick<Config, 'WORKER_MAX_CACHED_WORKFLOWS' | 'WORKER_MAX_CONCURRENT_WORKFLOW_TASKS' | 'WORKER_MAX_CONCURRENT_ACTIVITIES'>): WorkerTuning {
+export function workerTuning(
+  config: Pick<Config, 'WORKER_MAX_CACHED_WORKFLOWS' | 'WORKER_MAX_CONCURRENT_WORKFLOW_TASKS' | 'WORKER_MAX_CONCURRENT_ACTIVITIES' | 'WORKER_WORKFLOW_THREADS'>,
+): WorkerTuning {
   const maxCachedWorkflows = config.WORKER_MAX_CACHED_WORKFLOWS;
   return {
     maxCachedWorkflows,
@@ -41,6 +43,7 @@ export function workerTuning(config: Pick<Config, 'WORKER_MAX_CACHED_WORKFLOWS' 
     maxConcurrentWorkflowTaskExecutions:
       maxCachedWorkflows === 0 ? config.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS : Math.max(2, Math.min(config.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS, maxCachedWorkflows)),
     maxConcurrentActivityTaskExecutions: config.WORKER_MAX_CONCURRENT_ACTIVITIES,
+    workflowThreadPoolSize: config.WORKER_WORKFLOW_THREADS,
   };
 }
 
