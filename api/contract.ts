@@ -11,6 +11,7 @@ import { pushListQuery, tenantPauseBody, tenantResumeBody } from './policies';
 import { approvalsQuery } from './approvals';
 import { outputQuery } from './outputs';
 import { PROBLEM_CODES, PROBLEMS, PROBLEM_TYPE_BASE, type ProblemCode } from './problems';
+import { retentionSettingsSchema } from './retention';
 import { approvalBody, controlBody } from './run-controls';
 import { listQuery as runListQuery } from './runs';
 
@@ -670,6 +671,21 @@ export const API_ROUTES: readonly RouteContract[] = [
     auth: ADMIN,
     body: alertSettingsSchema,
     responses: { 200: { description: 'the settings now stored', schema: alertSettingsSchema } },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/tenant/retention',
+    summary: "How long the tenant's runs, outbox rows, control pushes and alerts are kept, and whether runs are exported first",
+    auth: ADMIN,
+    responses: { 200: { description: 'the settings (the defaults when never set)', schema: retentionSettingsSchema } },
+  },
+  {
+    method: 'put',
+    path: '/api/v1/tenant/retention',
+    summary: 'Replace the retention settings; the next retention pass applies them',
+    auth: ADMIN,
+    body: retentionSettingsSchema,
+    responses: { 200: { description: 'the settings now stored', schema: retentionSettingsSchema } },
   },
 ];
 

@@ -24,6 +24,7 @@ import { FaultInjector } from '../../worker/faults';
 import type { ToolServersConfig } from '../../activities/tools/config';
 import { ToolServers } from '../../activities/tools/servers';
 import { DEFAULT_MAX_STEP_OUTPUT_BYTES } from '../../core/outputs';
+import { runExportOf } from '../../activities/retention';
 
 export interface StackOptions {
   /** Where the worker reaches Postgres; a test may route it through a proxy it can cut. */
@@ -52,6 +53,8 @@ export interface StackOptions {
   maxStepOutputBytes?: number;
   /** A Temporal server of the test's own (one started with other dynamic config), instead of the shared one. */
   temporalAddress?: string;
+  /** Where retention exports runs before pruning them (`RETENTION_EXPORT_TO`); unset, tenants that ask for it keep their runs. */
+  runExportDir?: string;
 }
 
 export interface TestTenant {
@@ -116,6 +119,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     temporal: client,
     tools,
     limits: { maxStepOutputBytes: options.maxStepOutputBytes ?? DEFAULT_MAX_STEP_OUTPUT_BYTES },
+    runExport: runExportOf(options.runExportDir),
   };
   const worker = await createWorker({
     connection: nativeConnection,
