@@ -17,8 +17,10 @@ import { createLogger } from '../lib/logger';
 import { createEventMetrics, createWorkerMetrics } from '../lib/metrics';
 import { reconcileAuditWorkflow } from '../workflows/audit';
 import { pruneRetentionWorkflow } from '../workflows/retention';
+import { RETENTION_SCHEDULE_ID, applyRetentionSchedule } from '../worker/retention-schedule';
 import { freshDatabase } from './helpers/fresh-database';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
+import { governed } from './helpers/governed-cli';
 import { waitFor } from './helpers/wait';
 
 const HANDLED_TTL_SECONDS = 600;
@@ -391,5 +393,46 @@ describe('retention of event records under load', () => {
       await redis.del(stream, `${stream}:dead`, `${stream}:reactors`);
       redis.disconnect();
     }
+  });
+});
+
+describe('the retention pass is scheduled, and set from the CLI', () => {
+  it('keeps a Schedule, created and updated idempotently, whose trigger runs a pass', async () => {
+    const options = { taskQueue: stack.taskQueue, intervalSeconds: 3600 };
+    try {
+      expect(await applyRetentionSchedule(stack.client, options)).toBe('created');
+      expect(await applyRetentionSchedule(stack.client, { ...options, intervalSeconds: 7200 })).toBe('updated');
+      const handle = stack.client.schedule.getHandle(RETENTION_SCHEDULE_ID);
+      const described = await handle.describe();
+      expect(described.spec.intervals?.[0]?.every).toBe(7_200_000);
+      expect(described.policies.overlap).toBe('SKIP');
+      expect(described.action).toMatchObject({ type: 'startWorkflow', workflowType: 'pruneRetentionWorkflow', taskQueue: stack.taskQueue });
+      await handle.trigger();
+      const pass = await waitFor('a pass started by the Schedule', async () => (await handle.describe()).info.recentActions[0]?.action.workflow);
+      const ended = await stack.client.workflow.getHandle(pass.workflowId, undefined, { firstExecutionRunId: pass.firstExecutionRunId }).result();
+      expect(ended).toMatchObject({ runs: 0 });
+    } finally {
+      await stack.client.schedule.getHandle(RETENTION_SCHEDULE_ID).delete().catch(() => {});
+    }
+  });
+
+  it('governed retention get and set: a partial change keeps the rest; a bad one exits non-zero with the reason', async () => {
+    const tenant = await stack.createTenant();
+    const env = { GOVERNED_API_URL: stack.baseUrl, GOVERNED_API_KEY: tenant.apiKey };
+    const shown = await governed(['retention', 'get'], env);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toMatch(/runs and their records\s+180 days/);
+    const set = await governed(['--json', 'retention', 'set', '--runs-days', '365', '--export'], env);
+    expect(set.code).toBe(0);
+    expect(JSON.parse(set.stdout)).toEqual({ ...DEFAULT_RETENTION, runsDays: 365, exportBeforePrune: true });
+    const read = await stack.request('GET', '/api/v1/tenant/retention', { apiKey: tenant.apiKey });
+    expect(read.body).toEqual({ ...DEFAULT_RETENTION, runsDays: 365, exportBeforePrune: true });
+    const tooShort = await governed(['retention', 'set', '--runs-days', '1'], env);
+    expect(tooShort.code).toBe(1);
+    expect(tooShort.stderr).toMatch(/may not keep records longer than runsDays/);
+    const nothing = await governed(['retention', 'set'], env);
+    expect(nothing.code).toBe(2);
+    expect(nothing.stderr).toMatch(/nothing to set/);
+    expect((await stack.request('GET', '/api/v1/tenant/retention', { apiKey: tenant.apiKey })).body.runsDays).toBe(365);
   });
 });
