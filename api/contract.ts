@@ -349,7 +349,7 @@ export const API_ROUTES: readonly RouteContract[] = [
     path: '/api/v1/runs/:id',
     summary: 'One run: its record, live state, trace, incidents, evaluations, log and acks',
     auth: ANY_ROLE,
-    errors: ['RUN_NOT_FOUND'],
+    errors: ['RUN_NOT_FOUND', 'RUN_PRUNED'],
     responses: {
       200: {
         description: 'the run',
@@ -507,7 +507,7 @@ export const API_ROUTES: readonly RouteContract[] = [
     path: '/api/v1/runs/:id/audit',
     summary: "The run's audit, computed now with the reconciler's rules, beside what the last pass stored",
     auth: ANY_ROLE,
-    errors: ['RUN_NOT_FOUND'],
+    errors: ['RUN_NOT_FOUND', 'RUN_PRUNED'],
     responses: { 200: { description: 'the audit report', schema: auditReport } },
   },
   {

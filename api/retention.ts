@@ -2,8 +2,8 @@ import { Router } from 'express';
 import { z } from 'zod';
 import type { RetentionSettings } from '../core/retention';
 import { describeZodError } from '../core/plan';
-import type { Db } from '../db/client';
-import { saveRetentionSettings, tenantRetentionSettings } from '../db/retention';
+import type { Db, DbOrTx } from '../db/client';
+import { saveRetentionSettings, tenantRetentionSettings, tombstoneOfTenant } from '../db/retention';
 import { actorOf, callerOf, requireRole } from './auth';
 import { HttpError } from './errors';
 
@@ -44,4 +44,24 @@ export function retentionRoutes(deps: { db: Db }): Router {
   });
 
   return router;
+}
+
+/**
+ * What a request about a run that is not there answers: 410 with its tombstone when the tenant's
+ * retention removed it (when, how it ended, the audit's last verdict, whether and with what hash it
+ * was exported), else 404 as for any unknown run.
+ */
+export async function runNotFound(db: DbOrTx, runId: string, tenantId: string): Promise<HttpError> {
+  const tombstone = await tombstoneOfTenant(db, runId, tenantId);
+  if (!tombstone) return new HttpError('RUN_NOT_FOUND', `run ${runId} not found`);
+  return new HttpError('RUN_PRUNED', `run ${runId} was removed by retention at ${tombstone.prunedAt.toISOString()}`, {
+    runId,
+    phase: tombstone.phase,
+    createdAt: tombstone.runCreatedAt.toISOString(),
+    finishedAt: tombstone.runFinishedAt?.toISOString() ?? null,
+    prunedAt: tombstone.prunedAt.toISOString(),
+    auditVerdict: tombstone.auditVerdict,
+    exported: tombstone.exportLocation !== null,
+    exportSha256: tombstone.exportSha256,
+  });
 }

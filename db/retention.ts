@@ -1,4 +1,4 @@
-import { eq, sql, type SQL } from 'drizzle-orm';
+import { and, eq, sql, type SQL } from 'drizzle-orm';
 import type { PgTable } from 'drizzle-orm/pg-core';
 import { DEFAULT_RETENTION, type ExportedRecord, type RetentionSettings } from '../core/retention';
 import type { DbOrTx } from './client';
@@ -267,7 +267,11 @@ export function pruneAlerts(tx: DbOrTx, limit: number): Promise<number> {
   });
 }
 
-export async function tombstoneOf(db: DbOrTx, runId: string) {
-  const [row] = await db.select().from(runTombstones).where(eq(runTombstones.runId, runId));
+/** The run's tombstone, when the tenant's retention removed it; another tenant's run has none. */
+export async function tombstoneOfTenant(db: DbOrTx, runId: string, tenantId: string) {
+  const [row] = await db
+    .select()
+    .from(runTombstones)
+    .where(and(eq(runTombstones.runId, runId), eq(runTombstones.tenantId, tenantId)));
   return row ?? null;
 }

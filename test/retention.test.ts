@@ -200,13 +200,23 @@ describe('retention of runs', () => {
     expect(await prune({ runsPageSize: 2 }).result).toMatchObject({ runs: 0, exported: 0, records: 0 });
   });
 
-  it('the reconciler never reports a pruned run: no finding, no incident, after a pass and a wedge probe over their closed workflows', async () => {
+  it('the reconciler never reports a pruned run: no finding, no incident, in the passes after pruning', async () => {
     const pruned = [...exportingOld, ...plainOld];
     await auditPass();
     await auditPass();
     expect(await stack.db.select().from(auditFindings)).toEqual([]);
     expect(await stack.db.select().from(incidents).where(inArray(incidents.runId, pruned))).toEqual([]);
     expect(await stack.db.select().from(incidents).where(eq(incidents.kind, 'audit'))).toEqual([]);
+    // Asked about, a pruned run answers with its tombstone, to its tenant only.
+    const [exported] = exportingOld;
+    for (const path of [`/api/v1/runs/${exported}`, `/api/v1/runs/${exported}/audit`]) {
+      const gone = await stack.request('GET', path, { apiKey: exporting.apiKey });
+      expect(gone.status).toBe(410);
+      expect(gone.body).toMatchObject({ code: 'RUN_PRUNED', runId: exported, phase: 'COMPLETED', auditVerdict: 'COMPLETE', exported: true });
+      expect(gone.body.exportSha256).toMatch(/^[0-9a-f]{64}$/);
+      expect((await stack.request('GET', path, { apiKey: plain.apiKey })).status).toBe(404);
+    }
+    expect((await stack.request('GET', `/api/v1/runs/${plainOld[0]}`, { apiKey: plain.apiKey })).body).toMatchObject({ code: 'RUN_PRUNED', exported: false, exportSha256: null });
     // The young runs are still reconciled as before.
     const young = await stack.db.select().from(auditReconciliations).where(inArray(auditReconciliations.runId, [...exportingYoung, ...plainYoung]));
     expect(young.map((r) => r.verdict)).toEqual(['COMPLETE', 'COMPLETE']);
