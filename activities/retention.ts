@@ -30,7 +30,7 @@ export interface PruneRunsResult {
 }
 
 /** The retention workflow's batches (`workflows/retention.ts`): each one activity, one transaction. */
-export function createRetentionActivities({ db, logger, runExport, temporal }: ActivityDeps) {
+export function createRetentionActivities({ db, logger, metrics, runExport, temporal }: ActivityDeps) {
   /**
    * The pruned runs' workflow histories (their inputs and results), which would otherwise stay until
    * the namespace's retention: once the records are gone, so is Temporal's copy. A history already
@@ -75,6 +75,8 @@ export function createRetentionActivities({ db, logger, runExport, temporal }: A
       const records = await pruneRuns(tx, tombstones);
       return { runIds: expired.map((r) => r.runId), exported: written.size, records };
     });
+    metrics.retentionPruned.inc({ kind: 'runs' }, result.runIds.length);
+    metrics.retentionPruned.inc({ kind: 'exported_runs' }, result.exported);
     const histories = await deleteHistories(result.runIds);
     if (result.runIds.length > 0) logger.info({ runs: result.runIds.length, exported: result.exported, records: result.records, histories }, 'retention: pruned expired runs');
     return { runs: result.runIds.length, exported: result.exported, records: result.records, histories };
@@ -82,11 +84,15 @@ export function createRetentionActivities({ db, logger, runExport, temporal }: A
 
   /** Up to `limit` each of published outbox rows, delivered control pushes and alerts past their tenant's setting. */
   async function pruneEventRecords(input: { limit: number }): Promise<{ outbox: number; controlPushes: number; alerts: number }> {
-    return db.transaction(async (tx) => ({
+    const done = await db.transaction(async (tx) => ({
       outbox: await pruneOutbox(tx, input.limit),
       controlPushes: await pruneControlPushes(tx, input.limit),
       alerts: await pruneAlerts(tx, input.limit),
     }));
+    metrics.retentionPruned.inc({ kind: 'outbox' }, done.outbox);
+    metrics.retentionPruned.inc({ kind: 'control_pushes' }, done.controlPushes);
+    metrics.retentionPruned.inc({ kind: 'alerts' }, done.alerts);
+    return done;
   }
 
   return { pruneExpiredRuns, pruneEventRecords };

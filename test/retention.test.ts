@@ -103,7 +103,7 @@ describe('retention of runs', () => {
     await waitFor('every run finalized', async () => {
       const rows = await stack.db.select().from(auditReconciliations).where(inArray(auditReconciliations.runId, [...a, ...b]));
       return rows.length === 8 && rows.every((r) => r.finalizedAt !== null);
-    });
+    }, 60_000);
     await auditPass();
     exportingOld = a.slice(0, 4);
     exportingYoung = a.slice(4);
@@ -119,7 +119,7 @@ describe('retention of runs', () => {
       .values({ tenantId: plain.tenantId, kind: 'policy', signal: 'policyUpdated', payload: {}, target: 'live', pushedAt: new Date(), totalRuns: 1, reachedRuns: 1 })
       .returning({ id: controlPushes.id });
     await stack.db.insert(controlPushDeliveries).values({ pushId: push!.id, runId: plainOld[0]!, outcome: 'signalled', reachedAt: new Date() });
-  });
+  }, 180_000);
 
   it('refuses settings that would keep event records longer than the runs, with a problem', async () => {
     const res = await stack.request('PUT', '/api/v1/tenant/retention', { apiKey: plain.apiKey, body: { ...DEFAULT_RETENTION, runsDays: 2, alertsDays: 30 } });
@@ -196,6 +196,9 @@ describe('retention of runs', () => {
     }
     await stack.client.workflow.getHandle(plainYoung[0]!).describe();
 
+    const pruned = async (kind: string) => (await stack.workerMetrics.registry.getSingleMetric('governed_retention_pruned_total')!.get()).values.find((v) => v.labels.kind === kind)?.value;
+    expect(await pruned('runs')).toBe(6);
+    expect(await pruned('exported_runs')).toBe(4);
     // Nothing left to prune: a second pass removes nothing.
     expect(await prune({ runsPageSize: 2 }).result).toMatchObject({ runs: 0, exported: 0, records: 0 });
   });
@@ -426,7 +429,8 @@ describe('the retention pass is scheduled, and set from the CLI', () => {
     }
   });
 
-  it('governed retention get and set: a partial change keeps the rest; a bad one exits non-zero with the reason', async () => {
+  // Five CLI processes, each started with tsx when no build is fresh: slow on a busy machine.
+  it('governed retention get and set: a partial change keeps the rest; a bad one exits non-zero with the reason', { timeout: 180_000 }, async () => {
     const tenant = await stack.createTenant();
     const env = { GOVERNED_API_URL: stack.baseUrl, GOVERNED_API_KEY: tenant.apiKey };
     const shown = await governed(['retention', 'get'], env);
