@@ -429,7 +429,7 @@ describe('the retention pass is scheduled, and set from the CLI', () => {
     }
   });
 
-  // Five CLI processes, each started with tsx when no build is fresh: slow on a busy machine.
+  // Four CLI processes, each started with tsx when no build is fresh: slow on a busy machine.
   it('governed retention get and set: a partial change keeps the rest; a bad one exits non-zero with the reason', { timeout: 180_000 }, async () => {
     const tenant = await stack.createTenant();
     const env = { GOVERNED_API_URL: stack.baseUrl, GOVERNED_API_KEY: tenant.apiKey };
