@@ -14,7 +14,8 @@
 #   ./temporal-dev.sh tuning-args print the dev server's queue-throttle arguments, one a line
 #
 # Environment: TEMPORAL_PORT (7233), TEMPORAL_UI_PORT (8233), TEMPORAL_IP (127.0.0.1),
-# TEMPORAL_NAMESPACE (default), TEMPORAL_DATA_DIR (./.temporal), GOVERNED_RUNS_CACHE
+# TEMPORAL_NAMESPACE (default), TEMPORAL_RETENTION_DAYS (180: how long Temporal keeps a closed
+# workflow's history; README, "Retention"), TEMPORAL_DATA_DIR (./.temporal), GOVERNED_RUNS_CACHE
 # (~/.cache/governed-runs: where the CLIs are installed, outside the work tree).
 set -euo pipefail
 
@@ -40,6 +41,9 @@ port=${TEMPORAL_PORT:-7233}
 ui_port=${TEMPORAL_UI_PORT:-8233}
 ip=${TEMPORAL_IP:-127.0.0.1}
 namespace=${TEMPORAL_NAMESPACE:-default}
+# A closed run's workflow history (its inputs and step results) must not outlive the run's records,
+# which tenants keep 180 days by default; the pruner deletes the history of each run it removes.
+retention_days=${TEMPORAL_RETENTION_DAYS:-180}
 data_dir=${TEMPORAL_DATA_DIR:-$here/.temporal}
 pid_file=$data_dir/server-$port.pid
 log_file=$data_dir/server-$port.log
@@ -128,12 +132,22 @@ register_search_attributes() {
   done
 }
 
+# The namespace's retention, applied at every start (the dev server creates the namespace with 24h).
+set_retention() {
+  local cli=$1 out
+  case "$retention_days" in '' | *[!0-9]*) die "TEMPORAL_RETENTION_DAYS=$retention_days: give a whole number of days" ;; esac
+  if ! out=$("$cli" operator namespace update --address "$ip:$port" --namespace "$namespace" --retention "$((retention_days * 24))h" 2>&1); then
+    die "could not set namespace $namespace's retention to $retention_days days: $out"
+  fi
+}
+
 start() {
   local cli
   cli=$(temporal_cli)
   tctl_cli >/dev/null 2>&1 || say "tctl is not available ('./temporal-dev.sh tctl-path' says why); the temporal CLI does everything it does"
   if healthy "$cli"; then
     register_search_attributes "$cli"
+    set_retention "$cli"
     say "already running on $ip:$port (Web UI http://$ip:$ui_port)"
     return
   fi
@@ -169,7 +183,8 @@ start() {
     waited=$((waited + 1))
   done
   register_search_attributes "$cli"
-  say "running on $ip:$port, Web UI http://$ip:$ui_port, data in $data_dir (pid $(cat "$pid_file"))"
+  set_retention "$cli"
+  say "running on $ip:$port (closed workflows kept $retention_days days), Web UI http://$ip:$ui_port, data in $data_dir (pid $(cat "$pid_file"))"
 }
 
 stop() {

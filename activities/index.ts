@@ -5,6 +5,7 @@ import { createIncidentActivities } from './incidents';
 import { createLogActivities } from './logs';
 import { createPolicyActivities } from './policies';
 import { createReconcilerActivities } from './reconciler';
+import { createRetentionActivities } from './retention';
 import { createRunActivities } from './runs';
 import { createSkillActivities } from './skills';
 import { createToolCallActivities } from './tool-calls';
@@ -25,6 +26,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createToolCallActivities(deps),
     ...createControlActivities(deps),
     ...createReconcilerActivities(deps),
+    ...createRetentionActivities(deps),
   };
 }
 
@@ -34,5 +36,7 @@ export type Activities = ReturnType<typeof createActivities>;
 export type SkillActivities = ReturnType<typeof createSkillActivities> & ReturnType<typeof createAgentActivities>;
 /** The audit loop's work, run by its own workflows. */
 export type ReconcilerActivities = ReturnType<typeof createReconcilerActivities>;
+/** Retention's batches, run by the pruning workflow on the audit loop's queue. */
+export type RetentionActivities = ReturnType<typeof createRetentionActivities>;
 /** The run's short idempotent writes to its domains (the workflow's `domain` proxy). */
-export type DomainActivities = Omit<Activities, keyof SkillActivities | keyof ReconcilerActivities>;
+export type DomainActivities = Omit<Activities, keyof SkillActivities | keyof ReconcilerActivities | keyof RetentionActivities>;

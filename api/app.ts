@@ -9,6 +9,7 @@ import type { ApiMetrics } from '../lib/metrics';
 import { alertRoutes } from './alerts';
 import { auditRoutes } from './audit';
 import { costRoutes } from './costs';
+import { retentionRoutes } from './retention';
 import { authenticate } from './auth';
 import { authLimitsOf, createAuthThrottle, type AuthLimits } from './auth-throttle';
 import { boundTemporalCalls } from './deadline';
@@ -123,6 +124,7 @@ export function createApp(deps: ApiDeps): Express {
   app.use('/api/v1', policyRoutes(deps));
   app.use('/api/v1', incidentRoutes(deps), alertRoutes(deps), approvalRoutes(deps));
   app.use('/api/v1', costRoutes(deps));
+  app.use('/api/v1', retentionRoutes(deps));
 
   app.use((req, _res) => {
     throw new HttpError('ROUTE_NOT_FOUND', `no route for ${req.method} ${req.path}`);

@@ -9,6 +9,7 @@ import { auditFindings, auditReconciliations, staleRunReports } from '../db/sche
 import { describeRunLiveness } from '../lib/run-liveness';
 import { callerOf } from './auth';
 import { HttpError } from './errors';
+import { runNotFound } from './retention';
 import { cursorTime, newestFirst, olderThanCursor, pageOf, parseQuery, parseRunId } from './paging';
 
 export interface AuditRoutesDeps {
@@ -48,7 +49,7 @@ export function auditRoutes(deps: AuditRoutesDeps): Router {
       .select()
       .from(auditReconciliations)
       .where(and(eq(auditReconciliations.runId, runId), eq(auditReconciliations.tenantId, callerOf(res).tenantId)));
-    if (!stored) throw new HttpError('RUN_NOT_FOUND', `run ${runId} not found`);
+    if (!stored) throw await runNotFound(deps.db, runId, callerOf(res).tenantId);
     const [records, now, findings] = await Promise.all([
       loadAuditRecords(deps.db, [runId]),
       databaseNow(deps.db),

@@ -11,6 +11,7 @@ import { pushListQuery, tenantPauseBody, tenantResumeBody } from './policies';
 import { approvalsQuery } from './approvals';
 import { outputQuery } from './outputs';
 import { PROBLEM_CODES, PROBLEMS, PROBLEM_TYPE_BASE, type ProblemCode } from './problems';
+import { retentionSettingsSchema } from './retention';
 import { approvalBody, controlBody } from './run-controls';
 import { listQuery as runListQuery } from './runs';
 
@@ -348,7 +349,7 @@ export const API_ROUTES: readonly RouteContract[] = [
     path: '/api/v1/runs/:id',
     summary: 'One run: its record, live state, trace, incidents, evaluations, log and acks',
     auth: ANY_ROLE,
-    errors: ['RUN_NOT_FOUND'],
+    errors: ['RUN_NOT_FOUND', 'RUN_PRUNED'],
     responses: {
       200: {
         description: 'the run',
@@ -506,7 +507,7 @@ export const API_ROUTES: readonly RouteContract[] = [
     path: '/api/v1/runs/:id/audit',
     summary: "The run's audit, computed now with the reconciler's rules, beside what the last pass stored",
     auth: ANY_ROLE,
-    errors: ['RUN_NOT_FOUND'],
+    errors: ['RUN_NOT_FOUND', 'RUN_PRUNED'],
     responses: { 200: { description: 'the audit report', schema: auditReport } },
   },
   {
@@ -670,6 +671,21 @@ export const API_ROUTES: readonly RouteContract[] = [
     auth: ADMIN,
     body: alertSettingsSchema,
     responses: { 200: { description: 'the settings now stored', schema: alertSettingsSchema } },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/tenant/retention',
+    summary: "How long the tenant's runs, outbox rows, control pushes and alerts are kept, and whether runs are exported first",
+    auth: ADMIN,
+    responses: { 200: { description: 'the settings (the defaults when never set)', schema: retentionSettingsSchema } },
+  },
+  {
+    method: 'put',
+    path: '/api/v1/tenant/retention',
+    summary: 'Replace the retention settings; the next retention pass applies them',
+    auth: ADMIN,
+    body: retentionSettingsSchema,
+    responses: { 200: { description: 'the settings now stored', schema: retentionSettingsSchema } },
   },
 ];
 

@@ -41,6 +41,8 @@ export const PROBLEMS = {
   REPORT_NOT_FOUND: { status: 404, title: 'No stale-run report has been written yet' },
   ROUTE_NOT_FOUND: { status: 404, title: 'No such route' },
   NOT_FOUND: { status: 404, title: 'Not found' },
+  // 410: it was here
+  RUN_PRUNED: { status: 410, title: "The run was removed by its tenant's retention; only its tombstone is left" },
   // 409: the resource is in a state that refuses this
   RUN_ALREADY_FINISHED: { status: 409, title: 'The run has already ended' },
   RUN_NOT_LIVE: { status: 409, title: 'The run has no live workflow' },

@@ -11,6 +11,7 @@ import { domainAcks, incidents, policyEvaluations, runLogs, traceSteps, traces }
 import { runStateQuery, type RunState } from '../workflows/messages';
 import { callerOf } from './auth';
 import { HttpError } from './errors';
+import { runNotFound } from './retention';
 import { cursorTime, newestFirst, olderThanCursor, pageOf, parseQuery, parseRunId } from './paging';
 import { submitRun, type SubmitDeps } from './submit-run';
 import type { ApiMetrics } from '../lib/metrics';
@@ -69,8 +70,8 @@ export function runRoutes(deps: RunRoutesDeps): Router {
   router.get('/:id', async (req, res) => {
     const id = parseRunId(req.params.id);
     const run = await runOfTenant(deps.db, id, callerOf(res).tenantId);
-    // Another tenant's run answers exactly like a missing one.
-    if (!run) throw new HttpError('RUN_NOT_FOUND', `run ${id} not found`);
+    // Another tenant's run answers exactly like a missing one; a pruned one of the caller's, with its tombstone.
+    if (!run) throw await runNotFound(deps.db, id, callerOf(res).tenantId);
     const [trace, steps, incidentRows, evaluations, logRows, acks, controls, live] = await Promise.all([
       deps.db.select().from(traces).where(eq(traces.runId, run.id)),
       deps.db.select().from(traceSteps).where(eq(traceSteps.runId, run.id)).orderBy(asc(traceSteps.stepIndex)),

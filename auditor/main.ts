@@ -5,6 +5,7 @@ import { Runtime, makeTelemetryFilterString } from '@temporalio/worker';
 import { ToolServers } from '../activities/tools/servers';
 import { connectDatabase } from '../db/client';
 import { loadConfig } from '../lib/config';
+import { runExportOf } from '../activities/retention';
 import { PortInUseError } from '../lib/listen';
 import { createLogger } from '../lib/logger';
 import { createWorkerMetrics } from '../lib/metrics';
@@ -60,6 +61,7 @@ export async function runAuditor(): Promise<void> {
       temporal,
       tools,
       limits: { maxStepOutputBytes: config.MAX_STEP_OUTPUT_BYTES },
+      runExport: runExportOf(config.RETENTION_EXPORT_TO),
     },
   });
   logger.info(

@@ -10,6 +10,7 @@ import { EXIT_CODES_HELP } from './exit-codes';
 import { registerIncidentCommands } from './incidents';
 import { registerPolicyCommands } from './policies';
 import { registerReportCommands } from './reports';
+import { registerRetentionCommands } from './retention';
 import { registerRunCommands } from './runs';
 import { registerTenantCommands } from './tenants';
 
@@ -48,6 +49,7 @@ ${EXIT_CODES_HELP}`,
   registerReportCommands(program);
   registerPolicyCommands(program);
   registerTenantCommands(program);
+  registerRetentionCommands(program);
   registerConfigCommands(program);
   registerCompletionCommand(program);
   return program;

@@ -376,7 +376,11 @@ export const outbox = pgTable(
     /** Set when a compensation withdrew the event before it was published; it is never sent. */
     retractedAt: timestamp('retracted_at', { withTimezone: true }),
   },
-  (t) => [index('outbox_unpublished_idx').on(t.id).where(sql`${t.publishedAt} is null and ${t.retractedAt} is null`)],
+  (t) => [
+    index('outbox_unpublished_idx').on(t.id).where(sql`${t.publishedAt} is null and ${t.retractedAt} is null`),
+    // What retention prunes, oldest first per tenant (`db/retention.ts`).
+    index('outbox_done_idx').on(t.tenantId, t.createdAt).where(sql`${t.publishedAt} is not null or ${t.retractedAt} is not null`),
+  ],
 );
 
 /**
@@ -566,7 +570,11 @@ export const controlPushes = pgTable(
     /** Attempts in a row that reached no run: the backoff grows with them, not with the attempts that made progress. */
     stalledAttempts: integer('stalled_attempts').notNull().default(0),
   },
-  (t) => [index('control_pushes_pending_idx').on(t.nextAttemptAt).where(sql`${t.pushedAt} is null`)],
+  (t) => [
+    index('control_pushes_pending_idx').on(t.nextAttemptAt).where(sql`${t.pushedAt} is null`),
+    // What retention prunes, oldest first per tenant (`db/retention.ts`).
+    index('control_pushes_pushed_idx').on(t.tenantId, t.pushedAt).where(sql`${t.pushedAt} is not null`),
+  ],
 );
 
 export const PUSH_DELIVERY_OUTCOMES = ['pending', 'signalled', 'gone', 'skipped'] as const;
@@ -631,4 +639,44 @@ export const costRollups = pgTable(
     // Led by tenant and hour: it is also the index a report's range reads.
     unique('cost_rollups_dims_uq').on(t.tenantId, t.bucketStart, t.keyId, t.model, t.skill, t.tool).nullsNotDistinct(),
   ],
+);
+
+/** A tenant's retention settings (`core/retention.ts`); a tenant without a row gets the defaults. */
+export const tenantRetention = pgTable('tenant_retention', {
+  tenantId: uuid('tenant_id')
+    .primaryKey()
+    .references(() => tenants.id),
+  runsDays: integer('runs_days').notNull(),
+  outboxHours: integer('outbox_hours').notNull(),
+  controlPushesHours: integer('control_pushes_hours').notNull(),
+  alertsDays: integer('alerts_days').notNull(),
+  exportBeforePrune: boolean('export_before_prune').notNull(),
+  updatedBy: text('updated_by'),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * What is left of a run its tenant's retention removed: that it existed, when, how it ended, the
+ * audit's last word on it and where its records were exported (with the file's sha256), so a
+ * reference to the run (an audit question, a Temporal history, a log line) finds an answer.
+ */
+export const runTombstones = pgTable(
+  'run_tombstones',
+  {
+    runId: uuid('run_id').primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    phase: text('phase').notNull(),
+    runCreatedAt: timestamp('run_created_at', { withTimezone: true }).notNull(),
+    runFinishedAt: timestamp('run_finished_at', { withTimezone: true }),
+    /** The reconciler's last verdict, null if it never reached one. */
+    auditVerdict: text('audit_verdict').$type<AuditVerdict>(),
+    /** Rows removed with the run, all tables together. */
+    records: integer('records').notNull(),
+    exportLocation: text('export_location'),
+    exportSha256: text('export_sha256'),
+    prunedAt: timestamp('pruned_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('run_tombstones_tenant_pruned_idx').on(t.tenantId, t.prunedAt)],
 );

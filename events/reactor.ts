@@ -38,6 +38,8 @@ export interface ReactorOptions {
   missThreshold?: number;
   /** How long a handler's success is remembered, to drop a second copy of its event. */
   handledTtlSeconds?: number;
+  /** Approximate cap of the dead-letter stream: the oldest letters go (each is also an incident in Postgres). */
+  deadLetterMaxLen?: number;
   onDeadLetter(letter: DeadLetter): Promise<void>;
   /** Another reactor stopped beating; called once per silence. */
   onUnhealthy(reactor: { consumer: string; lastBeatAt: Date }): Promise<void>;
@@ -90,6 +92,7 @@ export function createReactor(options: ReactorOptions): Reactor {
   // Copies arrive within minutes (a relay restart, a claim); a day covers them with room to spare.
   const handledTtl = options.handledTtlSeconds ?? 86_400;
   const deadLetterStream = `${stream}:dead`;
+  const deadLetterMaxLen = options.deadLetterMaxLen ?? 10_000;
   let running = false;
   let loop: Promise<void> | null = null;
   let beat: NodeJS.Timeout | null = null;
@@ -151,7 +154,7 @@ export function createReactor(options: ReactorOptions): Reactor {
   }
 
   async function deadLetter(letter: DeadLetter): Promise<void> {
-    await redis.call('XADD', deadLetterStream, '*', ...letter.fields, 'error', letter.error, 'attempts', String(letter.attempts), 'messageId', letter.messageId);
+    await redis.call('XADD', deadLetterStream, 'MAXLEN', '~', String(deadLetterMaxLen), '*', ...letter.fields, 'error', letter.error, 'attempts', String(letter.attempts), 'messageId', letter.messageId);
     await options.onDeadLetter(letter);
     await redis.call('XACK', stream, group, letter.messageId);
     metrics.eventsDeadLettered.inc({ topic: letter.event?.topic ?? 'malformed' });

@@ -13,7 +13,7 @@ import { createReactor, type DeadLetter, type HandlerRegistry } from './reactor'
 import { createRelay } from './relay';
 import { createWebhookSink } from './webhook';
 
-/** What the relay and the reactor read of the configuration (the denied-run alert budget is optional: 10 by default). */
+/** What the relay and the reactor read of the configuration (the denied-run alert budget and the reactor's retention are optional: their defaults). */
 export type EventsConfig = Pick<
   Config,
   | 'REDIS_URL'
@@ -28,7 +28,7 @@ export type EventsConfig = Pick<
   | 'ALERT_WEBHOOK_URL'
   | 'ALERT_WEBHOOK_SECRET'
 > &
-  Partial<Pick<Config, 'ALERT_DENIED_RUNS_PER_HOUR'>>;
+  Partial<Pick<Config, 'ALERT_DENIED_RUNS_PER_HOUR' | 'REACTOR_HANDLED_TTL_SECONDS' | 'EVENT_DEAD_LETTER_MAXLEN'>>;
 
 export interface EventServicesDeps {
   database: Database;
@@ -95,6 +95,8 @@ export async function startEventServices(deps: EventServicesDeps): Promise<Event
     claimIdleMs: config.REACTOR_CLAIM_IDLE_SECONDS * 1000,
     heartbeatIntervalMs: config.REACTOR_HEARTBEAT_INTERVAL_SECONDS * 1000,
     missThreshold: config.REACTOR_HEARTBEAT_MISS_THRESHOLD,
+    handledTtlSeconds: config.REACTOR_HANDLED_TTL_SECONDS,
+    deadLetterMaxLen: config.EVENT_DEAD_LETTER_MAXLEN,
     ...deps.reactorTiming,
     onDeadLetter: (letter) => recordDeadLetter(database, letter),
     onUnhealthy: async ({ consumer: silent, lastBeatAt }) => {

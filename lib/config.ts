@@ -110,6 +110,14 @@ const envSchema = z.object({
     .string()
     .regex(/^\S+(\s+\S+){4}$/, 'a five-field cron expression such as "*/5 * * * *"')
     .default('*/5 * * * *'),
+  /** How often the `retention-pruner` Schedule starts a pass (README, "Retention"). */
+  RETENTION_PRUNE_INTERVAL: interval.default(3600),
+  /**
+   * Where runs are exported before retention removes them, for tenants that ask for it: a folder
+   * (or `file:` URL) the auditor can write, `<tenant>/<run>.jsonl` under it. Unset, such tenants'
+   * runs are kept. An S3-compatible URL is refused: not built.
+   */
+  RETENTION_EXPORT_TO: z.string().min(1).optional(),
   /** The Redis Stream events are relayed to, and its approximate cap. */
   EVENT_STREAM: z.string().min(1).default('governed:events'),
   EVENT_STREAM_MAXLEN: z.coerce.number().int().min(1000).default(100_000),
@@ -121,6 +129,13 @@ const envSchema = z.object({
   REACTOR_HEARTBEAT_INTERVAL_SECONDS: z.coerce.number().positive().default(30),
   REACTOR_HEARTBEAT_MISS_THRESHOLD: z.coerce.number().int().min(1).default(3),
   REACTOR_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(5),
+  /**
+   * How long the reactor remembers that a handler succeeded for an event (a Redis key per event and
+   * handler, expiring): long enough to drop the copy a relay restart or a claim sends, minutes later.
+   */
+  REACTOR_HANDLED_TTL_SECONDS: z.coerce.number().int().min(60).max(30 * 86_400).default(86_400),
+  /** Approximate cap of the dead-letter stream (`<EVENT_STREAM>:dead`); each letter is also an incident in Postgres. */
+  EVENT_DEAD_LETTER_MAXLEN: z.coerce.number().int().min(100).default(10_000),
   /** A message another consumer left pending this long is taken over. */
   REACTOR_CLAIM_IDLE_SECONDS: z.coerce.number().positive().default(60),
   /** Alerts are also POSTed here, signed with ALERT_WEBHOOK_SECRET (HMAC-SHA256). */

@@ -59,6 +59,9 @@ export function atZero<L extends string>(metric: Counter<L> | Histogram<L>, labe
 }
 
 /** The worker's metrics. The Temporal SDK's own runtime metrics are served beside these. */
+/** What `governed_retention_pruned_total` counts. */
+export const RETENTION_KINDS = ['runs', 'exported_runs', 'outbox', 'control_pushes', 'alerts'] as const;
+
 export function createWorkerMetrics(registry = new Registry()) {
   collectDefaultMetrics({ register: registry, prefix: 'governed_worker_' });
   const metrics = {
@@ -167,7 +170,15 @@ export function createWorkerMetrics(registry = new Registry()) {
       help: 'Runs in the latest stale-run report',
       registers: [registry],
     }),
+    /** Served by the auditor, whose queue carries the retention passes. */
+    retentionPruned: new Counter({
+      name: 'governed_retention_pruned_total',
+      help: "Rows removed by tenants' retention, by kind: runs (each with all its records), exported runs, outbox rows, control pushes, alerts",
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
   };
+  atZero(metrics.retentionPruned, RETENTION_KINDS.map((kind) => ({ kind })));
   atZero(metrics.runsFinished, FINAL_STATUSES.map((status) => ({ status })));
   atZero(metrics.phaseTransitions, PHASE_MOVES);
   atZero(metrics.stepDuration, combinations({ skill: SKILL_NAMES, outcome: STEP_OUTCOMES }));

@@ -10,6 +10,7 @@ import {
 import { loadConfig, type Config } from '../lib/config';
 import { connectClient } from '../lib/temporal';
 import { reconcileAuditWorkflow, staleRunReportWorkflow } from '../workflows/audit';
+import { RETENTION_SCHEDULE_ID, applyRetentionSchedule } from './retention-schedule';
 
 export const AUDIT_SCHEDULE_ID = 'audit-reconciler';
 export const STALE_REPORT_WORKFLOW_ID = 'stale-run-report';
@@ -144,8 +145,10 @@ if (require.main === module) {
         reconcileIntervalSeconds: config.AUDIT_RECONCILE_INTERVAL,
         staleReportCron: config.STALE_REPORT_CRON,
       });
+      const retention = await applyRetentionSchedule(client, { taskQueue, intervalSeconds: config.RETENTION_PRUNE_INTERVAL });
       console.log(
         `schedule ${AUDIT_SCHEDULE_ID} ${applied.schedule} (every ${config.AUDIT_RECONCILE_INTERVAL}s); ` +
+          `schedule ${RETENTION_SCHEDULE_ID} ${retention} (every ${config.RETENTION_PRUNE_INTERVAL}s); ` +
           `cron workflow ${STALE_REPORT_WORKFLOW_ID} ${applied.staleReport} ("${config.STALE_REPORT_CRON}"); ` +
           `task queue ${taskQueue} (served by npm run auditor)`,
       );

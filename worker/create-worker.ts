@@ -2,6 +2,7 @@ import path from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
 import { createReconcilerActivities } from '../activities/reconciler';
+import { createRetentionActivities } from '../activities/retention';
 import type { Config } from '../lib/config';
 import type { FaultInjector } from './faults';
 import { RetryBudgetInterceptor } from './interceptors';
@@ -20,7 +21,7 @@ export interface CreateWorkerOptions {
   tuning?: Pick<WorkerOptions, 'maxConcurrentActivityTaskExecutions' | 'maxConcurrentWorkflowTaskExecutions' | 'maxCachedWorkflows' | 'workflowThreadPoolSize'>;
   /**
    * The activities it registers: every one (the run worker; the tests' stack), or the audit loop's
-   * alone (the auditor, `auditor/main.ts`, whose queue carries nothing else). The workflow bundle is
+   * alone with retention's (the auditor, `auditor/main.ts`, whose queue carries nothing else). The workflow bundle is
    * the same either way: a worker only gets tasks for workflows started on its queue.
    */
   activities?: 'all' | 'audit';
@@ -62,7 +63,10 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     ...(options.workflowBundlePath
       ? { workflowBundle: { codePath: options.workflowBundlePath } }
       : { workflowsPath: WORKFLOWS_PATH, dataConverter: { payloadConverterPath: PAYLOAD_CONVERTER_PATH } }),
-    activities: options.activities === 'audit' ? createReconcilerActivities(options.deps) : createActivities(options.deps),
+    activities:
+      options.activities === 'audit'
+        ? { ...createReconcilerActivities(options.deps), ...createRetentionActivities(options.deps) }
+        : createActivities(options.deps),
     interceptors: {
       activity: [(ctx) => ({ inbound: new RetryBudgetInterceptor(ctx, maxAttempts, options.faults) })],
     },

@@ -5,6 +5,7 @@ import { Runtime, makeTelemetryFilterString, type Worker } from '@temporalio/wor
 import { Gauge, type Registry } from 'prom-client';
 import { connectDatabase } from '../db/client';
 import { loadConfig } from '../lib/config';
+import { runExportOf } from '../activities/retention';
 import { createLogger } from '../lib/logger';
 import { createEventMetrics, createWorkerMetrics } from '../lib/metrics';
 import { committerGraceMs } from '../dispatch/control-pusher';
@@ -53,6 +54,7 @@ async function main(): Promise<void> {
       temporal,
       tools,
       limits: { maxStepOutputBytes: config.MAX_STEP_OUTPUT_BYTES },
+      runExport: runExportOf(config.RETENTION_EXPORT_TO),
     },
   });
   observeWorkerMemory(metrics.registry, worker);

@@ -24,6 +24,7 @@ import { FaultInjector } from '../../worker/faults';
 import type { ToolServersConfig } from '../../activities/tools/config';
 import { ToolServers } from '../../activities/tools/servers';
 import { DEFAULT_MAX_STEP_OUTPUT_BYTES } from '../../core/outputs';
+import { runExportOf } from '../../activities/retention';
 
 export interface StackOptions {
   /** Where the worker reaches Postgres; a test may route it through a proxy it can cut. */
@@ -54,6 +55,8 @@ export interface StackOptions {
   temporalAddress?: string;
   /** Requests per API key per minute (API_RATE_LIMIT_PER_MINUTE); absent: the product's default. */
   requestsPerMinute?: number;
+  /** Where retention exports runs before pruning them (`RETENTION_EXPORT_TO`); unset, tenants that ask for it keep their runs. */
+  runExportDir?: string;
 }
 
 export interface TestTenant {
@@ -118,6 +121,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     temporal: client,
     tools,
     limits: { maxStepOutputBytes: options.maxStepOutputBytes ?? DEFAULT_MAX_STEP_OUTPUT_BYTES },
+    runExport: runExportOf(options.runExportDir),
   };
   const worker = await createWorker({
     connection: nativeConnection,
