@@ -216,6 +216,22 @@ describe('evidence of a run', () => {
     const verified = await governed(['--json', 'evidence', 'verify', cutFile]);
     expect(verified.code).toBe(1);
     expect(JSON.parse(verified.stdout).break).toMatchObject({ seq: cutAt + 1, kind: records[cutAt]!.kind, because: 'LINK_BROKEN' });
+
+    // The pause's control row deleted: its link stays, and names it gone.
+    const [pause] = await stack.db.select().from(runControlEvents).where(and(eq(runControlEvents.runId, runId), eq(runControlEvents.kind, 'pause')));
+    const seq = await latestSeqOf('control', pause!.id);
+    await stack.db.delete(runControlEvents).where(eq(runControlEvents.id, pause!.id));
+    try {
+      const gone = await exportAndVerify('row-deleted');
+      expect(gone.verified.code).toBe(1);
+      expect(gone.verified.stderr).toContain(`record #${seq} (control ${pause!.id})`);
+      expect(gone.verified.stderr).toContain('deleted after it was chained');
+    } finally {
+      // Put back as it was: the insert is chained as a new version with the same content.
+      await stack.db.insert(runControlEvents).values(pause!);
+    }
+    const restored = await exportAndVerify('row-restored');
+    expect(restored.verified.code, restored.verified.stderr).toBe(0);
   });
 
   it('writes no second link for an insert-once record written again, and chains a new one', async () => {
