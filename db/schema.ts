@@ -654,7 +654,8 @@ export const evidenceLinks = pgTable(
     hash: text('hash').notNull(),
     createdAt: createdAt(),
   },
-  (t) => [primaryKey({ columns: [t.runId, t.seq] }), index('evidence_links_record_idx').on(t.runId, t.recordKind, t.recordKey)],
+  // The key is the only index: the head, the export and the check all read a run's links by it.
+  (t) => [primaryKey({ columns: [t.runId, t.seq] })],
 );
 
 /**

@@ -24,7 +24,6 @@ CREATE TABLE "tenant_evidence_links" (
 	CONSTRAINT "tenant_evidence_links_run_id_unique" UNIQUE("run_id")
 );
 --> statement-breakpoint
-CREATE INDEX "evidence_links_record_idx" ON "evidence_links" USING btree ("run_id","record_kind","record_key");--> statement-breakpoint
 -- hand-written:
 -- The evidence chain (README, "Evidence"; db/evidence.ts). A record's content is its row as
 -- `to_jsonb` gives it, every value as text (numbers as Postgres prints them, timestamps in UTC),
@@ -42,12 +41,17 @@ $$;
 --> statement-breakpoint
 -- What of a row is its record: a run's row also carries its live bookkeeping (where it waits, when
 -- it last moved), which changes without being evidence; a verdict is the verdict and its report.
+CREATE FUNCTION evidence_record(kind text, row_json jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE kind
+    WHEN 'run' THEN row_json - ARRAY['updated_at', 'pause_reason', 'paused_at', 'workflow_started_at', 'task_queue', 'observability_status', 'observability_error']
+    WHEN 'verdict' THEN jsonb_build_object('run_id', row_json->'run_id', 'tenant_id', row_json->'tenant_id', 'verdict', row_json->'verdict', 'report', row_json->'report')
+    ELSE row_json END
+$$;
+--> statement-breakpoint
+-- The record as exported: every value as its text. `evidence_canonical` writes a record and its
+-- content alike (it reads values as text), so the trigger hashes the record without this step.
 CREATE FUNCTION evidence_content(kind text, row_json jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
-  SELECT (SELECT jsonb_object_agg(e.key, e.value #>> '{}')
-            FROM jsonb_each(CASE kind
-                   WHEN 'run' THEN row_json - ARRAY['updated_at', 'pause_reason', 'paused_at', 'workflow_started_at', 'task_queue', 'observability_status', 'observability_error']
-                   WHEN 'verdict' THEN jsonb_build_object('run_id', row_json->'run_id', 'tenant_id', row_json->'tenant_id', 'verdict', row_json->'verdict', 'report', row_json->'report')
-                   ELSE row_json END) e)
+  SELECT (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each_text(evidence_record(kind, row_json)) e)
 $$;
 --> statement-breakpoint
 CREATE FUNCTION evidence_link_hash(run_id uuid, seq integer, prev_hash text, kind text, record_key text, content_hash text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
@@ -60,12 +64,12 @@ $$;
 --> statement-breakpoint
 -- Appends one link to the run's chain. The advisory lock (held to the end of the transaction)
 -- orders the run's writers; each reads the head the previous one committed.
-CREATE FUNCTION evidence_append(p_run uuid, p_tenant uuid, p_kind text, p_key text, p_content jsonb) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION evidence_append(p_run uuid, p_tenant uuid, p_kind text, p_key text, p_record jsonb) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
   v_seq integer;
   v_prev text;
   v_tenant uuid;
-  v_content_hash text := evidence_sha256(evidence_canonical(p_content));
+  v_content_hash text := evidence_sha256(evidence_canonical(p_record));
   v_hash text;
 BEGIN
   PERFORM pg_advisory_xact_lock(hashtextextended('evidence:' || p_run::text, 0));
@@ -77,7 +81,7 @@ BEGIN
   INSERT INTO evidence_links (run_id, tenant_id, seq, record_kind, record_key, content_hash, prev_hash, hash)
   VALUES (p_run, v_tenant, v_seq, p_kind, p_key, v_content_hash, v_prev, v_hash);
   -- The run's finalize ack closes its evidence: its head joins the tenant's chain, once.
-  IF p_kind = 'ack' AND p_content->>'domain' = 'orchestrator' AND p_content->>'action' = 'finalize_run' AND p_content->>'status' = 'OK' THEN
+  IF p_kind = 'ack' AND p_record->>'domain' = 'orchestrator' AND p_record->>'action' = 'finalize_run' AND p_record->>'status' = 'OK' THEN
     PERFORM evidence_anchor(v_tenant, p_run, v_seq, v_hash);
   END IF;
 END $$;
@@ -107,7 +111,7 @@ DECLARE
 BEGIN
   PERFORM evidence_append(run, (row_json->>'tenant_id')::uuid, kind,
     CASE WHEN kind = 'verdict' THEN run::text ELSE row_json->>'id' END,
-    evidence_content(kind, row_json));
+    evidence_record(kind, row_json));
   RETURN NULL;
 END $$;
 --> statement-breakpoint
