@@ -512,6 +512,18 @@ export const API_ROUTES: readonly RouteContract[] = [
   },
   {
     method: 'get',
+    path: '/api/v1/runs/:id/evidence',
+    summary:
+      "The run's tamper-evident evidence as JSONL: a header, then each record the audit contract covers with its link in the run's chain, then its tenant link; `governed evidence verify` checks it offline",
+    auth: ANY_ROLE,
+    errors: ['RUN_NOT_FOUND', 'RUN_NOT_FINISHED'],
+    responses: {
+      200: { description: 'one JSON object a line (README, "Evidence")', contentType: 'application/jsonl' },
+      409: { description: 'the run has not ended: its evidence is exported once it has' },
+    },
+  },
+  {
+    method: 'get',
     path: '/api/v1/audit/findings',
     summary: 'Open audit findings of the tenant, newest first',
     auth: ANY_ROLE,

@@ -46,6 +46,7 @@ export const PROBLEMS = {
   // 409: the resource is in a state that refuses this
   RUN_ALREADY_FINISHED: { status: 409, title: 'The run has already ended' },
   RUN_NOT_LIVE: { status: 409, title: 'The run has no live workflow' },
+  RUN_NOT_FINISHED: { status: 409, title: 'The run has not ended yet' },
   SIGNAL_LIMIT_REACHED: { status: 409, title: "The run has received Temporal's maximum number of signals" },
   RUN_NOT_PAUSED: { status: 409, title: 'The run is not paused' },
   RESUME_NOT_ALLOWED: { status: 409, title: "The key may not lift this run's pause" },

@@ -6,6 +6,7 @@ import { submitRefusal } from '../core/authorization';
 import { authorityInWords, stateForTenant } from '../core/authority-words';
 import { RUN_PHASES, RUN_STATUSES, isTerminalPhase, type RunPhase } from '../core/phases';
 import { latestControlsOfRun } from '../db/control-events';
+import { runEvidenceLines } from '../db/evidence';
 import { listRuns, runOfTenant } from '../db/runs';
 import { domainAcks, incidents, policyEvaluations, runLogs, traceSteps, traces } from '../db/schema';
 import { runStateQuery, type RunState } from '../workflows/messages';
@@ -96,8 +97,30 @@ export function runRoutes(deps: RunRoutesDeps): Router {
     });
   });
 
+  /**
+   * The run's evidence as JSONL (README, "Evidence"), for `governed evidence verify` to check
+   * offline. Only once the run has ended: until then its own record's totals move between links.
+   */
+  router.get('/:id/evidence', async (req, res) => {
+    const id = parseRunId(req.params.id);
+    const run = await runOfTenant(deps.db, id, callerOf(res).tenantId);
+    if (!run) throw new HttpError('RUN_NOT_FOUND', `run ${id} not found`);
+    if (!isTerminalPhase(run.phase as RunPhase)) {
+      throw new HttpError('RUN_NOT_FINISHED', `run ${id} is ${run.phase}: its evidence is exported once it has ended`, { phase: run.phase });
+    }
+    const lines = await runEvidenceLines(deps.db, run);
+    res
+      .status(200)
+      .set('Content-Type', `${EVIDENCE_CONTENT_TYPE}; charset=utf-8`)
+      .set('Cache-Control', 'no-store')
+      .set('Content-Disposition', `attachment; filename="run-${run.id}.jsonl"`)
+      .send(lines.map((line) => JSON.stringify(line)).join('\n') + '\n');
+  });
+
   return router;
 }
+
+export const EVIDENCE_CONTENT_TYPE = 'application/jsonl';
 
 /** The latest controls a run's answer shows (its whole list is in its evidence). */
 const CONTROLS_SHOWN = 20;

@@ -53,6 +53,18 @@ export class ApiClient {
   }
 
   async request<T>(method: string, path: string, options: { body?: unknown; query?: Query; headers?: Record<string, string> } = {}): Promise<T> {
+    const { status, text } = await this.send(method, path, options);
+    const body = jsonOrUndefined(text);
+    if (body === undefined) throw new ApiError(status, `the API answered something that is not JSON: ${text.slice(0, 200)}`, text);
+    return body as T;
+  }
+
+  /** A GET whose answer is text of its own format (JSONL evidence), passed on as it came. */
+  async getText(path: string): Promise<string> {
+    return (await this.send('GET', path, {})).text;
+  }
+
+  private async send(method: string, path: string, options: { body?: unknown; query?: Query; headers?: Record<string, string> }): Promise<{ status: number; text: string }> {
     // Asked before anything is sent: a missing key is the caller's mistake, not the API's answer.
     if (!this.apiKey) throw new UsageError("no API key: set GOVERNED_API_KEY or pass --api-key (or store one: 'governed config set api-key')");
     const url = new URL(`${this.baseUrl}/api/v1${path}`);
@@ -80,8 +92,7 @@ export class ApiClient {
       const said = body !== undefined && typeof body === 'object' && body !== null && 'error' in body ? String(body.error) : text.trim().slice(0, 300) || response.statusText;
       throw new ApiError(response.status, said, body ?? text);
     }
-    if (body === undefined) throw new ApiError(response.status, `the API answered something that is not JSON: ${text.slice(0, 200)}`, text);
-    return body as T;
+    return { status: response.status, text };
   }
 }
 

@@ -6,6 +6,7 @@ import { registerApprovalCommands } from './approvals';
 import { registerCompletionCommand } from './completion';
 import { registerConfigCommands } from './config';
 import { registerCostCommands } from './costs';
+import { registerEvidenceCommands } from './evidence';
 import { EXIT_CODES_HELP } from './exit-codes';
 import { registerIncidentCommands } from './incidents';
 import { registerPolicyCommands } from './policies';
@@ -35,6 +36,7 @@ Examples:
   governed runs output <run> --step 2
   governed approvals list
   governed runs list --phase EXECUTING
+  governed runs evidence <run> > run.jsonl && governed evidence verify run.jsonl
   governed incidents list --status open --severity HIGH,CRITICAL
   governed config set api-key                 # stored 0600 in the profile file, read from a hidden prompt
   source <(governed completion bash)
@@ -46,6 +48,7 @@ ${EXIT_CODES_HELP}`,
   registerApprovalCommands(program);
   registerIncidentCommands(program);
   registerCostCommands(program);
+  registerEvidenceCommands(program);
   registerReportCommands(program);
   registerPolicyCommands(program);
   registerTenantCommands(program);

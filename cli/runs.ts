@@ -6,6 +6,7 @@ import type { RunAuditReport } from '../core/audit-reconciliation';
 import type { RunState } from '../workflows/messages';
 import { ApiError, UnreachableError } from './api-client';
 import { collect, contextOf, type Context } from './context';
+import { printRunEvidence } from './evidence';
 import { EXIT } from './exit-codes';
 import { fields, money, table, truncate, when } from './format';
 import { positiveNumber, wholeNumber } from './parsers';
@@ -127,6 +128,11 @@ export function registerRunCommands(program: Command): void {
       }
       ctx.print(answer, () => answer.output!.content);
     });
+
+  runs
+    .command('evidence <id>')
+    .description("a run's tamper-evident evidence as JSONL, once it has ended: save it (> run.jsonl) and check it with 'governed evidence verify'")
+    .action((id: string, _options: unknown, command: Command) => printRunEvidence(command, id));
 
   runs
     .command('audit <id>')

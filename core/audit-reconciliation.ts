@@ -17,18 +17,20 @@ import {
   type AckStatus,
   type AuditAction,
 } from './audit';
+import type { EvidenceBreak } from './evidence';
 import { isTerminalPhase, type RunPhase } from './phases';
 
-export const AUDIT_CHECKS = ['missing', 'drift', 'stale', 'invalid', 'phantom'] as const;
+export const AUDIT_CHECKS = ['missing', 'drift', 'stale', 'invalid', 'phantom', 'tampered'] as const;
 export type AuditCheck = (typeof AUDIT_CHECKS)[number];
 
-/** The seed's validation matrix (§9.3); phantom is ours and weighs like missing. */
+/** The seed's validation matrix (§9.3); phantom and tampered are ours and weigh like missing. */
 export const CHECK_SEVERITY: Readonly<Record<AuditCheck, 'HIGH' | 'MEDIUM'>> = {
   missing: 'HIGH',
   drift: 'MEDIUM',
   stale: 'HIGH',
   invalid: 'HIGH',
   phantom: 'HIGH',
+  tampered: 'HIGH',
 };
 
 /** PENDING: the run is neither finalized nor past a deadline, so nothing is owed yet. */
@@ -96,6 +98,8 @@ export interface RunAuditInput {
   evidence: DomainEvidence;
   now: Date;
   liveness?: RunLiveness;
+  /** Where the run's evidence chain first does not hold (db/evidence.ts); checked once the run has ended. */
+  tampered?: EvidenceBreak | null;
 }
 
 export type MissingBecause = 'NO_ACK' | 'FAILED' | 'ROLLED_BACK';
@@ -169,6 +173,8 @@ export interface RunAuditReport {
   stale: StaleRun | null;
   invalid: InvalidContract[];
   phantom: PhantomAck[];
+  /** The first record of the run's evidence that does not match its chain, or null. */
+  tampered: EvidenceBreak | null;
   findings: Finding[];
 }
 
@@ -333,6 +339,7 @@ export function reconcileRun(input: RunAuditInput): RunAuditReport {
         }
       : null;
 
+  const tampered = input.tampered ?? null;
   // A stale run is settled unless a failing workflow made it stale early: that one is STALE too.
   const verdict: AuditVerdict =
     invalid.length > 0
@@ -341,7 +348,7 @@ export function reconcileRun(input: RunAuditInput): RunAuditReport {
         ? 'STALE'
         : !settled
           ? 'PENDING'
-          : missing.length + drift.length + phantom.length > 0
+          : missing.length + drift.length + phantom.length > 0 || tampered
             ? 'INCOMPLETE'
             : 'COMPLETE';
 
@@ -357,9 +364,11 @@ export function reconcileRun(input: RunAuditInput): RunAuditReport {
     stale,
     invalid,
     phantom,
+    tampered,
     // Before a run is settled nothing is owed yet; only a malformed contract is wrong at once, and a
     // run whose workflow task keeps failing is stale at once (its missing actions are not owed yet).
-    findings: findingsOf(settled ? { missing, drift, stale, invalid, phantom } : { missing: [], drift: [], stale, invalid, phantom: [] }),
+    // A broken chain is wrong whenever it is found (it is looked for once the run has ended).
+    findings: findingsOf(settled ? { missing, drift, stale, invalid, phantom, tampered } : { missing: [], drift: [], stale, invalid, phantom: [], tampered }),
   };
 }
 
@@ -384,6 +393,7 @@ export function cleanRunReport(runId: string, finalizedAt: Date): RunAuditReport
     stale: null,
     invalid: [],
     phantom: [],
+    tampered: null,
     findings: [],
   };
 }
@@ -393,7 +403,7 @@ export function storedReport(report: RunAuditReport): RunAuditReport {
   return { ...report, expectations: [] };
 }
 
-function findingsOf(sets: Pick<RunAuditReport, 'missing' | 'drift' | 'stale' | 'invalid' | 'phantom'>): Finding[] {
+function findingsOf(sets: Pick<RunAuditReport, 'missing' | 'drift' | 'stale' | 'invalid' | 'phantom' | 'tampered'>): Finding[] {
   const subjects: Record<AuditCheck, string[]> = {
     missing: sets.missing.map((m) => actionKey(m)),
     drift: sets.drift.map((d) =>
@@ -402,6 +412,7 @@ function findingsOf(sets: Pick<RunAuditReport, 'missing' | 'drift' | 'stale' | '
     stale: sets.stale ? [FINALIZE_KEY, ...sets.stale.unresolvedToolCalls] : [],
     invalid: sets.invalid.map((i) => `${i.because === 'NO_DEADLINE' ? 'no-deadline' : 'not-declared'}:${actionKey(i)}`),
     phantom: sets.phantom.map((p) => `${actionKey(p)}:${p.resultId ?? 'none'}`),
+    tampered: sets.tampered ? [`${sets.tampered.kind}:${sets.tampered.key}`] : [],
   };
   const summaries: Record<AuditCheck, () => string> = {
     missing: () => `missing: ${sets.missing.map((m) => `${actionKey(m)} (${m.because})`).join(', ')}`,
@@ -413,6 +424,8 @@ function findingsOf(sets: Pick<RunAuditReport, 'missing' | 'drift' | 'stale' | '
       (sets.stale!.unresolvedToolCalls.length ? `; tool calls never resolved: ${sets.stale!.unresolvedToolCalls.join(', ')}` : ''),
     invalid: () => `invalid contract: ${sets.invalid.map((i) => `${actionKey(i)} (${i.because})`).join(', ')}`,
     phantom: () => `phantom: ${sets.phantom.map((p) => `${actionKey(p)} → ${p.resultId ?? 'no result'} (${p.because})`).join(', ')}`,
+    tampered: () =>
+      `tampered: the evidence chain breaks at ${sets.tampered!.seq === null ? '' : `record #${sets.tampered!.seq} `}(${sets.tampered!.kind} ${sets.tampered!.key}): ${sets.tampered!.because}`,
   };
   return AUDIT_CHECKS.filter((check) => subjects[check].length > 0).map((check) => ({
     check,

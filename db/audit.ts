@@ -1,8 +1,10 @@
 import { and, asc, desc, eq, isNotNull, isNull, lte, or, sql } from 'drizzle-orm';
 import { COMPLETE_TRACE, CREATE_INCIDENT, CREATE_LOG_RECORD, EVALUATE_POLICY, FINALIZE_RUN, RUN_EXPECTATIONS, START_TRACE, type AuditAction } from '../core/audit';
 import { actionKey, type AckRecord, type DomainEvidence, type ExpectationRecord } from '../core/audit-reconciliation';
+import type { EvidenceBreak } from '../core/evidence';
 import { TERMINAL_PHASES, type RunPhase } from '../core/phases';
 import type { DbOrTx } from './client';
+import { breakOf, type StoredBreak } from './evidence';
 import {
   auditExpectations,
   auditPasses,
@@ -76,6 +78,8 @@ export interface RunAuditRecords {
   expectations: ExpectationRecord[];
   acks: AckRecord[];
   evidence: DomainEvidence;
+  /** Where the run's evidence chain first breaks; looked for once the run is in a final phase (before, its totals still move). */
+  tampered: EvidenceBreak | null;
 }
 
 interface AuditRecordsRow extends Record<string, unknown> {
@@ -91,6 +95,7 @@ interface AuditRecordsRow extends Record<string, unknown> {
   logs: string[] | null;
   late_steps: [number, string][] | null;
   outputs: string[] | null;
+  tampered: StoredBreak | null;
 }
 
 /**
@@ -112,7 +117,8 @@ export async function loadAuditRecords(db: DbOrTx, runIds: readonly string[]): P
       (select json_agg(o.id) from ${stepOutputs} o where o.run_id = r.id) as outputs,
       (select json_agg(json_build_array(s.step_index, s.created_at)) from ${traceSteps} s
          where s.run_id = r.id and s.created_at > (select min(f.created_at) from ${domainAcks} f
-           where f.run_id = r.id and f.domain = ${FINALIZE_RUN.domain} and f.action = ${FINALIZE_RUN.action} and f.status = 'OK')) as late_steps
+           where f.run_id = r.id and f.domain = ${FINALIZE_RUN.domain} and f.action = ${FINALIZE_RUN.action} and f.status = 'OK')) as late_steps,
+      case when r.phase in (${sql.raw(TERMINAL_PHASES.map((p) => `'${p}'`).join(', '))}) then evidence_first_break(r.id) end as tampered
     from ${runs} r
     where r.id in (${sql.join(
       runIds.map((id) => sql`${id}::uuid`),
@@ -135,6 +141,7 @@ export async function loadAuditRecords(db: DbOrTx, runIds: readonly string[]): P
         traceSteps: (row.late_steps ?? []).map(([stepIndex, createdAt]) => ({ stepIndex, createdAt: new Date(createdAt) })),
         outputs: (row.outputs ?? []).map((id) => ({ id })),
       },
+      tampered: row.tampered ? breakOf(row.tampered) : null,
     });
   }
   return records;
@@ -218,7 +225,9 @@ export async function checkDueRuns(
           -- drift: no trace step after the finalize ack
           and not exists (select 1 from ${traceSteps} s where s.run_id = r.id and s.created_at > a.finalized_at)
           -- and no open finding to resolve
-          and not exists (select 1 from ${auditFindings} f where f.run_id = r.id and f.resolved_at is null),
+          and not exists (select 1 from ${auditFindings} f where f.run_id = r.id and f.resolved_at is null)
+          -- tampered: the evidence chain holds (db/evidence.ts), last as the dearest check
+          and evidence_first_break(r.id) is null,
         false) as clean
       from due
       join ${runs} r on r.id = due.run_id

@@ -680,3 +680,50 @@ export const runTombstones = pgTable(
   },
   (t) => [index('run_tombstones_tenant_pruned_idx').on(t.tenantId, t.prunedAt)],
 );
+
+/**
+ * The run's evidence chain (README, "Evidence"): one link per version of each record the audit
+ * contract covers, appended by a trigger in the transaction that writes the record (hand-written
+ * SQL in this table's migration). A link holds the hash of the record's content and the hash of
+ * the link before it, so an edit of a record, or of a link, shows where the chain first breaks.
+ * Owned by `db/evidence.ts`.
+ */
+export const evidenceLinks = pgTable(
+  'evidence_links',
+  {
+    runId: uuid('run_id').notNull(),
+    tenantId: uuid('tenant_id').notNull(),
+    /** 1, 2, … in the order the records were written. */
+    seq: integer('seq').notNull(),
+    /** `run`, `trace`, `trace_step`, `output`, `approval`, `incident`, `evaluation`, `log`, `ack`, `control`, `verdict`. */
+    recordKind: text('record_kind').notNull(),
+    /** The record's id (a verdict's: the run's). */
+    recordKey: text('record_key').notNull(),
+    contentHash: text('content_hash').notNull(),
+    prevHash: text('prev_hash').notNull(),
+    hash: text('hash').notNull(),
+    createdAt: createdAt(),
+  },
+  // The key is the only index: the head, the export and the check all read a run's links by it.
+  (t) => [primaryKey({ columns: [t.runId, t.seq] })],
+);
+
+/**
+ * The tenant's chain of its runs' evidence: when a run finalizes, the head of its chain (seq and
+ * hash) is linked here after the tenant's previous finalized run, so a run's chain cannot later be
+ * cut short or rewritten without breaking its tenant's.
+ */
+export const tenantEvidenceLinks = pgTable(
+  'tenant_evidence_links',
+  {
+    tenantId: uuid('tenant_id').notNull(),
+    seq: integer('seq').notNull(),
+    runId: uuid('run_id').notNull().unique(),
+    runSeq: integer('run_seq').notNull(),
+    runHash: text('run_hash').notNull(),
+    prevHash: text('prev_hash').notNull(),
+    hash: text('hash').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.seq] })],
+);

@@ -81,6 +81,7 @@ export function createHandlers({ alerter }: HandlerDeps): HandlerRegistry {
     'audit.reconciliation.stale': { alert: auditAlert },
     'audit.reconciliation.invalid': { alert: auditAlert },
     'audit.reconciliation.phantom': { alert: auditAlert },
+    'audit.reconciliation.tampered': { alert: auditAlert },
     'pause.expiring': {
       alert: (event) =>
         alert(event, {

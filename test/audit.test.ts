@@ -285,16 +285,22 @@ describe('evidence behind the system back', () => {
     expect(listed.status).toBe(200);
     expect(listed.body.findings.map((f: { runId: string }) => f.runId)).toContain(runId);
 
-    // The rogue rows go (a delete is a change too): the next pass finds the run clean and resolves it.
+    // The rogue rows go (a delete is a change too): the next pass finds no drift and resolves it. The
+    // rows were chained as they were written, so their deletion breaks the run's evidence chain
+    // (README, "Evidence"): the run stays INCOMPLETE with a tampered finding naming the first of them.
     await stack.db.delete(domainAcks).where(eq(domainAcks.id, rogueAck!.id));
     await stack.db.delete(incidents).where(eq(incidents.id, duplicate!.id));
     await pass();
     const resolved = await reconciliation(runId);
-    expect(resolved.verdict).toBe('COMPLETE');
-    expect(resolved.resolvedAt).not.toBeNull();
-    expect((await findingsOf(runId))[0]!.resolvedAt).not.toBeNull();
-    // Its incident resolved itself, announced like any resolution.
-    expect((await auditIncidents(runId))[0]).toMatchObject({ status: 'resolved', resolvedBy: 'system' });
+    expect(resolved.verdict).toBe('INCOMPLETE');
+    const after = await findingsOf(runId);
+    expect(after.map((f) => [f.check, f.resolvedAt === null])).toEqual([
+      ['drift', false],
+      ['tampered', true],
+    ]);
+    expect(after[1]!.subjects).toEqual([`ack:${rogueAck!.id}`]);
+    // The drift's incident resolved itself, announced like any resolution.
+    expect((await auditIncidents(runId)).find((i) => i.errorCode === 'AUDIT_DRIFT')).toMatchObject({ status: 'resolved', resolvedBy: 'system' });
     expect((await stack.db.select().from(outbox).where(eq(outbox.runId, runId))).filter((e) => e.topic === 'incident.resolved')).toHaveLength(1);
     const open = await stack.request('GET', '/api/v1/audit/findings?check=drift', { apiKey: tenant.apiKey });
     expect(open.body.findings.map((f: { runId: string }) => f.runId)).not.toContain(runId);
@@ -347,7 +353,9 @@ describe('evidence behind the system back', () => {
     const row = await reconciliation(runId);
     expect(row.verdict).toBe('INCOMPLETE');
     expect(row.report!.phantom).toEqual([{ domain: 'logs', action: 'create_log_record', resultId: log!.id, because: 'ROW_MISSING' }]);
-    expect((await auditEvents(runId)).map((e) => e.topic)).toEqual(['audit.reconciliation.phantom']);
+    // A row deleted after it was chained also breaks the run's evidence chain (README, "Evidence").
+    expect((await auditEvents(runId)).map((e) => e.topic)).toEqual(['audit.reconciliation.phantom', 'audit.reconciliation.tampered']);
+    expect(row.report!.tampered).toMatchObject({ kind: 'log', key: log!.id, because: 'RECORD_GONE' });
   });
 });
 

@@ -93,8 +93,12 @@ describe('the OpenAPI document', () => {
     // 409 only where a resource's state can refuse, and each cause has its own code.
     const with409 = Object.entries(doc.paths as Record<string, Record<string, any>>).flatMap(([path, ops]) => Object.entries(ops).filter(([, o]) => o.responses['409']).map(([m]) => `${m} ${path}`));
     expect(with409.sort()).toEqual(
-      ['pause', 'stop', 'resume', 'approve', 'deny'].map((a) => `post /api/v1/runs/{id}/${a}`).concat('post /api/v1/incidents/{id}/acknowledge').sort(),
+      ['pause', 'stop', 'resume', 'approve', 'deny']
+        .map((a) => `post /api/v1/runs/{id}/${a}`)
+        .concat('post /api/v1/incidents/{id}/acknowledge', 'get /api/v1/runs/{id}/evidence')
+        .sort(),
     );
+    expect(codes('/api/v1/runs/{id}/evidence', 409, 'get')).toEqual(['RUN_NOT_FINISHED']);
     expect(codes('/api/v1/runs/{id}/pause', 409)).toEqual(['RUN_ALREADY_FINISHED', 'RUN_NOT_LIVE', 'SIGNAL_LIMIT_REACHED']);
     expect(codes('/api/v1/runs/{id}/resume', 409)).toEqual(expect.arrayContaining(['RUN_ALREADY_FINISHED', 'RUN_NOT_PAUSED', 'RESUME_NOT_ALLOWED']));
     expect(codes('/api/v1/incidents/{id}/acknowledge', 409)).toEqual(['INCIDENT_RESOLVED']);

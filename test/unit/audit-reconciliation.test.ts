@@ -307,3 +307,20 @@ describe('properties', () => {
     );
   });
 });
+
+describe('a broken evidence chain', () => {
+  it('is its own finding, tampered (HIGH), and makes an otherwise clean run INCOMPLETE', () => {
+    expect(reconcileRun(cleanRun()).verdict).toBe('COMPLETE');
+    const report = reconcileRun(cleanRun({ tampered: { line: 0, seq: 5, kind: 'output', key: 'o1', because: 'CONTENT_CHANGED', detail: '' } }));
+    expect(report.verdict).toBe('INCOMPLETE');
+    expect(report.findings).toEqual([
+      { check: 'tampered', severity: 'HIGH', subjects: ['output:o1'], summary: 'tampered: the evidence chain breaks at record #5 (output o1): CONTENT_CHANGED' },
+    ]);
+  });
+
+  it('is reported before the run is settled too, once found', () => {
+    const report = reconcileRun(cleanRun({ now: BEFORE_DEADLINE, acks: [], tampered: { line: 0, seq: null, kind: 'ack', key: 'a1', because: 'UNCHAINED', detail: '' } }));
+    expect(report.settled).toBe(false);
+    expect(report.findings.map((f) => f.check)).toEqual(['tampered']);
+  });
+});
