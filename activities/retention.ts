@@ -1,5 +1,6 @@
 import type { DbOrTx } from '../db/client';
-import { collectRunRecords, lockExpiredRuns, pruneAlerts, pruneControlPushes, pruneOutbox, pruneRuns, type Tombstone } from '../db/retention';
+import { evidenceOfRuns } from '../db/evidence';
+import { lockExpiredRuns, pruneAlerts, pruneControlPushes, pruneOutbox, pruneRuns, type Tombstone } from '../db/retention';
 import { exportSinkFor, type RunExportSink } from '../lib/run-export';
 import { mapLimit } from '../lib/map-limit';
 import type { ActivityDeps, RunExport } from './deps';
@@ -9,13 +10,16 @@ const EXPORT_CONCURRENCY = 4;
 const HISTORY_DELETE_CONCURRENCY = 8;
 const GRPC_NOT_FOUND = 5;
 
-/** The default export: every row of the run, one `{"table":…,"row":…}` line each, the run first. */
-export function recordsExport(sink: RunExportSink): RunExport {
+/**
+ * The export: the run's evidence (README, "Evidence"), the file `governed evidence verify` checks
+ * offline, written while its records are still there to be re-hashed.
+ */
+export function evidenceExport(sink: RunExportSink): RunExport {
   return {
     sink,
     async collect(tx: DbOrTx, runIds: readonly string[]) {
-      const records = await collectRunRecords(tx, runIds);
-      return new Map([...records].map(([runId, rows]) => [runId, rows.map((r) => JSON.stringify(r))]));
+      const evidence = await evidenceOfRuns(tx, runIds);
+      return new Map([...evidence].map(([runId, lines]) => [runId, lines.map((line) => JSON.stringify(line))]));
     },
   };
 }
@@ -101,5 +105,5 @@ export function createRetentionActivities({ db, logger, metrics, runExport, temp
 /** The operator's RETENTION_EXPORT_TO as the records export; none when unset. */
 export function runExportOf(target: string | undefined): RunExport | undefined {
   const sink = exportSinkFor(target);
-  return sink ? recordsExport(sink) : undefined;
+  return sink ? evidenceExport(sink) : undefined;
 }

@@ -52,8 +52,3 @@ export function addPruneTotals(a: PruneTotals, b: Partial<PruneTotals>): PruneTo
   };
 }
 
-/** One line of a run's export file: the table a row came from and the row as stored. */
-export interface ExportedRecord {
-  table: string;
-  row: Record<string, unknown>;
-}

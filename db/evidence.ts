@@ -1,7 +1,7 @@
-import { eq, sql } from 'drizzle-orm';
+import { eq, inArray, sql } from 'drizzle-orm';
 import { EVIDENCE_FORMAT, type BreakReason, type EvidenceBreak, type EvidenceContent, type EvidenceLine, type EvidenceRecordLine } from '../core/evidence';
 import type { DbOrTx } from './client';
-import { tenantEvidenceLinks } from './schema';
+import { runs, tenantEvidenceLinks } from './schema';
 
 /**
  * The evidence chains, one owner. The links themselves are written by Postgres, in the
@@ -49,6 +49,15 @@ export async function runEvidenceLines(db: DbOrTx, run: { id: string; tenantId: 
 }
 
 /** What `evidence_first_break` answers: where the run's evidence first does not hold. */
+/** The evidence of several runs, each as its export's lines (retention exports them before pruning). */
+export async function evidenceOfRuns(db: DbOrTx, runIds: readonly string[]): Promise<Map<string, EvidenceLine[]>> {
+  if (runIds.length === 0) return new Map();
+  const owned = await db.select({ id: runs.id, tenantId: runs.tenantId }).from(runs).where(inArray(runs.id, [...runIds]));
+  const byRun = new Map<string, EvidenceLine[]>();
+  for (const run of owned) byRun.set(run.id, await runEvidenceLines(db, run));
+  return byRun;
+}
+
 export interface StoredBreak {
   seq: number | null;
   kind: string;

@@ -1,6 +1,6 @@
 import { and, eq, sql, type SQL } from 'drizzle-orm';
 import type { PgTable } from 'drizzle-orm/pg-core';
-import { DEFAULT_RETENTION, type ExportedRecord, type RetentionSettings } from '../core/retention';
+import { DEFAULT_RETENTION, type RetentionSettings } from '../core/retention';
 import type { DbOrTx } from './client';
 import {
   alerts,
@@ -8,6 +8,7 @@ import {
   auditFindings,
   auditReconciliations,
   controlPushDeliveries,
+  evidenceLinks,
   controlPushes,
   domainAcks,
   incidents,
@@ -65,11 +66,11 @@ export const RUN_RECORD_TABLES: readonly { name: string; table: PgTable; runId: 
   { name: 'trace_steps', table: traceSteps, runId: sql`run_id` },
   { name: 'traces', table: traces, runId: sql`run_id` },
   { name: 'control_push_deliveries', table: controlPushDeliveries, runId: sql`run_id` },
+  // The run's own chain goes with its records; its link in the tenant's chain stays (a few hundred
+  // bytes), so the chain of the tenant's later runs still verifies from one run to the next.
+  { name: 'evidence_links', table: evidenceLinks, runId: sql`run_id` },
   { name: 'runs', table: runs, runId: sql`id` },
 ];
-
-/** The export's order: the run first, then its records as they were written, roughly. */
-const EXPORT_ORDER = ['runs', ...RUN_RECORD_TABLES.map((t) => t.name).filter((n) => n !== 'runs').reverse()];
 
 function uuidArray(ids: readonly string[]): SQL {
   return sql`${`{${ids.join(',')}}`}::uuid[]`;
@@ -131,21 +132,6 @@ export async function lockExpiredRuns(tx: DbOrTx, options: { limit: number; canE
     exportBeforePrune: r.export_before_prune,
     auditVerdict: r.audit_verdict,
   }));
-}
-
-/** Every row of the given runs, by run: what the default exporter writes (one JSON line each). */
-export async function collectRunRecords(tx: DbOrTx, runIds: readonly string[]): Promise<Map<string, ExportedRecord[]>> {
-  const byRun = new Map<string, ExportedRecord[]>(runIds.map((id) => [id, []]));
-  if (runIds.length === 0) return byRun;
-  const byName = new Map(RUN_RECORD_TABLES.map((t) => [t.name, t]));
-  for (const name of EXPORT_ORDER) {
-    const { table, runId } = byName.get(name)!;
-    const rows = await tx.execute<{ run_id: string; row: Record<string, unknown> }>(
-      sql`select ${runId} as run_id, to_jsonb(t) as row from ${table} t where ${runId} = any(${uuidArray(runIds)}) order by 1`,
-    );
-    for (const r of rows) byRun.get(r.run_id)?.push({ table: name, row: r.row });
-  }
-  return byRun;
 }
 
 export interface Tombstone {

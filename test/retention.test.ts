@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import Redis from 'ioredis';
+import { verifyEvidence } from '../core/evidence';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createRetentionActivities } from '../activities/retention';
 import { DEFAULT_RETENTION, type RetentionSettings } from '../core/retention';
@@ -175,12 +176,14 @@ describe('retention of runs', () => {
       expect(file).toBe(path.join(exportDir, exporting.tenantId, `${runId}.jsonl`));
       const body = readFileSync(file, 'utf8');
       expect(createHash('sha256').update(body).digest('hex')).toBe(tombstone.exportSha256);
-      const lines = body.trimEnd().split('\n').map((l) => JSON.parse(l) as { table: string; row: Record<string, unknown> });
-      expect(lines[0]).toMatchObject({ table: 'runs', row: { id: runId, tenant_id: exporting.tenantId } });
-      // Every row removed is in the file, each once.
-      expect(lines).toHaveLength(tombstone.records);
-      expect(lines.filter((l) => l.table === 'trace_steps')).toHaveLength(2);
-      expect(new Set(lines.map((l) => l.table))).toEqual(new Set(['runs', 'traces', 'trace_steps', 'step_outputs', 'domain_acks', 'audit_expectations', 'audit_reconciliations', 'incidents', 'policy_evaluations', 'run_logs']));
+      // The file is the run's evidence, whole: it verifies offline, as `governed evidence verify` does.
+      const verdict = verifyEvidence(body, (text) => createHash('sha256').update(text).digest('hex'));
+      expect(verdict).toMatchObject({ ok: true, runId, anchored: true });
+      const lines = body.trimEnd().split('\n').map((l) => JSON.parse(l) as { type: string; kind?: string; content?: Record<string, unknown> | null });
+      expect(lines[0]).toMatchObject({ type: 'evidence', runId, tenantId: exporting.tenantId });
+      const kinds = new Set(lines.filter((l) => l.type === 'record').map((l) => l.kind));
+      expect(kinds).toEqual(new Set(['run', 'trace', 'trace_step', 'output', 'ack', 'incident', 'evaluation', 'log', 'verdict']));
+      expect(lines.filter((l) => l.type === 'record' && l.kind === 'trace_step' && l.content)).toHaveLength(2);
     }
 
     // Temporal's copy of the pruned runs goes too (asked above; Temporal deletes in the background,
