@@ -21,6 +21,8 @@ export interface FaultOptions {
   spareSkillSteps: boolean;
   /** control-flood: how long the flood of controls lasts (8 s). */
   floodSeconds?: number;
+  /** Worker processes; with more than one, worker-kill kills one for good each time (at most all but one). */
+  workers?: number;
 }
 
 export interface FaultContext {
@@ -139,8 +141,25 @@ export const FAULTS: Record<DrillName, Fault> = {
     needs: {},
     // Until skill activities heartbeat, a killed skill step waits out its 10-minute start-to-close.
     defaultTimeoutSeconds: 13 * 60,
-    describe: (o) => `SIGKILL the worker ${o.kills} times mid-run, restarting it after each`,
+    describe: (o) =>
+      (o.workers ?? 1) > 1
+        ? `SIGKILL ${Math.min(o.kills, o.workers! - 1)} of ${o.workers} workers mid-run, for good`
+        : `SIGKILL the worker ${o.kills} times mid-run, restarting it after each`,
     async inject(context) {
+      const workers = context.options.workers ?? 1;
+      if (workers > 1) {
+        // The others take over what the dead one held: nothing is restarted.
+        for (let kill = 1; kill <= Math.min(context.options.kills, workers - 1); kill += 1) {
+          if (kill > 1) await sleep(KILL_EVERY_MS);
+          const flying = await context.inFlight();
+          if (flying.length === 0) {
+            context.note(`every run had finished before kill ${kill}; no more kills`);
+            return;
+          }
+          context.note(await killWorker(context, flying));
+        }
+        return;
+      }
       for (let kill = 1; kill <= context.options.kills; kill += 1) {
         if (kill > 1) await sleep(KILL_EVERY_MS);
         const flying = await context.inFlight();
