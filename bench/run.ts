@@ -9,6 +9,7 @@
  *   npm run bench -- agent [--turns 20] [--runs 5] [--long 500]               (bench/agent.ts)
  *   npm run bench -- pushes [--runs 10000] [--memory-runs 500] [--cache sdk,N] (bench/pushes.ts)
  *   npm run bench -- cli [--runs 20]                                           (bench/cli.ts)
+ *   npm run bench -- cluster [--workers 1,2,3] [--batch 60] [--dev-server]     (bench/cluster.ts)
  *
  * Every figure is printed for governed runs and for a bare baseline measured in the same run on the
  * same server (bench/bare: the same plan's skill activities and nothing else), with their ratio:
@@ -48,8 +49,8 @@ import { createWorker } from '../worker/create-worker';
 import { bareRunWorkflow } from './bare/workflows';
 import { childrenOfThisProcess, cpuBetween, sampleCpu, thisProcess, type CpuSource } from './cpu';
 
-/** `audit`, `events`, `agent`, `pushes` and `cli` run the benchmarks of bench/audit.ts, bench/events.ts, bench/agent.ts, bench/pushes.ts and bench/cli.ts, which parse their own options. */
-const SUITES = ['audit', 'events', 'agent', 'pushes', 'cli'] as const;
+/** `audit`, `events`, `agent`, `pushes`, `cli` and `cluster` run the benchmarks of bench/audit.ts, bench/events.ts, bench/agent.ts, bench/pushes.ts, bench/cli.ts and bench/cluster.ts, which parse their own options. */
+const SUITES = ['audit', 'events', 'agent', 'pushes', 'cli', 'cluster'] as const;
 const SUITE = SUITES.find((s) => s === process.argv[2]) ?? null;
 const { values } = parseArgs({
   args: SUITE ? [] : undefined,
@@ -328,6 +329,7 @@ function run(): Promise<void> {
   if (SUITE === 'agent') return (require('./agent') as typeof import('./agent')).benchAgent(rest);
   if (SUITE === 'pushes') return (require('./pushes') as typeof import('./pushes')).benchPushes(rest);
   if (SUITE === 'cli') return (require('./cli') as typeof import('./cli')).benchCli(rest);
+  if (SUITE === 'cluster') return (require('./cluster') as typeof import('./cluster')).benchCluster(rest);
   return main();
 }
 

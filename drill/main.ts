@@ -7,6 +7,7 @@
  *   npm run drill -- db-outage         cut Postgres for the worker, API and relay (--outage-s 8)
  *   npm run drill -- redis-outage      cut Redis for the relay, reactor and API (--outage-s 8)
  *   npm run drill -- control-flood     flood controls past the rate limits, undecodable and 100 KB signals (--flood-s 8)
+ *   npm run drill -- history-kill --cluster   SIGKILL one of the cluster's two history processes mid-run, say how long the runs took to move on
  *
  * Options: --runs 20, --steps 4, --step-ms 1500, --timeout-s (per drill), --spare-skill-steps, --flood-s 8,
  * --workers 1 (worker processes; with more, worker-kill kills --kills of them for good), --event-services 1
@@ -89,6 +90,8 @@ async function main(): Promise<number> {
     workers: Math.max(1, wholeNumber('workers', values.workers, 1)),
     eventServices: Math.max(1, wholeNumber('event-services', values['event-services'], 1)),
     temporalAddress,
+    // The cluster's script reads its settings from this process's environment.
+    clusterEnv: values.cluster ? {} : undefined,
     print: (line) => console.log(line),
     signal: interrupt.signal,
   });

@@ -3,7 +3,8 @@
  * two history services as separate processes over Postgres, 8 shards), brought up from empty by the
  * `cluster` project's setup (test/setup/cluster.ts). The same helpers as the dev-server suite, with
  * the cluster's address: a run to COMPLETED with every record, an operator's pause and resume
- * through the CLIs, and the worker-kill drill with two worker processes and two relays and reactors.
+ * through the CLIs, the worker-kill drill with two worker processes and two relays and reactors, and
+ * one history process killed mid-batch.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -97,4 +98,28 @@ describe.skipIf(missing !== '')(`on the Temporal cluster${missing ? ` (skipped: 
       console.info(result.report);
     },
   );
+
+  it('loses, doubles and strands nothing when one of the two history processes is SIGKILLed mid-batch: its shards move', { timeout: 200_000 }, async () => {
+    const result = await runDrill('history-kill', {
+      runs: 8,
+      steps: 6,
+      stepMs: 400,
+      kills: 0,
+      outageSeconds: 0,
+      spareSkillSteps: false,
+      timeoutSeconds: 150,
+      temporalAddress: inject('clusterAddress'),
+      clusterEnv: inject('clusterEnv'),
+      workflowBundlePath: inject('workflowBundlePath'),
+      postgresUrl: inject('databaseUrl'),
+      redisUrl: inject('redisUrl'),
+    });
+    expect(result.counts, result.report).toEqual({ completed: 8, lost: 0, duplicated: 0, stuck: 0 });
+    expect(result.events.problems, result.report).toEqual([]);
+    expect(result.timeline.map((e) => e.what), result.report).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^SIGKILL history-2 with [1-8] runs in flight/), expect.stringMatching(/^recovered: /), 'history-2 started again (./temporal-cluster.sh start)']),
+    );
+    expect(result.passed, result.report).toBe(true);
+    console.info(result.report);
+  });
 });
