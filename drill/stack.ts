@@ -234,8 +234,9 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
           ...options.workerEnv,
           ...env,
         },
-        // Its last words may come after the log is closed.
-        { onOutput: (chunk) => workerLog.writableEnded || workerLog.write(chunk) },
+        // Its last words may come after the log is closed. Loading the worker through tsx took over
+        // 30 s on a loaded 2-core machine running a Temporal cluster beside it.
+        { onOutput: (chunk) => workerLog.writableEnded || workerLog.write(chunk), startTimeoutMs: 90_000 },
       );
       workers.push(worker);
       children.add(() => (alive(worker) ? worker.pid : null));

@@ -72,7 +72,7 @@ describe.skipIf(missing !== '')(`on the Temporal cluster${missing ? ` (skipped: 
 
   it(
     'loses, doubles and strands nothing when one of two worker processes is SIGKILLed mid-run; two relays and reactors publish in order and handle each event once',
-    { timeout: 150_000 },
+    { timeout: 300_000 },
     async () => {
       const result = await runDrill('worker-kill', {
         runs: 6,
@@ -99,7 +99,7 @@ describe.skipIf(missing !== '')(`on the Temporal cluster${missing ? ` (skipped: 
     },
   );
 
-  it('loses, doubles and strands nothing when one of the two history processes is SIGKILLed mid-batch: its shards move', { timeout: 200_000 }, async () => {
+  it('loses, doubles and strands nothing when one of the two history processes is SIGKILLed mid-batch: its shards move', { timeout: 300_000 }, async () => {
     const result = await runDrill('history-kill', {
       runs: 8,
       steps: 6,

@@ -44,7 +44,9 @@ function hasGo(): boolean {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'governed-cluster-'));
   const clusterEnv: Record<string, string> = {
-    TEMPORAL_CLUSTER_PORT: process.env.TEST_TEMPORAL_CLUSTER_PORT ?? '7600',
+    // A block of its own per run (20000-24999, below the ephemeral range), so that a cluster left
+    // by a run that was killed does not hold the next run's ports.
+    TEMPORAL_CLUSTER_PORT: process.env.TEST_TEMPORAL_CLUSTER_PORT ?? String(20_000 + (process.pid % 100) * 50),
     TEMPORAL_CLUSTER_DB: `temporal_cluster_test_${process.pid}`,
     TEMPORAL_CLUSTER_DIR: path.join(workDir, 'cluster'),
   };
