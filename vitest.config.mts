@@ -2,10 +2,12 @@ import { defineConfig } from 'vitest/config';
 import { isDriverWriteAfterClose } from './db/driver-races';
 
 /**
- * Three projects, by what a test needs running: `unit` (pure rules: nothing), `workflow` (the run
+ * Four projects, by what a test needs running: `unit` (pure rules: nothing), `workflow` (the run
  * workflow against in-memory activities, and the replay corpus: a Temporal dev server and the
- * bundle), `e2e` (the whole product: Temporal, Postgres, Redis, real MCP servers). `npm test` runs
- * all three; `npm test -- --project unit` answers in seconds without Temporal or Postgres.
+ * bundle), `e2e` (the whole product: Temporal, Postgres, Redis, real MCP servers), `cluster` (a
+ * slice of it on a multi-process Temporal cluster, `./temporal-cluster.sh`, instead of the dev
+ * server). `npm test` runs all four; `npm test -- --project unit` answers in seconds without
+ * Temporal or Postgres.
  */
 export default defineConfig({
   test: {
@@ -29,9 +31,13 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/unit/**', 'test/workflow/**', 'test/replay.test.ts'],
+          exclude: ['test/unit/**', 'test/workflow/**', 'test/replay.test.ts', 'test/cluster/**'],
           globalSetup: ['test/setup/temporal.ts', 'test/setup/database.ts'],
         },
+      },
+      {
+        extends: true,
+        test: { name: 'cluster', include: ['test/cluster/**/*.test.ts'], globalSetup: ['test/setup/cluster.ts', 'test/setup/database.ts'] },
       },
     ],
   },

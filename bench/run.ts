@@ -10,6 +10,7 @@
  *   npm run bench -- pushes [--runs 10000] [--memory-runs 500] [--cache sdk,N] (bench/pushes.ts)
  *   npm run bench -- cli [--runs 20]                                           (bench/cli.ts)
  *   npm run bench -- retention [--runs 10000] [--batch 200]                    (bench/retention.ts)
+ *   npm run bench -- cluster [--workers 1,2,3] [--batch 60] [--dev-server]     (bench/cluster.ts)
  *
  * Every figure is printed for governed runs and for a bare baseline measured in the same run on the
  * same server (bench/bare: the same plan's skill activities and nothing else), with their ratio:
@@ -49,8 +50,8 @@ import { createWorker } from '../worker/create-worker';
 import { bareRunWorkflow } from './bare/workflows';
 import { childrenOfThisProcess, cpuBetween, sampleCpu, thisProcess, type CpuSource } from './cpu';
 
-/** `audit`, `events`, `agent`, `pushes`, `cli` and `retention` run the benchmarks of bench/audit.ts, bench/events.ts, bench/agent.ts, bench/pushes.ts, bench/cli.ts and bench/retention.ts, which parse their own options. */
-const SUITES = ['audit', 'events', 'agent', 'pushes', 'cli', 'retention'] as const;
+/** `audit`, `events`, `agent`, `pushes`, `cli`, `retention` and `cluster` run the benchmarks of bench/<name>.ts, which parse their own options. */
+const SUITES = ['audit', 'events', 'agent', 'pushes', 'cli', 'retention', 'cluster'] as const;
 const SUITE = SUITES.find((s) => s === process.argv[2]) ?? null;
 const { values } = parseArgs({
   args: SUITE ? [] : undefined,
@@ -330,6 +331,7 @@ function run(): Promise<void> {
   if (SUITE === 'pushes') return (require('./pushes') as typeof import('./pushes')).benchPushes(rest);
   if (SUITE === 'cli') return (require('./cli') as typeof import('./cli')).benchCli(rest);
   if (SUITE === 'retention') return (require('./retention') as typeof import('./retention')).benchRetention(rest);
+  if (SUITE === 'cluster') return (require('./cluster') as typeof import('./cluster')).benchCluster(rest);
   return main();
 }
 

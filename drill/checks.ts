@@ -173,7 +173,21 @@ export interface EventFinding {
   /** Read by the group and not acknowledged, or dead-lettered. */
   pending: number;
   deadLettered: number;
+  /** Runs whose events reached the stream out of the order they were committed in (outbox id). */
+  outOfOrderRuns: number;
   problems: string[];
+}
+
+/** Runs with an event published after a later one of theirs (a copy sent again is counted apart, as a copy). */
+function outOfOrderRuns(stack: DrillStack, runIds: Set<string>): number {
+  const highest = new Map<string, number>();
+  const outOfOrder = new Set<string>();
+  for (const { runId, eventId } of stack.published) {
+    if (!runIds.has(runId)) continue;
+    if (eventId < (highest.get(runId) ?? 0)) outOfOrder.add(runId);
+    highest.set(runId, Math.max(eventId, highest.get(runId) ?? 0));
+  }
+  return outOfOrder.size;
 }
 
 /**
@@ -205,6 +219,7 @@ export async function checkEvents(stack: DrillStack, runIds: string[], deadline:
     copiesRelayed: Math.max(0, relayed - rows.filter((r) => r.publishedAt).length),
     pending: Number(pending),
     deadLettered,
+    outOfOrderRuns: outOfOrderRuns(stack, new Set(runIds)),
     problems: [],
   };
   const unpublished = rows.filter((r) => !r.publishedAt);
@@ -214,5 +229,6 @@ export async function checkEvents(stack: DrillStack, runIds: string[], deadline:
   if (finding.unrecorded) finding.problems.push(`${finding.unrecorded} handled events missing their handled key`);
   if (finding.pending) finding.problems.push(`${finding.pending} events read and not acknowledged`);
   if (finding.deadLettered) finding.problems.push(`${finding.deadLettered} events dead-lettered`);
+  if (finding.outOfOrderRuns) finding.problems.push(`${finding.outOfOrderRuns} runs had events published out of their commit order`);
   return finding;
 }

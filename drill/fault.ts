@@ -15,6 +15,13 @@ export interface FaultOptions {
   spareSkillSteps: boolean;
   /** control-flood: how long the flood of controls lasts (8 s). */
   floodSeconds?: number;
+  /** Worker processes; with more than one, worker-kill kills one for good each time (at most all but one). */
+  workers?: number;
+  /**
+   * On the cluster of ./temporal-cluster.sh: the environment that script needs to find it (its
+   * port block, databases and pid files), over this process's. history-kill needs it.
+   */
+  clusterEnv?: Record<string, string>;
 }
 
 export interface FaultContext {

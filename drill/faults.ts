@@ -1,4 +1,7 @@
+import { execFile } from 'node:child_process';
 import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import type { Client } from '@temporalio/client';
 import { and, isNull } from 'drizzle-orm';
 import { outbox } from '../db/schema';
@@ -8,6 +11,7 @@ import { controlFlood } from './control-flood';
 import type { Fault, FaultContext } from './fault';
 import type { DrillName } from './names';
 
+const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Between a kill and the worker's restart: the machine is gone for a moment. */
@@ -91,6 +95,29 @@ async function outage(context: FaultContext, proxy: TcpProxy, name: string, befo
   context.note(`restored ${name}; ${proxy.refused - refusedBefore} connection attempts were refused meanwhile${heldBack}`);
 }
 
+const CLUSTER_SCRIPT = path.join(__dirname, '..', 'temporal-cluster.sh');
+
+function clusterScript(env: Record<string, string>, ...args: string[]): Promise<unknown> {
+  return run('bash', [CLUSTER_SCRIPT, ...args], { env: { ...process.env, ...env } });
+}
+
+/**
+ * Each run's history length, as the history service that owns its shard answers it (2 s at most),
+ * or -1 once closed; absent when it did not answer: its shard has no live owner yet.
+ */
+async function historyProgress(client: Client, runIds: string[]): Promise<Map<string, number>> {
+  const progress = new Map<string, number>();
+  await mapLimit(runIds, 8, async (runId) => {
+    try {
+      const { raw, status } = await client.withDeadline(Date.now() + 2000, () => client.workflow.getHandle(runId).describe());
+      progress.set(runId, status.name === 'RUNNING' ? Number(raw.workflowExecutionInfo?.historyLength ?? 0) : -1);
+    } catch {
+      // unanswered
+    }
+  });
+  return progress;
+}
+
 export const FAULTS: Record<DrillName, Fault> = {
   'control-flood': controlFlood,
 
@@ -98,8 +125,25 @@ export const FAULTS: Record<DrillName, Fault> = {
     needs: {},
     // Until skill activities heartbeat, a killed skill step waits out its 10-minute start-to-close.
     defaultTimeoutSeconds: 13 * 60,
-    describe: (o) => `SIGKILL the worker ${o.kills} times mid-run, restarting it after each`,
+    describe: (o) =>
+      (o.workers ?? 1) > 1
+        ? `SIGKILL ${Math.min(o.kills, o.workers! - 1)} of ${o.workers} workers mid-run, for good`
+        : `SIGKILL the worker ${o.kills} times mid-run, restarting it after each`,
     async inject(context) {
+      const workers = context.options.workers ?? 1;
+      if (workers > 1) {
+        // The others take over what the dead one held: nothing is restarted.
+        for (let kill = 1; kill <= Math.min(context.options.kills, workers - 1); kill += 1) {
+          if (kill > 1) await sleep(KILL_EVERY_MS);
+          const flying = await context.inFlight();
+          if (flying.length === 0) {
+            context.note(`every run had finished before kill ${kill}; no more kills`);
+            return;
+          }
+          context.note(await killWorker(context, flying));
+        }
+        return;
+      }
       for (let kill = 1; kill <= context.options.kills; kill += 1) {
         if (kill > 1) await sleep(KILL_EVERY_MS);
         const flying = await context.inFlight();
@@ -113,6 +157,46 @@ export const FAULTS: Record<DrillName, Fault> = {
         const worker = await context.stack.startWorker();
         context.note(`worker restarted: pid ${worker.pid}, polling after ${((Date.now() - startedAt) / 1000).toFixed(1)}s`);
       }
+    },
+  },
+
+  'history-kill': {
+    needs: {},
+    defaultTimeoutSeconds: 5 * 60,
+    describe: () => "SIGKILL one of the Temporal cluster's two history processes mid-run (its shards move to the other), start it again once every run has moved on",
+    async inject(context) {
+      const env = context.options.clusterEnv;
+      if (!env) {
+        context.fail('history-kill needs the Temporal cluster (--cluster): a dev server has one history service in its one process');
+        return;
+      }
+      const { client } = context.stack;
+      const flying = await context.inFlight();
+      const before = await historyProgress(client, flying);
+      await clusterScript(env, 'kill', 'history-2');
+      const killedAt = Date.now();
+      context.note(`SIGKILL history-2 with ${flying.length} runs in flight; its shards must move to history-1`);
+      // When each run in flight at the kill next moved on: its history grew (or it closed), as a
+      // live owner of its shard says. A step's own writes to our database do not count: they go on
+      // while the run's history service is dead.
+      const movedOn = new Map<string, number>();
+      while (movedOn.size < flying.length && Date.now() < context.deadline) {
+        const pending = flying.filter((id) => !movedOn.has(id));
+        const now = await historyProgress(client, pending);
+        for (const id of pending) {
+          const length = now.get(id);
+          if (length !== undefined && (length === -1 || length > (before.get(id) ?? 0))) movedOn.set(id, Date.now() - killedAt);
+        }
+        await sleep(100);
+      }
+      const waits = [...movedOn.values()].sort((a, b) => a - b);
+      const seconds = (ms: number | undefined) => (ms === undefined ? '–' : `${(ms / 1000).toFixed(1)}s`);
+      if (movedOn.size < flying.length) context.fail(`${flying.length - movedOn.size} runs in flight at the history kill never moved on`);
+      context.note(
+        `recovered: every run in flight at the kill moved on within ${seconds(waits.at(-1))} of it (median ${seconds(waits[Math.floor(waits.length / 2)])}, ${flying.length} runs)`,
+      );
+      await clusterScript(env, 'start');
+      context.note('history-2 started again (./temporal-cluster.sh start)');
     },
   },
 

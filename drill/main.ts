@@ -7,11 +7,17 @@
  *   npm run drill -- db-outage         cut Postgres for the worker, API and relay (--outage-s 8)
  *   npm run drill -- redis-outage      cut Redis for the relay, reactor and API (--outage-s 8)
  *   npm run drill -- control-flood     flood controls past the rate limits, undecodable and 100 KB signals (--flood-s 8)
+ *   npm run drill -- history-kill --cluster   SIGKILL one of the cluster's two history processes mid-run, say how long the runs took to move on
  *
- * Options: --runs 20, --steps 4, --step-ms 1500, --timeout-s (per drill), --spare-skill-steps, --flood-s 8.
+ * Options: --runs 20, --steps 4, --step-ms 1500, --timeout-s (per drill), --spare-skill-steps, --flood-s 8,
+ * --workers 1 (worker processes; with more, worker-kill kills --kills of them for good), --event-services 1
+ * (copies of the relay and the reactor), --cluster (on the Temporal cluster of ./temporal-cluster.sh,
+ * which must be up, instead of a dev server of the drill's own).
  * Prints what it did and what it found; exits 1 when any run was lost, duplicated or stuck, or any
  * event was not handled exactly once.
  */
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DRILL_NAMES, type DrillName } from './names';
 
@@ -27,13 +33,24 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-const USAGE = `usage: npm run drill -- <${DRILL_NAMES.join('|')}> [--runs N] [--steps N] [--step-ms MS] [--kills N] [--outage-s S] [--flood-s S] [--timeout-s S] [--spare-skill-steps]`;
+const USAGE = `usage: npm run drill -- <${DRILL_NAMES.join('|')}> [--runs N] [--steps N] [--step-ms MS] [--kills N] [--outage-s S] [--flood-s S] [--timeout-s S] [--spare-skill-steps] [--workers N] [--event-services N] [--cluster]`;
 
 function wholeNumber(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a whole number, not '${value}'`);
   return n;
+}
+
+/** The frontend of ./temporal-cluster.sh's cluster; it must be up (the drill does not start it). */
+function clusterAddress(): string {
+  const script = path.join(__dirname, '..', 'temporal-cluster.sh');
+  try {
+    execFileSync('bash', [script, 'status'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch {
+    throw new Error('--cluster: the Temporal cluster is not up; start it with ./temporal-cluster.sh start');
+  }
+  return execFileSync('bash', [script, 'address'], { encoding: 'utf8' }).trim();
 }
 
 async function main(): Promise<number> {
@@ -48,6 +65,9 @@ async function main(): Promise<number> {
       'flood-s': { type: 'string' },
       'timeout-s': { type: 'string' },
       'spare-skill-steps': { type: 'boolean', default: false },
+      workers: { type: 'string' },
+      'event-services': { type: 'string' },
+      cluster: { type: 'boolean', default: false },
     },
   });
   const name = positionals[0] as DrillName | undefined;
@@ -55,6 +75,7 @@ async function main(): Promise<number> {
     console.error(USAGE);
     return 2;
   }
+  const temporalAddress = values.cluster ? clusterAddress() : undefined;
   const { runDrill } = await import('./run');
   interrupt.signal.throwIfAborted();
   const result = await runDrill(name, {
@@ -66,6 +87,11 @@ async function main(): Promise<number> {
     floodSeconds: wholeNumber('flood-s', values['flood-s'], 8),
     timeoutSeconds: values['timeout-s'] === undefined ? undefined : wholeNumber('timeout-s', values['timeout-s'], 0),
     spareSkillSteps: values['spare-skill-steps'],
+    workers: Math.max(1, wholeNumber('workers', values.workers, 1)),
+    eventServices: Math.max(1, wholeNumber('event-services', values['event-services'], 1)),
+    temporalAddress,
+    // The cluster's script reads its settings from this process's environment.
+    clusterEnv: values.cluster ? {} : undefined,
     print: (line) => console.log(line),
     signal: interrupt.signal,
   });

@@ -15,6 +15,10 @@ export interface DrillOptions extends FaultOptions {
   workflowBundlePath?: string;
   postgresUrl?: string;
   redisUrl?: string;
+  /** A Temporal that runs already (the cluster of `./temporal-cluster.sh`), instead of a dev server of the drill's own. */
+  temporalAddress?: string;
+  /** Copies of the event relay and reactor (1). */
+  eventServices?: number;
   /** Progress and the report; quiet when absent. */
   print?: (line: string) => void;
   /** Interrupts the drill: it tears its stack down and rejects. */
@@ -62,6 +66,9 @@ export async function runDrill(name: DrillName, options: DrillOptions): Promise<
     workflowBundlePath: options.workflowBundlePath,
     postgresUrl: options.postgresUrl,
     redisUrl: options.redisUrl,
+    temporalAddress: options.temporalAddress,
+    workers: options.workers,
+    eventServices: options.eventServices,
     progress: (line) => print(`  ${line}`),
     signal,
   });

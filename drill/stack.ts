@@ -46,6 +46,20 @@ export interface StackOptions {
   workerEnv?: Record<string, string>;
   /** The drill tenant's policy, over the default one. */
   tenantPolicy?: Partial<PolicyRules>;
+  /**
+   * A Temporal that runs already (`./temporal-cluster.sh address`), namespace `default`, instead of
+   * a dev server of the drill's own; the drill then has a task queue of its own on it.
+   */
+  temporalAddress?: string;
+  /** Worker processes serving the drill's task queue (1). */
+  workers?: number;
+  /** Copies of the event relay and reactor (1), each on connections of its own, consumers of one group. */
+  eventServices?: number;
+}
+
+export interface PublishedEntry {
+  eventId: number;
+  runId: string;
 }
 
 export interface SubmittedRun {
@@ -56,6 +70,7 @@ export interface SubmittedRun {
 export interface DrillStack {
   /** Logs, the bundle and the SQLite file; kept when a drill fails. */
   readonly workDir: string;
+  /** The drill's own dev server; a Temporal it was given (`temporalAddress`) cannot be stopped from here. */
   readonly temporal: DevServer;
   readonly client: Client;
   /** A direct connection, past any proxy: what the checks read. */
@@ -68,10 +83,15 @@ export interface DrillStack {
   readonly eventMetrics: EventMetrics;
   /** How often the reactor handed each outbox event (by id) to a handler of the drill's. */
   readonly deliveries: Map<number, number>;
+  /** Every entry the stream received, in its order, as a reader of it saw them (the relays' publication order). */
+  readonly published: readonly PublishedEntry[];
   /** The handler the drill adds to the reactor, by name, so the checks can find its handled keys. */
   readonly recorderName: string;
+  /** The first worker process still running (the last started when none is). */
   readonly worker: WorkerProcess | null;
-  /** Starts the worker again (after a kill, or to change its tuning: `env` goes over `workerEnv`). */
+  /** Every worker process started, in order, dead ones included. */
+  readonly workers: readonly WorkerProcess[];
+  /** Starts a worker (again after a kill, or to change its tuning: `env` goes over `workerEnv`). */
   startWorker(env?: Record<string, string>): Promise<WorkerProcess>;
   /** The in-process API. */
   readonly baseUrl: string;
@@ -84,6 +104,16 @@ export interface DrillStack {
 }
 
 const TASK_QUEUE = 'drill';
+
+function alive(worker: WorkerProcess): boolean {
+  return worker.process.exitCode === null && worker.process.signalCode === null;
+}
+
+/** A Temporal the drill was given: it only reads its address; stopping it is not the drill's to do. */
+function givenTemporal(address: string): DevServer {
+  const refuse = () => Promise.reject(new Error(`the drill does not own the Temporal at ${address}`));
+  return { address, pid: null, stop: refuse, start: refuse, close: async () => {} };
+}
 const RECORDER = 'drill-recorder';
 
 /**
@@ -128,14 +158,23 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
 
   try {
     progress(`work directory ${workDir}`);
-    const temporal = await startDevServer({
-      dbFile: options.fileBackedTemporal ? path.join(workDir, 'temporal.sqlite') : undefined,
-      logFile: path.join(workDir, 'temporal.log'),
-    });
-    children.add(() => temporal.pid);
-    cleanups.push(() => temporal.close());
-    checkpoint();
-    progress(`Temporal dev server on ${temporal.address} (${options.fileBackedTemporal ? 'SQLite file' : 'in memory'})`);
+    let temporal: DevServer;
+    if (options.temporalAddress) {
+      temporal = givenTemporal(options.temporalAddress);
+      progress(`Temporal at ${temporal.address}`);
+    } else {
+      const devServer = await startDevServer({
+        dbFile: options.fileBackedTemporal ? path.join(workDir, 'temporal.sqlite') : undefined,
+        logFile: path.join(workDir, 'temporal.log'),
+      });
+      temporal = devServer;
+      children.add(() => devServer.pid);
+      cleanups.push(() => devServer.close());
+      checkpoint();
+      progress(`Temporal dev server on ${temporal.address} (${options.fileBackedTemporal ? 'SQLite file' : 'in memory'})`);
+    }
+    // A Temporal shared with others gets a queue of the drill's own.
+    const taskQueue = options.temporalAddress ? `drill-${id}` : TASK_QUEUE;
 
     const databaseUrl = new URL(options.postgresUrl ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
     databaseUrl.pathname = `/governed_drill_${id}`.slice(0, 64);
@@ -175,17 +214,17 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
 
     const workerLog = createWriteStream(path.join(workDir, 'worker.log'), { flags: 'a' });
     cleanups.push(() => new Promise<void>((resolve) => workerLog.end(() => resolve())));
-    let worker: WorkerProcess | null = null;
-    children.add(() => (worker && worker.process.exitCode === null && worker.process.signalCode === null ? worker.pid : null));
-    cleanups.push(() => worker?.kill());
+    const workers: WorkerProcess[] = [];
+    const currentWorker = () => workers.find(alive) ?? workers.at(-1) ?? null;
+    cleanups.push(() => Promise.all(workers.map((w) => w.kill())));
     const startWorker = async (env: Record<string, string> = {}) => {
       if (closing) throw new Error('the drill stack is closed');
       workerLog.write(`--- worker starting at ${new Date().toISOString()}\n`);
-      worker = await startWorkerProcess(
+      const worker = await startWorkerProcess(
         {
           DATABASE_URL: productDatabaseUrl,
           TEMPORAL_ADDRESS: temporal.address,
-          TEMPORAL_TASK_QUEUE: TASK_QUEUE,
+          TEMPORAL_TASK_QUEUE: taskQueue,
           WORKFLOW_BUNDLE_PATH: workflowBundlePath,
           WORKER_METRICS_PORT: '0',
           WORKER_SDK_METRICS_PORT: '0',
@@ -195,22 +234,28 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
           ...options.workerEnv,
           ...env,
         },
-        // Its last words may come after the log is closed.
-        { onOutput: (chunk) => workerLog.writableEnded || workerLog.write(chunk) },
+        // Its last words may come after the log is closed. Loading the worker through tsx took over
+        // 30 s on a loaded 2-core machine running a Temporal cluster beside it.
+        { onOutput: (chunk) => workerLog.writableEnded || workerLog.write(chunk), startTimeoutMs: 90_000 },
       );
+      workers.push(worker);
+      children.add(() => (alive(worker) ? worker.pid : null));
       // Closed while it started: its clean-up has already run.
       if (closing) await worker.kill();
       return worker;
     };
-    await startWorker();
+    for (let i = 0; i < (options.workers ?? 1); i += 1) await startWorker();
     checkpoint();
-    progress(`worker pid ${worker!.pid} on task queue ${TASK_QUEUE}`);
+    progress(`worker pid ${workers.map((w) => w.pid).join(', ')} on task queue ${taskQueue}`);
 
     // The in-process API's and relay's logs go to a file: the drill's own output is its report.
     const logFile = pino.destination({ dest: path.join(workDir, 'drill.log'), sync: true });
     cleanups.push(() => logFile.end());
     const logger: Logger = pino({ name: 'drill', level: 'info' }, logFile);
     const deliveries = new Map<number, number>();
+    const published: PublishedEntry[] = [];
+    const tap = tapStream(redisUrl.toString(), stream, published);
+    cleanups.push(() => tap.stop());
     const eventsConfig: EventsConfig = {
       REDIS_URL: productRedisUrl,
       EVENT_STREAM: stream,
@@ -224,23 +269,29 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
       ALERT_WEBHOOK_URL: undefined,
       ALERT_WEBHOOK_SECRET: undefined,
     };
+    // One registry for every copy: what the checks read (events relayed) is their sum.
     const eventMetrics = createEventMetrics(new Registry());
-    const events: EventServices = await startEventServices({
-      database: productDatabase,
-      temporal: client,
-      config: eventsConfig,
-      logger,
-      metrics: eventMetrics,
-      extraHandlers: {
-        '*': {
-          [RECORDER]: async (event) => {
-            deliveries.set(event.id, (deliveries.get(event.id) ?? 0) + 1);
+    for (let copy = 0; copy < (options.eventServices ?? 1); copy += 1) {
+      // Each copy on database connections of its own, as a process of its own would be.
+      const copyDatabase = copy === 0 ? productDatabase : connectDatabase(productDatabaseUrl, { max: 4 });
+      if (copy > 0) cleanups.push(() => copyDatabase.close());
+      const events: EventServices = await startEventServices({
+        database: copyDatabase,
+        temporal: client,
+        config: { ...eventsConfig, REACTOR_CONSUMER: `${eventsConfig.REACTOR_CONSUMER}-${copy}` },
+        logger,
+        metrics: eventMetrics,
+        extraHandlers: {
+          '*': {
+            [RECORDER]: async (event) => {
+              deliveries.set(event.id, (deliveries.get(event.id) ?? 0) + 1);
+            },
           },
         },
-      },
-      reactorTiming: { retryBaseMs: 200, blockMs: 500 },
-    });
-    cleanups.push(() => events.stop());
+        reactorTiming: { retryBaseMs: 200, blockMs: 500 },
+      });
+      cleanups.push(() => events.stop());
+    }
 
     const apiRedis = new Redis(productRedisUrl, { maxRetriesPerRequest: 1 });
     apiRedis.on('error', () => {});
@@ -252,7 +303,7 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
       redis: apiRedis,
       metrics: createApiMetrics(),
       logger,
-      taskQueue: TASK_QUEUE,
+      taskQueue,
       bodyLimit: '256kb',
       defaultObservabilityMode: 'DEGRADED',
       runDeadlineSeconds: 3600,
@@ -280,10 +331,12 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
       eventsConfig,
       eventMetrics,
       deliveries,
+      published,
       recorderName: RECORDER,
       get worker() {
-        return worker;
+        return currentWorker();
       },
+      workers,
       startWorker,
       baseUrl,
       tenant: { tenantId: tenant.tenantId, apiKey },
@@ -305,6 +358,41 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
     await close(true);
     throw new Error(`the drill's stack did not come up (logs in ${workDir}): ${err instanceof Error ? err.message : String(err)}`);
   }
+}
+
+/**
+ * Reads the stream as it grows, on a connection of its own and outside the reactors' group (which it
+ * does not disturb), to record the order the relays published in: blocking reads return as soon as
+ * an entry is added, long before the relay trims what the reactors acknowledged.
+ */
+function tapStream(url: string, stream: string, seen: PublishedEntry[]): { stop(): Promise<void> } {
+  const redis = new Redis(url, { maxRetriesPerRequest: null });
+  redis.on('error', () => {});
+  let running = true;
+  let lastId = '0';
+  const loop = (async () => {
+    while (running) {
+      try {
+        const answer = await redis.xread('BLOCK', 500, 'STREAMS', stream, lastId);
+        for (const [, entries] of answer ?? []) {
+          for (const [entryId, fields] of entries) {
+            lastId = entryId;
+            const field = (name: string) => fields[fields.indexOf(name) + 1] ?? '';
+            seen.push({ eventId: Number(field('id')), runId: field('runId') });
+          }
+        }
+      } catch {
+        if (running) await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      redis.disconnect();
+    },
+  };
 }
 
 function hostAndPort(url: URL, defaultPort: number) {
