@@ -61,9 +61,10 @@ export function createRetentionActivities({ db, logger, metrics, runExport, temp
    * transaction. A failure anywhere leaves every run as it was; the export files a retry writes
    * again replace the ones it wrote.
    */
-  async function pruneExpiredRuns(input: { limit: number }): Promise<PruneRunsResult> {
+  async function pruneExpiredRuns(input: { limit: number; asOf?: string }): Promise<PruneRunsResult> {
     const result = await db.transaction(async (tx) => {
-      const expired = await lockExpiredRuns(tx, { limit: input.limit, canExport: runExport !== undefined });
+      const asOf = input.asOf ? new Date(input.asOf) : undefined;
+      const expired = await lockExpiredRuns(tx, { limit: input.limit, canExport: runExport !== undefined, ...(asOf ? { asOf } : {}) });
       if (expired.length === 0) return { runIds: [], exported: 0, records: 0 };
       const toExport = expired.filter((r) => r.exportBeforePrune);
       const lines = toExport.length > 0 && runExport ? await runExport.collect(tx, toExport.map((r) => r.runId)) : new Map<string, string[]>();

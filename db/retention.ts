@@ -92,7 +92,9 @@ export interface ExpiredRun {
  * finished is never pruned: the audit loop reports it stale instead. When `canExport` is false a
  * tenant that asked for an export keeps its runs until an export folder is configured.
  */
-export async function lockExpiredRuns(tx: DbOrTx, options: { limit: number; canExport: boolean }): Promise<ExpiredRun[]> {
+export async function lockExpiredRuns(tx: DbOrTx, options: { limit: number; canExport: boolean; asOf?: Date }): Promise<ExpiredRun[]> {
+  // The pass's clock: the database's, unless the caller names the moment ages are counted from.
+  const at = options.asOf ? sql`${options.asOf.toISOString()}::timestamptz` : sql`now()`;
   const rows = await tx.execute<{
     run_id: string;
     tenant_id: string;
@@ -109,8 +111,8 @@ export async function lockExpiredRuns(tx: DbOrTx, options: { limit: number; canE
         cross join lateral (
           select r.id from ${runs} r
            where r.tenant_id = t.id
-             and r.created_at < now() - make_interval(days => coalesce(tr.runs_days, ${DEFAULT_RETENTION.runsDays}))
-             and r.finished_at < now() - make_interval(days => coalesce(tr.runs_days, ${DEFAULT_RETENTION.runsDays}))
+             and r.created_at < ${at} - make_interval(days => coalesce(tr.runs_days, ${DEFAULT_RETENTION.runsDays}))
+             and r.finished_at < ${at} - make_interval(days => coalesce(tr.runs_days, ${DEFAULT_RETENTION.runsDays}))
            order by r.created_at
            limit ${options.limit}
         ) x

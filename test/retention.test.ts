@@ -176,9 +176,10 @@ describe('retention of runs', () => {
       expect(file).toBe(path.join(exportDir, exporting.tenantId, `${runId}.jsonl`));
       const body = readFileSync(file, 'utf8');
       expect(createHash('sha256').update(body).digest('hex')).toBe(tombstone.exportSha256);
-      // The file is the run's evidence, whole: it verifies offline, as `governed evidence verify` does.
+      // The file is the run's evidence. This test aged the run by editing its row behind the
+      // product's back, and the evidence says exactly that (the next test exports an untouched one).
       const verdict = verifyEvidence(body, (text) => createHash('sha256').update(text).digest('hex'));
-      expect(verdict).toMatchObject({ ok: true, runId, anchored: true });
+      expect(verdict).toMatchObject({ ok: false, runId, break: { kind: 'run', because: 'CONTENT_CHANGED' } });
       const lines = body.trimEnd().split('\n').map((l) => JSON.parse(l) as { type: string; kind?: string; content?: Record<string, unknown> | null });
       expect(lines[0]).toMatchObject({ type: 'evidence', runId, tenantId: exporting.tenantId });
       const kinds = new Set(lines.filter((l) => l.type === 'record').map((l) => l.kind));
@@ -236,6 +237,35 @@ describe('retention of runs', () => {
     expect((await recordsOf(exportingYoung)).runs).toBe(1);
     await age(exportingYoung, 29);
   });
+
+  it("an untouched run's export is its evidence, whole: it verifies offline as governed evidence verify does", async () => {
+    const tenant = await stack.createTenant();
+    await setRetention(tenant, { runsDays: 1, outboxHours: 24, controlPushesHours: 24, alertsDays: 1, exportBeforePrune: true });
+    const [runId] = await submitFinished(tenant, 1);
+    await waitFor('the run finalized by the audit', async () => {
+      const [row] = await stack.db.select().from(auditReconciliations).where(eq(auditReconciliations.runId, runId!));
+      return row?.finalizedAt != null;
+    }, 60_000);
+    await auditPass();
+    // Aged by the pass's clock, two days on, instead of by editing the run.
+    const pass = createRetentionActivities(stack.activityDeps);
+    const twoDaysOn = new Date(Date.now() + 2 * 86_400_000).toISOString();
+    let pruned = false;
+    for (let batch = 0; batch < 20 && !pruned; batch += 1) {
+      await pass.pruneExpiredRuns({ limit: 50, asOf: twoDaysOn });
+      pruned = (await stack.db.select().from(runTombstones).where(eq(runTombstones.runId, runId!))).length === 1;
+    }
+    const [tombstone] = await stack.db.select().from(runTombstones).where(eq(runTombstones.runId, runId!));
+    const body = readFileSync(fileURLToPath(tombstone!.exportLocation!), 'utf8');
+    expect(createHash('sha256').update(body).digest('hex')).toBe(tombstone!.exportSha256);
+    const verdict = verifyEvidence(body, (text) => createHash('sha256').update(text).digest('hex'));
+    expect(verdict).toMatchObject({ ok: true, runId, anchored: true });
+    const kinds = new Set(body.trimEnd().split('\n').map((l) => JSON.parse(l) as { type: string; kind?: string }).filter((l) => l.type === 'record').map((l) => l.kind));
+    expect(kinds).toEqual(new Set(['run', 'trace', 'trace_step', 'output', 'ack', 'incident', 'evaluation', 'log', 'verdict']));
+    // And the CLI's offline check agrees.
+    const checked = await governed(['evidence', 'verify', fileURLToPath(tombstone!.exportLocation!)]);
+    expect(checked.code, checked.stderr).toBe(0);
+  }, 120_000);
 });
 
 describe('retention of event records under load', () => {
