@@ -8,6 +8,7 @@ import { registerConfigCommands } from './config';
 import { registerCostCommands } from './costs';
 import { EXIT_CODES_HELP } from './exit-codes';
 import { registerIncidentCommands } from './incidents';
+import { registerLessonCommands } from './lessons';
 import { registerPolicyCommands } from './policies';
 import { registerReportCommands } from './reports';
 import { registerRunCommands } from './runs';
@@ -45,6 +46,7 @@ ${EXIT_CODES_HELP}`,
   registerApprovalCommands(program);
   registerIncidentCommands(program);
   registerCostCommands(program);
+  registerLessonCommands(program);
   registerReportCommands(program);
   registerPolicyCommands(program);
   registerTenantCommands(program);

@@ -1,5 +1,6 @@
 import { and, asc, desc, eq, isNotNull, isNull, lte, or, sql } from 'drizzle-orm';
 import { COMPLETE_TRACE, CREATE_INCIDENT, CREATE_LOG_RECORD, EVALUATE_POLICY, FINALIZE_RUN, RUN_EXPECTATIONS, START_TRACE, type AuditAction } from '../core/audit';
+import { RECORD_LESSON } from '../core/lessons';
 import { actionKey, type AckRecord, type DomainEvidence, type ExpectationRecord } from '../core/audit-reconciliation';
 import { TERMINAL_PHASES, type RunPhase } from '../core/phases';
 import type { DbOrTx } from './client';
@@ -307,6 +308,14 @@ export async function declareToolCalls(tx: DbOrTx, runId: string, actions: reado
     .insert(auditExpectations)
     .values(actions.map((a) => ({ runId, domain: a.domain, action: a.action, deadlineAt: deadline })))
     .onConflictDoNothing();
+}
+
+/**
+ * The run's contract grows by its lesson when the run turns out to have something to teach (its
+ * outcome, its near misses): expected with the run's own `finalize_run` deadline.
+ */
+export async function declareLessonOwed(tx: DbOrTx, runId: string): Promise<void> {
+  await declareToolCalls(tx, runId, [RECORD_LESSON]);
 }
 
 /** When the newest finished reconciliation pass started, or null before the first. */
