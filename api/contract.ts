@@ -718,14 +718,14 @@ export const API_ROUTES: readonly RouteContract[] = [
     summary: 'Accept a proposal: the next policy version, committed with its push to every live run',
     auth: ADMIN,
     body: acceptBody,
-    errors: ['NOT_FOUND', 'CONFLICT'],
+    errors: ['PROPOSAL_NOT_FOUND', 'PROPOSAL_DECIDED', 'PROPOSAL_ALREADY_APPLIED'],
     responses: {
       200: {
         description: 'the accepted proposal, the new policy version, its diff and whether live runs were told yet',
         schema: z.intersection(z.looseObject({ proposal, policy: z.looseObject({ version: z.number().int() }) }), push),
       },
       404: { description: 'no such proposal of the tenant' },
-      409: { description: 'the proposal is not open, or the policy already says what it proposes' },
+      409: { description: 'the proposal was decided already (`proposalStatus`), or the current policy already says what it proposes', schema: z.looseObject({ proposalStatus: z.string().optional() }) },
     },
   },
   {
@@ -734,11 +734,11 @@ export const API_ROUTES: readonly RouteContract[] = [
     summary: 'Dismiss a proposal: the policy stays as it is, and the pattern does not propose the same change again',
     auth: ADMIN,
     body: dismissBody,
-    errors: ['NOT_FOUND', 'CONFLICT'],
+    errors: ['PROPOSAL_NOT_FOUND', 'PROPOSAL_DECIDED'],
     responses: {
       200: { description: 'the dismissed proposal', schema: z.looseObject({ proposal }) },
       404: { description: 'no such proposal of the tenant' },
-      409: { description: 'the proposal is not open' },
+      409: { description: 'the proposal was decided already (`proposalStatus`)', schema: z.looseObject({ proposalStatus: z.string() }) },
     },
   },
   {

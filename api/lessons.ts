@@ -110,12 +110,12 @@ export function lessonRoutes(deps: LessonRoutesDeps): Router {
       caller.tenantId,
       async (tx) => {
         const proposal = await proposalOf(tx, caller.tenantId, id, true);
-        if (!proposal) throw new HttpError(404, `proposal ${id} not found`);
-        if (proposal.status !== 'open') throw new HttpError(409, `proposal ${id} is already ${proposal.status}`);
+        if (!proposal) throw new HttpError('PROPOSAL_NOT_FOUND', `proposal ${id} not found`);
+        if (proposal.status !== 'open') throw new HttpError('PROPOSAL_DECIDED', `proposal ${id} is already ${proposal.status}`, { proposalStatus: proposal.status });
         // Made against the policy as it is now, which may have changed since the proposal.
         const current = await currentPolicy(tx, caller.tenantId);
         const rules = applyChanges(current.rules, proposal.changes);
-        if (!rules) throw new HttpError(409, `policy version ${current.version} already says what proposal ${id} proposes; dismiss it`);
+        if (!rules) throw new HttpError('PROPOSAL_ALREADY_APPLIED', `policy version ${current.version} already says what proposal ${id} proposes; dismiss it`);
         const saved = await savePolicy(tx, caller.tenantId, rules, actor);
         const decided = await decideProposal(tx, id, { status: 'accepted', by: actor, acceptedVersion: saved.version });
         return { saved, decided, diff: policyDiff(current.rules, rules) };
@@ -132,8 +132,8 @@ export function lessonRoutes(deps: LessonRoutesDeps): Router {
     const caller = callerOf(res);
     const decided = await deps.db.transaction(async (tx) => {
       const proposal = await proposalOf(tx, caller.tenantId, id, true);
-      if (!proposal) throw new HttpError(404, `proposal ${id} not found`);
-      if (proposal.status !== 'open') throw new HttpError(409, `proposal ${id} is already ${proposal.status}`);
+      if (!proposal) throw new HttpError('PROPOSAL_NOT_FOUND', `proposal ${id} not found`);
+      if (proposal.status !== 'open') throw new HttpError('PROPOSAL_DECIDED', `proposal ${id} is already ${proposal.status}`, { proposalStatus: proposal.status });
       return decideProposal(tx, id, { status: 'dismissed', by: actorOf(caller) });
     });
     const { tenantId: _tenant, ...proposal } = decided;

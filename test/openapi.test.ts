@@ -93,8 +93,13 @@ describe('the OpenAPI document', () => {
     // 409 only where a resource's state can refuse, and each cause has its own code.
     const with409 = Object.entries(doc.paths as Record<string, Record<string, any>>).flatMap(([path, ops]) => Object.entries(ops).filter(([, o]) => o.responses['409']).map(([m]) => `${m} ${path}`));
     expect(with409.sort()).toEqual(
-      ['pause', 'stop', 'resume', 'approve', 'deny'].map((a) => `post /api/v1/runs/{id}/${a}`).concat('post /api/v1/incidents/{id}/acknowledge').sort(),
+      ['pause', 'stop', 'resume', 'approve', 'deny']
+        .map((a) => `post /api/v1/runs/{id}/${a}`)
+        .concat('post /api/v1/incidents/{id}/acknowledge', 'post /api/v1/lessons/proposals/{id}/accept', 'post /api/v1/lessons/proposals/{id}/dismiss')
+        .sort(),
     );
+    expect(codes('/api/v1/lessons/proposals/{id}/accept', 409)).toEqual(['PROPOSAL_DECIDED', 'PROPOSAL_ALREADY_APPLIED']);
+    expect(codes('/api/v1/lessons/proposals/{id}/dismiss', 409)).toEqual(['PROPOSAL_DECIDED']);
     expect(codes('/api/v1/runs/{id}/pause', 409)).toEqual(['RUN_ALREADY_FINISHED', 'RUN_NOT_LIVE', 'SIGNAL_LIMIT_REACHED']);
     expect(codes('/api/v1/runs/{id}/resume', 409)).toEqual(expect.arrayContaining(['RUN_ALREADY_FINISHED', 'RUN_NOT_PAUSED', 'RESUME_NOT_ALLOWED']));
     expect(codes('/api/v1/incidents/{id}/acknowledge', 409)).toEqual(['INCIDENT_RESOLVED']);

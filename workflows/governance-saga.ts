@@ -55,7 +55,8 @@ export async function runGovernanceSaga(ctx: SagaContext, outcome: RunOutcome): 
         end: { phase: ctx.endedIn, stepIndex: stepsCompleted, costUsd },
         ...(ctx.policyVersion !== undefined ? { policyVersion: ctx.policyVersion } : {}),
       });
-      ctx.setSagaPhase('LESSON_RECORDED');
+      // A run with nothing to teach wrote nothing: its saga stands where it stood.
+      if (lesson.lessonId !== null) ctx.setSagaPhase('LESSON_RECORDED');
     }
 
     compensations.unshift({ undoes: 'TRACE_COMPLETED', undo: domain.rollbackTraceCompletion });
