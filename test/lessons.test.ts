@@ -12,6 +12,7 @@ import { controlPushDeliveries, domainAcks, lessons, outbox, policyEvaluations }
 import { agentPolicy, filesystemServer, scriptedModel, tempFolder } from './helpers/agent';
 import { governed } from './helpers/governed-cli';
 import { startLlmStub, type StubMessage, type StubReply } from './helpers/llm-stub';
+import { waitForPause } from './helpers/runs';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
 import { waitFor } from './helpers/wait';
 
@@ -184,9 +185,11 @@ describe('20 denials of one tool', () => {
     expect((await stack.request('POST', `/api/v1/lessons/proposals/${proposal.id}/accept`, { apiKey: other.apiKey, body: {} })).status).toBe(404);
     expect((await stack.request('POST', `/api/v1/lessons/proposals/${proposal.id}/accept`, { apiKey: viewerKey, body: {} })).status).toBe(403);
 
-    // A live run, between its slow steps when the policy changes.
-    const live = await stack.submitRun(tenant.apiKey, { plan: simPlan(3, { latencyMs: 1500 }), budgetUsd: 1 });
+    // A live run, held in a pause while the policy changes.
+    const live = await stack.submitRun(tenant.apiKey, { plan: simPlan(2, { latencyMs: 500 }), budgetUsd: 1 });
     await stack.waitForPhase(live, ['EXECUTING']);
+    expect((await stack.request('POST', `/api/v1/runs/${live}/pause`, { apiKey: tenant.apiKey, body: { reason: 'hold while the policy changes' } })).status).toBe(202);
+    await waitForPause(stack.db, live);
 
     const cli = await governed(['lessons', 'accept', proposal.id], { GOVERNED_API_URL: stack.baseUrl, GOVERNED_API_KEY: tenant.apiKey });
     expect(cli.code).toBe(0);
@@ -201,6 +204,7 @@ describe('20 denials of one tool', () => {
       const [delivery] = await stack.db.select().from(controlPushDeliveries).where(eq(controlPushDeliveries.runId, live));
       return delivery?.outcome === 'signalled';
     });
+    expect((await stack.request('POST', `/api/v1/runs/${live}/resume`, { apiKey: tenant.apiKey, body: { reason: 'go on' } })).status).toBeLessThan(300);
     expect(await stack.waitForPhase(live, 'terminal')).toMatchObject({ phase: 'COMPLETED' });
     const checks = await stack.db.select().from(policyEvaluations).where(and(eq(policyEvaluations.runId, live), eq(policyEvaluations.kind, 'mid_run')));
     expect(checks.map((c) => c.policyVersion)).toContain(2);
