@@ -3,7 +3,7 @@ import type { RunOutcome } from '../core/outcome';
 import type { RunPhase } from '../core/phases';
 import { recordAck } from '../db/acks';
 import type { DbOrTx } from '../db/client';
-import { insertLessonOnce, insertProposalOnce, markLessonRolledBack, nearMissFacts, planBudgetStats, planSkills, toolApprovalStats, toolDenialStats } from '../db/lessons';
+import { insertLessonOnce, insertProposalOnce, lockPattern, markLessonRolledBack, nearMissFacts, planBudgetStats, planSkills, toolApprovalStats, toolDenialStats } from '../db/lessons';
 import { writeEvents } from '../db/outbox';
 import { currentPolicy } from '../db/tenancy';
 import { ackRollback, type CompensationInput } from './compensation';
@@ -43,6 +43,7 @@ export async function proposeOnce(tx: DbOrTx, scope: { runId: string; tenantId: 
 
 /** After a person approved a call of `tool`: every approval of it so far granted may propose dropping the approval. */
 export async function proposeAfterApproval(tx: DbOrTx, scope: { runId: string; tenantId: string }, tool: string): Promise<string | null> {
+  await lockPattern(tx, scope.tenantId, `APPROVED:tool:${tool}`);
   const policy = await currentPolicy(tx, scope.tenantId);
   return proposeOnce(tx, scope, proposeForToolApprovals(await toolApprovalStats(tx, scope.tenantId, tool), policy.rules), policy.version);
 }
@@ -84,9 +85,12 @@ export function createLessonActivities({ db, metrics }: ActivityDeps) {
         observations: lesson.observations,
       });
       await recordAck(tx, { runId, action: RECORD_LESSON, status: 'OK', resultId: id, metadata: { code: primary.code, patternKey } });
-      if (inserted) {
-        const policy = await currentPolicy(tx, tenantId);
+      // Only these patterns have a rule that may propose a change.
+      if (inserted && ((primary.code === 'TOOL_DENIED' && primary.tool) || primary.code === 'BUDGET_EXCEEDED')) {
         const scope = { runId, tenantId };
+        const proposalPattern = primary.code === 'BUDGET_EXCEEDED' ? `BUDGET_EXCEEDED:plan:${planKey}` : patternKey;
+        await lockPattern(tx, tenantId, proposalPattern);
+        const policy = await currentPolicy(tx, tenantId);
         if (primary.code === 'TOOL_DENIED' && primary.tool) {
           await proposeOnce(tx, scope, proposeForToolDenials(await toolDenialStats(tx, tenantId, patternKey, primary.tool), policy.rules), policy.version);
         }

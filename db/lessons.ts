@@ -167,6 +167,15 @@ export async function lessonPatterns(db: DbOrTx, tenantId: string, query: { limi
   }));
 }
 
+/**
+ * Holds the tenant's pattern until the transaction ends: lessons of one pattern recorded at once
+ * count one after the other, so the one that crosses a threshold sees every other (each would see
+ * only those committed before it otherwise, and none might see the threshold reached).
+ */
+export async function lockPattern(tx: DbOrTx, tenantId: string, patternKey: string): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${`lessons:${tenantId}:${patternKey}`}, 0))`);
+}
+
 /** How often the tenant's runs had `tool` refused (by policy, by a person), and how often a person approved it. */
 export async function toolDenialStats(tx: DbOrTx, tenantId: string, patternKey: string, tool: string): Promise<ToolDenialStats> {
   const [counts] = await tx.execute<{ by_policy: number; by_person: number }>(sql`
