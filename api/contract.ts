@@ -703,7 +703,7 @@ export const API_ROUTES: readonly RouteContract[] = [
     method: 'get',
     path: '/api/v1/lessons/proposals',
     summary: 'Policy changes the patterns propose, each with the diff accepting it would make to the current policy',
-    auth: ANY_ROLE,
+    auth: ADMIN,
     query: proposalsQuery,
     responses: {
       200: {

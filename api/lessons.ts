@@ -66,8 +66,8 @@ export interface LessonRoutesDeps {
 }
 
 /**
- * The caller's tenant's lessons, their patterns and the policy changes they propose: read by any
- * role; a proposal is accepted (the next policy version, pushed to live runs like any policy
+ * The caller's tenant's lessons and their patterns, read by any role; the policy changes they
+ * propose, read (they quote the policy) and accepted (the next policy version, pushed to live runs like any policy
  * change) or dismissed by an admin only. Nothing but an admin's accept changes a policy.
  */
 export function lessonRoutes(deps: LessonRoutesDeps): Router {
@@ -93,7 +93,8 @@ export function lessonRoutes(deps: LessonRoutesDeps): Router {
     res.json({ patterns: patterns.map((p) => ({ ...p, firstSeen: p.firstSeen.toISOString(), lastSeen: p.lastSeen.toISOString() })) });
   });
 
-  router.get('/lessons/proposals', async (req, res) => {
+  // A proposal shows the policy document's rules, which only admins read (`GET /policies`).
+  router.get('/lessons/proposals', requireRole('admin'), async (req, res) => {
     const query = parseQuery(proposalsQuery, req.query);
     const tenantId = callerOf(res).tenantId;
     const [rows, current] = await Promise.all([listProposals(deps.db, tenantId, query), currentPolicy(deps.db, tenantId)]);

@@ -100,7 +100,7 @@ export function registerLessonCommands(program: Command): void {
 
   lessons
     .command('proposals')
-    .description('policy changes the patterns propose, each with its diff against the current policy')
+    .description('policy changes the patterns propose, each with its diff against the current policy (admin keys)')
     .option('--status <status>', 'open, accepted or dismissed')
     .action(async (options: { status?: string }, command: Command) => {
       const ctx = contextOf(command);

@@ -161,7 +161,9 @@ describe('20 denials of one tool', () => {
     expect(pattern).toMatchObject({ patternKey: 'TOOL_DENIED:tool:fs.write_file', code: 'TOOL_DENIED', tool: 'fs.write_file', stepIndex: 0, skill: 'agent', count: N });
     expect(Date.parse(pattern.firstSeen)).toBeLessThanOrEqual(Date.parse(pattern.lastSeen));
 
-    const proposals = await stack.request('GET', '/api/v1/lessons/proposals', { apiKey: viewerKey });
+    // Proposals quote the policy, which only admins read.
+    expect((await stack.request('GET', '/api/v1/lessons/proposals', { apiKey: viewerKey })).status).toBe(403);
+    const proposals = await stack.request('GET', '/api/v1/lessons/proposals', { apiKey: tenant.apiKey });
     expect(proposals.body.proposals).toHaveLength(1);
     const [proposal] = proposals.body.proposals;
     expect(proposal).toMatchObject({ kind: 'allow_tool_with_approval', status: 'open', patternKey: pattern.patternKey, applicable: true, basedOnVersion: 1, currentVersion: 1 });
@@ -179,7 +181,7 @@ describe('20 denials of one tool', () => {
   });
 
   it('accepting it (admins only; other tenants cannot see it) makes the next policy version and reaches a live run', async () => {
-    const [proposal] = (await stack.request('GET', '/api/v1/lessons/proposals?status=open', { apiKey: viewerKey })).body.proposals;
+    const [proposal] = (await stack.request('GET', '/api/v1/lessons/proposals?status=open', { apiKey: tenant.apiKey })).body.proposals;
     const other = await stack.createTenant();
     expect((await stack.request('GET', '/api/v1/lessons/proposals', { apiKey: other.apiKey })).body.proposals).toEqual([]);
     expect((await stack.request('POST', `/api/v1/lessons/proposals/${proposal.id}/accept`, { apiKey: other.apiKey, body: {} })).status).toBe(404);
