@@ -160,6 +160,12 @@ describe('20 denials of one tool', () => {
     const [pattern] = patterns.body.patterns;
     expect(pattern).toMatchObject({ patternKey: 'TOOL_DENIED:tool:fs.write_file', code: 'TOOL_DENIED', tool: 'fs.write_file', stepIndex: 0, skill: 'agent', count: N });
     expect(Date.parse(pattern.firstSeen)).toBeLessThanOrEqual(Date.parse(pattern.lastSeen));
+    const env = { GOVERNED_API_URL: stack.baseUrl, GOVERNED_API_KEY: viewerKey };
+    const cliPatterns = await governed(['lessons', 'patterns'], env);
+    expect(cliPatterns.code).toBe(0);
+    expect(cliPatterns.stdout).toMatch(new RegExp(`^${N}\\s+TOOL_DENIED\\s+step 1 \\(agent\\) fs\\.write_file\\s.*TOOL_DENIED:tool:fs\\.write_file$`, 'm'));
+    const cliList = await governed(['lessons', 'list', '--code', 'TOOL_DENIED', '--limit', '1', '--json'], env);
+    expect(JSON.parse(cliList.stdout).lessons).toEqual([expect.objectContaining({ code: 'TOOL_DENIED', tool: 'fs.write_file', kind: 'failure', policyRule: 'tools.allow' })]);
 
     // Proposals quote the policy, which only admins read.
     expect((await stack.request('GET', '/api/v1/lessons/proposals', { apiKey: viewerKey })).status).toBe(403);
