@@ -7,6 +7,7 @@ import type { DbOrTx } from '../db/client';
 import { setPaused } from '../db/runs';
 import { runControlEvents } from '../db/schema';
 import type { ActivityDeps } from './deps';
+import { proposeAfterApproval } from './lessons';
 import { insertIncidentOnce } from '../db/incidents';
 import { writeEvents } from '../db/outbox';
 
@@ -122,7 +123,7 @@ export function createControlActivities({ db, metrics }: ActivityDeps) {
       await setPaused(tx, input.runId, null);
       await insertControlEvent(tx, input, 'run.resumed', input.approval ? { decision: input.approval.decision } : {});
       if (input.approval) {
-        await decideApproval(tx, {
+        const decided = await decideApproval(tx, {
           runId: input.runId,
           pauseNumber: input.approval.pauseNumber,
           status: input.approval.decision === 'approve' ? 'approved' : 'denied',
@@ -131,6 +132,8 @@ export function createControlActivities({ db, metrics }: ActivityDeps) {
           requestId: input.approval.requestId,
           reason: input.detail ?? null,
         });
+        // Every approval of the tool granted so far may propose dropping it (a lesson of success).
+        if (decided && input.approval.decision === 'approve') await proposeAfterApproval(tx, input, decided.tool);
       }
     });
     metrics.pauseDuration.observe({ reason: input.reason, ended_by: input.endedBy }, input.pausedForMs / 1000);

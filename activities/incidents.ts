@@ -4,12 +4,19 @@ import { FAILURE_SEVERITY, type RunOutcome } from '../core/outcome';
 import { insertIncidentOnce, type IncidentRow } from '../db/incidents';
 import { incidents } from '../db/schema';
 import { recordAck } from '../db/acks';
+import { declareLessonOwed } from '../db/audit';
+import { nearMissFacts } from '../db/lessons';
+import { owesLesson } from '../core/lessons';
 import { ackRollback, type CompensationInput } from './compensation';
 import type { ActivityDeps } from './deps';
 
 export function createIncidentActivities({ db, metrics }: ActivityDeps) {
   /** The incident domain's record of a run's outcome: a failure incident or an explicit "none". */
-  async function createIncident(input: { runId: string; tenantId: string; outcome: RunOutcome }): Promise<{ incidentId: string }> {
+  /**
+   * `lessons`: the run records lessons (its saga has the lesson step). Then the outcome recorded
+   * here, with the run's near misses, says whether the run owes one, and its contract says so.
+   */
+  async function createIncident(input: { runId: string; tenantId: string; outcome: RunOutcome; lessons?: boolean }): Promise<{ incidentId: string }> {
     const { outcome } = input;
     const row: IncidentRow =
       outcome.kind === 'succeeded'
@@ -37,6 +44,7 @@ export function createIncidentActivities({ db, metrics }: ActivityDeps) {
     return db.transaction(async (tx) => {
       const { id, inserted } = await insertIncidentOnce(tx, row);
       await recordAck(tx, { runId: input.runId, action: CREATE_INCIDENT, status: 'OK', resultId: id });
+      if (input.lessons && owesLesson(outcome, await nearMissFacts(tx, input.runId))) await declareLessonOwed(tx, input.runId);
       metrics.domainWrites.inc({ domain: 'incidents', action: 'create_incident', result: inserted ? 'inserted' : 'existing' });
       return { incidentId: id };
     });

@@ -2,6 +2,7 @@ import { createAgentActivities } from './agent';
 import { createControlActivities } from './control';
 import type { ActivityDeps } from './deps';
 import { createIncidentActivities } from './incidents';
+import { createLessonActivities } from './lessons';
 import { createLogActivities } from './logs';
 import { createPolicyActivities } from './policies';
 import { createReconcilerActivities } from './reconciler';
@@ -20,6 +21,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createTraceActivities(deps),
     ...createIncidentActivities(deps),
     ...createPolicyActivities(deps),
+    ...createLessonActivities(deps),
     ...createLogActivities(deps),
     ...createSkillActivities(deps),
     ...createAgentActivities(deps),

@@ -18,6 +18,7 @@ import { errorHandler, HttpError } from './errors';
 import { auditPassAge, healthCheck, withinCheckTimeout } from './health';
 import { httpMetrics } from './http-metrics';
 import { incidentRoutes } from './incidents';
+import { lessonRoutes } from './lessons';
 import { approvalRoutes } from './approvals';
 import { openApiDocument } from './openapi';
 import { outputRoutes } from './outputs';
@@ -125,6 +126,7 @@ export function createApp(deps: ApiDeps): Express {
   app.use('/api/v1', incidentRoutes(deps), alertRoutes(deps), approvalRoutes(deps));
   app.use('/api/v1', costRoutes(deps));
   app.use('/api/v1', retentionRoutes(deps));
+  app.use('/api/v1', lessonRoutes(deps));
 
   app.use((req, _res) => {
     throw new HttpError('ROUTE_NOT_FOUND', `no route for ${req.method} ${req.path}`);

@@ -7,6 +7,7 @@ import { listQuery as alertListQuery } from './alerts';
 import { findingsQuery, reportsQuery } from './audit';
 import { costsQuery } from './costs';
 import { changeBody as incidentChangeBody, listQuery as incidentListQuery } from './incidents';
+import { acceptBody, dismissBody, lessonsQuery, patternsQuery, proposalsQuery } from './lessons';
 import { pushListQuery, tenantPauseBody, tenantResumeBody } from './policies';
 import { approvalsQuery } from './approvals';
 import { outputQuery } from './outputs';
@@ -35,6 +36,35 @@ export const problemSchema = z.looseObject({
   detail: z.string().describe('why this request was refused, for a person to read'),
   code: z.enum(PROBLEM_CODES).describe('a stable name for the problem, to branch on'),
   error: z.string().describe('the same as `detail`, kept for clients written before problem details'),
+});
+
+const lesson = z.looseObject({
+  id,
+  runId: id,
+  kind: z.enum(['failure', 'near_miss']),
+  code: z.string(),
+  phase: z.string().nullable(),
+  stepIndex: z.number().int().nullable(),
+  skill: z.string().nullable(),
+  tool: z.string().nullable(),
+  policyRule: z.string().nullable(),
+  spendUsd: z.number().nullable(),
+  patternKey: z.string(),
+  observations: z.array(z.looseObject({ code: z.string() })),
+  rolledBack: z.boolean(),
+  createdAt: isoTime,
+});
+
+const proposal = z.looseObject({
+  id,
+  kind: z.string(),
+  patternKey: z.string(),
+  reason: z.string(),
+  changes: z.array(z.looseObject({ op: z.enum(['add', 'remove', 'set']), path: z.string() })),
+  basedOnVersion: z.number().int(),
+  status: z.enum(['open', 'accepted', 'dismissed']),
+  acceptedVersion: z.number().int().nullable(),
+  createdAt: isoTime,
 });
 
 const runSummary = z.looseObject({
@@ -659,6 +689,69 @@ export const API_ROUTES: readonly RouteContract[] = [
           total: z.looseObject({ costUsd: z.number(), tokensIn: z.number(), tokensOut: z.number(), calls: z.number() }),
         }),
       },
+    },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/lessons',
+    summary: "What the tenant's failed and near-miss runs taught, one lesson per run, newest first",
+    auth: ANY_ROLE,
+    query: lessonsQuery,
+    responses: { 200: { description: 'a page of lessons', schema: page('lessons', lesson) } },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/lessons/patterns',
+    summary: 'The lessons grouped by pattern (the same code at the same tool, or step and skill), most frequent first',
+    auth: ANY_ROLE,
+    query: patternsQuery,
+    responses: {
+      200: {
+        description: 'the patterns with their count, first and last seen',
+        schema: z.looseObject({ patterns: z.array(z.looseObject({ patternKey: z.string(), code: z.string(), count: z.number().int(), firstSeen: isoTime, lastSeen: isoTime })) }),
+      },
+    },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/lessons/proposals',
+    summary: 'Policy changes the patterns propose, each with the diff accepting it would make to the current policy',
+    auth: ADMIN,
+    query: proposalsQuery,
+    responses: {
+      200: {
+        description: 'the proposals, newest first',
+        schema: z.looseObject({ proposals: z.array(proposal.extend({ currentVersion: z.number().int(), diffText: z.string(), applicable: z.boolean() })) }),
+      },
+    },
+  },
+  {
+    method: 'post',
+    path: '/api/v1/lessons/proposals/:id/accept',
+    summary: 'Accept a proposal: the next policy version, committed with its push to every live run',
+    auth: ADMIN,
+    body: acceptBody,
+    errors: ['PROPOSAL_NOT_FOUND', 'PROPOSAL_DECIDED', 'PROPOSAL_ALREADY_APPLIED'],
+    responses: {
+      200: {
+        description: 'the accepted proposal, the new policy version, its diff and whether live runs were told yet',
+        schema: z.intersection(z.looseObject({ proposal, policy: z.looseObject({ version: z.number().int() }) }), push),
+      },
+      404: { description: 'no such proposal of the tenant' },
+      409: { description: 'the proposal was decided already (`proposalStatus`), or the current policy already says what it proposes', schema: z.looseObject({ proposalStatus: z.string().optional() }) },
+    },
+  },
+  {
+    method: 'post',
+    path: '/api/v1/lessons/proposals/:id/dismiss',
+    summary: 'Dismiss a proposal: the policy stays as it is, and the pattern does not propose the same change again',
+    auth: ADMIN,
+    body: dismissBody,
+    errors: ['PROPOSAL_NOT_FOUND', 'PROPOSAL_DECIDED'],
+    responses: {
+      200: { description: 'the dismissed proposal', schema: z.looseObject({ proposal }) },
+      404: { description: 'no such proposal of the tenant' },
+      409: { description: 'the proposal was decided already (`proposalStatus`)', schema: z.looseObject({ proposalStatus: z.string() }) },
     },
   },
   {

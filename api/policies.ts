@@ -8,7 +8,7 @@ import type { Db } from '../db/client';
 import { incidents } from '../db/schema';
 import { currentPolicy, savePolicy, setTenantStatus } from '../db/tenancy';
 import { latestTenantPushes, readTenantPush, skippedDeliveries, type StoredPush } from '../db/control-pushes';
-import { TENANT_PAUSE_TAG, commitWithPush, describePush, pushProgressPath, tenantStatusPush } from '../dispatch/control-pusher';
+import { TENANT_PAUSE_TAG, commitWithPush, type ControlPush, describePush, pushProgressPath, tenantStatusPush } from '../dispatch/control-pusher';
 import { actorOf, callerOf, requireRole } from './auth';
 import { HttpError } from './errors';
 
@@ -60,6 +60,11 @@ export function pushView(push: StoredPush, now = new Date()) {
   };
 }
 
+/** What the tenant's live runs are told of a new policy version: re-check the policy now. */
+export function policyChangePush(version: number, actor: string, why?: string): ControlPush {
+  return { kind: 'policy_changed', signal: 'policyChanged', target: 'live', payload: { actor, reason: `policy version ${version}${why ? ` (${why})` : ''}` } };
+}
+
 function parse<T>(schema: z.ZodType<T>, body: unknown): T {
   const parsed = schema.safeParse(body ?? {});
   if (!parsed.success) throw new HttpError(400, `invalid request: ${describeZodError(parsed.error)}`);
@@ -93,7 +98,7 @@ export function policyRoutes(deps: PolicyRoutesDeps): Router {
       pusher,
       caller.tenantId,
       (tx) => savePolicy(tx, caller.tenantId, parsed.data, actorOf(caller)),
-      (saved) => ({ kind: 'policy_changed', signal: 'policyChanged', target: 'live', payload: { actor: actorOf(caller), reason: `policy version ${saved.version}` } }),
+      (saved) => policyChangePush(saved.version, actorOf(caller)),
     );
     res.json({ ...saved, changed: true, ...describePush(push) });
   });

@@ -38,6 +38,7 @@ export const PROBLEMS = {
   STEP_NOT_FOUND: { status: 404, title: 'The run has no such step' },
   OUTPUT_NOT_READY: { status: 404, title: 'The step has no output yet' },
   INCIDENT_NOT_FOUND: { status: 404, title: 'No such incident' },
+  PROPOSAL_NOT_FOUND: { status: 404, title: 'No such policy proposal' },
   REPORT_NOT_FOUND: { status: 404, title: 'No stale-run report has been written yet' },
   ROUTE_NOT_FOUND: { status: 404, title: 'No such route' },
   NOT_FOUND: { status: 404, title: 'Not found' },
@@ -54,6 +55,8 @@ export const PROBLEMS = {
   NOT_AWAITING_APPROVAL: { status: 409, title: 'The run is not waiting on a tool approval' },
   CONTROL_REFUSED: { status: 409, title: 'The run refused the request' },
   INCIDENT_RESOLVED: { status: 409, title: 'The incident is already resolved' },
+  PROPOSAL_DECIDED: { status: 409, title: 'The policy proposal was already accepted or dismissed' },
+  PROPOSAL_ALREADY_APPLIED: { status: 409, title: 'The current policy already says what the proposal proposes' },
   CONFLICT: { status: 409, title: 'The resource is not in a state that allows this' },
   // 413, 415, 422: the body
   BODY_TOO_LARGE: { status: 413, title: 'The body is over the limit' },

@@ -9,6 +9,7 @@ import { registerCostCommands } from './costs';
 import { registerEvidenceCommands } from './evidence';
 import { EXIT_CODES_HELP } from './exit-codes';
 import { registerIncidentCommands } from './incidents';
+import { registerLessonCommands } from './lessons';
 import { registerPolicyCommands } from './policies';
 import { registerReportCommands } from './reports';
 import { registerRetentionCommands } from './retention';
@@ -49,6 +50,7 @@ ${EXIT_CODES_HELP}`,
   registerIncidentCommands(program);
   registerCostCommands(program);
   registerEvidenceCommands(program);
+  registerLessonCommands(program);
   registerReportCommands(program);
   registerPolicyCommands(program);
   registerTenantCommands(program);

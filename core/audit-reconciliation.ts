@@ -11,6 +11,7 @@ import {
   CREATE_LOG_RECORD,
   EVALUATE_POLICY,
   FINALIZE_RUN,
+  RECORD_LESSON,
   RUN_EXPECTATIONS,
   START_TRACE,
   itemActionKind,
@@ -63,6 +64,8 @@ export interface DomainEvidence {
   /** Incident rows that record the run's outcome (a failure or an explicit "none"). */
   outcomeIncidents: { id: string; rolledBack: boolean }[];
   finalEvaluations: { id: string; rolledBack: boolean }[];
+  /** The run's lesson, when it had one to teach (`lessons/record_lesson`). */
+  lessons: { id: string; rolledBack: boolean }[];
   logRecords: { id: string }[];
   traceSteps: { stepIndex: number; createdAt: Date }[];
   /** Ids of the run's stored step outputs (plan steps, agent turns, tool calls): what item acks name. */
@@ -219,6 +222,10 @@ function checkResult(key: ActionKey, resultId: string | null, runId: string, evi
       const evaluation = row(evidence.finalEvaluations);
       return !evaluation ? 'ROW_MISSING' : evaluation.rolledBack ? 'ROW_ROLLED_BACK' : null;
     }
+    case actionKey(RECORD_LESSON): {
+      const lesson = row(evidence.lessons);
+      return !lesson ? 'ROW_MISSING' : lesson.rolledBack ? 'ROW_ROLLED_BACK' : null;
+    }
     case actionKey(CREATE_LOG_RECORD):
       return row(evidence.logRecords) ? null : 'ROW_MISSING';
     case FINALIZE_KEY:
@@ -242,6 +249,7 @@ function unackedRows(acks: readonly AckRecord[], evidence: DomainEvidence): Drif
     { rows: evidence.outcomeIncidents, actions: [CREATE_INCIDENT] },
     { rows: evidence.finalEvaluations, actions: [EVALUATE_POLICY] },
     { rows: evidence.logRecords, actions: [CREATE_LOG_RECORD] },
+    { rows: evidence.lessons, actions: [RECORD_LESSON] },
   ];
   const fixed = claims.flatMap(({ rows, actions }) =>
     rows

@@ -1,5 +1,5 @@
 /** What every accepted run must produce, declared at submit time (T0) as audit expectations. */
-export type AuditDomain = 'logs' | 'incidents' | 'policies' | 'orchestrator' | 'tools';
+export type AuditDomain = 'logs' | 'incidents' | 'policies' | 'orchestrator' | 'tools' | 'lessons';
 
 export interface AuditAction {
   domain: AuditDomain;
@@ -12,6 +12,13 @@ export const CREATE_LOG_RECORD = { domain: 'logs', action: 'create_log_record' }
 export const CREATE_INCIDENT = { domain: 'incidents', action: 'create_incident' } as const satisfies AuditAction;
 export const EVALUATE_POLICY = { domain: 'policies', action: 'evaluate_policy' } as const satisfies AuditAction;
 export const FINALIZE_RUN = { domain: 'orchestrator', action: 'finalize_run' } as const satisfies AuditAction;
+
+/**
+ * A run's lesson (core/lessons.ts). Not declared at T0: a run owes one only when its outcome or its
+ * near misses give it something to teach, and the incident step, which records that outcome,
+ * declares it then. Runs recorded before lessons existed never declare it, so never miss it.
+ */
+export const RECORD_LESSON = { domain: 'lessons', action: 'record_lesson' } as const satisfies AuditAction;
 
 export const RUN_EXPECTATIONS: readonly AuditAction[] = [
   START_TRACE,

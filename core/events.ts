@@ -20,6 +20,8 @@ export const EVENT_TOPICS = [
   'run.resumed',
   'pause.expiring',
   'signal.rejected',
+  'lesson.recorded',
+  'policy.proposed',
   ...AUDIT_CHECKS.map((check) => `audit.reconciliation.${check}` as const),
 ] as const;
 export type EventTopic = (typeof EVENT_TOPICS)[number];
@@ -39,7 +41,7 @@ export interface OutboundEvent {
 }
 
 /** The events the governance saga commits with its last step, announcing the run's outcome. */
-export const SAGA_EVENT_TOPICS = ['run.completed', 'run.failed', 'policy.evaluated', 'trace.completed', 'incident.created'] as const;
+export const SAGA_EVENT_TOPICS = ['run.completed', 'run.failed', 'policy.evaluated', 'trace.completed', 'incident.created', 'lesson.recorded'] as const;
 export type SagaEventTopic = (typeof SAGA_EVENT_TOPICS)[number];
 
 export function sagaEventKey(runId: string, topic: SagaEventTopic): string {

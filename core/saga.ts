@@ -3,6 +3,8 @@ export const SAGA_PHASES = [
   'NOT_STARTED',
   'INCIDENT_CREATED',
   'POLICY_EVALUATED',
+  /** The run's lesson, when it had one to teach (runs started since lessons were learned). */
+  'LESSON_RECORDED',
   'TRACE_COMPLETED',
   'COMMITTED',
   'EVENTS_PUBLISHED',

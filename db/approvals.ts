@@ -26,9 +26,11 @@ export async function insertPendingApproval(tx: DbOrTx, approval: ApprovalReques
 export async function decideApproval(
   tx: DbOrTx,
   decision: { runId: string; pauseNumber: number; status: 'approved' | 'denied' | 'expired'; by: string | null; authority: string | null; requestId: string | null; reason: string | null },
-): Promise<void> {
-  await tx
+): Promise<{ tool: string } | null> {
+  const [decided] = await tx
     .update(toolApprovals)
     .set({ status: decision.status, decidedAt: sql`now()`, decidedBy: decision.by, authority: decision.authority, requestId: decision.requestId, reason: decision.reason })
-    .where(and(eq(toolApprovals.runId, decision.runId), eq(toolApprovals.pauseNumber, decision.pauseNumber), eq(toolApprovals.status, 'pending')));
+    .where(and(eq(toolApprovals.runId, decision.runId), eq(toolApprovals.pauseNumber, decision.pauseNumber), eq(toolApprovals.status, 'pending')))
+    .returning({ tool: toolApprovals.tool });
+  return decided ?? null;
 }

@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, isNotNull, isNull, lte, or, sql } from 'drizzle-orm';
-import { COMPLETE_TRACE, CREATE_INCIDENT, CREATE_LOG_RECORD, EVALUATE_POLICY, FINALIZE_RUN, RUN_EXPECTATIONS, START_TRACE, type AuditAction } from '../core/audit';
+import { COMPLETE_TRACE, CREATE_INCIDENT, CREATE_LOG_RECORD, EVALUATE_POLICY, FINALIZE_RUN, RECORD_LESSON, RUN_EXPECTATIONS, START_TRACE, type AuditAction } from '../core/audit';
 import { actionKey, type AckRecord, type DomainEvidence, type ExpectationRecord } from '../core/audit-reconciliation';
 import type { EvidenceBreak } from '../core/evidence';
 import { TERMINAL_PHASES, type RunPhase } from '../core/phases';
@@ -12,6 +12,7 @@ import {
   auditReconciliations,
   domainAcks,
   incidents,
+  lessons,
   policyEvaluations,
   runLogs,
   runs,
@@ -93,6 +94,7 @@ interface AuditRecordsRow extends Record<string, unknown> {
   incidents: [string, boolean][] | null;
   evaluations: [string, boolean][] | null;
   logs: string[] | null;
+  lessons: [string, boolean][] | null;
   late_steps: [number, string][] | null;
   outputs: string[] | null;
   tampered: StoredBreak | null;
@@ -114,6 +116,7 @@ export async function loadAuditRecords(db: DbOrTx, runIds: readonly string[]): P
       (select json_agg(json_build_array(i.id, i.rolled_back)) from ${incidents} i where i.run_id = r.id and i.kind in ('failure', 'none')) as incidents,
       (select json_agg(json_build_array(p.id, p.rolled_back)) from ${policyEvaluations} p where p.run_id = r.id and p.kind = 'final') as evaluations,
       (select json_agg(l.id) from ${runLogs} l where l.run_id = r.id) as logs,
+      (select json_agg(json_build_array(ls.id, ls.rolled_back)) from ${lessons} ls where ls.run_id = r.id) as lessons,
       (select json_agg(o.id) from ${stepOutputs} o where o.run_id = r.id) as outputs,
       (select json_agg(json_build_array(s.step_index, s.created_at)) from ${traceSteps} s
          where s.run_id = r.id and s.created_at > (select min(f.created_at) from ${domainAcks} f
@@ -138,6 +141,7 @@ export async function loadAuditRecords(db: DbOrTx, runIds: readonly string[]): P
         outcomeIncidents: (row.incidents ?? []).map(([id, rolledBack]) => ({ id, rolledBack })),
         finalEvaluations: (row.evaluations ?? []).map(([id, rolledBack]) => ({ id, rolledBack })),
         logRecords: (row.logs ?? []).map((id) => ({ id })),
+        lessons: (row.lessons ?? []).map(([id, rolledBack]) => ({ id, rolledBack })),
         traceSteps: (row.late_steps ?? []).map(([stepIndex, createdAt]) => ({ stepIndex, createdAt: new Date(createdAt) })),
         outputs: (row.outputs ?? []).map((id) => ({ id })),
       },
@@ -214,6 +218,7 @@ export async function checkDueRuns(
           and a.incident_result = any(i.standing)
           and a.evaluation_result = any(p.standing)
           and a.log_result = any(l.ids)
+          and (a.lesson_result is null or a.lesson_result = any(ls.standing))
           -- phantom: each OK ack of a step, turn or call names one of the run's stored outputs
           and coalesce(a.item_results, '{}') <@ coalesce(o.ids, '{}')
           -- drift: every domain row and every output is named by an ack
@@ -221,6 +226,7 @@ export async function checkDueRuns(
           and coalesce(i.ids, '{}') <@ coalesce(a.incident_names, '{}')
           and coalesce(p.ids, '{}') <@ coalesce(a.evaluation_names, '{}')
           and coalesce(l.ids, '{}') <@ coalesce(a.log_names, '{}')
+          and coalesce(ls.ids, '{}') <@ coalesce(a.lesson_names, '{}')
           and coalesce(o.ids, '{}') <@ coalesce(a.item_results, '{}')
           -- drift: no trace step after the finalize ack
           and not exists (select 1 from ${traceSteps} s where s.run_id = r.id and s.created_at > a.finalized_at)
@@ -248,7 +254,9 @@ export async function checkDueRuns(
           array_agg(a.result_id) filter (where ${named(START_TRACE, COMPLETE_TRACE)}) as trace_names,
           array_agg(a.result_id) filter (where ${named(CREATE_INCIDENT)}) as incident_names,
           array_agg(a.result_id) filter (where ${named(EVALUATE_POLICY)}) as evaluation_names,
-          array_agg(a.result_id) filter (where ${named(CREATE_LOG_RECORD)}) as log_names
+          array_agg(a.result_id) filter (where ${named(CREATE_LOG_RECORD)}) as log_names,
+          (array_agg(a.result_id) filter (where ${ok(RECORD_LESSON)}))[1] as lesson_result,
+          array_agg(a.result_id) filter (where ${named(RECORD_LESSON)}) as lesson_names
         from (
           -- itemActionKind (core/audit.ts): the kind before the action's first colon, for the item domains
           select a.*, case when position(':' in a.action) = 0 then null
@@ -275,7 +283,11 @@ export async function checkDueRuns(
           from ${policyEvaluations} p where p.run_id = r.id and p.kind = 'final'
       ) p
       cross join lateral (select array_agg(l.id) as ids from ${runLogs} l where l.run_id = r.id) l
-      cross join lateral (select array_agg(o.id) as ids from ${stepOutputs} o where o.run_id = r.id) o`);
+      cross join lateral (select array_agg(o.id) as ids from ${stepOutputs} o where o.run_id = r.id) o
+      cross join lateral (
+        select array_agg(ls.id) as ids, array_agg(ls.id) filter (where not ls.rolled_back) as standing
+          from ${lessons} ls where ls.run_id = r.id
+      ) ls`);
   const now = rows.length > 0 ? new Date(rows[0]!.now) : await databaseNow(tx);
   return {
     now,
@@ -316,6 +328,14 @@ export async function declareToolCalls(tx: DbOrTx, runId: string, actions: reado
     .insert(auditExpectations)
     .values(actions.map((a) => ({ runId, domain: a.domain, action: a.action, deadlineAt: deadline })))
     .onConflictDoNothing();
+}
+
+/**
+ * The run's contract grows by its lesson when the run turns out to have something to teach (its
+ * outcome, its near misses): expected with the run's own `finalize_run` deadline.
+ */
+export async function declareLessonOwed(tx: DbOrTx, runId: string): Promise<void> {
+  await declareToolCalls(tx, runId, [RECORD_LESSON]);
 }
 
 /** When the newest finished reconciliation pass started, or null before the first. */

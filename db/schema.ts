@@ -22,6 +22,7 @@ import type { AuditCheck, AuditVerdict, RunAuditReport } from '../core/audit-rec
 import { INCIDENT_STATUSES } from '../core/incidents';
 import type { PlanStep } from '../core/plan';
 import type { PolicyRules } from '../core/policy';
+import { PROPOSAL_KINDS, type Observation, type PolicyChange } from '../core/lessons';
 
 const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
 
@@ -726,4 +727,72 @@ export const tenantEvidenceLinks = pgTable(
     createdAt: createdAt(),
   },
   (t) => [primaryKey({ columns: [t.tenantId, t.seq] })],
+);
+
+/**
+ * What a run that failed or came close had to teach (core/lessons.ts), one per run, written by the
+ * governance saga's lesson step and acked `lessons/record_lesson`. Filed under its primary
+ * observation, whose fields are columns so a tenant's patterns are a grouping of rows; a rolled-back
+ * saga marks it rolled back (never deleted) and it leaves the patterns.
+ */
+export const lessons = pgTable(
+  'lessons',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    runId: uuid('run_id')
+      .notNull()
+      .unique()
+      .references(() => runs.id),
+    tenantId: uuid('tenant_id').notNull(),
+    kind: text('kind', { enum: ['failure', 'near_miss'] }).notNull(),
+    code: text('code').notNull(),
+    phase: text('phase'),
+    stepIndex: integer('step_index'),
+    skill: text('skill'),
+    tool: text('tool'),
+    policyRule: text('policy_rule'),
+    spendUsd: doublePrecision('spend_usd'),
+    /** For a tool call, how it was resolved (`not_allowed`, `denied`, …). */
+    detail: text('detail'),
+    /** `core/lessons.ts` patternKeyOf: what groups it with the same lesson of other runs. */
+    patternKey: text('pattern_key').notNull(),
+    planKey: text('plan_key').notNull(),
+    policyVersion: integer('policy_version'),
+    observations: jsonb('observations').$type<Observation[]>().notNull(),
+    rolledBack: boolean('rolled_back').notNull().default(false),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    index('lessons_tenant_pattern_idx').on(t.tenantId, t.patternKey).where(sql`not ${t.rolledBack}`),
+    index('lessons_tenant_created_idx').on(t.tenantId, t.createdAt),
+  ],
+);
+
+/**
+ * A policy change a pattern proposes (core/lessons.ts), for an admin to accept (a new policy
+ * version, pushed to live runs) or dismiss. At most one per tenant, kind and pattern, ever: a
+ * dismissal stands, and the pattern growing does not ask again.
+ */
+export const policyProposals = pgTable(
+  'policy_proposals',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    kind: text('kind', { enum: PROPOSAL_KINDS }).notNull(),
+    patternKey: text('pattern_key').notNull(),
+    reason: text('reason').notNull(),
+    changes: jsonb('changes').$type<PolicyChange[]>().notNull(),
+    evidence: jsonb('evidence').$type<Record<string, number | string>>().notNull(),
+    /** The policy version the proposal was made against. */
+    basedOnVersion: integer('based_on_version').notNull(),
+    status: text('status', { enum: ['open', 'accepted', 'dismissed'] }).notNull().default('open'),
+    decidedAt: timestamp('decided_at', { withTimezone: true }),
+    decidedBy: text('decided_by'),
+    /** The policy version accepting it made. */
+    acceptedVersion: integer('accepted_version'),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('policy_proposals_tenant_pattern_uq').on(t.tenantId, t.kind, t.patternKey), index('policy_proposals_tenant_status_idx').on(t.tenantId, t.status, t.createdAt)],
 );

@@ -93,6 +93,16 @@ export function createHandlers({ alerter }: HandlerDeps): HandlerRegistry {
           dedupeKey: `pause.expiring:${event.dedupeKey}`,
         }),
     },
+    'policy.proposed': {
+      alert: (event) =>
+        alert(event, {
+          domain: 'policies',
+          severity: 'LOW',
+          title: `A policy change is proposed (${String(event.payload.kind)}): ${String(event.payload.reason ?? '')}; accept or dismiss it with governed lessons`,
+          detail: event.payload,
+          dedupeKey: `proposal:${String(event.payload.proposalId)}`,
+        }),
+    },
     'threshold.exceeded': {
       alert: (event) =>
         alert(event, {

@@ -40,6 +40,7 @@ const DOMAIN_WRITES = [
   ...['inserted', 'existing'].map((result) => ({ domain: 'incidents', action: 'create_incident', result })),
   ...['inserted', 'existing'].map((result) => ({ domain: 'policies', action: 'evaluate_policy', result })),
   ...TOOL_CALL_RESOLUTIONS.map((result) => ({ domain: 'tools', action: 'tool_call', result })),
+  ...['inserted', 'existing', 'none'].map((result) => ({ domain: 'lessons', action: 'record_lesson', result })),
 ];
 
 /** Every combination of the values of each label. */

@@ -21,6 +21,7 @@ import {
   CREATE_LOG_RECORD,
   EVALUATE_POLICY,
   FINALIZE_RUN,
+  RECORD_LESSON,
   RUN_EXPECTATIONS,
   START_TRACE,
   modelTurnAction,
@@ -94,6 +95,8 @@ interface GenRun {
   logs: { id: string }[];
   steps: (Item & { createdAt: Micros })[];
   outputs: (Item & { id: string })[];
+  /** The run's lesson, declared by a run that had one to teach. */
+  lessons: { id: string; rolledBack: boolean }[];
   findings: { check: string; resolved: boolean }[];
 }
 
@@ -139,8 +142,16 @@ function cleanRun(rng: Rng, label: string, now: number): GenRun {
     logs: [log],
     steps: [],
     outputs: [],
+    lessons: [],
     findings: [],
   };
+  // A failed run's lesson: declared, written and acked.
+  if (failed && rng.chance(0.7)) {
+    const lesson = { id: randomUUID(), rolledBack: false };
+    run.lessons.push(lesson);
+    run.expectations.push({ ...RECORD_LESSON, deadlineAt: deadline });
+    run.acks.push({ id: randomUUID(), ...RECORD_LESSON, status: 'OK', resultId: lesson.id, createdAt: minute(19) });
+  }
   // Plan steps: a trace step, its stored output and its record's ack naming it.
   const planSteps = rng.int(4);
   for (let s = 0; s < planSteps; s++) addItem(run, { stepIndex: s, turn: null, callIndex: null, kind: 'step' }, minute(1 + s));
@@ -168,6 +179,16 @@ function cleanRun(rng: Rng, label: string, now: number): GenRun {
   // A trace step written at the very instant of the finalize ack is not after it.
   if (rng.chance(0.1)) run.steps.push({ stepIndex: 90, turn: null, callIndex: null, kind: 'step', createdAt: finalizeAt });
   return run;
+}
+
+/** The run's lesson, declared, written and acked first if the run had none. */
+function withLesson(run: GenRun): { id: string; rolledBack: boolean } {
+  if (run.lessons[0]) return run.lessons[0];
+  const lesson = { id: randomUUID(), rolledBack: false };
+  run.lessons.push(lesson);
+  run.expectations.push({ ...RECORD_LESSON, deadlineAt: run.expectations[0]!.deadlineAt });
+  run.acks.push({ id: randomUUID(), ...RECORD_LESSON, status: 'OK', resultId: lesson.id, createdAt: later(run.finalizeAt, -3000) });
+  return lesson;
 }
 
 function itemAction(item: Item): AuditAction {
@@ -234,6 +255,26 @@ const MUTATIONS: Record<string, { apply: (run: GenRun, rng: Rng) => void; rulesC
     apply: (run, rng) => {
       const row = rng.pick([run.traces[0]!, run.incidents[0]!, run.evaluations[0]!]);
       row.rolledBack = true;
+    },
+  },
+  'lesson rolled back under its OK ack (phantom)': {
+    apply: (run) => {
+      withLesson(run).rolledBack = true;
+    },
+  },
+  'lesson ack naming no row (phantom)': {
+    apply: (run) => {
+      withLesson(run);
+      const ack = run.acks.find((a) => is(a, RECORD_LESSON) && a.status === 'OK');
+      // Another defect of the combination may have taken the OK ack away: one naming nothing comes back.
+      if (ack) ack.resultId = randomUUID();
+      else run.acks.push({ id: randomUUID(), ...RECORD_LESSON, status: 'OK', resultId: randomUUID(), createdAt: later(run.finalizeAt, -3000) });
+    },
+  },
+  'lesson row no ack names (drift)': {
+    apply: (run) => {
+      if (run.lessons.length === 0) run.lessons.push({ id: randomUUID(), rolledBack: false });
+      else run.acks = run.acks.filter((a) => !is(a, RECORD_LESSON));
     },
   },
   'trace not completed (phantom)': {
@@ -412,6 +453,14 @@ async function store(sql: postgres.Sql, tenantId: string, runs: readonly GenRun[
         policy_version: 1,
         rolled_back: p.rolledBack,
       })),
+    ),
+  );
+  await insert(
+    sql,
+    'lessons',
+    'id uuid, run_id uuid, tenant_id uuid, kind text, code text, pattern_key text, plan_key text, observations jsonb, rolled_back boolean',
+    runs.flatMap((r) =>
+      r.lessons.map((l) => ({ id: l.id, run_id: r.id, tenant_id: tenantId, kind: 'failure', code: 'STEP_FAILED', pattern_key: 'STEP_FAILED:step:0:-', plan_key: '', observations: [], rolled_back: l.rolledBack })),
     ),
   );
   await insert(

@@ -38,10 +38,10 @@ function expectFailedTraceStartAck(records: Records, mode: ObservabilityMode): v
   expect(failedAcks[0]!.error).toContain('injected fault in startTrace');
   // Every other expectation is acked OK; start_trace never is.
   const ok = records.acks.filter((a) => a.status === 'OK').map((a) => `${a.domain}/${a.action}`);
+  // A run the guard failed owes the lesson of it too (and declared it).
+  const lesson = records.expectations.some((e) => e.domain === 'lessons') ? ['lessons/record_lesson'] : [];
   expect(ok.sort()).toEqual(
-    RUN_EXPECTATIONS.filter((e) => e.action !== 'start_trace')
-      .map((e) => `${e.domain}/${e.action}`)
-      .sort(),
+    [...RUN_EXPECTATIONS.filter((e) => e.action !== 'start_trace').map((e) => `${e.domain}/${e.action}`), ...lesson].sort(),
   );
   expect(records.acks.some((a) => a.status === 'ROLLED_BACK')).toBe(false);
 }
@@ -94,7 +94,8 @@ describe('the observability guard, when a trace cannot start', () => {
     expect(records.evaluations.filter((e) => e.kind === 'final')).toMatchObject([{ decision: 'COMPLIANT' }]);
     // The saga still closes the trace record the guard could not open, with the failed outcome.
     expect(records.traces).toMatchObject([{ status: 'completed', outcome: 'failed' }]);
-    expect(records.events.map((e) => e.topic).sort()).toEqual(['incident.created', 'policy.evaluated', 'run.failed', 'trace.completed']);
+    expect(records.events.map((e) => e.topic).sort()).toEqual(['incident.created', 'lesson.recorded', 'policy.evaluated', 'run.failed', 'trace.completed']);
+    expect(records.expectations.map((e) => `${e.domain}/${e.action}`)).toContain('lessons/record_lesson');
 
     const result = await finalRunState(stack.client.workflow.getHandle(runId));
     expect(result).toMatchObject({ phase: 'FAILED', error: { code: 'OBSERVABILITY_REQUIRED' }, stepsCompleted: 0 });

@@ -95,10 +95,12 @@ describe('the OpenAPI document', () => {
     expect(with409.sort()).toEqual(
       ['pause', 'stop', 'resume', 'approve', 'deny']
         .map((a) => `post /api/v1/runs/{id}/${a}`)
-        .concat('post /api/v1/incidents/{id}/acknowledge', 'get /api/v1/runs/{id}/evidence')
+        .concat('post /api/v1/incidents/{id}/acknowledge', 'get /api/v1/runs/{id}/evidence', 'post /api/v1/lessons/proposals/{id}/accept', 'post /api/v1/lessons/proposals/{id}/dismiss')
         .sort(),
     );
     expect(codes('/api/v1/runs/{id}/evidence', 409, 'get')).toEqual(['RUN_NOT_FINISHED']);
+    expect(codes('/api/v1/lessons/proposals/{id}/accept', 409)).toEqual(['PROPOSAL_DECIDED', 'PROPOSAL_ALREADY_APPLIED']);
+    expect(codes('/api/v1/lessons/proposals/{id}/dismiss', 409)).toEqual(['PROPOSAL_DECIDED']);
     expect(codes('/api/v1/runs/{id}/pause', 409)).toEqual(['RUN_ALREADY_FINISHED', 'RUN_NOT_LIVE', 'SIGNAL_LIMIT_REACHED']);
     expect(codes('/api/v1/runs/{id}/resume', 409)).toEqual(expect.arrayContaining(['RUN_ALREADY_FINISHED', 'RUN_NOT_PAUSED', 'RESUME_NOT_ALLOWED']));
     expect(codes('/api/v1/incidents/{id}/acknowledge', 409)).toEqual(['INCIDENT_RESOLVED']);

@@ -39,6 +39,7 @@ function inFlight(overrides: Partial<RunAuditInput> = {}): RunAuditInput {
       logRecords: [],
       traceSteps: [],
       outputs: [],
+      lessons: [],
     },
     now: NOW,
     ...overrides,

@@ -1,7 +1,9 @@
 import { CancellationScope } from '@temporalio/workflow';
 import { sagaEventKey, type OutboundEvent } from '../core/events';
 import type { RunOutcome } from '../core/outcome';
+import type { RunPhase } from '../core/phases';
 import type { SagaPhase } from '../core/saga';
+import type { RecordedLesson } from '../activities/lessons';
 import type { DomainWrites } from './activity-proxies';
 import type { RunState } from './messages';
 import { describeFailure } from './failures';
@@ -17,6 +19,8 @@ export interface SagaContext {
   patches: RunPatches;
   /** The policy version the run holds at its end (undefined for runs recorded before mid-run checks). */
   policyVersion: number | undefined;
+  /** The phase the run's outcome was decided in, before the saga moved it (its lesson's phase). */
+  endedIn: RunPhase;
   progress(): Pick<RunState, 'costUsd' | 'stepsCompleted' | 'sagaPhase'>;
   setSagaPhase(phase: SagaPhase): void;
 }
@@ -30,17 +34,33 @@ export interface SagaContext {
 export async function runGovernanceSaga(ctx: SagaContext, outcome: RunOutcome): Promise<SagaResult> {
   const { runId, tenantId, domain } = ctx;
   const compensations: { undoes: SagaPhase; undo: typeof domain.rollbackIncident }[] = [];
+  const learns = ctx.patches.has('lessonsLearned');
   try {
     compensations.unshift({ undoes: 'INCIDENT_CREATED', undo: domain.rollbackIncident });
-    await domain.createIncident({ runId, tenantId, outcome });
+    await domain.createIncident({ runId, tenantId, outcome, ...(learns ? { lessons: true } : {}) });
     ctx.setSagaPhase('INCIDENT_CREATED');
 
     compensations.unshift({ undoes: 'POLICY_EVALUATED', undo: domain.rollbackPolicyEvaluation });
     await domain.evaluatePolicy({ runId, tenantId, outcome, policyVersion: ctx.policyVersion });
     ctx.setSagaPhase('POLICY_EVALUATED');
 
+    let lesson: RecordedLesson = { lessonId: null };
+    if (learns) {
+      compensations.unshift({ undoes: 'LESSON_RECORDED', undo: domain.rollbackLesson });
+      const { costUsd, stepsCompleted } = ctx.progress();
+      lesson = await domain.recordLesson({
+        runId,
+        tenantId,
+        outcome,
+        end: { phase: ctx.endedIn, stepIndex: stepsCompleted, costUsd },
+        ...(ctx.policyVersion !== undefined ? { policyVersion: ctx.policyVersion } : {}),
+      });
+      // A run with nothing to teach wrote nothing: its saga stands where it stood.
+      if (lesson.lessonId !== null) ctx.setSagaPhase('LESSON_RECORDED');
+    }
+
     compensations.unshift({ undoes: 'TRACE_COMPLETED', undo: domain.rollbackTraceCompletion });
-    await domain.completeTrace({ runId, tenantId, outcome: outcome.kind, events: outcomeEvents(ctx, outcome) });
+    await domain.completeTrace({ runId, tenantId, outcome: outcome.kind, events: [...outcomeEvents(ctx, outcome), ...lessonEvents(runId, lesson)] });
     ctx.setSagaPhase('TRACE_COMPLETED');
     // The last step's transaction committed the saga and wrote its events to the outbox.
     ctx.setSagaPhase('COMMITTED');
@@ -66,6 +86,13 @@ export async function runGovernanceSaga(ctx: SagaContext, outcome: RunOutcome): 
     ctx.setSagaPhase('ROLLED_BACK');
     return { committed: false, error: reason };
   }
+}
+
+/** A lesson is announced with the saga that recorded it, so a rolled-back one never is. */
+function lessonEvents(runId: string, lesson: RecordedLesson): OutboundEvent[] {
+  if (lesson.lessonId === null) return [];
+  const { lessonId, kind, code, patternKey, stepIndex, tool } = lesson;
+  return [{ topic: 'lesson.recorded', dedupeKey: sagaEventKey(runId, 'lesson.recorded'), payload: { lessonId, kind, code, patternKey, stepIndex, tool } }];
 }
 
 /** The events the saga's last write sends: the run's, its evaluation's and its trace's (and its incident's). */

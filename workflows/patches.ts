@@ -72,6 +72,13 @@ export const RUN_PATCHES = {
    * only when a resume finds such a pause.
    */
   resumeWithdrawsPendingPause: 'resume-withdraws-a-pending-pause',
+  /**
+   * Runs started before learned nothing from how they ended; now the governance saga records the
+   * run's lesson (a step with its own compensation) between the policy evaluation and the trace
+   * completion, and the incident step declares the lesson in the run's audit contract when the run
+   * owes one. Asked on its own, when the saga starts.
+   */
+  lessonsLearned: 'lessons-learned',
 } as const;
 
 export type RunPatch = keyof typeof RUN_PATCHES;
@@ -103,6 +110,7 @@ export const PATCH_RELEASED: Readonly<Record<RunPatch, string>> = {
   suspensionStopsPausedRun: '2026-12-03',
   thresholdPauseByTheRun: '2026-12-03',
   resumeWithdrawsPendingPause: '2026-12-03',
+  lessonsLearned: '2026-12-03',
 };
 
 /** Whether a patch may retire, given what the namespace says (see `PATCH_RELEASED`). */

@@ -316,6 +316,7 @@ export class RunLifecycle implements RunView, AgentHost {
    * fails from where it stands, as the phase table says.
    */
   async governanceCheck(outcome: RunOutcome): Promise<Governed> {
+    const endedIn = this.record.phase;
     const throughGovernance = outcome.kind === 'succeeded' || (this.record.phase === 'EXECUTING' && this.patches.has('failedRunClosesVisibly'));
     if (throughGovernance) await this.transition('GOVERNANCE_CHECK', 'running');
     const { runId, tenantId } = this.input;
@@ -326,6 +327,7 @@ export class RunLifecycle implements RunView, AgentHost {
         domain: this.domain,
         patches: this.patches,
         policyVersion: this.governor.snapshot()?.policyVersion,
+        endedIn,
         progress: () => this.record,
         setSagaPhase: (phase) => this.setSagaPhase(phase),
       },

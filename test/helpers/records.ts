@@ -1,6 +1,6 @@
 import { asc, eq } from 'drizzle-orm';
 import { expect } from 'vitest';
-import { RUN_EXPECTATIONS, itemActionKind } from '../../core/audit';
+import { RECORD_LESSON, RUN_EXPECTATIONS, itemActionKind } from '../../core/audit';
 import type { Db } from '../../db/client';
 import { auditExpectations, domainAcks, incidents, outbox, policyEvaluations, runLogs, traceSteps, traces } from '../../db/schema';
 
@@ -29,8 +29,12 @@ export async function expectFullGovernanceRecords(db: Db, runId: string) {
   expect(records.traces[0]!.status).toBe('completed');
   expect(records.logs).toHaveLength(1);
   const okAcks = records.acks.filter((a) => a.status === 'OK').map((a) => `${a.domain}/${a.action}`);
-  expect(okAcks.sort()).toEqual(RUN_EXPECTATIONS.map((e) => `${e.domain}/${e.action}`).sort());
-  expect(records.expectations.filter((e) => !itemActionKind(e))).toHaveLength(RUN_EXPECTATIONS.length);
+  // The contract of T0, and the run's lesson when its outcome or near misses gave it one to learn.
+  const declared = records.expectations.filter((e) => !itemActionKind(e)).map((e) => `${e.domain}/${e.action}`);
+  const contract = RUN_EXPECTATIONS.map((e) => `${e.domain}/${e.action}`);
+  const lesson = `${RECORD_LESSON.domain}/${RECORD_LESSON.action}`;
+  expect(declared.sort()).toEqual((declared.includes(lesson) ? [...contract, lesson] : contract).sort());
+  expect(okAcks.sort()).toEqual(declared.sort());
   expect(records.expectations.every((e) => e.deadlineAt !== null)).toBe(true);
   // Each step recorded is acked once, naming its stored output.
   for (const step of records.steps.filter((s) => s.kind === 'step' && s.status === 'ok')) {

@@ -56,6 +56,7 @@ function cleanRun(overrides: Partial<RunAuditInput> = {}): RunAuditInput {
       logRecords: [{ id: IDS.log }],
       traceSteps: [{ stepIndex: 0, createdAt: T0 }],
       outputs: [],
+      lessons: [],
     },
     now: AFTER_DEADLINE,
     ...overrides,
@@ -322,5 +323,43 @@ describe('a broken evidence chain', () => {
     const report = reconcileRun(cleanRun({ now: BEFORE_DEADLINE, acks: [], tampered: { line: 0, seq: null, kind: 'ack', key: 'a1', because: 'UNCHAINED', detail: '' } }));
     expect(report.settled).toBe(false);
     expect(report.findings.map((f) => f.check)).toEqual(['tampered']);
+  });
+});
+
+describe("a run's lesson in its contract", () => {
+  const LESSON_ID = '00000000-0000-4000-8000-0000000000e1';
+  const LESSON = 'lessons/record_lesson';
+  const owed = (evidence: { id: string; rolledBack: boolean }[], acks: AckRecord[]): RunAuditInput => {
+    const base = cleanRun();
+    return {
+      ...base,
+      expectations: [...base.expectations, { domain: 'lessons', action: 'record_lesson', deadlineAt: DEADLINE }],
+      acks: [...base.acks, ...acks],
+      evidence: { ...base.evidence, lessons: evidence },
+    };
+  };
+
+  it('a run that owes none (nothing declared, nothing written) is COMPLETE, as runs recorded before lessons are', () => {
+    expect(reconcileRun(cleanRun()).verdict).toBe('COMPLETE');
+  });
+
+  it('a declared lesson acked OK with its row standing is COMPLETE', () => {
+    expect(reconcileRun(owed([{ id: LESSON_ID, rolledBack: false }], [ack(LESSON, 'OK', { resultId: LESSON_ID })]))).toMatchObject({ verdict: 'COMPLETE', findings: [] });
+  });
+
+  it('a declared lesson never written is missing; one rolled back is missing ROLLED_BACK', () => {
+    expect(reconcileRun(owed([], [])).missing).toEqual([{ domain: 'lessons', action: 'record_lesson', because: 'NO_ACK' }]);
+    const rolledBack = reconcileRun(owed([{ id: LESSON_ID, rolledBack: true }], [ack(LESSON, 'OK', { resultId: LESSON_ID }), ack(LESSON, 'ROLLED_BACK', { resultId: LESSON_ID })]));
+    expect(rolledBack.missing).toEqual([{ domain: 'lessons', action: 'record_lesson', because: 'ROLLED_BACK' }]);
+    expect(rolledBack.phantom).toEqual([]);
+  });
+
+  it('an OK ack whose lesson row is gone or rolled back is a phantom; a lesson row no ack names is drift', () => {
+    expect(reconcileRun(owed([], [ack(LESSON, 'OK', { resultId: LESSON_ID })])).phantom).toEqual([{ domain: 'lessons', action: 'record_lesson', resultId: LESSON_ID, because: 'ROW_MISSING' }]);
+    expect(reconcileRun(owed([{ id: LESSON_ID, rolledBack: true }], [ack(LESSON, 'OK', { resultId: LESSON_ID })])).phantom).toEqual([
+      { domain: 'lessons', action: 'record_lesson', resultId: LESSON_ID, because: 'ROW_ROLLED_BACK' },
+    ]);
+    const unacked = reconcileRun({ ...cleanRun(), evidence: { ...cleanRun().evidence, lessons: [{ id: LESSON_ID, rolledBack: false }] } });
+    expect(unacked.drift).toEqual([{ domain: 'lessons', action: 'record_lesson', kind: 'UNACKED_ROW', id: LESSON_ID }]);
   });
 });

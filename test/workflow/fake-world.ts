@@ -6,6 +6,7 @@
  */
 import type { PolicyCheckRequest, PolicyCheckResponse, StepResult, RunStepInput, StepRecord, AgentTurnInput, AgentTurnResult, ToolCallInput, ToolCallRecord, UnrunToolCall } from '../../core/contracts';
 import { randomUUID } from 'node:crypto';
+import type { RecordLessonInput, RecordedLesson } from '../../activities/lessons';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Activities } from '../../activities';
 import { simulateCompletion } from '../../activities/skills/sim';
@@ -133,7 +134,7 @@ const writes = [
   'recordRejectedSignals',
 ] as const satisfies readonly (keyof Activities)[];
 
-const compensations = ['rollbackIncident', 'rollbackPolicyEvaluation', 'rollbackTraceCompletion'] as const satisfies readonly (keyof Activities)[];
+const compensations = ['rollbackIncident', 'rollbackPolicyEvaluation', 'rollbackLesson', 'rollbackTraceCompletion'] as const satisfies readonly (keyof Activities)[];
 
 /** Every activity the run workflow calls, faked. */
 export const fakeActivities = {
@@ -186,6 +187,12 @@ export const fakeActivities = {
     const tool = 'calls' in turn ? turn.calls[input.callIndex]?.tool : null;
     const resolution = (tool ? world.toolResolutions.get(tool) : undefined) ?? 'ok';
     return { resolution, output: ref('result'), costUsd: input.priceUsd, durationMs: 1, thresholdCrossed: false };
+  },
+  /** A failed run teaches a lesson (filed under its code); a run that succeeded, in this world, none. */
+  async recordLesson(input: RecordLessonInput): Promise<RecordedLesson> {
+    record('recordLesson', input);
+    if (input.outcome.kind === 'succeeded') return { lessonId: null };
+    return { lessonId: `lesson-${input.runId}`, kind: 'failure', code: input.outcome.code, patternKey: `${input.outcome.code}:step:${input.end.stepIndex}:-`, stepIndex: input.end.stepIndex, tool: null };
   },
   async resolveToolCalls(input: { runId: string; tenantId: string; calls: UnrunToolCall[] }): Promise<ToolCallRecord[]> {
     record('resolveToolCalls', input);

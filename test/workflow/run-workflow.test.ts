@@ -220,12 +220,30 @@ describe('the run workflow against fake activities', () => {
     expect(state).toMatchObject({ phase: 'FAILED', sagaPhase: 'ROLLED_BACK', error: { code: 'GOVERNANCE_ERROR' } });
     expect(world.calls.map((c) => c.activity).filter((a) => a.startsWith('rollback'))).toEqual([
       'rollbackTraceCompletion',
+      'rollbackLesson',
       'rollbackPolicyEvaluation',
       'rollbackIncident',
     ]);
     // A rolled-back saga fails the run from GOVERNANCE_CHECK: FINALIZING follows governance that stood.
     expect(phasesOf(world)).toEqual(['AUTHORIZED', 'EXECUTING', 'GOVERNANCE_CHECK', 'FAILED/failed']);
     recordForReplay(handle.workflowId, 'path-saga-rolled-back');
+  });
+
+  it('records the lesson between the evaluation and the trace completion, which announces it; the incident step is told the run learns', async () => {
+    const { handle, world } = await startRun(plan(2, { fail: true }));
+    const state = await finalRunState(handle);
+    expect(state).toMatchObject({ phase: 'FAILED', error: { code: 'STEP_FAILED' }, sagaPhase: 'EVENTS_PUBLISHED' });
+    expect(world.calls.map((c) => c.activity).filter((a) => [...SAGA, 'recordLesson'].includes(a))).toEqual(['createIncident', 'evaluatePolicy', 'recordLesson', 'completeTrace']);
+    expect(world.named('createIncident')[0]).toMatchObject({ lessons: true });
+    expect(world.named('recordLesson')[0]).toMatchObject({ outcome: { code: 'STEP_FAILED' }, end: { phase: 'EXECUTING', stepIndex: 0, costUsd: 0 } });
+    const events = world.named('completeTrace')[0]!.events as { topic: string; payload: Record<string, unknown> }[];
+    expect(events.filter((e) => e.topic === 'lesson.recorded').map((e) => e.payload)).toEqual([expect.objectContaining({ code: 'STEP_FAILED', stepIndex: 0 })]);
+    // A run that succeeded has no lesson to announce.
+    const clean = await startRun(plan(1));
+    await finalRunState(clean.handle);
+    expect(clean.world.named('recordLesson')).toHaveLength(1);
+    expect((clean.world.named('completeTrace')[0]!.events as { topic: string }[]).map((e) => e.topic)).not.toContain('lesson.recorded');
+    recordForReplay(handle.workflowId, 'path-lesson-recorded');
   });
 
   it('finalizes the run when a compensation gives up, after running the others', async () => {
