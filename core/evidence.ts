@@ -13,7 +13,7 @@ export const EVIDENCE_FORMAT = 'governed-evidence/1';
 export const GENESIS_HASH = '0'.repeat(64);
 
 /** What kinds of record a run's chain holds, and which table each is (README, "Evidence"). */
-export const EVIDENCE_KINDS = ['run', 'trace', 'trace_step', 'output', 'approval', 'incident', 'evaluation', 'log', 'ack', 'control', 'verdict'] as const;
+export const EVIDENCE_KINDS = ['run', 'trace', 'trace_step', 'output', 'approval', 'incident', 'evaluation', 'lesson', 'log', 'ack', 'control', 'verdict'] as const;
 export type EvidenceKind = (typeof EVIDENCE_KINDS)[number];
 
 /** A record's content: its columns, every value as the text Postgres prints (null for SQL null). */

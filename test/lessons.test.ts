@@ -7,6 +7,8 @@
 import path from 'node:path';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { verifyEvidence, type EvidenceRecordLine } from '../core/evidence';
 import { PROPOSAL_THRESHOLDS } from '../core/lessons';
 import { controlPushDeliveries, domainAcks, lessons, outbox, policyEvaluations } from '../db/schema';
 import { agentPolicy, filesystemServer, scriptedModel, tempFolder } from './helpers/agent';
@@ -17,6 +19,20 @@ import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stac
 import { waitFor } from './helpers/wait';
 
 const files = tempFolder('governed-lessons-');
+
+/** The run's evidence export (README, "Evidence"), verified offline, and its lesson's links. */
+async function lessonEvidence(runId: string, apiKey: string) {
+  const response = await fetch(`${stack.baseUrl}/api/v1/runs/${runId}/evidence`, { headers: { authorization: `Bearer ${apiKey}` } });
+  expect(response.status).toBe(200);
+  const body = await response.text();
+  const verdict = verifyEvidence(body, (text) => createHash('sha256').update(text).digest('hex'));
+  const links = body
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { type: string } & Partial<EvidenceRecordLine>)
+    .filter((l) => l.type === 'record' && l.kind === 'lesson');
+  return { verdict, links };
+}
 const scripts = new Map<string, (body: { messages: StubMessage[] }) => StubReply>();
 let stack: Stack;
 let stub: Awaited<ReturnType<typeof startLlmStub>>;
@@ -98,6 +114,10 @@ describe('a run that fails', () => {
 
     const listed = await stack.request('GET', `/api/v1/lessons?runId=${runId}`, { apiKey: tenant.apiKey });
     expect(listed.body.lessons).toEqual([expect.objectContaining({ id: rows[0]!.id, code: 'BUDGET_EXCEEDED' })]);
+    // The lesson is part of the run's evidence, chained once like the incident and the evaluation.
+    const evidence = await lessonEvidence(runId, tenant.apiKey);
+    expect(evidence.verdict).toMatchObject({ ok: true, runId });
+    expect(evidence.links.map((l) => [l.key, l.superseded, l.content?.code])).toEqual([[rows[0]!.id, false, 'BUDGET_EXCEEDED']]);
   });
 
   it('a run that succeeds cleanly records no lesson and owes none', async () => {
@@ -130,6 +150,10 @@ describe('a run that fails', () => {
     expect(await stack.db.select().from(outbox).where(and(eq(outbox.runId, runId), eq(outbox.topic, 'lesson.recorded')))).toEqual([]);
     const listed = await stack.request('GET', `/api/v1/lessons?runId=${runId}`, { apiKey: tenant.apiKey });
     expect(listed.body.lessons).toEqual([]);
+    // Its rollback is a move of the record the evidence chains: two links, the latest rolled back.
+    const evidence = await lessonEvidence(runId, tenant.apiKey);
+    expect(evidence.verdict).toMatchObject({ ok: true, runId });
+    expect(evidence.links.map((l) => [l.superseded, l.content?.rolled_back ?? null])).toEqual([[true, null], [false, 'true']]);
   });
 });
 
