@@ -25,7 +25,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -40,7 +39,7 @@ import postgres from 'postgres';
 import type { ActivityDeps } from '../activities';
 import type { ToolServersConfig } from '../activities/tools/config';
 import { ToolServers } from '../activities/tools/servers';
-import { createApp } from '../api/app';
+import { startBenchApi } from './api';
 import { DEFAULT_MAX_STEP_OUTPUT_BYTES } from '../core/outputs';
 import { DEFAULT_TOOL_POLICY } from '../core/policy';
 import { RUN_SEARCH_ATTRIBUTES } from '../core/search-attributes';
@@ -49,11 +48,10 @@ import { connectDatabase } from '../db/client';
 import { runMigrations } from '../db/migrate';
 import { runs } from '../db/schema';
 import { createTenant } from '../db/tenancy';
-import { loadConfig } from '../lib/config';
 import { devServerTuningArgs, temporalCliPath } from '../testing/dev-server';
 import { freePort } from '../lib/listen';
 import { createLogger } from '../lib/logger';
-import { createApiMetrics, createWorkerMetrics } from '../lib/metrics';
+import { createWorkerMetrics } from '../lib/metrics';
 import { everythingServerCommand, filesystemServer } from '../test/helpers/agent';
 import { startLlmStub, type StubReply } from '../test/helpers/llm-stub';
 import { isListening } from '../test/helpers/processes';
@@ -370,25 +368,8 @@ export async function benchAgent(argv: string[]): Promise<void> {
       await workersRun;
     });
 
-    const apiDefaults = loadConfig();
-    const app = createApp({
-      db: database.db,
-      temporal: client,
-      redis,
-      metrics: createApiMetrics(),
-      logger,
-      taskQueue: TASK_QUEUE,
-      bodyLimit: '256kb',
-      temporalDeadlineMs: apiDefaults.API_TEMPORAL_DEADLINE_MS,
-      defaultObservabilityMode: 'DEGRADED',
-      temporalCallTimeoutMs: apiDefaults.TEMPORAL_CALL_TIMEOUT_MS,
-      runDeadlineSeconds: 3600,
-      auditIntervalSeconds: 60,
-    });
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise((r) => server.once('listening', r));
+    const { server, base } = await startBenchApi({ db: database.db, temporal: client, redis, logger, taskQueue: TASK_QUEUE });
     cleanups.unshift(() => new Promise((r) => server.close(r)));
-    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const longest = Math.max(TURNS, LONG);
     const { apiKey } = await createTenant(database.db, {
       name: `bench-agent-${Date.now()}`,

@@ -14,7 +14,6 @@
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,15 +21,13 @@ import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { tsToMs } from '@temporalio/common/lib/time';
 import Redis from 'ioredis';
 import postgres from 'postgres';
-import { createApp } from '../api/app';
+import { startBenchApi } from './api';
 import { connectDatabase } from '../db/client';
 import { runMigrations } from '../db/migrate';
 import { createTenant } from '../db/tenancy';
 import { startDevServer, type DevServer } from '../drill/temporal-server';
-import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { mapLimit } from '../lib/map-limit';
-import { createApiMetrics } from '../lib/metrics';
 import { startWorkerProcess, type WorkerProcess } from '../testing/worker-process';
 import { buildWorkflowBundle } from '../worker/build-bundle';
 import { cpuBetween, sampleCpu, thisProcess, type CpuSource } from './cpu';
@@ -146,7 +143,6 @@ export async function benchCluster(args: string[]): Promise<void> {
   const client = new Client({ connection });
   const bundle = await buildWorkflowBundle(path.join(work, 'bundle.js'));
   const { apiKey } = await createTenant(database.db, { name: `bench-cluster-${Date.now()}`, policy: { maxSteps: 1000 } });
-  const apiDefaults = loadConfig();
   const plan = Array.from({ length: steps }, (_, i) => ({ skill: 'sim.llm', input: { prompt: `bench step ${i}` } }));
   const rows: string[] = [];
 
@@ -169,23 +165,7 @@ export async function benchCluster(args: string[]): Promise<void> {
           }),
         );
       }
-      const app = createApp({
-        db: database.db,
-        temporal: client,
-        redis,
-        metrics: createApiMetrics(),
-        logger,
-        taskQueue,
-        bodyLimit: '256kb',
-        temporalDeadlineMs: apiDefaults.API_TEMPORAL_DEADLINE_MS,
-        defaultObservabilityMode: 'DEGRADED',
-        temporalCallTimeoutMs: apiDefaults.TEMPORAL_CALL_TIMEOUT_MS,
-        runDeadlineSeconds: 3600,
-        auditIntervalSeconds: 60,
-      });
-      const server = app.listen(0, '127.0.0.1');
-      await new Promise((r) => server.once('listening', r));
-      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const { server, base } = await startBenchApi({ db: database.db, temporal: client, redis, logger, taskQueue });
       const submit = async () => {
         const res = await fetch(`${base}/api/v1/runs`, {
           method: 'POST',

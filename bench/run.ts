@@ -22,7 +22,6 @@ import { ToolServers } from '../activities/tools/servers';
 import { DEFAULT_MAX_STEP_OUTPUT_BYTES } from '../core/outputs';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -34,15 +33,14 @@ import { eq } from 'drizzle-orm';
 import Redis from 'ioredis';
 import postgres from 'postgres';
 import { createActivities, type ActivityDeps } from '../activities';
-import { createApp } from '../api/app';
-import { loadConfig } from '../lib/config';
+import { startBenchApi } from './api';
 import { RUN_SEARCH_ATTRIBUTES } from '../core/search-attributes';
 import { connectDatabase } from '../db/client';
 import { runMigrations } from '../db/migrate';
 import { runs } from '../db/schema';
 import { createTenant } from '../db/tenancy';
 import { createLogger } from '../lib/logger';
-import { createApiMetrics, createWorkerMetrics } from '../lib/metrics';
+import { createWorkerMetrics } from '../lib/metrics';
 import { devServerTuningArgs, temporalCliPath } from '../testing/dev-server';
 import { executionsOf } from '../lib/temporal';
 import { buildWorkflowBundle } from '../worker/build-bundle';
@@ -140,24 +138,7 @@ async function main(): Promise<void> {
     deps,
   });
   const workerRun = worker.run();
-  const apiDefaults = loadConfig();
-  const app = createApp({
-    db: database.db,
-    temporal: client,
-    redis,
-    metrics: createApiMetrics(),
-    logger,
-    taskQueue,
-    bodyLimit: '256kb',
-    temporalDeadlineMs: apiDefaults.API_TEMPORAL_DEADLINE_MS,
-    defaultObservabilityMode: 'DEGRADED',
-    temporalCallTimeoutMs: apiDefaults.TEMPORAL_CALL_TIMEOUT_MS,
-    runDeadlineSeconds: 3600,
-    auditIntervalSeconds: 60,
-  });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { server, base } = await startBenchApi({ db: database.db, temporal: client, redis, logger, taskQueue: taskQueue });
   const { apiKey } = await createTenant(database.db, { name: `bench-${Date.now()}`, policy: { maxSteps: 1000 } });
 
   const bareWorker = await Worker.create({

@@ -130,21 +130,10 @@ export const FAULTS: Record<DrillName, Fault> = {
         ? `SIGKILL ${Math.min(o.kills, o.workers! - 1)} of ${o.workers} workers mid-run, for good`
         : `SIGKILL the worker ${o.kills} times mid-run, restarting it after each`,
     async inject(context) {
-      const workers = context.options.workers ?? 1;
-      if (workers > 1) {
-        // The others take over what the dead one held: nothing is restarted.
-        for (let kill = 1; kill <= Math.min(context.options.kills, workers - 1); kill += 1) {
-          if (kill > 1) await sleep(KILL_EVERY_MS);
-          const flying = await context.inFlight();
-          if (flying.length === 0) {
-            context.note(`every run had finished before kill ${kill}; no more kills`);
-            return;
-          }
-          context.note(await killWorker(context, flying));
-        }
-        return;
-      }
-      for (let kill = 1; kill <= context.options.kills; kill += 1) {
+      // With more than one worker the others take over what the dead one held: nothing is restarted.
+      const spares = (context.options.workers ?? 1) - 1;
+      const kills = spares > 0 ? Math.min(context.options.kills, spares) : context.options.kills;
+      for (let kill = 1; kill <= kills; kill += 1) {
         if (kill > 1) await sleep(KILL_EVERY_MS);
         const flying = await context.inFlight();
         if (flying.length === 0) {
@@ -152,6 +141,7 @@ export const FAULTS: Record<DrillName, Fault> = {
           return;
         }
         context.note(await killWorker(context, flying));
+        if (spares > 0) continue;
         await sleep(WORKER_DOWN_MS);
         const startedAt = Date.now();
         const worker = await context.stack.startWorker();

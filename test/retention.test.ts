@@ -13,14 +13,14 @@ import { DEFAULT_RETENTION, type RetentionSettings } from '../core/retention';
 import { RUN_RECORD_TABLES } from '../db/retention';
 import { alerts, auditFindings, auditReconciliations, controlPushDeliveries, controlPushes, incidents, outbox, runs, runTombstones } from '../db/schema';
 import { createReactor } from '../events/reactor';
-import { startEventServices, type EventsConfig } from '../events/service';
+import { startEventServices } from '../events/service';
 import { createLogger } from '../lib/logger';
 import { createEventMetrics, createWorkerMetrics } from '../lib/metrics';
 import { reconcileAuditWorkflow } from '../workflows/audit';
 import { pruneRetentionWorkflow } from '../workflows/retention';
 import { RETENTION_SCHEDULE_ID, applyRetentionSchedule } from '../worker/retention-schedule';
 import { freshDatabase } from './helpers/fresh-database';
-import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
+import { simPlan, startStack, testEventsConfig, type Stack, type TestTenant } from './helpers/stack';
 import { governed } from './helpers/governed-cli';
 import { waitFor } from './helpers/wait';
 
@@ -343,20 +343,7 @@ describe('retention of event records under load', () => {
   });
 
   it("the reactor's handled keys expire and the stream stays trimmed to what is unread", async () => {
-    const config: EventsConfig = {
-      REDIS_URL: inject('redisUrl'),
-      EVENT_STREAM: `governed:test:${randomUUID()}`,
-      EVENT_STREAM_MAXLEN: 100_000,
-      REACTOR_GROUP: 'governed-reactors',
-      REACTOR_CONSUMER: `retention-${randomUUID().slice(0, 8)}`,
-      REACTOR_HEARTBEAT_INTERVAL_SECONDS: 30,
-      REACTOR_HEARTBEAT_MISS_THRESHOLD: 3,
-      REACTOR_MAX_ATTEMPTS: 3,
-      REACTOR_CLAIM_IDLE_SECONDS: 60,
-      ALERT_WEBHOOK_URL: undefined,
-      ALERT_WEBHOOK_SECRET: undefined,
-      REACTOR_HANDLED_TTL_SECONDS: HANDLED_TTL_SECONDS,
-    };
+    const config = testEventsConfig('retention', { REACTOR_HANDLED_TTL_SECONDS: HANDLED_TTL_SECONDS });
     const services = await startEventServices({
       database: stack.database,
       temporal: stack.client,

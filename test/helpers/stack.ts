@@ -26,6 +26,24 @@ import { ToolServers } from '../../activities/tools/servers';
 import { DEFAULT_MAX_STEP_OUTPUT_BYTES } from '../../core/outputs';
 import { runExportOf } from '../../activities/retention';
 
+/** The relay's and reactor's configuration in tests: a stream of its own, the test's Redis, no webhook. */
+export function testEventsConfig(consumer: string, overrides: Partial<EventsConfig> = {}): EventsConfig {
+  return {
+    REDIS_URL: inject('redisUrl'),
+    EVENT_STREAM: `governed:test:${randomUUID()}`,
+    EVENT_STREAM_MAXLEN: 100_000,
+    REACTOR_GROUP: 'governed-reactors',
+    REACTOR_CONSUMER: `${consumer}-${randomUUID().slice(0, 8)}`,
+    REACTOR_HEARTBEAT_INTERVAL_SECONDS: 30,
+    REACTOR_HEARTBEAT_MISS_THRESHOLD: 3,
+    REACTOR_MAX_ATTEMPTS: 3,
+    REACTOR_CLAIM_IDLE_SECONDS: 60,
+    ALERT_WEBHOOK_URL: undefined,
+    ALERT_WEBHOOK_SECRET: undefined,
+    ...overrides,
+  };
+}
+
 export interface StackOptions {
   /** Where the worker reaches Postgres; a test may route it through a proxy it can cut. */
   workerDatabaseUrl?: string;
@@ -133,22 +151,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     deps: activityDeps,
   });
   const workerRun = worker.run();
-  const eventsConfig: EventsConfig | null = options.events
-    ? {
-        REDIS_URL: inject('redisUrl'),
-        EVENT_STREAM: `governed:test:${randomUUID()}`,
-        EVENT_STREAM_MAXLEN: 100_000,
-        REACTOR_GROUP: 'governed-reactors',
-        REACTOR_CONSUMER: `stack-${randomUUID().slice(0, 8)}`,
-        REACTOR_HEARTBEAT_INTERVAL_SECONDS: 30,
-        REACTOR_HEARTBEAT_MISS_THRESHOLD: 3,
-        REACTOR_MAX_ATTEMPTS: 3,
-        REACTOR_CLAIM_IDLE_SECONDS: 60,
-        ALERT_WEBHOOK_URL: undefined,
-        ALERT_WEBHOOK_SECRET: undefined,
-        ...options.events,
-      }
-    : null;
+  const eventsConfig: EventsConfig | null = options.events ? testEventsConfig('stack', options.events) : null;
   const eventMetrics = createEventMetrics(workerMetrics.registry);
   const events = eventsConfig
     ? await startEventServices({
