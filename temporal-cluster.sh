@@ -68,6 +68,12 @@ install() {
   command -v go >/dev/null 2>&1 || die "no Temporal server in $install_dir and Go is not installed to build it.
   Install Go (https://go.dev/doc/install) and run this again."
   mkdir -p "$install_dir"
+  # One install at a time (npm test's and a drill's first use together): the second waits, then finds it done.
+  if command -v flock >/dev/null 2>&1; then
+    exec {install_lock}>"$install_dir/install.lock"
+    flock -n "$install_lock" || { say "another process is installing the Temporal server into $install_dir; waiting for it"; flock "$install_lock"; }
+    if [ -x "$server_bin" ] && [ -x "$sql_bin" ] && [ -d "$schema_dir" ]; then exec {install_lock}>&-; return; fi
+  fi
   local module started=$SECONDS
   for module in server tools/sql; do
     local name=${module##*/}
@@ -92,6 +98,8 @@ install() {
     chmod -R u+w "$install_dir/schema"
   fi
   say "Temporal server $TEMPORAL_SERVER_VERSION ready in $install_dir ($((SECONDS - started))s)"
+  # Let go before the services start from this shell: they would hold it for as long as they run.
+  if [ -n "${install_lock:-}" ]; then exec {install_lock}>&-; fi
 }
 
 sql_tool() {

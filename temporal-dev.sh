@@ -51,20 +51,43 @@ log_file=$data_dir/server-$port.log
 say() { printf 'temporal-dev: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
-# go install into the cache; prints nothing on stdout.
+# Takes an exclusive lock on $1, waiting for it when another process has it: two first starts at
+# once (npm start beside npm test, two terminals) build a binary once, not twice side by side.
+# Without flock (macOS) nothing is locked. release_install_lock lets it go (before anything
+# long-lived, the dev server, is started from this shell and would inherit it).
+hold_install_lock() {
+  install_lock=
+  command -v flock >/dev/null 2>&1 || return 0
+  exec {install_lock}>"$1"
+  flock -n "$install_lock" && return
+  say "another process is installing into $(dirname "$1"); waiting for it"
+  flock "$install_lock"
+}
+release_install_lock() {
+  if [ -n "${install_lock:-}" ]; then exec {install_lock}>&-; fi
+  install_lock=
+}
+
+# go install into the cache, unless $3 is there by the time the install lock is held; the module's
+# command is renamed to $3 when it is called otherwise ($4). Prints nothing on stdout.
 go_install() {
-  local module=$1 name=$2
+  local module=$1 name=$2 installed=$3 built=${4:-}
   command -v go >/dev/null 2>&1 || return 2
   mkdir -p "$bin_dir"
+  hold_install_lock "$cache/go-install-$name.lock"
+  if [ -x "$installed" ]; then release_install_lock; return; fi
   say "installing $name with 'go install $module' into $bin_dir (takes a few minutes the first time)"
-  local started=$SECONDS
+  local started=$SECONDS rc=0
   if GOBIN=$bin_dir GOFLAGS=-mod=mod go install "$module" >"$cache/go-install-$name.log" 2>&1; then
+    if [ -n "$built" ] && [ -x "$bin_dir/$built" ]; then mv "$bin_dir/$built" "$installed"; fi
     say "$name installed in $((SECONDS - started))s"
   else
     say "go install of $name failed; its output:"
     sed 's/^/  /' "$cache/go-install-$name.log" >&2
-    return 1
+    rc=1
   fi
+  release_install_lock
+  return "$rc"
 }
 
 # The temporal CLI already here (TEMPORAL_CLI, PATH, the cache), or nothing; installs nothing.
@@ -78,7 +101,7 @@ find_temporal_cli() {
 temporal_cli() {
   find_temporal_cli && return
   local rc=0
-  go_install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION" temporal || rc=$?
+  go_install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION" temporal "$bin_dir/temporal" || rc=$?
   if [ "$rc" -eq 0 ] && [ -x "$bin_dir/temporal" ]; then echo "$bin_dir/temporal"; return; fi
   if [ "$rc" -eq 2 ]; then
     die "no Temporal CLI: 'temporal' is not on PATH, not in $bin_dir, and Go is not installed to build it.
@@ -104,8 +127,8 @@ tctl_cli() {
     sed 's/^/  /' "$marker" >&2
     return 1
   fi
-  if go_install "$TCTL_MODULE@$TCTL_VERSION" tctl && [ -x "$bin_dir/cli" ]; then
-    mv "$bin_dir/cli" "$bin_dir/tctl"
+  # The module's command is named cli.
+  if go_install "$TCTL_MODULE@$TCTL_VERSION" tctl "$bin_dir/tctl" cli && [ -x "$bin_dir/tctl" ]; then
     echo "$bin_dir/tctl"
     return
   fi
