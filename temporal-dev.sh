@@ -167,7 +167,8 @@ set_retention() {
 start() {
   local cli
   cli=$(temporal_cli)
-  tctl_cli >/dev/null 2>&1 || say "tctl is not available ('./temporal-dev.sh tctl-path' says why); the temporal CLI does everything it does"
+  # Its progress is said (the first build takes minutes); a failure says why once, then this.
+  tctl_cli >/dev/null || say "tctl is not available; the temporal CLI does everything it does"
   if healthy "$cli"; then
     register_search_attributes "$cli"
     set_retention "$cli"
