@@ -1,12 +1,14 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { and, count, eq, isNotNull } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createApp } from '../api/app';
 import { deliveryCounts, readPush } from '../db/control-pushes';
 import { controlPushes, runs } from '../db/schema';
 import { deliverPush, enqueuePush, type Progress } from '../dispatch/control-pusher';
+import { connectDatabase } from '../db/client';
 import { mapLimit } from '../lib/map-limit';
+import { startTcpProxy } from '../testing/tcp-proxy';
 import { expectContractResponse } from './helpers/contract';
 import { startStack, type Stack, type TestTenant } from './helpers/stack';
 import { waitFor } from './helpers/wait';
@@ -186,5 +188,68 @@ describe(`a tenant-wide change over ${RUNS} live runs`, () => {
     expect(histogram(counted), `runs not signalled once: ${odd.join(', ')}`).toEqual({ 1: RUNS });
     const [row] = await stack.db.select().from(controlPushes).where(eq(controlPushes.id, pushId));
     expect(row!.claimedBy).toBeNull();
+  });
+
+  it('is delivered once by two deliverers when the one holding it loses its database: the other takes it over when its lease lapses', { timeout: 180_000 }, async () => {
+    const pushId = await enqueuePush(
+      stack.db,
+      tenant.tenantId,
+      { kind: 'policy_changed', signal: 'policyChanged', target: 'live', payload: { actor: 'test', reason: 'policy version 3' } },
+      { graceMs: 60_000 },
+    );
+    // Deliverer A reaches Postgres through a proxy the test cuts, as a dispatcher's host drops off the
+    // network; B is another dispatcher on the same database. A short signal timeout keeps A's lease
+    // (3 × timeout + 10 s) short enough to wait out.
+    const url = new URL(inject('databaseUrl'));
+    const proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
+    url.port = String(proxy.port);
+    const cutOff = connectDatabase(url.toString(), { max: 4 });
+    const pushTimeoutMs = 1_000;
+    const a = { db: cutOff.db, temporal: stack.client, pushTimeoutMs, concurrency: 8 };
+    const b = { db: stack.db, temporal: stack.client, pushTimeoutMs, concurrency: 8 };
+    try {
+      let recordedByA = 0;
+      const first = deliverPush(a, pushId, {
+        budgetMs: 120_000,
+        onProgress: (progress) => {
+          recordedByA = progress.reachedRuns;
+          if (progress.reachedRuns >= RUNS / 3) proxy.cut();
+        },
+      }).catch((err: unknown) => err);
+      await waitFor('A to hold the push', async () => (await readPush(stack.db, pushId))?.claimedBy != null, 30_000);
+      // While A's lease stands, B leaves the push alone.
+      expect((await deliverPush(b, pushId, { budgetMs: 60_000 })).state).toBe('taken');
+      await first;
+      expect(recordedByA).toBeGreaterThanOrEqual(RUNS / 3);
+      expect(recordedByA).toBeLessThan(RUNS);
+
+      // A cannot let go (its database is gone): B takes the push over once A's lease lapses.
+      const taken: string[] = [];
+      await waitFor(
+        'B to deliver the push',
+        async () => {
+          const result = await deliverPush(b, pushId, { budgetMs: 60_000 });
+          taken.push(result.state);
+          return result.state === 'pushed';
+        },
+        90_000,
+      );
+      expect(taken[0]).toBe('taken');
+      const done = await readPush(stack.db, pushId);
+      expect(done).toMatchObject({ totalRuns: RUNS, reachedRuns: RUNS, signalledRuns: RUNS, claimedBy: null });
+      expect(await deliveryCounts(stack.db, pushId)).toEqual({ signalled: RUNS });
+
+      // Every run got the change. Signalled twice only where A signalled a run and died before recording
+      // it: at most one unrecorded batch of A's lanes (the run's workflow dedupes it by the push's request id).
+      const counted = await settledSignalsOfPush(pushId);
+      const twice = [...counted.values()].filter((n) => n === 2).length;
+      expect([...counted.values()].every((n) => n === 1 || n === 2), JSON.stringify(histogram(counted))).toBe(true);
+      expect(twice).toBeLessThanOrEqual(RUNS - recordedByA);
+      expect(twice).toBeLessThanOrEqual(100 + 8);
+    } finally {
+      proxy.restore();
+      await cutOff.close();
+      await proxy.close();
+    }
   });
 });
