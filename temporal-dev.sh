@@ -29,9 +29,12 @@ SEARCH_ATTRIBUTES=(RunPhase RunStatus TenantId PauseReason)
 # default, so once the first twenty are spent every task (and every timer or retry backoff) waits
 # ~40 ms. The test harness and the bench read these through `./temporal-dev.sh tuning-args`; a
 # self-hosted cluster with very few history shards needs the same care.
+# Fairness: a backlog is dispatched by each task's fairness key (a run's tenant, set when the run is
+# started) instead of first in first out, so one tenant's burst does not starve another's runs.
 DEV_SERVER_TUNING=(
   --dynamic-config-value history.transferProcessorMaxPollRPS=1000
   --dynamic-config-value history.timerProcessorMaxPollRPS=1000
+  --dynamic-config-value matching.enableFairness=true
 )
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -48,6 +48,10 @@ export async function startRunWorkflow(deps: StarterDeps, input: RunWorkflowInpu
         workflowId: input.runId,
         args: [input],
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        // Its tasks, and its activities' (they inherit it), are dispatched fairly between tenants
+        // where the server does fairness (matching.enableFairness): a burst of one tenant's runs
+        // does not hold another's behind it. A server without it ignores the key.
+        priority: { fairnessKey: input.tenantId },
         typedSearchAttributes: [
           { key: RUN_PHASE, value: 'CREATED' },
           { key: RUN_STATUS, value: 'queued' },
