@@ -1,4 +1,4 @@
-import { inArray } from 'drizzle-orm';
+import { eq, inArray } from 'drizzle-orm';
 import type { Client } from '@temporalio/client';
 import { RUN_EXPECTATIONS } from '../core/audit';
 import { isTerminalPhase, type RunPhase } from '../core/phases';
@@ -42,6 +42,22 @@ export async function waitUntilTerminal(db: Db, client: Client, runIds: string[]
     if (open === 0 || Date.now() > deadline) return open;
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/**
+ * Runs of the drill's tenant that no submit's answer named: a submit retried on another API with the
+ * same Idempotency-Key that created a second run, or any run the drill did not ask for.
+ */
+export async function unansweredRuns(db: Db, tenantId: string, answered: string[]): Promise<string[]> {
+  const rows = await db.select({ id: runs.id, key: runs.idempotencyKey }).from(runs).where(eq(runs.tenantId, tenantId));
+  const named = new Set(answered);
+  const extra = rows.filter((r) => !named.has(r.id));
+  const perKey = groupBy(rows, (r) => r.key ?? '');
+  const doubled = [...perKey.entries()].filter(([key, group]) => key && group.length > 1);
+  return [
+    ...(extra.length ? [`${extra.length} runs of the drill's tenant that no submit's answer named (first: ${extra[0]!.id}, key ${extra[0]!.key})`] : []),
+    ...(doubled.length ? [`${doubled.length} Idempotency-Keys with more than one run (first: ${doubled[0]![0]})`] : []),
+  ];
 }
 
 /** Polls until every run has recorded a step (or finished), so a fault lands mid-run; how many have. */
@@ -165,6 +181,12 @@ export interface EventFinding {
   published: number;
   handledOnce: number;
   handledMoreThanOnce: number;
+  /**
+   * Handled a second time by a living reactor after a reactor killed while handling it had run the
+   * handler and died before recording it: the at-least-once window the handlers' idempotence covers
+   * (events/reactor.ts). Not counted in `handledMoreThanOnce`.
+   */
+  handledAgainAfterKill: number;
   neverHandled: number;
   /** Handled, but the reactor's handled-key for it is missing: a copy would be handled again. */
   unrecorded: number;
@@ -182,8 +204,12 @@ export interface EventFinding {
 function outOfOrderRuns(stack: DrillStack, runIds: Set<string>): number {
   const highest = new Map<string, number>();
   const outOfOrder = new Set<string>();
+  const seen = new Set<number>();
   for (const { runId, eventId } of stack.published) {
-    if (!runIds.has(runId)) continue;
+    // A relay killed after it sent a batch and before it marked it leaves the batch to be sent again:
+    // the copies are counted as copies, and the order is the order of first sight.
+    if (!runIds.has(runId) || seen.has(eventId)) continue;
+    seen.add(eventId);
     if (eventId < (highest.get(runId) ?? 0)) outOfOrder.add(runId);
     highest.set(runId, Math.max(eventId, highest.get(runId) ?? 0));
   }
@@ -198,22 +224,35 @@ function outOfOrderRuns(stack: DrillStack, runIds: Set<string>): number {
 export async function checkEvents(stack: DrillStack, runIds: string[], deadline: number): Promise<EventFinding> {
   const committedRows = async () =>
     (await stack.database.db.select().from(outbox).where(inArray(outbox.runId, runIds))).filter((r) => !r.retractedAt);
+  const { EVENT_STREAM: stream, REACTOR_GROUP: group } = stack.eventsConfig;
+  // A dead reactor's unacknowledged events are claimed by a living one after they idled REACTOR_CLAIM_IDLE_SECONDS.
+  const unacknowledged = async () => Number(((await stack.redis.call('XPENDING', stream, group)) as [number])[0]);
   let rows = await committedRows();
-  while (Date.now() < deadline && !rows.every((r) => r.publishedAt && stack.deliveries.has(r.id))) {
+  let deliveries = await stack.readDeliveries();
+  while (Date.now() < deadline && !(rows.every((r) => r.publishedAt && deliveries.has(r.id)) && (await unacknowledged()) === 0)) {
     await new Promise((r) => setTimeout(r, 250));
     rows = await committedRows();
+    deliveries = await stack.readDeliveries();
   }
-  const { EVENT_STREAM: stream, REACTOR_GROUP: group } = stack.eventsConfig;
-  const counts = rows.map((r) => stack.deliveries.get(r.id) ?? 0);
+  const killed = new Set(stack.eventProcesses.filter((p) => !p.alive()).map((p) => p.name));
+  const consumersOf = rows.map((r) => deliveries.get(r.id) ?? []);
+  // Twice, first by a reactor since killed and then by another: the kill's at-least-once window.
+  const againAfterKill = consumersOf.map((c) => c.length === 2 && killed.has(c[0]!) && !killed.has(c[1]!));
+  const counts = consumersOf.map((c, i) => (againAfterKill[i] ? 1 : c.length));
   const recorded = await Promise.all(rows.map((r) => stack.redis.exists(`${stream}:handled:${r.id}:${stack.recorderName}`)));
-  const relayed = (await stack.eventMetrics.eventsRelayed.get()).values.reduce((sum, v) => sum + v.value, 0);
-  const [pending] = (await stack.redis.call('XPENDING', stream, group)) as [number];
+  // Processes of their own count in their own registries: the stream's reader counts for them.
+  const ids = new Set(runIds);
+  const relayed = stack.eventProcesses.length
+    ? stack.published.filter((e) => ids.has(e.runId)).length
+    : (await stack.eventMetrics.eventsRelayed.get()).values.reduce((sum, v) => sum + v.value, 0);
+  const pending = await unacknowledged();
   const deadLettered = Number(await stack.redis.xlen(`${stream}:dead`));
   const finding: EventFinding = {
     committed: rows.length,
     published: rows.filter((r) => r.publishedAt).length,
     handledOnce: counts.filter((c) => c === 1).length,
     handledMoreThanOnce: counts.filter((c) => c > 1).length,
+    handledAgainAfterKill: againAfterKill.filter(Boolean).length,
     neverHandled: counts.filter((c) => c === 0).length,
     unrecorded: rows.filter((_, i) => counts[i]! > 0 && !recorded[i]).length,
     copiesRelayed: Math.max(0, relayed - rows.filter((r) => r.publishedAt).length),

@@ -8,6 +8,7 @@ import { outbox } from '../db/schema';
 import { mapLimit } from '../lib/map-limit';
 import type { TcpProxy } from '../testing/tcp-proxy';
 import { controlFlood } from './control-flood';
+import { apiKill, clusterRestart, eventsKill, historyProgress, waitUntilMovedOn } from './process-kills';
 import type { Fault, FaultContext } from './fault';
 import type { DrillName } from './names';
 
@@ -101,25 +102,11 @@ function clusterScript(env: Record<string, string>, ...args: string[]): Promise<
   return run('bash', [CLUSTER_SCRIPT, ...args], { env: { ...process.env, ...env } });
 }
 
-/**
- * Each run's history length, as the history service that owns its shard answers it (2 s at most),
- * or -1 once closed; absent when it did not answer: its shard has no live owner yet.
- */
-async function historyProgress(client: Client, runIds: string[]): Promise<Map<string, number>> {
-  const progress = new Map<string, number>();
-  await mapLimit(runIds, 8, async (runId) => {
-    try {
-      const { raw, status } = await client.withDeadline(Date.now() + 2000, () => client.workflow.getHandle(runId).describe());
-      progress.set(runId, status.name === 'RUNNING' ? Number(raw.workflowExecutionInfo?.historyLength ?? 0) : -1);
-    } catch {
-      // unanswered
-    }
-  });
-  return progress;
-}
-
 export const FAULTS: Record<DrillName, Fault> = {
   'control-flood': controlFlood,
+  'api-kill': apiKill,
+  'events-kill': eventsKill,
+  'cluster-restart': clusterRestart,
 
   'worker-kill': {
     needs: {},
@@ -169,19 +156,9 @@ export const FAULTS: Record<DrillName, Fault> = {
       // When each run in flight at the kill next moved on: its history grew (or it closed), as a
       // live owner of its shard says. A step's own writes to our database do not count: they go on
       // while the run's history service is dead.
-      const movedOn = new Map<string, number>();
-      while (movedOn.size < flying.length && Date.now() < context.deadline) {
-        const pending = flying.filter((id) => !movedOn.has(id));
-        const now = await historyProgress(client, pending);
-        for (const id of pending) {
-          const length = now.get(id);
-          if (length !== undefined && (length === -1 || length > (before.get(id) ?? 0))) movedOn.set(id, Date.now() - killedAt);
-        }
-        await sleep(100);
-      }
-      const waits = [...movedOn.values()].sort((a, b) => a - b);
+      const waits = await waitUntilMovedOn(context, flying, before, killedAt);
       const seconds = (ms: number | undefined) => (ms === undefined ? '–' : `${(ms / 1000).toFixed(1)}s`);
-      if (movedOn.size < flying.length) context.fail(`${flying.length - movedOn.size} runs in flight at the history kill never moved on`);
+      if (waits.length < flying.length) context.fail(`${flying.length - waits.length} runs in flight at the history kill never moved on`);
       context.note(
         `recovered: every run in flight at the kill moved on within ${seconds(waits.at(-1))} of it (median ${seconds(waits[Math.floor(waits.length / 2)])}, ${flying.length} runs)`,
       );

@@ -8,6 +8,9 @@
  *   npm run drill -- redis-outage      cut Redis for the relay, reactor and API (--outage-s 8)
  *   npm run drill -- control-flood     flood controls past the rate limits, undecodable and 100 KB signals (--flood-s 8)
  *   npm run drill -- history-kill --cluster   SIGKILL one of the cluster's two history processes mid-run, say how long the runs took to move on
+ *   npm run drill -- api-kill          SIGKILL one of two API processes (--apis 2) while submits go to each in turn
+ *   npm run drill -- events-kill       SIGKILL the one of two relay-and-reactor processes caught holding the relay's lock
+ *   npm run drill -- cluster-restart --cluster   stop the whole Temporal cluster mid-batch, start it again (--outage-s 8)
  *
  * Options: --runs 20, --steps 4, --step-ms 1500, --timeout-s (per drill), --spare-skill-steps, --flood-s 8,
  * --workers 1 (worker processes; with more, worker-kill kills --kills of them for good), --event-services 1
@@ -33,7 +36,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-const USAGE = `usage: npm run drill -- <${DRILL_NAMES.join('|')}> [--runs N] [--steps N] [--step-ms MS] [--kills N] [--outage-s S] [--flood-s S] [--timeout-s S] [--spare-skill-steps] [--workers N] [--event-services N] [--cluster]`;
+const USAGE = `usage: npm run drill -- <${DRILL_NAMES.join('|')}> [--runs N] [--steps N] [--step-ms MS] [--kills N] [--outage-s S] [--flood-s S] [--timeout-s S] [--spare-skill-steps] [--workers N] [--event-services N] [--apis N] [--cluster]`;
 
 function wholeNumber(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -67,6 +70,7 @@ async function main(): Promise<number> {
       'spare-skill-steps': { type: 'boolean', default: false },
       workers: { type: 'string' },
       'event-services': { type: 'string' },
+      apis: { type: 'string' },
       cluster: { type: 'boolean', default: false },
     },
   });
@@ -89,6 +93,7 @@ async function main(): Promise<number> {
     spareSkillSteps: values['spare-skill-steps'],
     workers: Math.max(1, wholeNumber('workers', values.workers, 1)),
     eventServices: Math.max(1, wholeNumber('event-services', values['event-services'], 1)),
+    apis: values.apis === undefined ? undefined : Math.max(1, wholeNumber('apis', values.apis, 2)),
     temporalAddress,
     // The cluster's script reads its settings from this process's environment.
     clusterEnv: values.cluster ? {} : undefined,

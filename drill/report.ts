@@ -73,7 +73,7 @@ export function formatReport(report: DrillReport): string {
     ...table([
       ['runs', `${report.findings.length} submitted: ${counts.completed} completed, ${counts.lost} lost, ${counts.duplicated} duplicated, ${counts.stuck} stuck`],
       ['time to complete', `p50 ${seconds(percentile(times, 50))}, max ${seconds(percentile(times, 100))} (submit to finish, ${times.length} runs)`],
-      ['events', `${e.committed} committed, ${e.published} published, ${e.handledOnce} handled once, ${e.handledMoreThanOnce} more than once, ${e.neverHandled} never`],
+      ['events', `${e.committed} committed, ${e.published} published, ${e.handledOnce} handled once, ${e.handledMoreThanOnce} more than once, ${e.neverHandled} never${e.handledAgainAfterKill ? ` (${e.handledAgainAfterKill} of them handled again after their reactor was killed mid-handler)` : ''}`],
       ['event bookkeeping', `${e.copiesRelayed} copies relayed, ${e.unrecorded} handled without a handled key, ${e.pending} unacknowledged, ${e.deadLettered} dead-lettered, ${e.outOfOrderRuns} runs published out of order`],
     ]),
   ];

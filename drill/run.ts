@@ -1,9 +1,9 @@
-import { checkEvents, checkRuns, runsInFlight, waitUntilStepping, waitUntilTerminal, type EventFinding, type RunFinding } from './checks';
+import { checkEvents, checkRuns, runsInFlight, unansweredRuns, waitUntilStepping, waitUntilTerminal, type EventFinding, type RunFinding } from './checks';
 import type { FaultOptions } from './fault';
 import { FAULTS } from './faults';
 import type { DrillName } from './names';
 import { countOutcomes, formatReport, passed, percentile, Timeline, type DrillReport } from './report';
-import { startDrillStack, type DrillStack, type SubmittedRun } from './stack';
+import { startDrillStack, type DrillStack, type SubmitStats, type SubmittedRun } from './stack';
 
 export interface DrillOptions extends FaultOptions {
   runs: number;
@@ -34,6 +34,8 @@ export interface DrillResult {
   p50Seconds: number | null;
   maxSeconds: number | null;
   timeline: Timeline['entries'];
+  /** How the submits fared (retries on another API, replays). */
+  submits: SubmitStats;
   report: string;
 }
 
@@ -45,6 +47,10 @@ const CLOSE_WITHIN_MS = 30_000;
 const EVENTS_WITHIN_MS = 30_000;
 /** How long the runs still get when the fault could not be injected as asked. */
 const FAILED_FAULT_WAIT_MS = 30_000;
+/** Between two submits, for a fault that lands while they go out. */
+const SUBMIT_PACE_MS = 150;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * One drill: brings up a stack of its own, submits the runs, injects the fault while they are in
@@ -68,7 +74,9 @@ export async function runDrill(name: DrillName, options: DrillOptions): Promise<
     redisUrl: options.redisUrl,
     temporalAddress: options.temporalAddress,
     workers: options.workers,
-    eventServices: options.eventServices,
+    eventServices: Math.max(options.eventServices ?? 1, fault.needs.eventServices ?? 1),
+    eventProcesses: fault.needs.eventProcesses,
+    apiProcesses: options.apis ?? fault.needs.apiProcesses,
     progress: (line) => print(`  ${line}`),
     signal,
   });
@@ -89,6 +97,7 @@ export async function runDrill(name: DrillName, options: DrillOptions): Promise<
       p50Seconds: percentile(times, 50),
       maxSeconds: percentile(times, 100),
       timeline: report.timeline.entries,
+      submits: { ...stack.submitStats },
       report: text,
     };
   } catch (err) {
@@ -114,43 +123,73 @@ async function drive(
   const deadline = Date.now() + options.timeoutSeconds * 1000;
   const plan = Array.from({ length: options.steps }, (_, i) => ({ skill: 'sim.llm', input: { prompt: `drill step ${i}`, latencyMs: options.stepMs } }));
   timeline.start();
-  const submitted: SubmittedRun[] = await Promise.all(
-    Array.from({ length: options.runs }, (_, i) => stack.submitRun({ plan, budgetUsd: 1 }, `drill-${name}-${i}`)),
-  );
-  const ids = submitted.map((r) => r.runId);
-  note(`submitted ${ids.length} runs`);
-
-  const stepping = await waitUntilStepping(stack.database.db, ids, Date.now() + IN_FLIGHT_WITHIN_MS);
-  note(`${stepping} of ${ids.length} runs past their first step`);
+  const ids: string[] = [];
+  let sent = 0;
+  const submitOne = async (i: number, delayMs: number) => {
+    await sleep(delayMs);
+    sent += 1;
+    const run = await stack.submitRun({ plan, budgetUsd: 1 }, `drill-${name}-${i}`);
+    ids.push(run.runId);
+    return run;
+  };
   let runsDeadline = deadline;
   const stopped = new Set<string>();
-  const injection = fault.inject({
-    stack,
-    options,
-    note,
-    inFlight: () => runsInFlight(stack.database.db, ids),
-    fail: (why) => failures.push(why),
-    runIds: ids,
-    expectStopped: (runIds) => runIds.forEach((id) => stopped.add(id)),
-    deadline,
-  });
-  await within(injection, deadline - Date.now(), `the fault was still being injected at the drill's timeout (${options.timeoutSeconds}s)`).catch((err: unknown) => {
-    failures.push(`fault injection failed: ${err instanceof Error ? err.message : String(err)}`);
-    // The stack may be left without a worker or a server: no point waiting the whole timeout.
-    runsDeadline = Math.min(deadline, Date.now() + FAILED_FAULT_WAIT_MS);
-  });
+  const inject = () =>
+    within(
+      fault.inject({
+        stack,
+        options,
+        note,
+        inFlight: () => runsInFlight(stack.database.db, ids),
+        fail: (why) => failures.push(why),
+        runIds: ids,
+        submitsSent: () => sent,
+        submitsPlanned: options.runs,
+        expectStopped: (runIds) => runIds.forEach((id) => stopped.add(id)),
+        deadline,
+      }),
+      deadline - Date.now(),
+      `the fault was still being injected at the drill's timeout (${options.timeoutSeconds}s)`,
+    ).catch((err: unknown) => {
+      failures.push(`fault injection failed: ${err instanceof Error ? err.message : String(err)}`);
+      // The stack may be left without a worker or a server: no point waiting the whole timeout.
+      runsDeadline = Math.min(deadline, Date.now() + FAILED_FAULT_WAIT_MS);
+    });
 
+  let submitted: SubmittedRun[];
+  if (fault.duringSubmits) {
+    const injection = inject();
+    submitted = await Promise.all(Array.from({ length: options.runs }, (_, i) => submitOne(i, i * SUBMIT_PACE_MS)));
+    inSubmissionOrder(ids, submitted);
+    const { requests, connectionErrors, replayed } = stack.submitStats;
+    note(`submitted ${submitted.length} runs, ${SUBMIT_PACE_MS} ms apart: ${requests} requests, ${connectionErrors} found no API and went to the next with the same Idempotency-Key, ${replayed} answered Idempotent-Replayed (the dead API had created the run before it could answer)`);
+    await waitUntilStepping(stack.database.db, submitted.map((r) => r.runId), Date.now() + IN_FLIGHT_WITHIN_MS);
+    await injection;
+  } else {
+    submitted = await Promise.all(Array.from({ length: options.runs }, (_, i) => submitOne(i, 0)));
+    inSubmissionOrder(ids, submitted);
+    note(`submitted ${ids.length} runs`);
+    const stepping = await waitUntilStepping(stack.database.db, ids, Date.now() + IN_FLIGHT_WITHIN_MS);
+    note(`${stepping} of ${ids.length} runs past their first step`);
+    await inject();
+  }
   const open = await waitUntilTerminal(stack.database.db, stack.client, ids, runsDeadline);
   note(open === 0 ? `all ${ids.length} runs finished` : `timed out: ${open} runs still in flight`);
   const findings = await checkRuns(stack.database.db, stack.client, submitted, options.steps, stopped);
+  failures.push(...(await unansweredRuns(stack.database.db, stack.tenant.tenantId, ids)));
   // Events of finished runs may still be on their way through the relay and the reactor.
-  const events = await checkEvents(stack, ids, Date.now() + EVENTS_WITHIN_MS);
+  const events = await checkEvents(stack, ids, Date.now() + Math.max(EVENTS_WITHIN_MS, (stack.eventsConfig.REACTOR_CLAIM_IDLE_SECONDS + 15) * 1000));
   note('checked every run and event');
   const times = findings.map((f) => f.secondsToComplete).filter((s): s is number => s !== null);
   if ((percentile(times, 100) ?? 0) > 300) {
     notes.push('runs took minutes: a skill step on a killed worker should be retried after its heartbeat timeout (core/step-heartbeat.ts); look for a step whose heartbeat stopped reaching Temporal');
   }
   return { title, timeline, findings, events, failures, workDir: null, notes };
+}
+
+/** The runs' ids in the order they were submitted, whatever order the answers came in. */
+function inSubmissionOrder(ids: string[], submitted: SubmittedRun[]): void {
+  ids.splice(0, ids.length, ...submitted.map((r) => r.runId));
 }
 
 /** `work`, or a rejection after `ms`; the work is left to finish on its own. */

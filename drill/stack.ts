@@ -1,6 +1,6 @@
 import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -20,8 +20,9 @@ import { listen } from '../lib/listen';
 import type { Logger } from '../lib/logger';
 import { createApiMetrics, createEventMetrics, type EventMetrics } from '../lib/metrics';
 import { startTcpProxy, type TcpProxy } from '../testing/tcp-proxy';
-import { startWorkerProcess, type WorkerProcess } from '../testing/worker-process';
+import { startProductProcess, startWorkerProcess, type WorkerProcess } from '../testing/worker-process';
 import { buildWorkflowBundle } from '../worker/build-bundle';
+import { DRILL_RECORDER, readDeliveryLog, type Deliveries } from './deliveries';
 import { startDevServer, type DevServer } from './temporal-server';
 
 export interface StackOptions {
@@ -55,6 +56,38 @@ export interface StackOptions {
   workers?: number;
   /** Copies of the event relay and reactor (1), each on connections of its own, consumers of one group. */
   eventServices?: number;
+  /**
+   * The relay-and-reactor copies as processes of their own (`drill/events-process.ts`, as `npm run
+   * events` runs them), which a drill can SIGKILL, instead of in the drill's process.
+   */
+  eventProcesses?: boolean;
+  /**
+   * The API as this many processes of its own (`api/main.ts`), which a drill can SIGKILL, instead of
+   * in the drill's process; submits go to each in turn.
+   */
+  apiProcesses?: number;
+}
+
+/** One of the product's processes the drill started beside the worker (an API, an events process). */
+export interface ProductChild {
+  /** `api-0`, `events-1`: also its Postgres application name and, for an events process, its consumer. */
+  readonly name: string;
+  readonly pid: number;
+  /** An API's base URL. */
+  readonly url?: string;
+  alive(): boolean;
+  /** SIGKILL, the way a machine dies. */
+  kill(): Promise<void>;
+}
+
+/** How the submits fared: a submit that met a dead API tries the next one with the same Idempotency-Key. */
+export interface SubmitStats {
+  /** Requests sent, retries included. */
+  requests: number;
+  /** Requests that found no API (refused, reset, cut off before the answer). */
+  connectionErrors: number;
+  /** Answers that said an earlier request with the same key had created the run. */
+  replayed: number;
 }
 
 export interface PublishedEntry {
@@ -81,8 +114,13 @@ export interface DrillStack {
   readonly redisProxy: TcpProxy | null;
   readonly eventsConfig: EventsConfig;
   readonly eventMetrics: EventMetrics;
-  /** How often the reactor handed each outbox event (by id) to a handler of the drill's. */
-  readonly deliveries: Map<number, number>;
+  /** Each outbox event (by id) the reactors handed to the drill's handler, and which consumer each time. */
+  readDeliveries(): Promise<Deliveries>;
+  /** The API processes (`apiProcesses`), in order, dead ones included; empty when the API is in the drill's process. */
+  readonly apis: readonly ProductChild[];
+  /** The relay-and-reactor processes (`eventProcesses`), in order; empty when they are in the drill's process. */
+  readonly eventProcesses: readonly ProductChild[];
+  readonly submitStats: SubmitStats;
   /** Every entry the stream received, in its order, as a reader of it saw them (the relays' publication order). */
   readonly published: readonly PublishedEntry[];
   /** The handler the drill adds to the reactor, by name, so the checks can find its handled keys. */
@@ -93,7 +131,7 @@ export interface DrillStack {
   readonly workers: readonly WorkerProcess[];
   /** Starts a worker (again after a kill, or to change its tuning: `env` goes over `workerEnv`). */
   startWorker(env?: Record<string, string>): Promise<WorkerProcess>;
-  /** The in-process API. */
+  /** The in-process API, or the first API process. */
   readonly baseUrl: string;
   /** The drill's tenant and its admin key. */
   readonly tenant: { tenantId: string; apiKey: string };
@@ -104,6 +142,9 @@ export interface DrillStack {
 }
 
 const TASK_QUEUE = 'drill';
+/** A submit tries this many times, the APIs in turn, before the drill gives up on it. */
+const SUBMIT_ATTEMPTS = 10;
+const SUBMIT_RETRY_MS = 100;
 
 function alive(worker: WorkerProcess): boolean {
   return worker.process.exitCode === null && worker.process.signalCode === null;
@@ -114,7 +155,6 @@ function givenTemporal(address: string): DevServer {
   const refuse = () => Promise.reject(new Error(`the drill does not own the Temporal at ${address}`));
   return { address, pid: null, stop: refuse, start: refuse, close: async () => {} };
 }
-const RECORDER = 'drill-recorder';
 
 /**
  * Everything one drill needs, of its own: a Temporal dev server, a fresh database, the worker as a
@@ -252,7 +292,7 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
     const logFile = pino.destination({ dest: path.join(workDir, 'drill.log'), sync: true });
     cleanups.push(() => logFile.end());
     const logger: Logger = pino({ name: 'drill', level: 'info' }, logFile);
-    const deliveries = new Map<number, number>();
+    const deliveries: Deliveries = new Map();
     const published: PublishedEntry[] = [];
     const tap = tapStream(redisUrl.toString(), stream, published);
     cleanups.push(() => tap.stop());
@@ -269,22 +309,55 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
       ALERT_WEBHOOK_URL: undefined,
       ALERT_WEBHOOK_SECRET: undefined,
     };
-    // One registry for every copy: what the checks read (events relayed) is their sum.
+    const productChildren: ProductChild[] = [];
+    cleanups.push(() => Promise.all(productChildren.map((c) => c.kill())));
+    const startChild = async (name: string, entry: string, startedLine: string, env: Record<string, string>, url?: string): Promise<ProductChild> => {
+      const log = createWriteStream(path.join(workDir, `${name}.log`), { flags: 'a' });
+      cleanups.push(() => new Promise<void>((resolve) => log.end(() => resolve())));
+      const child = await startProductProcess(entry, startedLine, { LOG_LEVEL: 'info', PGAPPNAME: name, ...env }, {
+        onOutput: (chunk) => log.writableEnded || log.write(chunk),
+        startTimeoutMs: 90_000,
+      });
+      const product: ProductChild = { name, pid: child.pid, url, alive: () => alive(child), kill: () => child.kill() };
+      productChildren.push(product);
+      children.add(() => (alive(child) ? child.pid : null));
+      return product;
+    };
+
+    // One registry for every copy in this process: what the checks read (events relayed) is their sum.
     const eventMetrics = createEventMetrics(new Registry());
-    for (let copy = 0; copy < (options.eventServices ?? 1); copy += 1) {
+    const eventProcesses: ProductChild[] = [];
+    const copies = Array.from({ length: options.eventServices ?? 1 }, (_, copy) => copy);
+    if (options.eventProcesses) {
+      // Side by side: loading each through tsx takes seconds, tens of them on a loaded machine.
+      const started = await Promise.all(
+        copies.map((copy) => {
+          const name = `events-${copy}`;
+          return startChild(name, path.join('drill', 'events-process.ts'), 'event relay and reactor started', {
+            DATABASE_URL: productDatabaseUrl,
+            TEMPORAL_ADDRESS: temporal.address,
+            ...Object.fromEntries(Object.entries({ ...eventsConfig, REACTOR_CONSUMER: name }).flatMap(([k, v]) => (v === undefined ? [] : [[k, String(v)]]))),
+          });
+        }),
+      );
+      eventProcesses.push(...started);
+      checkpoint();
+    }
+    for (const copy of options.eventProcesses ? [] : copies) {
       // Each copy on database connections of its own, as a process of its own would be.
       const copyDatabase = copy === 0 ? productDatabase : connectDatabase(productDatabaseUrl, { max: 4 });
       if (copy > 0) cleanups.push(() => copyDatabase.close());
+      const consumer = `${eventsConfig.REACTOR_CONSUMER}-${copy}`;
       const events: EventServices = await startEventServices({
         database: copyDatabase,
         temporal: client,
-        config: { ...eventsConfig, REACTOR_CONSUMER: `${eventsConfig.REACTOR_CONSUMER}-${copy}` },
+        config: { ...eventsConfig, REACTOR_CONSUMER: consumer },
         logger,
         metrics: eventMetrics,
         extraHandlers: {
           '*': {
-            [RECORDER]: async (event) => {
-              deliveries.set(event.id, (deliveries.get(event.id) ?? 0) + 1);
+            [DRILL_RECORDER]: async (event) => {
+              deliveries.set(event.id, [...(deliveries.get(event.id) ?? []), consumer]);
             },
           },
         },
@@ -292,33 +365,68 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
       });
       cleanups.push(() => events.stop());
     }
+    if (eventProcesses.length) progress(`event relay and reactor processes ${eventProcesses.map((e) => `${e.name} (pid ${e.pid})`).join(', ')}`);
 
-    const apiRedis = new Redis(productRedisUrl, { maxRetriesPerRequest: 1 });
-    apiRedis.on('error', () => {});
-    cleanups.push(() => apiRedis.disconnect());
-    const apiDefaults = loadConfig();
-    const app = createApp({
-      db: productDatabase.db,
-      temporal: client,
-      redis: apiRedis,
-      metrics: createApiMetrics(),
-      logger,
-      taskQueue,
-      bodyLimit: '256kb',
-      defaultObservabilityMode: 'DEGRADED',
-      runDeadlineSeconds: 3600,
-      auditIntervalSeconds: 60,
-      // The product's own Temporal bounds (lib/config.ts defaults, or the environment's).
-      temporalDeadlineMs: apiDefaults.API_TEMPORAL_DEADLINE_MS,
-      temporalCallTimeoutMs: apiDefaults.TEMPORAL_CALL_TIMEOUT_MS,
-    });
-    const server = http.createServer(app);
-    await listen(server, 0, '127.0.0.1', { name: 'drill API port', variable: '-' });
-    cleanups.push(() => new Promise((r) => server.close(r)));
-    const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const apis: ProductChild[] = [];
+    let baseUrl: string;
+    if (options.apiProcesses) {
+      const ports: number[] = [];
+      // One after the other: two probes at once could be given the same port.
+      for (let copy = 0; copy < options.apiProcesses; copy += 1) ports.push(await freePort(ports));
+      const started = await Promise.all(
+        ports.map((port, copy) =>
+          startChild(
+            `api-${copy}`,
+            path.join('api', 'main.ts'),
+            'api listening',
+            {
+              DATABASE_URL: productDatabaseUrl,
+              REDIS_URL: productRedisUrl,
+              TEMPORAL_ADDRESS: temporal.address,
+              TEMPORAL_TASK_QUEUE: taskQueue,
+              EVENT_STREAM: stream,
+              API_HOST: '127.0.0.1',
+              API_PORT: String(port),
+              OBSERVABILITY_MODE: 'DEGRADED',
+            },
+            `http://127.0.0.1:${port}`,
+          ),
+        ),
+      );
+      apis.push(...started);
+      checkpoint();
+      baseUrl = apis[0]!.url!;
+      progress(`API processes ${apis.map((a) => `${a.name} (pid ${a.pid}) on ${a.url}`).join(', ')}`);
+    } else {
+      const apiRedis = new Redis(productRedisUrl, { maxRetriesPerRequest: 1 });
+      apiRedis.on('error', () => {});
+      cleanups.push(() => apiRedis.disconnect());
+      const apiDefaults = loadConfig();
+      const app = createApp({
+        db: productDatabase.db,
+        temporal: client,
+        redis: apiRedis,
+        metrics: createApiMetrics(),
+        logger,
+        taskQueue,
+        bodyLimit: '256kb',
+        defaultObservabilityMode: 'DEGRADED',
+        runDeadlineSeconds: 3600,
+        auditIntervalSeconds: 60,
+        // The product's own Temporal bounds (lib/config.ts defaults, or the environment's).
+        temporalDeadlineMs: apiDefaults.API_TEMPORAL_DEADLINE_MS,
+        temporalCallTimeoutMs: apiDefaults.TEMPORAL_CALL_TIMEOUT_MS,
+      });
+      const server = http.createServer(app);
+      await listen(server, 0, '127.0.0.1', { name: 'drill API port', variable: '-' });
+      cleanups.push(() => new Promise((r) => server.close(r)));
+      baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    }
 
     const tenant = await createTenant(database.db, { name: `drill-${id}`, policy: options.tenantPolicy });
     const { apiKey } = tenant;
+    const submitStats: SubmitStats = { requests: 0, connectionErrors: 0, replayed: 0 };
+    let nextApi = 0;
 
     return {
       workDir,
@@ -330,9 +438,8 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
       redisProxy,
       eventsConfig,
       eventMetrics,
-      deliveries,
       published,
-      recorderName: RECORDER,
+      recorderName: DRILL_RECORDER,
       get worker() {
         return currentWorker();
       },
@@ -343,15 +450,38 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
       createKey: async (role) => (await createApiKey(database.db, tenant.tenantId, role)).apiKey,
       async submitRun(body, idempotencyKey) {
         const submittedAt = Date.now();
-        const response = await fetch(`${baseUrl}/api/v1/runs`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json', 'idempotency-key': idempotencyKey },
-          body: JSON.stringify(body),
-        });
-        const answer = (await response.json()) as { runId?: string };
-        if (response.status !== 202 || !answer.runId) throw new Error(`submit answered ${response.status}: ${JSON.stringify(answer)}`);
-        return { runId: answer.runId, submittedAt };
+        const targets = apis.length ? apis.map((a) => a.url!) : [baseUrl];
+        let lastError = '';
+        for (let attempt = 1; attempt <= SUBMIT_ATTEMPTS; attempt += 1) {
+          // Each request to the next API, as a load balancer without health checks would send it.
+          const url = targets[nextApi++ % targets.length]!;
+          submitStats.requests += 1;
+          let response: Response;
+          let answer: { runId?: string };
+          try {
+            response = await fetch(`${url}/api/v1/runs`, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json', 'idempotency-key': idempotencyKey },
+              body: JSON.stringify(body),
+            });
+            answer = (await response.json()) as { runId?: string };
+          } catch (err) {
+            // No API there, or it died before it answered: the same key, to the next one.
+            submitStats.connectionErrors += 1;
+            lastError = `${url}: ${err instanceof Error ? `${err.message}${err.cause instanceof Error ? ` (${err.cause.message})` : ''}` : String(err)}`;
+            await new Promise((r) => setTimeout(r, SUBMIT_RETRY_MS));
+            continue;
+          }
+          if (response.status !== 202 || !answer.runId) throw new Error(`submit answered ${response.status}: ${JSON.stringify(answer)}`);
+          if (response.headers.get('idempotent-replayed') === 'true') submitStats.replayed += 1;
+          return { runId: answer.runId, submittedAt };
+        }
+        throw new Error(`submit ${idempotencyKey} reached no API in ${SUBMIT_ATTEMPTS} attempts; last: ${lastError}`);
       },
+      readDeliveries: async () => (options.eventProcesses ? readDeliveryLog(redis, stream) : deliveries),
+      apis,
+      eventProcesses,
+      submitStats,
       close: (closeOptions) => close(closeOptions?.keepWorkDir),
     };
   } catch (err) {
@@ -393,6 +523,21 @@ function tapStream(url: string, stream: string, seen: PublishedEntry[]): { stop(
       redis.disconnect();
     },
   };
+}
+
+/** A port free now and not among `taken`, for a process that must be told its port. */
+async function freePort(taken: readonly number[] = []): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const probe = net.createServer();
+      probe.once('error', reject);
+      probe.listen(0, '127.0.0.1', () => {
+        const { port: free } = probe.address() as AddressInfo;
+        probe.close(() => resolve(free));
+      });
+    });
+    if (!taken.includes(port)) return port;
+  }
 }
 
 function hostAndPort(url: URL, defaultPort: number) {

@@ -11,7 +11,7 @@ import type { EventMetrics } from '../lib/metrics';
 export const OUTBOX_CHANNEL = 'governed_outbox';
 
 /** One relay publishes at a time, so the stream keeps the outbox's order (and each run's). */
-const RELAY_LOCK = 0x6f7574626f78; // "outbox"
+export const RELAY_LOCK = 0x6f7574626f78; // "outbox"
 
 export interface RelayOptions {
   db: Db;

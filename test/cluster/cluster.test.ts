@@ -3,8 +3,9 @@
  * two history services as separate processes over Postgres, 8 shards), brought up from empty by the
  * `cluster` project's setup (test/setup/cluster.ts). The same helpers as the dev-server suite, with
  * the cluster's address: a run to COMPLETED with every record, an operator's pause and resume
- * through the CLIs, the worker-kill drill with two worker processes and two relays and reactors, and
- * one history process killed mid-batch.
+ * through the CLIs, the worker-kill drill with two worker processes and two relays and reactors,
+ * one history process killed mid-batch, one of two API processes killed while submits go to both,
+ * and the one of two relay-and-reactor processes holding the relay's lock killed.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -122,4 +123,45 @@ describe.skipIf(missing !== '')(`on the Temporal cluster${missing ? ` (skipped: 
     expect(result.passed, result.report).toBe(true);
     console.info(result.report);
   });
+
+  const clusterDrill = {
+    kills: 0,
+    outageSeconds: 0,
+    spareSkillSteps: false,
+    temporalAddress: inject('clusterAddress'),
+    workflowBundlePath: inject('workflowBundlePath'),
+    postgresUrl: inject('databaseUrl'),
+    redisUrl: inject('redisUrl'),
+  };
+
+  it('loses and doubles no run when one of two API processes is SIGKILLed while submits go to both: a retry with the same Idempotency-Key finds the run', { timeout: 300_000 }, async () => {
+    const result = await runDrill('api-kill', { ...clusterDrill, runs: 8, steps: 3, stepMs: 200, apis: 2, timeoutSeconds: 120 });
+    expect(result.counts, result.report).toEqual({ completed: 8, lost: 0, duplicated: 0, stuck: 0 });
+    expect(result.events.problems, result.report).toEqual([]);
+    expect(result.timeline.map((e) => e.what), result.report).toContainEqual(expect.stringMatching(/^SIGKILL api-1 \(pid \d+\) after [4-8] of 8 submits sent/));
+    // Four submits at least went out after the kill, every other one to the dead API first.
+    expect(result.submits.connectionErrors, result.report).toBeGreaterThan(0);
+    expect(result.submits.requests, result.report).toBe(8 + result.submits.connectionErrors);
+    expect(result.passed, result.report).toBe(true);
+    console.info(result.report);
+  });
+
+  it(
+    "hands the relay and the reactor to the other process when the one of two holding the relay's lock is SIGKILLed in a batch: every event published and handled once",
+    { timeout: 300_000 },
+    async () => {
+      const result = await runDrill('events-kill', { ...clusterDrill, runs: 8, steps: 3, stepMs: 300, timeoutSeconds: 150 });
+      expect(result.counts, result.report).toEqual({ completed: 8, lost: 0, duplicated: 0, stuck: 0 });
+      expect(result.events.problems, result.report).toEqual([]);
+      expect(result.events.handledOnce, result.report).toBe(result.events.committed);
+      expect(result.timeline.map((e) => e.what), result.report).toEqual(
+        expect.arrayContaining([
+          expect.stringMatching(/^SIGKILL events-[01] \(pid \d+\) holding the relay's lock in a batch/),
+          expect.stringMatching(/^taken over by events-[01]: the \d+ events waiting at the kill published within \d+\.\ds/),
+        ]),
+      );
+      expect(result.passed, result.report).toBe(true);
+      console.info(result.report);
+    },
+  );
 });
