@@ -21,11 +21,11 @@
  * memory after each phase.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { tsToMs } from '@temporalio/common/lib/time';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
@@ -118,11 +118,13 @@ async function main(): Promise<void> {
   const client = new Client({ connection: await Connection.connect({ address: env.address }) });
 
   // The product's processes, configured as `npm start` configures them but for the ports and the
-  // services a run does not need: the event relay and reactor and the dispatcher, which work on
-  // their own clocks (the outbox's rows are written by the runs all the same).
+  // event relay and reactor, which work on their own clock (the outbox's rows are written by the
+  // runs all the same). The dispatcher stays in the worker: it starts a run the API had to leave
+  // queued (a dev server too slow to answer on a loaded machine).
   const profileDir = values['cpu-prof'] ? path.resolve(values['cpu-prof']) : null;
-  if (profileDir) mkdirSync(profileDir, { recursive: true });
-  const nodeArgs = (name: string) => (profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${name}.${Date.now()}.cpuprofile`] : []);
+  // A directory per process: node writes a profile per thread (the worker's workflow threads, tsx's
+  // loader thread), each named by its pid and thread id.
+  const nodeArgs = (name: string) => (profileDir ? ['--cpu-prof', '--cpu-prof-dir', path.join(profileDir, name)] : []);
   const productEnv = {
     DATABASE_URL: url.toString(),
     REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
@@ -145,7 +147,6 @@ async function main(): Promise<void> {
         WORKER_SDK_METRICS_PORT: '0',
         DATABASE_POOL_MAX: '20',
         EVENTS_IN_WORKER: 'false',
-        DISPATCHER_IN_WORKER: 'false',
       },
       { startTimeoutMs: START_TIMEOUT_MS, nodeArgs: nodeArgs('worker') },
     ),
@@ -182,16 +183,28 @@ async function main(): Promise<void> {
       });
       if (res.status !== 202) throw new Error(`submit answered ${res.status}`);
       const body = (await res.json()) as { runId: string; workflow: string };
-      // No dispatcher runs here: a run the API could not start would never finish.
-      if (body.workflow !== 'started') throw new Error(`run ${body.runId} was ${body.workflow}, not started`);
+      // The worker's dispatcher starts a run the API left queued.
+      if (body.workflow !== 'started' && body.workflow !== 'queued') throw new Error(`run ${body.runId} was ${body.workflow}, neither started nor queued`);
       return body.runId;
     },
     async finished(runId) {
-      await client.workflow.getHandle(runId).result();
+      await resultOnceStarted(runId);
       const [run] = await database.db.select({ phase: runs.phase }).from(runs).where(eq(runs.id, runId));
       if (run?.phase !== 'COMPLETED') throw new Error(`run ${runId} closed its workflow as ${run?.phase}, not COMPLETED`);
     },
   };
+  /** A queued run's workflow may not exist yet: it is waited for until the dispatcher started it. */
+  async function resultOnceStarted(runId: string): Promise<void> {
+    for (;;) {
+      try {
+        await client.workflow.getHandle(runId).result();
+        return;
+      } catch (err) {
+        if (!(err instanceof WorkflowNotFoundError)) throw err;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
   /** The bare baseline: the same steps' skill activities in a workflow this process starts directly (it stands for the bare run's API). */
   const bare: Flavour = {
     name: 'bare',
@@ -347,6 +360,7 @@ function run(): Promise<void> {
 
 run().catch(async (err: unknown) => {
   console.error(`bench failed: ${err instanceof Error ? err.stack : String(err)}`);
-  await Promise.all(children.map((c) => c.kill()));
+  // Stopped, not killed: a profile is still written.
+  await Promise.all(children.map((c) => c.stop(10_000)));
   process.exit(1);
 });
