@@ -10,13 +10,20 @@ import { owesLesson } from '../core/lessons';
 import { ackRollback, type CompensationInput } from './compensation';
 import type { ActivityDeps } from './deps';
 
+/** What the incident step recorded, and (for a run that records lessons) whether its contract owes a lesson. */
+export interface RecordedIncident {
+  incidentId: string;
+  owesLesson?: boolean;
+}
+
 export function createIncidentActivities({ db, metrics }: ActivityDeps) {
-  /** The incident domain's record of a run's outcome: a failure incident or an explicit "none". */
   /**
+   * The incident domain's record of a run's outcome: a failure incident or an explicit "none".
    * `lessons`: the run records lessons (its saga has the lesson step). Then the outcome recorded
-   * here, with the run's near misses, says whether the run owes one, and its contract says so.
+   * here, with the run's near misses, says whether the run owes one; its contract says so, and so
+   * does the answer (`owesLesson`), from which the saga decides whether to run the lesson step.
    */
-  async function createIncident(input: { runId: string; tenantId: string; outcome: RunOutcome; lessons?: boolean }): Promise<{ incidentId: string }> {
+  async function createIncident(input: { runId: string; tenantId: string; outcome: RunOutcome; lessons?: boolean }): Promise<RecordedIncident> {
     const { outcome } = input;
     const row: IncidentRow =
       outcome.kind === 'succeeded'
@@ -44,9 +51,11 @@ export function createIncidentActivities({ db, metrics }: ActivityDeps) {
     return db.transaction(async (tx) => {
       const { id, inserted } = await insertIncidentOnce(tx, row);
       await recordAck(tx, { runId: input.runId, action: CREATE_INCIDENT, status: 'OK', resultId: id });
-      if (input.lessons && owesLesson(outcome, await nearMissFacts(tx, input.runId))) await declareLessonOwed(tx, input.runId);
       metrics.domainWrites.inc({ domain: 'incidents', action: 'create_incident', result: inserted ? 'inserted' : 'existing' });
-      return { incidentId: id };
+      if (!input.lessons) return { incidentId: id };
+      const owes = owesLesson(outcome, await nearMissFacts(tx, input.runId));
+      if (owes) await declareLessonOwed(tx, input.runId);
+      return { incidentId: id, owesLesson: owes };
     });
   }
 

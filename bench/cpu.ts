@@ -33,8 +33,16 @@ function stat(pid: number): { ppid: number; cpuMs: number; comm: string } | null
 /** This process (every thread: JS, the SDK's Rust core, libuv). */
 export const thisProcess: CpuSource = { name: 'bench process (API + workers)', pids: async () => [process.pid] };
 
-/** Every process started under this one, but this one (the Temporal dev server and what it runs). */
-export function childrenOfThisProcess(name: string): CpuSource {
+/** One process of the product started by the bench (its API, its worker), while it lives. */
+export function oneProcess(name: string, pid: number): CpuSource {
+  return { name, pids: async () => [pid] };
+}
+
+/**
+ * Every process started under this one, but this one and those `excluded` (with what they started):
+ * the Temporal dev server and what it runs.
+ */
+export function childrenOfThisProcess(name: string, excluded: readonly number[] = []): CpuSource {
   return {
     name,
     async pids() {
@@ -46,10 +54,13 @@ export function childrenOfThisProcess(name: string): CpuSource {
         if (s) parents.set(pid, s.ppid);
       }
       const descends = (pid: number): boolean => {
-        for (let p = parents.get(pid); p !== undefined && p > 1; p = parents.get(p)) if (p === process.pid) return true;
+        for (let p = parents.get(pid); p !== undefined && p > 1; p = parents.get(p)) {
+          if (excluded.includes(p)) return false;
+          if (p === process.pid) return true;
+        }
         return false;
       };
-      return [...parents.keys()].filter((pid) => pid !== process.pid && descends(pid));
+      return [...parents.keys()].filter((pid) => pid !== process.pid && !excluded.includes(pid) && descends(pid));
     },
   };
 }
@@ -82,4 +93,14 @@ export function cpuBetween(before: CpuSample, after: CpuSample): Map<string, num
     spent.set(name, ms);
   }
   return spent;
+}
+
+/** A process's resident memory, MiB (`VmRSS` of /proc/<pid>/status); null once it is gone. */
+export function rssMiB(pid: number): number | null {
+  try {
+    const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+    return line ? Number(line.split(/\s+/)[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
 }

@@ -1,9 +1,10 @@
 /**
  * Benchmarks of the whole product on this machine: a Temporal dev server with the same file-backed
- * SQLite store and pragmas as `temporal-dev.sh`, a fresh Postgres database, the worker (prebuilt
- * bundle) and the API in this process, driven over HTTP.
+ * SQLite store and pragmas as `temporal-dev.sh`, a fresh Postgres database, and the product's API
+ * and worker as processes of their own (`api/main.ts`, `worker/main.ts`, as `npm start` runs them),
+ * driven over HTTP from this process.
  *
- *   npm run bench -- [--sequential 20] [--concurrent 50] [--steps 3] [--store file|memory]
+ *   npm run bench -- [--sequential 20] [--concurrent 50] [--steps 3] [--store file|memory] [--no-long-runs] [--cpu-prof DIR]
  *   npm run bench -- audit [--runs 100000,1000000] [--due-pct 1] [--keep]   (bench/audit.ts)
  *   npm run bench -- events [--events 1000] [--rate 200] [--burst 5000]      (bench/events.ts)
  *   npm run bench -- agent [--turns 20] [--runs 5] [--long 500]               (bench/agent.ts)
@@ -13,40 +14,35 @@
  *   npm run bench -- cluster [--workers 1,2,3] [--batch 60] [--dev-server]     (bench/cluster.ts)
  *
  * Every figure is printed for governed runs and for a bare baseline measured in the same run on the
- * same server (bench/bare: the same plan's skill activities and nothing else), with their ratio:
- * sequential submit-to-finished latency (p50/p95), submit-to-first-step-started (p50/p99), history
- * events per run, the rate of a concurrent batch, one 10-step and one 100-step run, and the
- * process's memory (workers, API and driver share it) after each phase.
+ * same server (bench/bare: the same plan's skill activities and nothing else, in a worker process of
+ * its own), with their ratio: sequential submit-to-finished latency (p50/p95),
+ * submit-to-first-step-started (p50/p99), history events per run, the rate of a concurrent batch,
+ * CPU time per run of every process involved, one 10-step and one 100-step run, and each process's
+ * memory after each phase.
  */
-import { ToolServers } from '../activities/tools/servers';
-import { DEFAULT_MAX_STEP_OUTPUT_BYTES } from '../core/outputs';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { tsToMs } from '@temporalio/common/lib/time';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
-import Redis from 'ioredis';
 import postgres from 'postgres';
-import { createActivities, type ActivityDeps } from '../activities';
-import { startBenchApi } from './api';
 import { RUN_SEARCH_ATTRIBUTES } from '../core/search-attributes';
 import { connectDatabase } from '../db/client';
 import { runMigrations } from '../db/migrate';
 import { runs } from '../db/schema';
 import { createTenant } from '../db/tenancy';
-import { createLogger } from '../lib/logger';
-import { createWorkerMetrics } from '../lib/metrics';
+import { freePort } from '../lib/listen';
 import { devServerTuningArgs, temporalCliPath } from '../testing/dev-server';
+import { startProductProcess, startWorkerProcess, type WorkerProcess } from '../testing/worker-process';
 import { executionsOf } from '../lib/temporal';
 import { buildWorkflowBundle } from '../worker/build-bundle';
-import { createWorker } from '../worker/create-worker';
 import { bareRunWorkflow } from './bare/workflows';
-import { childrenOfThisProcess, cpuBetween, sampleCpu, thisProcess, type CpuSource } from './cpu';
+import { childrenOfThisProcess, cpuBetween, oneProcess, rssMiB, sampleCpu, thisProcess, type CpuSource } from './cpu';
 
 /** `audit`, `events`, `agent`, `pushes`, `cli`, `retention` and `cluster` run the benchmarks of bench/<name>.ts, which parse their own options. */
 const SUITES = ['audit', 'events', 'agent', 'pushes', 'cli', 'retention', 'cluster'] as const;
@@ -63,6 +59,8 @@ const { values } = parseArgs({
     'untuned-server': { type: 'boolean', default: false },
     /** `--no-long-runs` leaves out the 10-, 100- and 1,000-step runs (for a profile of the batches). */
     'no-long-runs': { type: 'boolean', default: false },
+    /** Starts the API and the worker with `node --cpu-prof`, their profiles written into this directory when they stop. */
+    'cpu-prof': { type: 'string' },
   },
 });
 const SEQUENTIAL = Number(values.sequential);
@@ -75,20 +73,20 @@ interface Flavour {
   finished(runId: string): Promise<void>;
 }
 
+const TASK_QUEUE = 'bench';
 const BARE_TASK_QUEUE = 'bench-bare';
 /** Step counts of the single long runs: the issue's 10-step history target and a 100-step run. */
 const LONG_RUNS = values['no-long-runs'] ? [] : [10, 100];
 /** A run long enough to continue as new several times (`RUN_HISTORY_EVENTS_BOUND`). */
 const VERY_LONG_RUN = 1_000;
+/** Loading a process through tsx on a loaded 2-core machine may take tens of seconds. */
+const START_TIMEOUT_MS = 120_000;
+
+/** The product's processes the bench started, stopped however the bench ends. */
+const children: WorkerProcess[] = [];
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
-function memory(label: string): void {
-  const m = process.memoryUsage();
-  const mb = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MiB`;
-  console.log(`  memory ${label}: rss ${mb(m.rss)}, heap used ${mb(m.heapUsed)}`);
 }
 
 async function main(): Promise<void> {
@@ -115,40 +113,58 @@ async function main(): Promise<void> {
   const url = new URL(admin);
   url.pathname = `/${dbName}`;
   await runMigrations(url.toString());
-  const database = connectDatabase(url.toString(), { max: 20 });
-  const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
-  const logger = createLogger('bench', 'silent');
-  const taskQueue = 'bench';
-
+  // This process's own reads: the tenant it creates and each governed run's final phase.
+  const database = connectDatabase(url.toString(), { max: 2 });
   const client = new Client({ connection: await Connection.connect({ address: env.address }) });
-  const deps: ActivityDeps = {
-    db: database.db,
-    metrics: createWorkerMetrics(),
-    logger,
-    llm: { baseUrl: 'http://127.0.0.1:9/v1', model: 'x', timeoutMs: 1000 },
-    temporal: client,
-    tools: await ToolServers.connect({}, { logger }),
-    limits: { maxStepOutputBytes: DEFAULT_MAX_STEP_OUTPUT_BYTES },
-  };
-  const worker = await createWorker({
-    connection: await NativeConnection.connect({ address: env.address }),
-    namespace: 'default',
-    taskQueue,
-    workflowBundlePath: await buildWorkflowBundle(path.join(work, 'bundle.js')),
-    deps,
-  });
-  const workerRun = worker.run();
-  const { server, base } = await startBenchApi({ db: database.db, temporal: client, redis, logger, taskQueue: taskQueue });
-  const { apiKey } = await createTenant(database.db, { name: `bench-${Date.now()}`, policy: { maxSteps: 1000 } });
 
-  const bareWorker = await Worker.create({
-    connection: await NativeConnection.connect({ address: env.address }),
-    namespace: 'default',
-    taskQueue: BARE_TASK_QUEUE,
-    workflowsPath: require.resolve('./bare/workflows'),
-    activities: createActivities(deps),
-  });
-  const bareWorkerRun = bareWorker.run();
+  // The product's processes, configured as `npm start` configures them but for the ports and the
+  // event relay and reactor, which work on their own clock (the outbox's rows are written by the
+  // runs all the same). The dispatcher stays in the worker: it starts a run the API had to leave
+  // queued (a dev server too slow to answer on a loaded machine).
+  const profileDir = values['cpu-prof'] ? path.resolve(values['cpu-prof']) : null;
+  // A directory per process: node writes a profile per thread (the worker's workflow threads, tsx's
+  // loader thread), each named by its pid and thread id.
+  const nodeArgs = (name: string) => (profileDir ? ['--cpu-prof', '--cpu-prof-dir', path.join(profileDir, name)] : []);
+  const productEnv = {
+    DATABASE_URL: url.toString(),
+    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    TEMPORAL_ADDRESS: env.address,
+    TEMPORAL_TASK_QUEUE: TASK_QUEUE,
+    LOG_LEVEL: 'warn',
+  };
+  const started = async (child: Promise<WorkerProcess>) => {
+    const process_ = await child;
+    children.push(process_);
+    return process_;
+  };
+  const worker = await started(
+    startWorkerProcess(
+      {
+        ...productEnv,
+        LOG_LEVEL: 'info',
+        WORKFLOW_BUNDLE_PATH: await buildWorkflowBundle(path.join(work, 'bundle.js')),
+        WORKER_METRICS_PORT: '0',
+        WORKER_SDK_METRICS_PORT: '0',
+        DATABASE_POOL_MAX: '20',
+        EVENTS_IN_WORKER: 'false',
+      },
+      { startTimeoutMs: START_TIMEOUT_MS, nodeArgs: nodeArgs('worker') },
+    ),
+  );
+  const apiPort = await freePort();
+  const api = await started(
+    startProductProcess(
+      path.join('api', 'main.ts'),
+      'api listening',
+      { ...productEnv, LOG_LEVEL: 'info', API_PORT: String(apiPort), API_HOST: '127.0.0.1', OBSERVABILITY_MODE: 'DEGRADED', API_RATE_LIMIT_PER_MINUTE: '1000000' },
+      { startTimeoutMs: START_TIMEOUT_MS, nodeArgs: nodeArgs('api') },
+    ),
+  );
+  const bareWorker = await started(
+    startProductProcess(path.join('bench', 'bare', 'worker.ts'), 'bare worker started', { ...productEnv, LOG_LEVEL: 'info', TEMPORAL_TASK_QUEUE: BARE_TASK_QUEUE }, { startTimeoutMs: START_TIMEOUT_MS }),
+  );
+  const base = `http://127.0.0.1:${apiPort}`;
+  const { apiKey } = await createTenant(database.db, { name: `bench-${Date.now()}`, policy: { maxSteps: 1000 } });
 
   const planOf = (steps: number) => Array.from({ length: steps }, (_, i) => ({ skill: 'sim.llm' as const, input: { prompt: `bench step ${i}` } }));
 
@@ -167,17 +183,29 @@ async function main(): Promise<void> {
       });
       if (res.status !== 202) throw new Error(`submit answered ${res.status}`);
       const body = (await res.json()) as { runId: string; workflow: string };
-      // No dispatcher runs here: a run the API could not start would never finish.
-      if (body.workflow !== 'started') throw new Error(`run ${body.runId} was ${body.workflow}, not started`);
+      // The worker's dispatcher starts a run the API left queued.
+      if (body.workflow !== 'started' && body.workflow !== 'queued') throw new Error(`run ${body.runId} was ${body.workflow}, neither started nor queued`);
       return body.runId;
     },
     async finished(runId) {
-      await client.workflow.getHandle(runId).result();
+      await resultOnceStarted(runId);
       const [run] = await database.db.select({ phase: runs.phase }).from(runs).where(eq(runs.id, runId));
       if (run?.phase !== 'COMPLETED') throw new Error(`run ${runId} closed its workflow as ${run?.phase}, not COMPLETED`);
     },
   };
-  /** The bare baseline: the same steps' skill activities in a workflow started directly. */
+  /** A queued run's workflow may not exist yet: it is waited for until the dispatcher started it. */
+  async function resultOnceStarted(runId: string): Promise<void> {
+    for (;;) {
+      try {
+        await client.workflow.getHandle(runId).result();
+        return;
+      } catch (err) {
+        if (!(err instanceof WorkflowNotFoundError)) throw err;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+  /** The bare baseline: the same steps' skill activities in a workflow this process starts directly (it stands for the bare run's API). */
   const bare: Flavour = {
     name: 'bare',
     async start(steps) {
@@ -227,14 +255,23 @@ async function main(): Promise<void> {
   const ms = (n: number) => `${n.toFixed(0)} ms`;
   const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
 
-  // CPU time per run, by process: this one (API, both workers, the driver), the dev server, and the
-  // Postgres backends serving the bench's database.
+  // CPU time per run, by process: the API, each worker, the dev server, the Postgres backends
+  // serving the bench's database, and this process (the client: its HTTP requests and the bare
+  // runs' starts, and both flavours' waits).
   const pgAdmin = postgres(admin, { max: 1, onnotice: () => {} });
   const pgBackends: CpuSource = {
-    name: 'Postgres backends',
+    name: 'Postgres',
     pids: async () => (await pgAdmin<{ pid: number }[]>`select pid from pg_stat_activity where datname = ${dbName}`).map((r) => r.pid),
   };
-  const cpuSources = [thisProcess, childrenOfThisProcess('Temporal dev server'), pgBackends];
+  const productPids = children.map((c) => c.pid);
+  const cpuSources = [
+    oneProcess('API', api.pid),
+    oneProcess('worker', worker.pid),
+    oneProcess('bare worker', bareWorker.pid),
+    childrenOfThisProcess('dev server', productPids),
+    pgBackends,
+    { ...thisProcess, name: 'bench client' },
+  ];
   async function withCpu<T>(runsMeasured: number, work: () => Promise<T>): Promise<{ result: T; perRun: Map<string, number> }> {
     const before = await sampleCpu(cpuSources);
     const result = await work();
@@ -248,7 +285,13 @@ async function main(): Promise<void> {
     const b = totalOf(bareCpu);
     return `    CPU-ms per run (${label}), governed / bare: ${parts.join('; ')}; all ${g.toFixed(1)} / ${b.toFixed(1)}, governed/bare ${ratio(g, b)}`;
   }
-  console.log(`governed runs benchmark: ${STEPS}-step sim.llm runs, dev server store: ${values.store}${values['untuned-server'] ? ' (untuned)' : ''}, ${os.cpus().length} cores`);
+  function memory(label: string): void {
+    const rss = [['API', api.pid], ['worker', worker.pid], ['bare worker', bareWorker.pid], ['bench client', process.pid]] as const;
+    console.log(`  memory ${label} (RSS): ${rss.map(([name, pid]) => `${name} ${rssMiB(pid)?.toFixed(0) ?? '-'} MiB`).join(', ')}`);
+  }
+  console.log(
+    `governed runs benchmark: ${STEPS}-step sim.llm runs, API pid ${api.pid}, worker pid ${worker.pid}, bare worker pid ${bareWorker.pid}, dev server store: ${values.store}${values['untuned-server'] ? ' (untuned)' : ''}, ${os.cpus().length} cores`,
+  );
   memory('after start');
   // Warm-up: bundle load, first workflow task, connection pools.
   for (const flavour of [governed, bare]) await measure(flavour, STEPS);
@@ -287,14 +330,13 @@ async function main(): Promise<void> {
     console.log(
       `  one ${VERY_LONG_RUN}-step governed run: ${ms(latencyMs)}, ${executions.length} executions (continued as new), events per execution ${executions.join(', ')}; largest ${Math.max(...executions)} (Temporal warns at 10,240)`,
     );
+    memory('after long runs');
   }
-  memory('after long runs');
 
-  server.close();
-  worker.shutdown();
-  bareWorker.shutdown();
-  await Promise.all([workerRun, bareWorkerRun]);
-  redis.disconnect();
+  // Stopped as an operator stops them, so that a profile gets written.
+  await Promise.all(children.map((c) => c.stop(30_000)));
+  if (profileDir) console.log(`  CPU profiles of the API and the worker in ${profileDir}`);
+  await client.connection.close();
   await database.close();
   await env.teardown();
   await pgAdmin.end();
@@ -316,7 +358,9 @@ function run(): Promise<void> {
   return main();
 }
 
-run().catch((err: unknown) => {
+run().catch(async (err: unknown) => {
   console.error(`bench failed: ${err instanceof Error ? err.stack : String(err)}`);
+  // Stopped, not killed: a profile is still written.
+  await Promise.all(children.map((c) => c.stop(10_000)));
   process.exit(1);
 });

@@ -14,6 +14,8 @@ export interface WorkerProcess {
   readonly exited: Promise<void>;
   /** SIGKILL, the way a machine dies: no shutdown, no drained tasks. */
   kill(): Promise<void>;
+  /** SIGTERM, the way an operator stops it (what it writes on exit, a `--cpu-prof` profile, gets written); SIGKILL after `graceMs`. */
+  stop(graceMs: number): Promise<void>;
 }
 
 /**
@@ -25,10 +27,10 @@ export async function startProductProcess(
   entry: string,
   startedLine: string,
   env: NodeJS.ProcessEnv,
-  options: { startTimeoutMs?: number; onOutput?: (chunk: string) => void } = {},
+  options: { startTimeoutMs?: number; onOutput?: (chunk: string) => void; nodeArgs?: readonly string[] } = {},
 ): Promise<WorkerProcess> {
   const name = path.basename(path.dirname(entry));
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, entry)], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', path.join(root, entry)], {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -72,10 +74,17 @@ export async function startProductProcess(
       child.kill('SIGKILL');
       await exited;
     },
+    async stop(graceMs) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
   };
 }
 
 /** The production worker (`worker/main.ts`), once it logged "worker started". */
-export function startWorkerProcess(env: NodeJS.ProcessEnv, options: { startTimeoutMs?: number; onOutput?: (chunk: string) => void } = {}): Promise<WorkerProcess> {
+export function startWorkerProcess(env: NodeJS.ProcessEnv, options: { startTimeoutMs?: number; onOutput?: (chunk: string) => void; nodeArgs?: readonly string[] } = {}): Promise<WorkerProcess> {
   return startProductProcess(path.join('worker', 'main.ts'), 'worker started', env, options);
 }

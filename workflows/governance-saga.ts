@@ -3,6 +3,7 @@ import { sagaEventKey, type OutboundEvent } from '../core/events';
 import type { RunOutcome } from '../core/outcome';
 import type { RunPhase } from '../core/phases';
 import type { SagaPhase } from '../core/saga';
+import type { RecordedIncident } from '../activities/incidents';
 import type { RecordedLesson } from '../activities/lessons';
 import type { DomainWrites } from './activity-proxies';
 import type { RunState } from './messages';
@@ -26,8 +27,8 @@ export interface SagaContext {
 }
 
 /**
- * The transaction coordinator as a saga (seed FIX-001): the incident, the policy evaluation and
- * the trace completion, each a write of its own domain. Each compensation is registered before its
+ * The transaction coordinator as a saga (seed FIX-001): the incident, the policy evaluation, the
+ * lesson (when the run owes one) and the trace completion, each a write of its own domain. Each compensation is registered before its
  * step, because a step can commit and still time out; on a failure they run newest first, cope
  * with nothing to undo, and mark what was written as rolled back (never deleted).
  */
@@ -37,7 +38,7 @@ export async function runGovernanceSaga(ctx: SagaContext, outcome: RunOutcome): 
   const learns = ctx.patches.has('lessonsLearned');
   try {
     compensations.unshift({ undoes: 'INCIDENT_CREATED', undo: domain.rollbackIncident });
-    await domain.createIncident({ runId, tenantId, outcome, ...(learns ? { lessons: true } : {}) });
+    const incident = await domain.createIncident({ runId, tenantId, outcome, ...(learns ? { lessons: true } : {}) });
     ctx.setSagaPhase('INCIDENT_CREATED');
 
     compensations.unshift({ undoes: 'POLICY_EVALUATED', undo: domain.rollbackPolicyEvaluation });
@@ -45,7 +46,12 @@ export async function runGovernanceSaga(ctx: SagaContext, outcome: RunOutcome): 
     ctx.setSagaPhase('POLICY_EVALUATED');
 
     let lesson: RecordedLesson = { lessonId: null };
-    if (learns) {
+    // The incident step declared the lesson in the contract by the same rule the lesson step
+    // follows, so a run it found owing none has nothing for that step to write. An answer missing
+    // (from a worker older than the answer, or no answer at all in a recorded history) counts as
+    // owing one.
+    const owesNoLesson = (incident as RecordedIncident | undefined)?.owesLesson === false;
+    if (learns && !(owesNoLesson && ctx.patches.has('lessonsOnlyWhenLearned'))) {
       compensations.unshift({ undoes: 'LESSON_RECORDED', undo: domain.rollbackLesson });
       const { costUsd, stepsCompleted } = ctx.progress();
       lesson = await domain.recordLesson({

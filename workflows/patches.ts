@@ -51,8 +51,8 @@ export const RUN_PATCHES = {
   signalsBounded: 'signals-bounded',
   /**
    * Runs started before bounded a chat step by its named model's price (or the default's); a
-   * provider billing a dearer model could take them over the bound. Asked on its own, only by
-   * runs with such a step, when it is first predicted.
+   * provider billing a dearer model could take them over the bound. Asked on its own (before
+   * baseline 2026-12-04), only by runs with such a step, when it is first predicted.
    */
   priceBoundAtDearestRate: 'price-bound-at-dearest-rate',
   /**
@@ -68,17 +68,25 @@ export const RUN_PATCHES = {
   suspensionStopsPausedRun: 'suspension-stops-paused-run',
   /**
    * Runs started before refused a resume that came while a pause they had accepted mid-step was
-   * not yet held, and then paused at the next boundary with no resume to come. Asked on its own,
-   * only when a resume finds such a pause.
+   * not yet held, and then paused at the next boundary with no resume to come. Asked on its own
+   * (before baseline 2026-12-04), only when a resume finds such a pause.
    */
   resumeWithdrawsPendingPause: 'resume-withdraws-a-pending-pause',
   /**
    * Runs started before learned nothing from how they ended; now the governance saga records the
    * run's lesson (a step with its own compensation) between the policy evaluation and the trace
    * completion, and the incident step declares the lesson in the run's audit contract when the run
-   * owes one. Asked on its own, when the saga starts.
+   * owes one. Asked on its own (by runs recorded before baseline 2026-12-04), when the saga starts.
    */
   lessonsLearned: 'lessons-learned',
+  /**
+   * Runs started before ran the saga's lesson step for every run, one that had nothing to teach
+   * included (the step wrote nothing then, but cost the run an activity and its history a marker);
+   * now the saga skips it when the incident step, which decides from the same rule whether the
+   * run's contract owes a lesson, answered that it owes none. Asked on its own (by runs recorded
+   * before baseline 2026-12-04) only when the incident step answered so.
+   */
+  lessonsOnlyWhenLearned: 'lessons-only-when-learned',
 } as const;
 
 export type RunPatch = keyof typeof RUN_PATCHES;
@@ -111,6 +119,7 @@ export const PATCH_RELEASED: Readonly<Record<RunPatch, string>> = {
   thresholdPauseByTheRun: '2026-12-03',
   resumeWithdrawsPendingPause: '2026-12-03',
   lessonsLearned: '2026-12-03',
+  lessonsOnlyWhenLearned: '2026-12-04',
 };
 
 /** Whether a patch may retire, given what the namespace says (see `PATCH_RELEASED`). */
@@ -150,6 +159,22 @@ const BASELINE_2026_12 = {
 };
 
 /**
+ * The baseline of runs started since the saga skips a lesson step with nothing to record: every
+ * patch above, those a run used to ask for on its own included (each of which cost a run that
+ * took its branch a marker and an upsert).
+ */
+const BASELINE_2026_12_04 = {
+  id: 'run-baseline-2026-12-04',
+  includes: new Set<RunPatch>([
+    ...BASELINE_2026_12.includes,
+    'priceBoundAtDearestRate',
+    'resumeWithdrawsPendingPause',
+    'lessonsLearned',
+    'lessonsOnlyWhenLearned',
+  ]),
+};
+
+/**
  * Which patched behaviours this run has. A run started on today's code has all of the baseline's
  * (one marker, asked for first, when the run is created); a run recorded before it asks for each
  * patch where the behaviour begins, as it always did, and replays as it ran.
@@ -157,7 +182,13 @@ const BASELINE_2026_12 = {
 export class RunPatches {
   // The newest baseline first: a run that recorded it asks for no other, and one recorded before
   // it replays with the marker it has (an absent marker answers false without being recorded).
-  private readonly baseline = patched(BASELINE_2026_12.id) ? BASELINE_2026_12 : patched(BASELINE_2026_11.id) ? BASELINE_2026_11 : null;
+  private readonly baseline = patched(BASELINE_2026_12_04.id)
+    ? BASELINE_2026_12_04
+    : patched(BASELINE_2026_12.id)
+      ? BASELINE_2026_12
+      : patched(BASELINE_2026_11.id)
+        ? BASELINE_2026_11
+        : null;
 
   has(patch: RunPatch): boolean {
     return Boolean(this.baseline?.includes.has(patch)) || patched(RUN_PATCHES[patch]);

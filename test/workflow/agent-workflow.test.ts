@@ -213,6 +213,8 @@ describe('a tool call that needs approval', () => {
     expect(world.named('callTool')).toHaveLength(0);
     expect(world.named('resolveToolCalls')[0]!.calls).toEqual([expect.objectContaining({ resolution: 'denied', message: expect.stringContaining('not today') })]);
     expect(world.named('recordResume')[0]).toMatchObject({ kind: 'deny', approval: { decision: 'deny' } });
+    // A denied call is a near miss: the run owes a lesson though it completed, and its saga records it.
+    expect(world.named('recordLesson')).toHaveLength(1);
     recordForReplay(handle.workflowId, 'agent-denial');
   });
 

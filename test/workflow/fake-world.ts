@@ -7,6 +7,9 @@
 import type { PolicyCheckRequest, PolicyCheckResponse, StepResult, RunStepInput, StepRecord, AgentTurnInput, AgentTurnResult, ToolCallInput, ToolCallRecord, UnrunToolCall } from '../../core/contracts';
 import { randomUUID } from 'node:crypto';
 import type { RecordLessonInput, RecordedLesson } from '../../activities/lessons';
+import type { RecordedIncident } from '../../activities/incidents';
+import { owesLesson, type NearMissFacts } from '../../core/lessons';
+import type { RunOutcome } from '../../core/outcome';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Activities } from '../../activities';
 import { simulateCompletion } from '../../activities/skills/sim';
@@ -90,6 +93,17 @@ export function newWorld(runId: string): FakeRunWorld {
   return world;
 }
 
+/** The near misses the lesson rule reads, from what this world's tool calls answered and the pauses that timed out. */
+function nearMissFactsOf(world: FakeRunWorld): NearMissFacts {
+  const called = world.named('callTool').map((call) => {
+    const turn = turnOf(world, Number(call.turn));
+    const tool = 'calls' in turn ? (turn.calls[Number(call.callIndex)]?.tool ?? null) : null;
+    return { stepIndex: Number(call.stepIndex), tool, resolution: (tool ? world.toolResolutions.get(tool) : undefined) ?? 'ok', spendUsd: 0 };
+  });
+  const unrun = world.named('resolveToolCalls').flatMap((batch) => (batch.calls as UnrunToolCall[]).map((c) => ({ stepIndex: c.stepIndex, tool: c.tool, resolution: c.resolution, spendUsd: 0 })));
+  return { toolCalls: [...called, ...unrun], budgetWarning: null, pauseTimeouts: world.named('recordPauseTimeout').map(() => ({ detail: null })) };
+}
+
 function record(activity: string, input: { runId: string }): FakeRunWorld {
   const world = worlds.get(input.runId)!;
   world.calls.push({ activity, input: input as unknown as Record<string, unknown> });
@@ -120,7 +134,6 @@ const writes = [
   'recordTraceStartFailure',
   'recordTransition',
   'recordTraceStep',
-  'createIncident',
   'evaluatePolicy',
   'completeTrace',
   'createRunLog',
@@ -187,6 +200,12 @@ export const fakeActivities = {
     const tool = 'calls' in turn ? turn.calls[input.callIndex]?.tool : null;
     const resolution = (tool ? world.toolResolutions.get(tool) : undefined) ?? 'ok';
     return { resolution, output: ref('result'), costUsd: input.priceUsd, durationMs: 1, thresholdCrossed: false };
+  },
+  /** The run's outcome recorded; whether it owes a lesson, by the real rule over the near misses this world saw. */
+  async createIncident(input: { runId: string; tenantId: string; outcome: RunOutcome; lessons?: boolean }): Promise<RecordedIncident> {
+    const world = record('createIncident', input);
+    const incidentId = `incident-${input.runId}`;
+    return input.lessons ? { incidentId, owesLesson: owesLesson(input.outcome, nearMissFactsOf(world)) } : { incidentId };
   },
   /** A failed run teaches a lesson (filed under its code); a run that succeeded, in this world, none. */
   async recordLesson(input: RecordLessonInput): Promise<RecordedLesson> {

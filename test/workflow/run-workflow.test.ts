@@ -214,7 +214,8 @@ describe('the run workflow against fake activities', () => {
   });
 
   it('rolls the saga back newest first when a step of it fails for good', async () => {
-    const { handle, world } = await startRun(plan(1));
+    // A failed run, so that its saga has all four steps (a lesson among them) to undo.
+    const { handle, world } = await startRun(plan(1, { fail: true }));
     world.failing.add('completeTrace');
     const state = await finalRunState(handle);
     expect(state).toMatchObject({ phase: 'FAILED', sagaPhase: 'ROLLED_BACK', error: { code: 'GOVERNANCE_ERROR' } });
@@ -238,12 +239,27 @@ describe('the run workflow against fake activities', () => {
     expect(world.named('recordLesson')[0]).toMatchObject({ outcome: { code: 'STEP_FAILED' }, end: { phase: 'EXECUTING', stepIndex: 0, costUsd: 0 } });
     const events = world.named('completeTrace')[0]!.events as { topic: string; payload: Record<string, unknown> }[];
     expect(events.filter((e) => e.topic === 'lesson.recorded').map((e) => e.payload)).toEqual([expect.objectContaining({ code: 'STEP_FAILED', stepIndex: 0 })]);
-    // A run that succeeded has no lesson to announce.
-    const clean = await startRun(plan(1));
-    await finalRunState(clean.handle);
-    expect(clean.world.named('recordLesson')).toHaveLength(1);
-    expect((clean.world.named('completeTrace')[0]!.events as { topic: string }[]).map((e) => e.topic)).not.toContain('lesson.recorded');
     recordForReplay(handle.workflowId, 'path-lesson-recorded');
+  });
+
+  it('skips the lesson step of a run the incident step found owing no lesson, and leaves its saga phase where it stood', async () => {
+    const clean = await startRun(plan(1));
+    const state = await finalRunState(clean.handle);
+    expect(state).toMatchObject({ phase: 'COMPLETED', sagaPhase: 'EVENTS_PUBLISHED' });
+    expect(clean.world.calls.map((c) => c.activity).filter((a) => [...SAGA, 'recordLesson'].includes(a))).toEqual(SAGA);
+    expect(clean.world.named('createIncident')[0]).toMatchObject({ lessons: true });
+    expect((clean.world.named('completeTrace')[0]!.events as { topic: string }[]).map((e) => e.topic)).not.toContain('lesson.recorded');
+    // A person's stop teaches nothing either.
+    const stopped = await startRun(plan(2));
+    await whileFirstStepRuns(stopped.world, () => stopped.handle.signal(stopSignal, { reason: 'enough', actor: 'ops', authority: 'TENANT_ADMIN' }));
+    expect(await finalRunState(stopped.handle)).toMatchObject({ error: { code: 'STOPPED' } });
+    expect(stopped.world.named('recordLesson')).toHaveLength(0);
+    // A saga rolled back after a skipped lesson step has no lesson to undo.
+    const rolledBack = await startRun(plan(1));
+    rolledBack.world.failing.add('completeTrace');
+    expect(await finalRunState(rolledBack.handle)).toMatchObject({ sagaPhase: 'ROLLED_BACK' });
+    expect(rolledBack.world.calls.map((c) => c.activity).filter((a) => a.startsWith('rollback'))).toEqual(['rollbackTraceCompletion', 'rollbackPolicyEvaluation', 'rollbackIncident']);
+    recordForReplay(clean.handle.workflowId, 'path-lesson-skipped');
   });
 
   it('finalizes the run when a compensation gives up, after running the others', async () => {
