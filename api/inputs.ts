@@ -1,3 +1,7 @@
+/**
+ * What the routes read beside their path: each query and body schema the contract names
+ * (`api/contract.ts`), which validates them before a handler runs and publishes them as OpenAPI.
+ */
 import { z } from 'zod';
 import { AUDIT_CHECKS, AUDIT_VERDICTS } from '../core/audit-reconciliation';
 import { SUPPRESSION_REASONS } from '../core/alerts';
@@ -7,11 +11,6 @@ import { RUN_PHASES, RUN_STATUSES } from '../core/phases';
 import { REQUESTABLE_PAUSE_REASONS } from '../core/policy-check';
 import type { RetentionSettings } from '../core/retention';
 import { alerts } from '../db/schema';
-
-/**
- * What the routes read beside their path: each query and body schema the contract names
- * (`api/contract.ts`), which validates them before a handler runs and publishes them as OpenAPI.
- */
 
 const limit = (max: number, fallback: number) => z.coerce.number().int().min(1).max(max).default(fallback);
 const cursor = z.string().max(200).optional();

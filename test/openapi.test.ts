@@ -32,20 +32,6 @@ describe('the router built from the contract', () => {
     }
   });
 
-  it('checks each path parameter against the contract before the handler runs', async () => {
-    const tenant = await stack.createTenant();
-    const withParams = API_ROUTES.filter((route) => route.path.includes(':'));
-    expect(withParams.length).toBeGreaterThan(10);
-    for (const route of withParams) {
-      const res = await stack.request(route.method.toUpperCase(), pathOf(route, false), { apiKey: tenant.apiKey });
-      expect({ route: route.path, status: res.status, code: res.body.code }).toEqual({ route: route.path, status: 400, code: 'VALIDATION_FAILED' });
-    }
-    const push = await stack.request('GET', '/api/v1/tenant/pushes/0', { apiKey: tenant.apiKey });
-    expect(push.body.detail).toBe("push id must be a positive whole number, not '0'");
-    const step = await stack.request('GET', `${pathOf(API_ROUTES.find((r) => r.path.includes(':stepIndex'))!, true).replace(/\/1\/output$/, '/-1/output')}`, { apiKey: tenant.apiKey });
-    expect(step.body.detail).toBe('step index must be a whole number from 0 (the first step)');
-  });
-
   it('answers ROUTE_NOT_FOUND to anything the contract does not name, whoever asks', async () => {
     const tenant = await stack.createTenant();
     const viewer = await stack.createKey(tenant.tenantId, 'viewer');
