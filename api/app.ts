@@ -6,29 +6,30 @@ import type { Db } from '../db/client';
 import { loadConfig } from '../lib/config';
 import type { Logger } from '../lib/logger';
 import type { ApiMetrics } from '../lib/metrics';
-import { alertRoutes } from './alerts';
-import { auditRoutes } from './audit';
-import { costRoutes } from './costs';
-import { retentionRoutes } from './retention';
+import { alertHandlers } from './alerts';
+import { approvalHandlers } from './approvals';
+import { auditHandlers } from './audit';
 import { authenticate } from './auth';
 import { authLimitsOf, createAuthThrottle, type AuthLimits } from './auth-throttle';
 import { boundTemporalCalls } from './deadline';
 import { drainUnreadBodies } from './drain-body';
 import { errorHandler, HttpError } from './errors';
 import { auditPassAge, healthCheck, withinCheckTimeout } from './health';
+import { costHandlers } from './costs';
 import { httpMetrics } from './http-metrics';
-import { incidentRoutes } from './incidents';
-import { lessonRoutes } from './lessons';
-import { approvalRoutes } from './approvals';
+import { incidentHandlers } from './incidents';
+import { lessonHandlers } from './lessons';
 import { openApiDocument } from './openapi';
-import { outputRoutes } from './outputs';
-import { policyRoutes } from './policies';
+import { outputHandlers } from './outputs';
+import { policyHandlers } from './policies';
 import { controlLimitsOf, createControlGuards, limitControlsPerKey, type ControlLimits } from './rate-limit';
 import { SharedControlState } from './shared-counters';
 import { rejectUnsafeInput } from './request-guard';
 import { limitRequestsPerKey } from './request-limit';
-import { runControlRoutes } from './run-controls';
-import { runRoutes } from './runs';
+import { retentionHandlers } from './retention';
+import { PUBLIC_ROUTES, TENANT_ROUTES, routerOf, type RouteHandlers } from './router';
+import { runControlHandlers } from './run-controls';
+import { runHandlers } from './runs';
 
 export interface ApiDeps {
   db: Db;
@@ -83,17 +84,37 @@ export function createApp(deps: ApiDeps): Express {
   app.use(drainUnreadBodies());
   app.use(httpMetrics(deps.metrics));
 
-  app.get('/healthz', healthCheck(deps));
-
-  app.get('/metrics', async (_req, res) => {
-    deps.metrics.auditLastPassAge.set((await withinCheckTimeout(auditPassAge(deps.db)).catch(() => null)) ?? -1);
-    res.set('content-type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
-  });
-
+  // Counters in Redis shared by every copy of the API, for the request, failed-key and control limits alike.
+  const limitState = new SharedControlState(deps.redis, deps.logger, Date.now, { what: 'the request, control and failed API key limits and the coalescing of controls' });
+  const controls = createControlGuards({ redis: deps.redis, logger: deps.logger, limits: deps.controlLimits ?? controlLimitsOf(loadConfig()), state: limitState });
+  const health = healthCheck(deps);
   const openApi = openApiDocument();
-  app.get('/api/v1/openapi.json', (_req, res) => {
-    res.json(openApi);
-  });
+  // Every route of the contract has its handler here, and nothing else does: the compiler holds them to it.
+  const handlers: RouteHandlers = {
+    health: async (_input, res, req) => {
+      await health(req, res, () => undefined);
+    },
+    metrics: async (_input, res) => {
+      deps.metrics.auditLastPassAge.set((await withinCheckTimeout(auditPassAge(deps.db)).catch(() => null)) ?? -1);
+      res.set('content-type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+    },
+    openApi: (_input, res) => {
+      res.json(openApi);
+    },
+    ...runHandlers(deps),
+    ...outputHandlers(deps),
+    ...runControlHandlers({ ...deps, controls }),
+    ...auditHandlers(deps),
+    ...approvalHandlers(deps),
+    ...policyHandlers(deps),
+    ...incidentHandlers(deps),
+    ...alertHandlers(deps),
+    ...costHandlers(deps),
+    ...retentionHandlers(deps),
+    ...lessonHandlers(deps),
+  };
+
+  app.use(routerOf(PUBLIC_ROUTES, handlers));
 
   // Everything past here is a tenant's data (runs, outputs, approvals, audit, incidents, policies,
   // alerts) or an answer about a key: no cache, shared or private, may keep a copy.
@@ -101,8 +122,6 @@ export function createApp(deps: ApiDeps): Express {
     res.set('Cache-Control', 'no-store');
     next();
   });
-  // Counters in Redis shared by every copy of the API, for the request, failed-key and control limits alike.
-  const limitState = new SharedControlState(deps.redis, deps.logger, Date.now, { what: 'the request, control and failed API key limits and the coalescing of controls' });
   const authThrottle = createAuthThrottle({ state: limitState, limits: deps.authLimits ?? authLimitsOf(loadConfig()) });
   // Who is asking first: authentication reads only the Authorization header, and nobody without
   // a key gets the body parser (decompression, a body up to the limit) to work for them.
@@ -116,17 +135,11 @@ export function createApp(deps: ApiDeps): Express {
     next();
   });
   app.use('/api/v1', rejectUnsafeInput(), boundTemporalCalls(deps.temporal.connection, deps.temporalDeadlineMs));
-  // Before the run routes: reading a run's audit is not a control action, viewers may do it.
-  app.use('/api/v1', auditRoutes(deps));
-  const controls = createControlGuards({ redis: deps.redis, logger: deps.logger, limits: deps.controlLimits ?? controlLimitsOf(loadConfig()), state: limitState });
-  app.use('/api/v1/runs', runRoutes(deps), outputRoutes(deps), runControlRoutes({ ...deps, controls }));
-  // The tenant-wide pause and resume count against the caller's control limit, as a run's controls do.
-  for (const path of ['/api/v1/tenant/pause', '/api/v1/tenant/resume']) app.post(path, limitControlsPerKey(controls.limiter));
-  app.use('/api/v1', policyRoutes(deps));
-  app.use('/api/v1', incidentRoutes(deps), alertRoutes(deps), approvalRoutes(deps));
-  app.use('/api/v1', costRoutes(deps));
-  app.use('/api/v1', retentionRoutes(deps));
-  app.use('/api/v1', lessonRoutes(deps));
+  // Each route's roles and input are checked as the contract says (`api/router.ts`). The tenant-wide
+  // pause and resume count against the caller's control limit first, as a run's controls do once
+  // their input is read (`api/run-controls.ts`).
+  const controlLimit = [limitControlsPerKey(controls.limiter)];
+  app.use(routerOf(TENANT_ROUTES, handlers, { pauseTenant: controlLimit, resumeTenant: controlLimit }));
 
   app.use((req, _res) => {
     throw new HttpError('ROUTE_NOT_FOUND', `no route for ${req.method} ${req.path}`);

@@ -74,13 +74,3 @@ export function authenticate(db: Db, throttle?: AuthThrottle): RequestHandler {
     next();
   };
 }
-
-export function requireRole(...roles: ApiRole[]): RequestHandler {
-  return (_req, res, next) => {
-    const caller = callerOf(res);
-    if (!roles.includes(caller.role)) {
-      throw new HttpError('ROLE_NOT_ALLOWED', `role '${caller.role}' may not do this (needs ${roles.join(' or ')})`);
-    }
-    next();
-  };
-}

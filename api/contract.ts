@@ -1,26 +1,38 @@
 import { z } from 'zod';
-import type { ApiRole } from '../core/authorization';
+import { SUBMITTING_ROLES, submitRefusal, type ApiRole } from '../core/authorization';
 import { alertSettingsSchema } from '../core/alerts';
 import { submitRunBody } from '../core/plan';
 import { policyRules } from '../core/policy';
-import { listQuery as alertListQuery } from './alerts';
-import { findingsQuery, reportsQuery } from './audit';
-import { costsQuery } from './costs';
-import { changeBody as incidentChangeBody, listQuery as incidentListQuery } from './incidents';
-import { acceptBody, dismissBody, lessonsQuery, patternsQuery, proposalsQuery } from './lessons';
-import { pushListQuery, tenantPauseBody, tenantResumeBody } from './policies';
-import { approvalsQuery } from './approvals';
-import { outputQuery } from './outputs';
+import {
+  acceptBody,
+  alertListQuery,
+  approvalBody,
+  approvalsQuery,
+  controlBody,
+  costsQuery,
+  dismissBody,
+  findingsQuery,
+  incidentChangeBody,
+  incidentListQuery,
+  lessonsQuery,
+  outputQuery,
+  patternsQuery,
+  proposalsQuery,
+  pushListQuery,
+  reportsQuery,
+  retentionSettingsSchema,
+  runListQuery,
+  tenantPauseBody,
+  tenantResumeBody,
+} from './inputs';
 import { PROBLEM_CODES, PROBLEMS, PROBLEM_TYPE_BASE, type ProblemCode } from './problems';
-import { retentionSettingsSchema } from './retention';
-import { approvalBody, controlBody } from './run-controls';
-import { listQuery as runListQuery } from './runs';
 
 /**
- * The HTTP contract: every route with who may call it, what it reads and what it answers. Request
- * schemas are the very ones the routes validate with; response schemas name the fields clients
- * rely on and let others through. `openapi.ts` renders this as OpenAPI 3.1, and the test suite
- * checks both that every registered route is here and that real responses match.
+ * The HTTP contract: every route with who may call it, what it reads and what it answers. The
+ * router is built from it (`api/router.ts`): each route's roles, path parameters, query, body and
+ * Idempotency-Key are checked there before its handler runs, and a handler is typed by its entry.
+ * Response schemas name the fields clients rely on and let others through. `openapi.ts` renders
+ * this as OpenAPI 3.1, and the test suite checks that real responses match.
  */
 
 const isoTime = z.string().describe('ISO 8601 date-time');
@@ -197,9 +209,34 @@ const CONTROL_IDEMPOTENCY =
   'names this control so a retry is safe: the run acts on it once (1-200 visible ASCII characters; without one the API picks one and answers it)';
 
 export type Auth = 'none' | readonly ApiRole[];
-const ANY_ROLE: Auth = ['admin', 'member', 'viewer'];
-const OPERATORS: Auth = ['admin', 'member'];
-const ADMIN: Auth = ['admin'];
+const ANY_ROLE = ['admin', 'member', 'viewer'] as const satisfies Auth;
+const OPERATORS = ['admin', 'member'] as const satisfies Auth;
+const ADMIN = ['admin'] as const satisfies Auth;
+
+/** A path parameter: what it must be, and the refusal naming it when it is not. */
+export interface PathParam<T = unknown> {
+  /** As OpenAPI shows it. */
+  type: 'uuid' | 'integer';
+  schema: z.ZodType<T>;
+  refusal: (given: string) => string;
+}
+
+const uuidParam = (what: string): PathParam<string> => ({ type: 'uuid', schema: z.uuid(), refusal: () => `${what} must be a UUID` });
+const RUN_ID = { id: uuidParam('run id') };
+const INCIDENT_ID = { id: uuidParam('incident id') };
+const PROPOSAL_ID = { id: uuidParam('proposal id') };
+const PUSH_ID = {
+  id: {
+    type: 'integer',
+    schema: z.coerce.number().refine(Number.isSafeInteger).pipe(z.number().min(1)),
+    refusal: (given) => `push id must be a positive whole number, not '${given}'`,
+  } satisfies PathParam<number>,
+};
+const STEP_INDEX = {
+  type: 'integer',
+  schema: z.coerce.number().int().min(0).max(100_000),
+  refusal: () => 'step index must be a whole number from 0 (the first step)',
+} satisfies PathParam<number>;
 
 export interface RouteContract {
   method: 'get' | 'post' | 'put';
@@ -207,10 +244,21 @@ export interface RouteContract {
   path: string;
   summary: string;
   auth: Auth;
+  /** Why a role outside `auth` is refused, where the route says more than that the role may not. */
+  roleRefusal?: (role: ApiRole) => string | null;
+  /** Every `:param` of `path`. */
+  params?: Record<string, PathParam>;
   query?: z.ZodType;
   body?: z.ZodType;
-  /** Path parameters that are not UUIDs. */
-  params?: Record<string, 'integer'>;
+  /**
+   * Set when the body is a whole document (a run, a policy, settings) rather than options: it must
+   * be sent, and a refusal names it (`invalid policy: ...`). Options may be left out (read as `{}`).
+   */
+  document?: {
+    name: string;
+    /** The refusal of a body that is not a JSON object at all, where the route words it its own way. */
+    notAnObject?: string;
+  };
   /** When the route reads an `Idempotency-Key` header: what it does with it. */
   idempotencyKey?: string;
   /**
@@ -318,8 +366,97 @@ export function errorResponsesOf(route: RouteContract): Map<number, ErrorRespons
   return answers;
 }
 
-export const API_ROUTES: readonly RouteContract[] = [
-  {
+function runSignal(action: 'pause' | 'stop') {
+  return {
+    method: 'post',
+    path: `/api/v1/runs/:id/${action}`,
+    summary:
+      action === 'pause'
+        ? 'Pause the run before its next step (a key may only use a reason its role may resume); a pause of a paused run, or one repeated within seconds, sends no signal'
+        : 'Stop the run before its next step, or at once if paused; a stop repeated within seconds sends no signal',
+    auth: OPERATORS,
+    params: RUN_ID,
+    body: controlBody,
+    idempotencyKey: CONTROL_IDEMPOTENCY,
+    errors: [...RUN_CONTROL_PROBLEMS, 'SIGNAL_LIMIT_REACHED', ...(action === 'pause' ? (['PAUSE_REASON_NOT_ALLOWED'] as const) : [])],
+    responses: {
+      200: {
+        description:
+          action === 'pause'
+            ? 'no signal sent: the run is already paused (`already_paused`), or a pause was sent to it within the last seconds (`coalesced`)'
+            : 'no signal sent: a stop was sent to the run within the last seconds (`already_stopping`)',
+        schema: z.looseObject({
+          runId: id,
+          requested: z.literal(action),
+          outcome: action === 'pause' ? z.enum(['already_paused', 'coalesced']) : z.literal('already_stopping'),
+          ...controlIds,
+          note: z.string(),
+        }),
+      },
+      202: { description: 'signalled', schema: z.looseObject({ runId: id, requested: z.literal(action), outcome: z.literal('signalled'), ...controlIds, note: z.string() }) },
+      409: { description: "the run ended, has no live workflow, or has received Temporal's maximum number of signals (the reason names history.maximumSignalsPerExecution)" },
+      429: controlRateLimited,
+    },
+  } satisfies RouteContract;
+}
+
+function toolDecision(decision: 'approve' | 'deny') {
+  return {
+    method: 'post',
+    path: `/api/v1/runs/:id/${decision}`,
+    summary:
+      decision === 'approve'
+        ? 'Approve the tool call the run waits on (a TOOL_APPROVAL pause), quoting the hash of the arguments you were shown'
+        : 'Deny the tool call the run waits on: the model is told (or the run fails, under a FAIL_RUN tool policy)',
+    auth: OPERATORS,
+    params: RUN_ID,
+    body: approvalBody,
+    idempotencyKey: `${CONTROL_IDEMPOTENCY}; it is also the Temporal update id, so a retried ${decision} counts once and never decides a later call`,
+    errors: [...RUN_CONTROL_PROBLEMS, ...UPDATE_REFUSALS],
+    responses: {
+      200: { description: `the ${decision === 'approve' ? 'approval' : 'denial'} is recorded; the run state after it`, schema: z.looseObject({ runId: id, ...controlIds, resumed: z.literal(true), state: liveState }) },
+      202: {
+        description: 'accepted, the new state not back within 2 s (`resumed: true`), or Temporal did not answer in time (`resumed: "unknown"`, see the note)',
+        schema: z.looseObject({ runId: id, ...controlIds, resumed: z.union([z.literal(true), z.literal('unknown')]), note: z.string() }),
+      },
+      409: { description: 'the run is not waiting on a tool approval, the hash is not the pending call\'s (the arguments changed, or another call waits), or the key may not approve' },
+      429: controlRateLimited,
+    },
+  } satisfies RouteContract;
+}
+
+function tenantStatus(action: 'suspend' | 'activate') {
+  return {
+    method: 'post',
+    path: `/api/v1/tenant/${action}`,
+    summary: action === 'suspend' ? 'Suspend the tenant: live runs terminate at their next check' : 'Activate the tenant again',
+    auth: ADMIN,
+    responses: { 200: { description: 'done', schema: z.intersection(z.looseObject({ tenantId: id, status: z.enum(['active', 'suspended']) }), push) } },
+  } satisfies RouteContract;
+}
+
+function incidentMove(action: 'acknowledge' | 'resolve') {
+  return {
+    method: 'post',
+    path: `/api/v1/incidents/:id/${action}`,
+    summary:
+      action === 'acknowledge'
+        ? 'Acknowledge an open incident; acknowledging it again changes nothing'
+        : 'Resolve an incident; resolving it again changes nothing (the answer names who resolved it, and when)',
+    auth: OPERATORS,
+    params: INCIDENT_ID,
+    body: incidentChangeBody,
+    errors: action === 'acknowledge' ? ['INCIDENT_NOT_FOUND', 'INCIDENT_RESOLVED'] : ['INCIDENT_NOT_FOUND'],
+    responses: {
+      200: { description: 'the incident as it is now', schema: incident },
+      ...(action === 'acknowledge' ? { 409: { description: 'the incident is already resolved (`incidentStatus`)', schema: z.looseObject({ incidentStatus: z.string() }) } } : {}),
+    } as Record<number, ResponseContract>,
+  } satisfies RouteContract;
+}
+
+/** Every route by its name, which its handler is known by (`RouteHandlers`, `api/router.ts`). */
+export const ROUTES = {
+  health: {
     method: 'get',
     path: '/healthz',
     summary: 'Health of Postgres, Redis, Temporal, the audit loop and the reactors (answers within a second)',
@@ -329,26 +466,29 @@ export const API_ROUTES: readonly RouteContract[] = [
       503: { description: 'something is degraded; each check says what', schema: z.looseObject({ status: z.literal('degraded') }) },
     },
   },
-  {
+  metrics: {
     method: 'get',
     path: '/metrics',
     summary: 'Prometheus metrics of the API process',
     auth: 'none',
     responses: { 200: { description: 'Prometheus text exposition', contentType: 'text/plain' } },
   },
-  {
+  openApi: {
     method: 'get',
     path: '/api/v1/openapi.json',
     summary: 'This document',
     auth: 'none',
     responses: { 200: { description: 'OpenAPI 3.1', schema: z.looseObject({ openapi: z.string() }) } },
   },
-  {
+  submitRun: {
     method: 'post',
     path: '/api/v1/runs',
     summary: 'Submit a run: recorded with its audit contract, then started (or queued for the starter)',
-    auth: OPERATORS,
+    auth: SUBMITTING_ROLES,
+    // Before the body is read: a viewer's submit is no run, denied or otherwise, and writes nothing.
+    roleRefusal: submitRefusal,
     body: submitRunBody,
+    document: { name: 'run', notAnObject: 'request body must be a JSON object with a "plan"' },
     idempotencyKey: 'a retry with the same key and body returns the same run (1-200 visible ASCII characters)',
     errors: ['IDEMPOTENCY_KEY_INVALID', 'IDEMPOTENCY_KEY_REUSED'],
     responses: {
@@ -366,7 +506,7 @@ export const API_ROUTES: readonly RouteContract[] = [
       422: { description: 'the Idempotency-Key was already used with another body (`runId` names the run it made)', schema: z.looseObject({ runId: id }) },
     },
   },
-  {
+  listRuns: {
     method: 'get',
     path: '/api/v1/runs',
     summary: "The tenant's runs, newest first",
@@ -374,11 +514,12 @@ export const API_ROUTES: readonly RouteContract[] = [
     query: runListQuery,
     responses: { 200: { description: 'a page of runs', schema: page('runs', runSummary) } },
   },
-  {
+  getRun: {
     method: 'get',
     path: '/api/v1/runs/:id',
     summary: 'One run: its record, live state, trace, incidents, evaluations, log and acks',
     auth: ANY_ROLE,
+    params: RUN_ID,
     errors: ['RUN_NOT_FOUND', 'RUN_PRUNED'],
     responses: {
       200: {
@@ -408,43 +549,14 @@ export const API_ROUTES: readonly RouteContract[] = [
       },
     },
   },
-  ...(['pause', 'stop'] as const).map(
-    (action): RouteContract => ({
-      method: 'post',
-      path: `/api/v1/runs/:id/${action}`,
-      summary:
-        action === 'pause'
-          ? 'Pause the run before its next step (a key may only use a reason its role may resume); a pause of a paused run, or one repeated within seconds, sends no signal'
-          : 'Stop the run before its next step, or at once if paused; a stop repeated within seconds sends no signal',
-      auth: OPERATORS,
-      body: controlBody,
-      idempotencyKey: CONTROL_IDEMPOTENCY,
-      errors: [...RUN_CONTROL_PROBLEMS, 'SIGNAL_LIMIT_REACHED', ...(action === 'pause' ? (['PAUSE_REASON_NOT_ALLOWED'] as const) : [])],
-      responses: {
-        200: {
-          description:
-            action === 'pause'
-              ? 'no signal sent: the run is already paused (`already_paused`), or a pause was sent to it within the last seconds (`coalesced`)'
-              : 'no signal sent: a stop was sent to the run within the last seconds (`already_stopping`)',
-          schema: z.looseObject({
-            runId: id,
-            requested: z.literal(action),
-            outcome: action === 'pause' ? z.enum(['already_paused', 'coalesced']) : z.literal('already_stopping'),
-            ...controlIds,
-            note: z.string(),
-          }),
-        },
-        202: { description: 'signalled', schema: z.looseObject({ runId: id, requested: z.literal(action), outcome: z.literal('signalled'), ...controlIds, note: z.string() }) },
-        409: { description: "the run ended, has no live workflow, or has received Temporal's maximum number of signals (the reason names history.maximumSignalsPerExecution)" },
-        429: controlRateLimited,
-      },
-    }),
-  ),
-  {
+  pauseRun: runSignal('pause'),
+  stopRun: runSignal('stop'),
+  resumeRun: {
     method: 'post',
     path: '/api/v1/runs/:id/resume',
     summary: 'Resume a paused run (a Temporal update: refused at once with 409 when it cannot be resumed); never a 5xx once Temporal may have accepted it',
     auth: OPERATORS,
+    params: RUN_ID,
     body: controlBody,
     idempotencyKey: `${CONTROL_IDEMPOTENCY}; it is also the Temporal update id, so a retried resume cannot approve twice`,
     errors: [...RUN_CONTROL_PROBLEMS, ...UPDATE_REFUSALS],
@@ -463,11 +575,12 @@ export const API_ROUTES: readonly RouteContract[] = [
       429: controlRateLimited,
     },
   },
-  {
+  runOutput: {
     method: 'get',
     path: '/api/v1/runs/:id/output',
     summary: "The run's work: each completed step's whole output (text or JSON, with its sha256 and size), and the run's output once it COMPLETED",
     auth: ANY_ROLE,
+    params: RUN_ID,
     query: outputQuery,
     errors: ['RUN_NOT_FOUND'],
     responses: {
@@ -477,12 +590,12 @@ export const API_ROUTES: readonly RouteContract[] = [
       },
     },
   },
-  {
+  stepOutput: {
     method: 'get',
     path: '/api/v1/runs/:id/steps/:stepIndex/output',
     summary: "One step's whole output (`stepIndex` from 0); `?raw=1` answers the content alone, with its own content type and a Digest header",
     auth: ANY_ROLE,
-    params: { stepIndex: 'integer' },
+    params: { ...RUN_ID, stepIndex: STEP_INDEX },
     query: outputQuery,
     errors: ['RUN_NOT_FOUND', 'STEP_NOT_FOUND', 'OUTPUT_NOT_READY'],
     responses: {
@@ -494,30 +607,9 @@ export const API_ROUTES: readonly RouteContract[] = [
       404: { description: 'no such run or step, or the step has not completed' },
     },
   },
-  ...(['approve', 'deny'] as const).map(
-    (decision): RouteContract => ({
-      method: 'post',
-      path: `/api/v1/runs/:id/${decision}`,
-      summary:
-        decision === 'approve'
-          ? 'Approve the tool call the run waits on (a TOOL_APPROVAL pause), quoting the hash of the arguments you were shown'
-          : 'Deny the tool call the run waits on: the model is told (or the run fails, under a FAIL_RUN tool policy)',
-      auth: OPERATORS,
-      body: approvalBody,
-      idempotencyKey: `${CONTROL_IDEMPOTENCY}; it is also the Temporal update id, so a retried ${decision} counts once and never decides a later call`,
-      errors: [...RUN_CONTROL_PROBLEMS, ...UPDATE_REFUSALS],
-      responses: {
-        200: { description: `the ${decision === 'approve' ? 'approval' : 'denial'} is recorded; the run state after it`, schema: z.looseObject({ runId: id, ...controlIds, resumed: z.literal(true), state: liveState }) },
-        202: {
-          description: 'accepted, the new state not back within 2 s (`resumed: true`), or Temporal did not answer in time (`resumed: "unknown"`, see the note)',
-          schema: z.looseObject({ runId: id, ...controlIds, resumed: z.union([z.literal(true), z.literal('unknown')]), note: z.string() }),
-        },
-        409: { description: 'the run is not waiting on a tool approval, the hash is not the pending call\'s (the arguments changed, or another call waits), or the key may not approve' },
-        429: controlRateLimited,
-      },
-    }),
-  ),
-  {
+  approveCall: toolDecision('approve'),
+  denyCall: toolDecision('deny'),
+  listApprovals: {
     method: 'get',
     path: '/api/v1/approvals',
     summary: "The tenant's tool approvals (pending by default): the tool, the exact arguments, the hash an approval quotes, and who decided",
@@ -532,27 +624,29 @@ export const API_ROUTES: readonly RouteContract[] = [
       },
     },
   },
-  {
+  runAudit: {
     method: 'get',
     path: '/api/v1/runs/:id/audit',
     summary: "The run's audit, computed now with the reconciler's rules, beside what the last pass stored",
     auth: ANY_ROLE,
+    params: RUN_ID,
     errors: ['RUN_NOT_FOUND', 'RUN_PRUNED'],
     responses: { 200: { description: 'the audit report', schema: auditReport } },
   },
-  {
+  runEvidence: {
     method: 'get',
     path: '/api/v1/runs/:id/evidence',
     summary:
       "The run's tamper-evident evidence as JSONL: a header, then each record the audit contract covers with its link in the run's chain, then its tenant link; `governed evidence verify` checks it offline",
     auth: ANY_ROLE,
+    params: RUN_ID,
     errors: ['RUN_NOT_FOUND', 'RUN_NOT_FINISHED'],
     responses: {
       200: { description: 'one JSON object a line (README, "Evidence")', contentType: 'application/jsonl' },
       409: { description: 'the run has not ended: its evidence is exported once it has' },
     },
   },
-  {
+  auditFindings: {
     method: 'get',
     path: '/api/v1/audit/findings',
     summary: 'Open audit findings of the tenant, newest first',
@@ -560,7 +654,7 @@ export const API_ROUTES: readonly RouteContract[] = [
     query: findingsQuery,
     responses: { 200: { description: 'a page of findings', schema: page('findings', z.looseObject({ id, runId: id, check: z.string(), severity: z.string() })) } },
   },
-  {
+  staleRunReports: {
     method: 'get',
     path: '/api/v1/reports/stale-runs',
     summary: "The latest stale-run report (or the last `limit`), with only the tenant's runs",
@@ -569,19 +663,20 @@ export const API_ROUTES: readonly RouteContract[] = [
     errors: ['REPORT_NOT_FOUND'],
     responses: { 200: { description: 'one report, or `{ reports: [...] }` when `limit` is given', schema: z.union([staleReport, z.looseObject({ reports: z.array(staleReport) })]) } },
   },
-  {
+  getPolicy: {
     method: 'get',
     path: '/api/v1/policies',
     summary: "The tenant's current policy",
     auth: ADMIN,
     responses: { 200: { description: 'the current version', schema: policy } },
   },
-  {
+  putPolicy: {
     method: 'put',
     path: '/api/v1/policies',
     summary: 'Replace the policy: a new version, committed with its push to every live run; the current policy again changes nothing',
     auth: ADMIN,
     body: policyRules,
+    document: { name: 'policy' },
     responses: {
       200: {
         description: 'the new version and whether live runs were told yet (`changed: true`), or, when the policy sent is the current one, that version (`changed: false`: no new version, nothing pushed)',
@@ -589,16 +684,9 @@ export const API_ROUTES: readonly RouteContract[] = [
       },
     },
   },
-  ...(['suspend', 'activate'] as const).map(
-    (action): RouteContract => ({
-      method: 'post',
-      path: `/api/v1/tenant/${action}`,
-      summary: action === 'suspend' ? 'Suspend the tenant: live runs terminate at their next check' : 'Activate the tenant again',
-      auth: ADMIN,
-      responses: { 200: { description: 'done', schema: z.intersection(z.looseObject({ tenantId: id, status: z.enum(['active', 'suspended']) }), push) } },
-    }),
-  ),
-  {
+  suspendTenant: tenantStatus('suspend'),
+  activateTenant: tenantStatus('activate'),
+  pauseTenant: {
     method: 'post',
     path: '/api/v1/tenant/pause',
     summary: 'Pause every live run of the tenant (MANUAL_PAUSE, tagged tenant-pause)',
@@ -611,7 +699,7 @@ export const API_ROUTES: readonly RouteContract[] = [
       429: controlRateLimited,
     },
   },
-  {
+  resumeTenant: {
     method: 'post',
     path: '/api/v1/tenant/resume',
     summary: 'Resume the runs the tenant-wide pause paused',
@@ -622,7 +710,7 @@ export const API_ROUTES: readonly RouteContract[] = [
       429: controlRateLimited,
     },
   },
-  {
+  listPushes: {
     method: 'get',
     path: '/api/v1/tenant/pushes',
     summary: "The tenant's latest changes on their way to its live runs (pushes), newest first",
@@ -630,16 +718,16 @@ export const API_ROUTES: readonly RouteContract[] = [
     query: pushListQuery,
     responses: { 200: { description: 'the latest pushes and how far each got', schema: z.looseObject({ pushes: z.array(pushProgress) }) } },
   },
-  {
+  getPush: {
     method: 'get',
     path: '/api/v1/tenant/pushes/:id',
     summary: 'How far one push got: its runs reached, signalled and skipped',
     auth: ADMIN,
-    params: { id: 'integer' },
+    params: PUSH_ID,
     errors: ['NOT_FOUND'],
     responses: { 200: { description: 'the push and the runs it skipped', schema: pushProgress.extend({ skippedRuns }) } },
   },
-  {
+  listIncidents: {
     method: 'get',
     path: '/api/v1/incidents',
     summary: "The tenant's incidents, newest first",
@@ -647,32 +735,18 @@ export const API_ROUTES: readonly RouteContract[] = [
     query: incidentListQuery,
     responses: { 200: { description: 'a page of incidents', schema: page('incidents', incident) } },
   },
-  {
+  getIncident: {
     method: 'get',
     path: '/api/v1/incidents/:id',
     summary: 'One incident',
     auth: ANY_ROLE,
+    params: INCIDENT_ID,
     errors: ['INCIDENT_NOT_FOUND'],
     responses: { 200: { description: 'the incident', schema: incident } },
   },
-  ...(['acknowledge', 'resolve'] as const).map(
-    (action): RouteContract => ({
-      method: 'post',
-      path: `/api/v1/incidents/:id/${action}`,
-      summary:
-        action === 'acknowledge'
-          ? 'Acknowledge an open incident; acknowledging it again changes nothing'
-          : 'Resolve an incident; resolving it again changes nothing (the answer names who resolved it, and when)',
-      auth: OPERATORS,
-      body: incidentChangeBody,
-      errors: action === 'acknowledge' ? ['INCIDENT_NOT_FOUND', 'INCIDENT_RESOLVED'] : ['INCIDENT_NOT_FOUND'],
-      responses: {
-        200: { description: 'the incident as it is now', schema: incident },
-        ...(action === 'acknowledge' ? { 409: { description: 'the incident is already resolved (`incidentStatus`)', schema: z.looseObject({ incidentStatus: z.string() }) } } : {}),
-      } as Record<number, ResponseContract>,
-    }),
-  ),
-  {
+  acknowledgeIncident: incidentMove('acknowledge'),
+  resolveIncident: incidentMove('resolve'),
+  costs: {
     method: 'get',
     path: '/api/v1/costs',
     summary: "The tenant's spend from the cost rollups, by model, skill, submitting key, tool, hour or day; CSV with format=csv or Accept: text/csv",
@@ -691,7 +765,7 @@ export const API_ROUTES: readonly RouteContract[] = [
       },
     },
   },
-  {
+  listLessons: {
     method: 'get',
     path: '/api/v1/lessons',
     summary: "What the tenant's failed and near-miss runs taught, one lesson per run, newest first",
@@ -699,7 +773,7 @@ export const API_ROUTES: readonly RouteContract[] = [
     query: lessonsQuery,
     responses: { 200: { description: 'a page of lessons', schema: page('lessons', lesson) } },
   },
-  {
+  lessonPatterns: {
     method: 'get',
     path: '/api/v1/lessons/patterns',
     summary: 'The lessons grouped by pattern (the same code at the same tool, or step and skill), most frequent first',
@@ -712,7 +786,7 @@ export const API_ROUTES: readonly RouteContract[] = [
       },
     },
   },
-  {
+  listProposals: {
     method: 'get',
     path: '/api/v1/lessons/proposals',
     summary: 'Policy changes the patterns propose, each with the diff accepting it would make to the current policy',
@@ -725,11 +799,12 @@ export const API_ROUTES: readonly RouteContract[] = [
       },
     },
   },
-  {
+  acceptProposal: {
     method: 'post',
     path: '/api/v1/lessons/proposals/:id/accept',
     summary: 'Accept a proposal: the next policy version, committed with its push to every live run',
     auth: ADMIN,
+    params: PROPOSAL_ID,
     body: acceptBody,
     errors: ['PROPOSAL_NOT_FOUND', 'PROPOSAL_DECIDED', 'PROPOSAL_ALREADY_APPLIED'],
     responses: {
@@ -741,11 +816,12 @@ export const API_ROUTES: readonly RouteContract[] = [
       409: { description: 'the proposal was decided already (`proposalStatus`), or the current policy already says what it proposes', schema: z.looseObject({ proposalStatus: z.string().optional() }) },
     },
   },
-  {
+  dismissProposal: {
     method: 'post',
     path: '/api/v1/lessons/proposals/:id/dismiss',
     summary: 'Dismiss a proposal: the policy stays as it is, and the pattern does not propose the same change again',
     auth: ADMIN,
+    params: PROPOSAL_ID,
     body: dismissBody,
     errors: ['PROPOSAL_NOT_FOUND', 'PROPOSAL_DECIDED'],
     responses: {
@@ -754,7 +830,7 @@ export const API_ROUTES: readonly RouteContract[] = [
       409: { description: 'the proposal was decided already (`proposalStatus`)', schema: z.looseObject({ proposalStatus: z.string() }) },
     },
   },
-  {
+  listAlerts: {
     method: 'get',
     path: '/api/v1/alerts',
     summary: 'Alerts the reactor decided on, sent or suppressed with the reason, newest first',
@@ -762,37 +838,44 @@ export const API_ROUTES: readonly RouteContract[] = [
     query: alertListQuery,
     responses: { 200: { description: 'a page of alerts', schema: page('alerts', z.looseObject({ id, status: z.string() })) } },
   },
-  {
+  getAlertSettings: {
     method: 'get',
     path: '/api/v1/alert-settings',
     summary: "The tenant's alert fatigue settings",
     auth: ADMIN,
     responses: { 200: { description: 'the settings', schema: alertSettingsSchema } },
   },
-  {
+  putAlertSettings: {
     method: 'put',
     path: '/api/v1/alert-settings',
     summary: 'Replace the alert fatigue settings',
     auth: ADMIN,
     body: alertSettingsSchema,
+    document: { name: 'alert settings' },
     responses: { 200: { description: 'the settings now stored', schema: alertSettingsSchema } },
   },
-  {
+  getRetention: {
     method: 'get',
     path: '/api/v1/tenant/retention',
     summary: "How long the tenant's runs, outbox rows, control pushes and alerts are kept, and whether runs are exported first",
     auth: ADMIN,
     responses: { 200: { description: 'the settings (the defaults when never set)', schema: retentionSettingsSchema } },
   },
-  {
+  putRetention: {
     method: 'put',
     path: '/api/v1/tenant/retention',
     summary: 'Replace the retention settings; the next retention pass applies them',
     auth: ADMIN,
     body: retentionSettingsSchema,
+    document: { name: 'retention settings' },
     responses: { 200: { description: 'the settings now stored', schema: retentionSettingsSchema } },
   },
-];
+} satisfies Record<string, RouteContract>;
+
+export type RouteName = keyof typeof ROUTES;
+
+/** The routes in the order they are documented (and matched). */
+export const API_ROUTES: readonly RouteContract[] = Object.values(ROUTES);
 
 /** The contract of the route that answers `method path`, matching `:param` segments; undefined when none. */
 export function routeFor(method: string, path: string): RouteContract | undefined {

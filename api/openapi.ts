@@ -15,7 +15,7 @@ function parameters(route: RouteContract): JsonSchema[] {
     name,
     in: 'path',
     required: true,
-    schema: route.params?.[name!] === 'integer' ? { type: 'integer', minimum: 0 } : { type: 'string', format: 'uuid' },
+    schema: route.params?.[name!]?.type === 'integer' ? { type: 'integer', minimum: 0 } : { type: 'string', format: 'uuid' },
   }));
   const query = route.query ? jsonSchema(route.query, 'input') : null;
   const properties = (query?.properties ?? {}) as Record<string, JsonSchema>;

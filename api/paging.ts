@@ -1,28 +1,9 @@
 import { desc, sql, type SQL } from 'drizzle-orm';
 import type { PgColumn } from 'drizzle-orm/pg-core';
 import { z } from 'zod';
-import { describeZodError } from '../core/plan';
 import { HttpError } from './errors';
 
 const uuid = z.uuid();
-
-/** A run id from a path parameter, or 400. */
-export function parseRunId(value: unknown): string {
-  return parseId(value, 'run id');
-}
-
-/** A UUID path parameter, or 400 naming what it should have been. */
-export function parseId(value: unknown, what: string): string {
-  const parsed = uuid.safeParse(value);
-  if (!parsed.success) throw new HttpError(400, `${what} must be a UUID`);
-  return parsed.data;
-}
-
-export function parseQuery<T extends z.ZodType>(schema: T, query: unknown): z.infer<T> {
-  const parsed = schema.safeParse(query);
-  if (!parsed.success) throw new HttpError(400, `invalid query: ${describeZodError(parsed.error)}`);
-  return parsed.data;
-}
 
 /**
  * Keyset paging, newest first, over a (timestamp, id) pair. The cursor carries the last row's

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { Router, type Request, type Response } from 'express';
+import type { Response } from 'express';
 import { setTimeout } from 'node:timers/promises';
 import {
   WorkflowNotFoundError,
@@ -8,42 +8,29 @@ import {
   WorkflowUpdateStage,
   type Client,
 } from '@temporalio/client';
-import { z } from 'zod';
 import { isTerminalPhase, type RunPhase } from '../core/phases';
-import { describeZodError } from '../core/plan';
 import { authoritiesInWords, orList, stateForTenant } from '../core/authority-words';
-import { DEFAULT_RESUME_AUTHORITIES, REQUESTABLE_PAUSE_REASONS, canResume, type ResumeAuthority } from '../core/policy-check';
+import { DEFAULT_RESUME_AUTHORITIES, canResume, type ResumeAuthority } from '../core/policy-check';
 import type { Db } from '../db/client';
 import { runOfTenant } from '../db/runs';
 import { isSignalLimitReached } from '../dispatch/control-pusher';
 import type { Logger } from '../lib/logger';
 import { pauseSignal, resumeUpdate, stopSignal, type ControlRequest, type ResumeRequest } from '../workflows/messages';
-import { actorOf, callerOf, requireRole, type Caller } from './auth';
+import { actorOf, type Caller } from './auth';
 import { controlRefusal } from './control-refusals';
 import { HttpError, isTemporalUnavailable } from './errors';
-import { parseRunId } from './paging';
 import type { ControlGuards } from './rate-limit';
+import type { RouteHandlers } from './router';
 
 /** How long a resume waits for the run's new state once accepted; well inside the request's Temporal deadline. */
 const RESUME_STATE_WAIT_MS = 2_000;
 
-/** The same rule as a submit's: what a client may name a request by. */
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
-
-export const controlBody = z
-  .object({
-    reason: z.string().max(500).optional(),
-    pauseReason: z.enum(REQUESTABLE_PAUSE_REASONS).optional(),
-  })
-  .strict();
-
-/** An approval or denial of the tool call a run waits on, bound to the hash of the arguments the person saw. */
-export const approvalBody = z
-  .object({
-    argsSha256: z.string().regex(/^[0-9a-f]{64}$/, 'the sha256 of the call, as `governed approvals list` shows it (64 hex characters)'),
-    reason: z.string().max(500).optional(),
-  })
-  .strict();
+/** Who asks to control which run, under which Idempotency-Key (if they sent one). */
+interface ControlTarget {
+  caller: Caller;
+  runId: string;
+  idempotencyKey: string | undefined;
+}
 
 type ControlAction = 'pause' | 'stop' | 'resume' | 'approve' | 'deny';
 
@@ -99,45 +86,22 @@ function outcomeUnknown(err: unknown): boolean {
  * (`api/rate-limit.ts`); those that would reach the run count against the run too, and a pause or
  * stop the run has already been sent is answered without another signal.
  */
-export function runControlRoutes(deps: RunControlDeps): Router {
-  const router = Router();
+export function runControlHandlers(deps: RunControlDeps) {
   const { limiter, recent } = deps.controls;
-  router.use('/:id/:action', requireRole('admin', 'member'));
 
-  /** Everything a control reads from the request, checked before anything is counted or read. */
-  function parseRequest<T extends z.ZodType>(req: Request, schema: T) {
-    const runId = parseRunId(String(req.params.id));
-    const parsed = schema.safeParse(req.body ?? {});
-    if (!parsed.success) throw new HttpError(400, `invalid request: ${describeZodError(parsed.error)}`);
-    const given = req.get('idempotency-key');
-    if (given !== undefined && !IDEMPOTENCY_KEY.test(given)) throw new HttpError('IDEMPOTENCY_KEY_INVALID', 'Idempotency-Key must be 1-200 visible ASCII characters');
-    // Without a key of the caller's, one of ours: the answer names it, so even that caller can retry safely.
-    return { runId, body: parsed.data as z.infer<T>, idempotencyKey: given ?? randomUUID() };
-  }
-
-  async function controllableRun(runId: string, res: Response) {
-    const caller = callerOf(res);
+  /**
+   * What every control does once the contract passed its input: counts against the key, and finds
+   * the run. Without an Idempotency-Key of the caller's, one of ours: the answer names it, so even
+   * that caller can retry safely.
+   */
+  async function begin(input: ControlTarget, res: Response, action: ControlAction) {
+    const { caller, runId } = input;
+    const idempotencyKey = input.idempotencyKey ?? randomUUID();
+    await limiter.admitKey(caller.apiKeyId, res);
     const run = await runOfTenant(deps.db, runId, caller.tenantId);
     if (!run) throw new HttpError('RUN_NOT_FOUND', `run ${runId} not found`);
     if (isTerminalPhase(run.phase as RunPhase)) throw new HttpError('RUN_ALREADY_FINISHED', `run is already ${run.phase}`);
-    return { run, caller };
-  }
-
-  /** Parses, counts against the key, and finds the run: what every control does first. */
-  async function begin(req: Request, res: Response, action: ControlAction) {
-    const { runId, body, idempotencyKey } = parseRequest(req, controlBody);
-    return found(res, action, runId, body, idempotencyKey);
-  }
-
-  async function beginDecision(req: Request, res: Response, action: 'approve' | 'deny') {
-    const { runId, body, idempotencyKey } = parseRequest(req, approvalBody);
-    return found(res, action, runId, body, idempotencyKey);
-  }
-
-  async function found<B>(res: Response, action: ControlAction, runId: string, body: B, idempotencyKey: string) {
-    await limiter.admitKey(callerOf(res).apiKeyId, res);
-    const { run, caller } = await controllableRun(runId, res);
-    return { body, run, caller, ids: { requestId: controlRequestId(caller.apiKeyId, action, idempotencyKey), idempotencyKey } };
+    return { run, ids: { requestId: controlRequestId(caller.apiKeyId, action, idempotencyKey), idempotencyKey } };
   }
 
   function controlRequest(caller: Caller, runApiKeyId: string | null, requestId: string, reason?: string): ControlRequest {
@@ -161,51 +125,6 @@ export function runControlRoutes(deps: RunControlDeps): Router {
     }
   }
 
-  router.post('/:id/pause', async (req, res) => {
-    const { body, run, caller, ids } = await begin(req, res, 'pause');
-    // A key may not set a pause that only others may lift: it could hold a run hostage.
-    const pauseReason = body.pauseReason ?? 'MANUAL_PAUSE';
-    const held = authoritiesOf(caller, run.apiKeyId);
-    if (!canResume(DEFAULT_RESUME_AUTHORITIES[pauseReason], held)) {
-      const may = orList(authoritiesInWords(DEFAULT_RESUME_AUTHORITIES[pauseReason]));
-      throw new HttpError('PAUSE_REASON_NOT_ALLOWED', `a ${caller.role} key may not pause with ${pauseReason}: only ${may} may resume it`);
-    }
-    // The run refuses a pause while it is paused or has one pending: no need to send one for it to refuse.
-    if (run.pauseReason !== null && !(await recent.recentlyResumed(run.id))) {
-      res.json({ runId: run.id, requested: 'pause', outcome: 'already_paused', ...ids, note: `the run is already paused (${run.pauseReason}); no signal was sent` });
-      return;
-    }
-    if (!(await recent.claim('pause', run.id))) {
-      res.json({
-        runId: run.id,
-        requested: 'pause',
-        outcome: 'coalesced',
-        ...ids,
-        note: `a pause was sent to this run within the last ${recent.windowSeconds} s and the run pauses before its next step; no second signal was sent`,
-      });
-      return;
-    }
-    await sendClaimed('pause', run.id, () =>
-      deps.temporal.workflow.getHandle(run.id).signal(pauseSignal, { ...controlRequest(caller, run.apiKeyId, ids.requestId, body.reason), pauseReason: body.pauseReason }),
-    );
-    res.status(202).json({ runId: run.id, requested: 'pause', outcome: 'signalled', ...ids, note: 'the run pauses before its next step' });
-  });
-
-  router.post('/:id/stop', async (req, res) => {
-    const { body, run, caller, ids } = await begin(req, res, 'stop');
-    if (!(await recent.claim('stop', run.id))) {
-      res.json({
-        runId: run.id,
-        requested: 'stop',
-        outcome: 'already_stopping',
-        ...ids,
-        note: `a stop was sent to this run within the last ${recent.windowSeconds} s: it stops before its next step, or at once if paused; no second signal was sent`,
-      });
-      return;
-    }
-    await sendClaimed('stop', run.id, () => deps.temporal.workflow.getHandle(run.id).signal(stopSignal, controlRequest(caller, run.apiKeyId, ids.requestId, body.reason)));
-    res.status(202).json({ runId: run.id, requested: 'stop', outcome: 'signalled', ...ids, note: 'the run stops before its next step, or at once if paused' });
-  });
 
   /**
    * A resume, an approval or a denial: one Temporal update, refused at once (409) when the run
@@ -256,18 +175,65 @@ export function runControlRoutes(deps: RunControlDeps): Router {
     else res.status(202).json({ runId, ...ids, resumed: true, note: 'accepted: the run resumes before its next step' });
   }
 
-  router.post('/:id/resume', async (req, res) => {
-    const { body, run, caller, ids } = await begin(req, res, 'resume');
-    await sendResume(res, { ...controlRequest(caller, run.apiKeyId, ids.requestId, body.reason), requestId: ids.requestId }, { runId: run.id }, ids);
-  });
-
-  for (const decision of ['approve', 'deny'] as const) {
-    router.post(`/:id/${decision}`, async (req, res) => {
-      const { body, run, caller, ids } = await beginDecision(req, res, decision);
-      const request = { ...controlRequest(caller, run.apiKeyId, ids.requestId, body.reason), requestId: ids.requestId, argsSha256: body.argsSha256, decision };
-      await sendResume(res, request, { runId: run.id }, ids);
-    });
+  async function decide(decision: 'approve' | 'deny', target: ControlTarget, body: { argsSha256: string; reason?: string }, res: Response) {
+    const { run, ids } = await begin(target, res, decision);
+    const request = { ...controlRequest(target.caller, run.apiKeyId, ids.requestId, body.reason), requestId: ids.requestId, argsSha256: body.argsSha256, decision };
+    await sendResume(res, request, { runId: run.id }, ids);
   }
 
-  return router;
+  return {
+    pauseRun: async ({ caller, params, body, idempotencyKey }, res) => {
+      const { run, ids } = await begin({ caller, runId: params.id, idempotencyKey }, res, 'pause');
+      // A key may not set a pause that only others may lift: it could hold a run hostage.
+      const pauseReason = body.pauseReason ?? 'MANUAL_PAUSE';
+      const held = authoritiesOf(caller, run.apiKeyId);
+      if (!canResume(DEFAULT_RESUME_AUTHORITIES[pauseReason], held)) {
+        const may = orList(authoritiesInWords(DEFAULT_RESUME_AUTHORITIES[pauseReason]));
+        throw new HttpError('PAUSE_REASON_NOT_ALLOWED', `a ${caller.role} key may not pause with ${pauseReason}: only ${may} may resume it`);
+      }
+      // The run refuses a pause while it is paused or has one pending: no need to send one for it to refuse.
+      if (run.pauseReason !== null && !(await recent.recentlyResumed(run.id))) {
+        res.json({ runId: run.id, requested: 'pause', outcome: 'already_paused', ...ids, note: `the run is already paused (${run.pauseReason}); no signal was sent` });
+        return;
+      }
+      if (!(await recent.claim('pause', run.id))) {
+        res.json({
+          runId: run.id,
+          requested: 'pause',
+          outcome: 'coalesced',
+          ...ids,
+          note: `a pause was sent to this run within the last ${recent.windowSeconds} s and the run pauses before its next step; no second signal was sent`,
+        });
+        return;
+      }
+      await sendClaimed('pause', run.id, () =>
+        deps.temporal.workflow.getHandle(run.id).signal(pauseSignal, { ...controlRequest(caller, run.apiKeyId, ids.requestId, body.reason), pauseReason: body.pauseReason }),
+      );
+      res.status(202).json({ runId: run.id, requested: 'pause', outcome: 'signalled', ...ids, note: 'the run pauses before its next step' });
+    },
+
+    stopRun: async ({ caller, params, body, idempotencyKey }, res) => {
+      const { run, ids } = await begin({ caller, runId: params.id, idempotencyKey }, res, 'stop');
+      if (!(await recent.claim('stop', run.id))) {
+        res.json({
+          runId: run.id,
+          requested: 'stop',
+          outcome: 'already_stopping',
+          ...ids,
+          note: `a stop was sent to this run within the last ${recent.windowSeconds} s: it stops before its next step, or at once if paused; no second signal was sent`,
+        });
+        return;
+      }
+      await sendClaimed('stop', run.id, () => deps.temporal.workflow.getHandle(run.id).signal(stopSignal, controlRequest(caller, run.apiKeyId, ids.requestId, body.reason)));
+      res.status(202).json({ runId: run.id, requested: 'stop', outcome: 'signalled', ...ids, note: 'the run stops before its next step, or at once if paused' });
+    },
+
+    resumeRun: async ({ caller, params, body, idempotencyKey }, res) => {
+      const { run, ids } = await begin({ caller, runId: params.id, idempotencyKey }, res, 'resume');
+      await sendResume(res, { ...controlRequest(caller, run.apiKeyId, ids.requestId, body.reason), requestId: ids.requestId }, { runId: run.id }, ids);
+    },
+
+    approveCall: ({ caller, params, body, idempotencyKey }, res) => decide('approve', { caller, runId: params.id, idempotencyKey }, body, res),
+    denyCall: ({ caller, params, body, idempotencyKey }, res) => decide('deny', { caller, runId: params.id, idempotencyKey }, body, res),
+  } satisfies Partial<RouteHandlers>;
 }

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { retentionSettingsSchema } from '../../api/retention';
+import { retentionSettingsSchema } from '../../api/inputs';
 import { DEFAULT_RETENTION, EMPTY_PRUNE_TOTALS, addPruneTotals } from '../../core/retention';
 import { loadConfig } from '../../lib/config';
 import { exportSinkFor, folderExportSink } from '../../lib/run-export';
