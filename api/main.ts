@@ -5,7 +5,7 @@ import { loadConfig } from '../lib/config';
 import { listen } from '../lib/listen';
 import { createLogger } from '../lib/logger';
 import { createApiMetrics } from '../lib/metrics';
-import { lazyClient } from '../lib/temporal';
+import { lazyClient, startupFailure } from '../lib/temporal';
 import { createApp, trustProxyOf } from './app';
 import { authLimitsOf } from './auth-throttle';
 import { createApiServer, serverLimitsOf } from './server';
@@ -56,6 +56,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(`api failed: ${err instanceof Error ? err.message : String(err)}`);
+  console.error(`api failed: ${startupFailure(err)}`);
   process.exit(1);
 });

@@ -5,7 +5,7 @@ import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { createEventMetrics } from '../lib/metrics';
 import { serveMetrics } from '../lib/metrics-server';
-import { connectClient } from '../lib/temporal';
+import { connectClient, startupFailure } from '../lib/temporal';
 import { startEventServices } from './service';
 
 /** The relay and the reactor on their own, for deployments that run them apart from the worker. */
@@ -33,6 +33,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(`events failed: ${err instanceof Error ? err.stack : String(err)}`);
+  console.error(`events failed: ${startupFailure(err)}`);
   process.exit(1);
 });
