@@ -29,6 +29,13 @@ const envSchema = z.object({
   TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().default('default'),
   TEMPORAL_TASK_QUEUE: z.string().default('governed-runs'),
+  // Worker versioning (README, "Past one machine"): both set, the worker joins this Worker Deployment
+  // as this build, and each run stays on the build it started on (PINNED) or moves to the current
+  // build at its next task (AUTO_UPGRADE). Unset, the worker is unversioned and patched() alone
+  // keeps old runs replayable.
+  TEMPORAL_WORKER_DEPLOYMENT_NAME: z.string().min(1).optional(),
+  TEMPORAL_WORKER_BUILD_ID: z.string().min(1).optional(),
+  TEMPORAL_WORKER_VERSIONING_BEHAVIOR: z.enum(['PINNED', 'AUTO_UPGRADE']).default('PINNED'),
   TEMPORAL_API_KEY: z.string().optional(),
   TEMPORAL_TLS: z.enum(['true', 'false']).default('false'),
   // mTLS to a self-hosted cluster (lib/temporal.ts reads and checks them at start). The names are

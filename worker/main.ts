@@ -16,12 +16,13 @@ import { serveMetrics } from '../lib/metrics-server';
 import { connectWorkerConnection, startupFailure, temporalConnectionSettings } from '../lib/temporal';
 import { loadToolServersConfig } from '../activities/tools/config';
 import { ToolServers } from '../activities/tools/servers';
-import { createWorker, workerTuning } from './create-worker';
+import { createWorker, workerTuning, workerVersioning } from './create-worker';
 
 async function main(): Promise<void> {
   const config = loadConfig();
   // Checked before anything starts: a bad certificate setting stops the worker here, named.
   const temporalSettings = temporalConnectionSettings(config);
+  const deployment = workerVersioning(config);
   const logger = createLogger('worker', config.LOG_LEVEL);
   installRuntime(config.WORKER_SDK_METRICS_PORT);
   if (config.WORKFLOW_BUNDLE_PATH && !existsSync(config.WORKFLOW_BUNDLE_PATH)) {
@@ -48,6 +49,7 @@ async function main(): Promise<void> {
     workflowBundlePath: config.WORKFLOW_BUNDLE_PATH,
     maxDomainAttempts: config.DOMAIN_MAX_ATTEMPTS,
     tuning: workerTuning(config),
+    deployment,
     deps: {
       db: database.db,
       metrics,
@@ -64,6 +66,9 @@ async function main(): Promise<void> {
     {
       taskQueue: config.TEMPORAL_TASK_QUEUE,
       temporal: `${temporalSettings.address} ${temporalSettings.describe}`,
+      versioning: deployment
+        ? `deployment ${deployment.version.deploymentName}, build ${deployment.version.buildId}, ${deployment.defaultVersioningBehavior}`
+        : 'unversioned',
       // As the SDK compiled them (it may lower one to fit another).
       maxCachedWorkflows: worker.options.maxCachedWorkflows,
       maxConcurrentWorkflowTaskExecutions: worker.options.maxConcurrentWorkflowTaskExecutions,
