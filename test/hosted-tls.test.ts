@@ -24,6 +24,9 @@ import { waitFor } from './helpers/wait';
  * processes (worker/main.ts, api/main.ts) configured by environment alone.
  */
 
+/** A process started with tsx on a loaded two-core machine can take half a minute before it logs a line. */
+const START_TIMEOUT_MS = 90_000;
+
 let dir: string;
 let ca: CertificateFiles;
 let client: CertificateFiles;
@@ -75,7 +78,7 @@ describe('through a TLS terminator that requires a client certificate', () => {
     await database?.drop();
   });
 
-  it('runs a worker and an API with the client certificate, and a run goes to COMPLETED through it', { timeout: 120_000 }, async () => {
+  it('runs a worker and an API with the client certificate, and a run goes to COMPLETED through it', { timeout: 240_000 }, async () => {
     const taskQueue = `tls-${randomUUID()}`;
     const common = {
       ...mtlsEnv(client),
@@ -95,12 +98,12 @@ describe('through a TLS terminator that requires a client certificate', () => {
       REACTOR_CONSUMER: `tls-${randomUUID().slice(0, 8)}`,
       // The API must start the run itself: no dispatcher to start it another way.
       DISPATCHER_IN_WORKER: 'false',
-    });
+    }, { startTimeoutMs: START_TIMEOUT_MS });
     processes.push(worker);
     expect(worker.output()).toContain(`over TLS (client certificate CN=governed-worker from TEMPORAL_TLS_CLIENT_CERT_PATH (${client.cert})`);
 
     const apiPort = await freePort();
-    const api = await startProductProcess(path.join('api', 'main.ts'), 'api listening', { ...common, API_HOST: '127.0.0.1', API_PORT: String(apiPort) });
+    const api = await startProductProcess(path.join('api', 'main.ts'), 'api listening', { ...common, API_HOST: '127.0.0.1', API_PORT: String(apiPort) }, { startTimeoutMs: START_TIMEOUT_MS });
     processes.push(api);
 
     const { apiKey } = await createTenant(db.db, { name: `tls-${randomUUID().slice(0, 8)}` });
@@ -155,7 +158,7 @@ describe('through a TLS terminator that requires a client certificate', () => {
   it.each([
     ['no client certificate', () => mtlsEnv(null), /peer did not return a certificate/],
     ['a certificate from another CA', () => mtlsEnv(strangerClient), /.+/],
-  ])('refuses a worker with %s, and the worker exits saying so', { timeout: 60_000 }, async (_case, env, refusal) => {
+  ])('refuses a worker with %s, and the worker exits saying so', { timeout: 150_000 }, async (_case, env, refusal) => {
     const refusedBefore = terminator.refusals.length;
     const forwardedBefore = terminator.forwarded;
     const started = startWorkerProcess({
@@ -167,7 +170,7 @@ describe('through a TLS terminator that requires a client certificate', () => {
       WORKER_SDK_METRICS_PORT: '0',
       EVENTS_IN_WORKER: 'false',
       DISPATCHER_IN_WORKER: 'false',
-    });
+    }, { startTimeoutMs: START_TIMEOUT_MS });
     const failure = await started.then(
       (p) => {
         processes.push(p);
@@ -231,7 +234,7 @@ describe('bad TLS settings stop a process at start, naming the variable', () => 
   it.each([
     ['worker', path.join('worker', 'main.ts')],
     ['api', path.join('api', 'main.ts')],
-  ])('the %s process exits 1 with the message and no stack trace', { timeout: 60_000 }, async (name, entry) => {
+  ])('the %s process exits 1 with the message and no stack trace', { timeout: 150_000 }, async (name, entry) => {
     const failure = await startProductProcess(entry, 'never', {
       TEMPORAL_ADDRESS: '127.0.0.1:1',
       TEMPORAL_TLS_CLIENT_KEY_PATH: client.key,
@@ -239,7 +242,7 @@ describe('bad TLS settings stop a process at start, naming the variable', () => 
       WORKER_METRICS_PORT: '0',
       WORKER_SDK_METRICS_PORT: '0',
       API_PORT: '0',
-    }).then(
+    }, { startTimeoutMs: START_TIMEOUT_MS }).then(
       () => 'started',
       (err: Error) => err.message,
     );
