@@ -5,19 +5,20 @@ import { loadConfig } from '../lib/config';
 import { listen } from '../lib/listen';
 import { createLogger } from '../lib/logger';
 import { createApiMetrics } from '../lib/metrics';
-import { lazyClient } from '../lib/temporal';
+import { lazyClient, startupFailure } from '../lib/temporal';
 import { createApp, trustProxyOf } from './app';
 import { authLimitsOf } from './auth-throttle';
 import { createApiServer, serverLimitsOf } from './server';
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  // Connects on first use, but its certificates are read and checked now, before anything opens.
+  const temporal = lazyClient(config);
   const logger = createLogger('api', config.LOG_LEVEL);
   surviveDriverWriteAfterClose((message) => logger.warn(message));
   const database = connectDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, connectTimeoutSeconds: config.API_DATABASE_CONNECT_TIMEOUT_SECONDS });
   const redis = new Redis(config.REDIS_URL, { lazyConnect: false, maxRetriesPerRequest: 2 });
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
-  const temporal = lazyClient(config);
   const app = createApp({
     db: database.db,
     temporal,
@@ -56,6 +57,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(`api failed: ${err instanceof Error ? err.message : String(err)}`);
+  console.error(`api failed: ${startupFailure(err)}`);
   process.exit(1);
 });

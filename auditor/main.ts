@@ -6,10 +6,9 @@ import { ToolServers } from '../activities/tools/servers';
 import { connectDatabase } from '../db/client';
 import { loadConfig } from '../lib/config';
 import { runExportOf } from '../activities/retention';
-import { PortInUseError } from '../lib/listen';
 import { createLogger } from '../lib/logger';
 import { createWorkerMetrics } from '../lib/metrics';
-import { connectWorkerConnection } from '../lib/temporal';
+import { connectWorkerConnection, startupFailure, temporalConnectionSettings } from '../lib/temporal';
 import { auditTaskQueue } from '../worker/audit-schedules';
 import { createWorker } from '../worker/create-worker';
 import { serveAuditorMetrics } from './metrics';
@@ -26,6 +25,7 @@ export const AUDITOR_STARTED = 'auditor started';
  */
 export async function runAuditor(): Promise<void> {
   const config = loadConfig();
+  const temporalSettings = temporalConnectionSettings(config);
   const logger = createLogger('auditor', config.LOG_LEVEL);
   const taskQueue = auditTaskQueue(config);
   // No SDK metrics port: the audit loop's health is watched from outside it (the API's
@@ -42,7 +42,7 @@ export async function runAuditor(): Promise<void> {
   const metricsServer = await serveAuditorMetrics(metrics, database.db, config.AUDITOR_METRICS_PORT);
   // The reconciler calls no skill and no tool: an auditor starts no tool server.
   const tools = await ToolServers.connect({}, { logger });
-  const connection = await connectWorkerConnection(config);
+  const connection = await connectWorkerConnection(temporalSettings);
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
   const worker = await createWorker({
     connection,
@@ -84,9 +84,7 @@ export async function runAuditor(): Promise<void> {
 
 if (require.main === module) {
   runAuditor().catch((err: unknown) => {
-    // A taken port or a bad setting is a setting to change, not a bug to trace.
-    const detail = err instanceof PortInUseError ? err.message : err instanceof Error ? err.stack : String(err);
-    console.error(`auditor failed: ${detail}`);
+    console.error(`auditor failed: ${startupFailure(err)}`);
     process.exit(1);
   });
 }

@@ -5,16 +5,17 @@ import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { createEventMetrics } from '../lib/metrics';
 import { serveMetrics } from '../lib/metrics-server';
-import { connectClient } from '../lib/temporal';
+import { connectClient, startupFailure, temporalConnectionSettings } from '../lib/temporal';
 import { startEventServices } from './service';
 
 /** The relay and the reactor on their own, for deployments that run them apart from the worker. */
 async function main(): Promise<void> {
   const config = loadConfig();
+  const temporalSettings = temporalConnectionSettings(config);
   const logger = createLogger('events', config.LOG_LEVEL);
   surviveDriverWriteAfterClose((message) => logger.warn(message));
   const database = connectDatabase(config.DATABASE_URL, { max: 4 });
-  const temporal = await connectClient(config);
+  const temporal = await connectClient(temporalSettings);
   const registry = new Registry();
   const metricsServer = await serveMetrics(registry, config.EVENTS_METRICS_PORT, { name: 'events metrics port', variable: 'EVENTS_METRICS_PORT' });
   const services = await startEventServices({ database, temporal, config, logger, metrics: createEventMetrics(registry) });
@@ -33,6 +34,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(`events failed: ${err instanceof Error ? err.stack : String(err)}`);
+  console.error(`events failed: ${startupFailure(err)}`);
   process.exit(1);
 });

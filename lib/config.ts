@@ -29,8 +29,27 @@ const envSchema = z.object({
   TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().default('default'),
   TEMPORAL_TASK_QUEUE: z.string().default('governed-runs'),
+  // Worker versioning (README, "Past one machine"): both set, the worker joins this Worker Deployment
+  // as this build, and each run stays on the build it started on (PINNED) or moves to the current
+  // build at its next task (AUTO_UPGRADE). Unset, the worker is unversioned and patched() alone
+  // keeps old runs replayable.
+  TEMPORAL_WORKER_DEPLOYMENT_NAME: z.string().min(1).optional(),
+  TEMPORAL_WORKER_BUILD_ID: z.string().min(1).optional(),
+  TEMPORAL_WORKER_VERSIONING_BEHAVIOR: z.enum(['PINNED', 'AUTO_UPGRADE']).default('PINNED'),
   TEMPORAL_API_KEY: z.string().optional(),
   TEMPORAL_TLS: z.enum(['true', 'false']).default('false'),
+  // mTLS to a self-hosted cluster (lib/temporal.ts reads and checks them at start). The names are
+  // Temporal's own environment configuration, so the `temporal` CLI reads the same env file.
+  // Each PEM from a file (`_PATH`) or inline (`_DATA`, for secrets handed over as variables).
+  TEMPORAL_TLS_CLIENT_CERT_PATH: z.string().min(1).optional(),
+  TEMPORAL_TLS_CLIENT_CERT_DATA: z.string().min(1).optional(),
+  TEMPORAL_TLS_CLIENT_KEY_PATH: z.string().min(1).optional(),
+  TEMPORAL_TLS_CLIENT_KEY_DATA: z.string().min(1).optional(),
+  /** The CA that signed the server's certificate, when the system's roots do not hold it. */
+  TEMPORAL_TLS_SERVER_CA_CERT_PATH: z.string().min(1).optional(),
+  TEMPORAL_TLS_SERVER_CA_CERT_DATA: z.string().min(1).optional(),
+  /** The name the server's certificate must carry, when it is not TEMPORAL_ADDRESS's host. */
+  TEMPORAL_TLS_SERVER_NAME: z.string().min(1).optional(),
   API_PORT: port.default(8080),
   API_HOST: z.string().default('127.0.0.1'),
   API_BODY_LIMIT: z.string().default('256kb'),
@@ -197,12 +216,20 @@ const envSchema = z.object({
 
 export type Config = z.infer<typeof envSchema>;
 
+/** A setting the operator must change: its message names the variable, and a stack trace would add nothing. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
 /** Reads the environment once; a bad value stops the process with the variable's name. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
-    throw new Error(`invalid configuration: ${problems}`);
+    throw new ConfigError(`invalid configuration: ${problems}`);
   }
   return parsed.data;
 }

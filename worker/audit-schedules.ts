@@ -8,7 +8,7 @@ import {
   type ScheduleOptionsStartWorkflowAction,
 } from '@temporalio/client';
 import { loadConfig, type Config } from '../lib/config';
-import { connectClient } from '../lib/temporal';
+import { connectClient, startupFailure } from '../lib/temporal';
 import { reconcileAuditWorkflow, staleRunReportWorkflow } from '../workflows/audit';
 import { RETENTION_SCHEDULE_ID, applyRetentionSchedule } from './retention-schedule';
 
@@ -156,7 +156,7 @@ if (require.main === module) {
       await client.connection.close();
     }
   })().catch((err: unknown) => {
-    console.error(`audit schedules failed: ${err instanceof Error ? err.message : String(err)}`);
+    console.error(`audit schedules failed: ${startupFailure(err)}`);
     process.exit(1);
   });
 }

@@ -1,9 +1,9 @@
 import path from 'node:path';
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { NativeConnection, Worker, type WorkerDeploymentOptions, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
 import { createReconcilerActivities } from '../activities/reconciler';
 import { createRetentionActivities } from '../activities/retention';
-import type { Config } from '../lib/config';
+import { ConfigError, type Config } from '../lib/config';
 import type { FaultInjector } from './faults';
 import { RetryBudgetInterceptor } from './interceptors';
 
@@ -25,6 +25,8 @@ export interface CreateWorkerOptions {
    * the same either way: a worker only gets tasks for workflows started on its queue.
    */
   activities?: 'all' | 'audit';
+  /** The Worker Deployment version it serves (`workerVersioning`); absent, an unversioned worker. */
+  deployment?: WorkerDeploymentOptions;
 }
 
 export type WorkerTuning = NonNullable<CreateWorkerOptions['tuning']>;
@@ -46,6 +48,22 @@ export function workerTuning(
     maxConcurrentActivityTaskExecutions: config.WORKER_MAX_CONCURRENT_ACTIVITIES,
     workflowThreadPoolSize: config.WORKER_WORKFLOW_THREADS,
   };
+}
+
+/**
+ * The worker's deployment version from its configuration, or none (an unversioned worker, as
+ * before). A versioned worker gets new runs only once its build is the deployment's current one
+ * (`temporal worker deployment set-current-version`); with PINNED, a run stays on the build it
+ * started on until it closes, so a release never meets a run of the one before.
+ */
+export function workerVersioning(
+  config: Pick<Config, 'TEMPORAL_WORKER_DEPLOYMENT_NAME' | 'TEMPORAL_WORKER_BUILD_ID' | 'TEMPORAL_WORKER_VERSIONING_BEHAVIOR'>,
+): WorkerDeploymentOptions | undefined {
+  const { TEMPORAL_WORKER_DEPLOYMENT_NAME: deploymentName, TEMPORAL_WORKER_BUILD_ID: buildId } = config;
+  if (!deploymentName && !buildId) return undefined;
+  if (!deploymentName) throw new ConfigError('invalid configuration: TEMPORAL_WORKER_BUILD_ID needs TEMPORAL_WORKER_DEPLOYMENT_NAME (worker versioning takes both)');
+  if (!buildId) throw new ConfigError('invalid configuration: TEMPORAL_WORKER_DEPLOYMENT_NAME needs TEMPORAL_WORKER_BUILD_ID (worker versioning takes both)');
+  return { version: { deploymentName, buildId }, useWorkerVersioning: true, defaultVersioningBehavior: config.TEMPORAL_WORKER_VERSIONING_BEHAVIOR };
 }
 
 /** A directory, so webpack resolves its index whether the sources are .ts (tsx, vitest) or .js. */
@@ -71,5 +89,6 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
       activity: [(ctx) => ({ inbound: new RetryBudgetInterceptor(ctx, maxAttempts, options.faults) })],
     },
     ...options.tuning,
+    ...(options.deployment ? { workerDeploymentOptions: options.deployment } : {}),
   });
 }

@@ -13,13 +13,16 @@ import { startDispatcher } from '../dispatch/service';
 import { startEventServices } from '../events/service';
 import { PortInUseError } from '../lib/listen';
 import { serveMetrics } from '../lib/metrics-server';
-import { connectWorkerConnection } from '../lib/temporal';
+import { connectWorkerConnection, startupFailure, temporalConnectionSettings } from '../lib/temporal';
 import { loadToolServersConfig } from '../activities/tools/config';
 import { ToolServers } from '../activities/tools/servers';
-import { createWorker, workerTuning } from './create-worker';
+import { createWorker, workerTuning, workerVersioning } from './create-worker';
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  // Checked before anything starts: a bad certificate setting stops the worker here, named.
+  const temporalSettings = temporalConnectionSettings(config);
+  const deployment = workerVersioning(config);
   const logger = createLogger('worker', config.LOG_LEVEL);
   installRuntime(config.WORKER_SDK_METRICS_PORT);
   if (config.WORKFLOW_BUNDLE_PATH && !existsSync(config.WORKFLOW_BUNDLE_PATH)) {
@@ -33,7 +36,7 @@ async function main(): Promise<void> {
   const metricsServer = await serveMetrics(metrics.registry, config.WORKER_METRICS_PORT, { name: 'worker metrics port', variable: 'WORKER_METRICS_PORT' });
   // The operator's tool servers: started (stdio) or reached (HTTP) by this worker, never by a tenant.
   const tools = await ToolServers.connect(loadToolServersConfig(process.env), { logger });
-  const connection = await connectWorkerConnection(config);
+  const connection = await connectWorkerConnection(temporalSettings);
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
   // The runs' queue alone: the audit loop runs on TEMPORAL_AUDIT_TASK_QUEUE, served by the auditor
   // (`npm run auditor`), so that it outlives this worker. The bundle still holds its workflows and
@@ -46,6 +49,7 @@ async function main(): Promise<void> {
     workflowBundlePath: config.WORKFLOW_BUNDLE_PATH,
     maxDomainAttempts: config.DOMAIN_MAX_ATTEMPTS,
     tuning: workerTuning(config),
+    deployment,
     deps: {
       db: database.db,
       metrics,
@@ -61,6 +65,10 @@ async function main(): Promise<void> {
   logger.info(
     {
       taskQueue: config.TEMPORAL_TASK_QUEUE,
+      temporal: `${temporalSettings.address} ${temporalSettings.describe}`,
+      versioning: deployment
+        ? `deployment ${deployment.version.deploymentName}, build ${deployment.version.buildId}, ${deployment.defaultVersioningBehavior}`
+        : 'unversioned',
       // As the SDK compiled them (it may lower one to fit another).
       maxCachedWorkflows: worker.options.maxCachedWorkflows,
       maxConcurrentWorkflowTaskExecutions: worker.options.maxConcurrentWorkflowTaskExecutions,
@@ -148,8 +156,6 @@ function installRuntime(sdkMetricsPort: number): void {
 }
 
 main().catch((err: unknown) => {
-  // A taken port is a setting to change, not a bug to trace.
-  const detail = err instanceof PortInUseError ? err.message : err instanceof Error ? err.stack : String(err);
-  console.error(`worker failed: ${detail}`);
+  console.error(`worker failed: ${startupFailure(err)}`);
   process.exit(1);
 });

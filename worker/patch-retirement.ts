@@ -1,5 +1,5 @@
 import { loadConfig } from '../lib/config';
-import { connectClient } from '../lib/temporal';
+import { connectClient, startupFailure } from '../lib/temporal';
 import { PATCH_RELEASED, mayRetire, type RunPatch } from '../workflows/patches';
 
 /**
@@ -29,6 +29,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(`patches:retirable failed: ${err instanceof Error ? err.message : String(err)}`);
+  console.error(`patches:retirable failed: ${startupFailure(err)}`);
   process.exit(1);
 });

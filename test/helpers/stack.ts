@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, type LogLevel, type Worker } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, type LogLevel, type Worker, type WorkerDeploymentOptions } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
 import Redis from 'ioredis';
 import { inject } from 'vitest';
@@ -73,6 +73,8 @@ export interface StackOptions {
   temporalAddress?: string;
   /** Requests per API key per minute (API_RATE_LIMIT_PER_MINUTE); absent: the product's default. */
   requestsPerMinute?: number;
+  /** The worker's Worker Deployment version (`workerVersioning`); absent, unversioned. */
+  deployment?: WorkerDeploymentOptions;
   /** Where retention exports runs before pruning them (`RETENTION_EXPORT_TO`); unset, tenants that ask for it keep their runs. */
   runExportDir?: string;
 }
@@ -149,6 +151,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     maxDomainAttempts: options.maxDomainAttempts ?? 3,
     faults,
     deps: activityDeps,
+    deployment: options.deployment,
   });
   const workerRun = worker.run();
   const eventsConfig: EventsConfig | null = options.events ? testEventsConfig('stack', options.events) : null;
