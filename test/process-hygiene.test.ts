@@ -75,6 +75,9 @@ async function launch(how: 'script' | 'npm' | 'worker' | 'auditor', env: Record<
       AUDITOR_METRICS_PORT: String(ports.auditorMetrics),
       // The shared test database's events stay off the default stream.
       EVENTS_IN_WORKER: 'false',
+      // And /healthz reads reactors' heartbeats on a stream of its own: the shared Redis may hold a
+      // beat left on the default stream by a system killed there earlier, which would make it 503.
+      EVENT_STREAM: `governed:hygiene:${mark}`,
       LOG_LEVEL: 'info',
       ...env,
     }),
