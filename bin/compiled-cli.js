@@ -16,8 +16,8 @@ const TARGETS = {
 const OUT_DIR = TARGETS.cli.outDir;
 /**
  * V8's flags for the worker, compiled or not. Each of its isolates (the main thread's and one per
- * workflow thread) grows its young generation up to 2 x 16 MiB by default and keeps it; 1 MiB
- * semi-spaces took ~70 MB off the worker with 500 runs paused (README, Benchmarks: pushes).
+ * workflow thread) grows its young generation up to 2 x 16 MiB by default and keeps it; with 1 MiB
+ * semi-spaces the worker held 300 MB with 500 runs paused instead of 346 (README, Benchmarks: pushes).
  */
 const WORKER_NODE_FLAGS = ['--max-semi-space-size=1'];
 const STAMP = '.built';
