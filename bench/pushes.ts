@@ -4,10 +4,12 @@
  * a Temporal dev server, a fresh database, the production worker as a child process, the API and
  * the event relay in this process):
  *
- * - memory: for each workflow-cache bound (`--cache`, the SDK's default first), a fresh worker,
- *   its memory idle, with `--memory-runs` runs paused (500) and after they were stopped (the
- *   tenant suspended: one push that ends every paused run), from the worker's metrics port
- *   (`process.memoryUsage()` by kind and the SDK's count of cached workflows);
+ * - memory: for each worker setting (`--setting`, repeatable: runner, cache bound, workflow threads,
+ *   glibc arenas, node's flags; by default the compiled worker with its V8 flags at each `--cache`
+ *   bound), a fresh worker, its memory idle, with `--memory-runs` runs paused (500) and after they
+ *   were stopped (the tenant suspended: one push that ends every paused run), from the worker's
+ *   metrics port (`process.memoryUsage()` by kind, the main heap by space and the SDK's count of
+ *   cached workflows);
  * - pushes: `--runs` live runs (10,000), each held at its first step by an approval pause (the
  *   cheapest open workflow: a durable timer, no activity, no slot), then a tenant-wide pause and a
  *   tenant-wide resume through the API, each timed from the request to its push row marked
@@ -15,8 +17,11 @@
  *   its signal.
  *
  *   npm run bench -- pushes [--runs 10000] [--memory-runs 500] [--cache sdk,200] [--submit-concurrency 16] [--skip-memory] [--skip-pushes]
+ *                           [--setting 'runner=js|tsx;cache=200;threads=2;arenas=2;flags=--max-semi-space-size=1' ...]
  */
+import { execFileSync } from 'node:child_process';
 import os from 'node:os';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
 import { and, count, eq, isNotNull, sql } from 'drizzle-orm';
@@ -28,6 +33,10 @@ import { freePort } from '../lib/listen';
 import { mapLimit } from '../lib/map-limit';
 import { startDrillStack, type DrillStack } from '../drill/stack';
 
+const { TARGETS, WORKER_NODE_FLAGS } = require('../bin/compiled-cli') as { TARGETS: Record<'worker', { outDir: string; main: string }>; WORKER_NODE_FLAGS: string[] };
+/** The worker as `npm start` runs it: compiled by `npm run build:worker`. */
+const COMPILED_WORKER = path.join(__dirname, '..', TARGETS.worker.outDir, TARGETS.worker.main);
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** What the SDK picks for `maxCachedWorkflows` when it is not set (worker-options.js), on this machine's heap limit. */
@@ -37,6 +46,8 @@ function sdkDefaultCacheSize(): number {
 }
 
 interface Sample {
+  /** The main thread's V8 heap by space (used bytes). */
+  spaces: Record<string, number>;
   rss: number;
   heapUsed: number;
   heapTotal: number;
@@ -49,7 +60,10 @@ export async function sample(metricsPort: number): Promise<Sample> {
   const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
   const value = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? NaN);
   const kind = (k: string) => value(new RegExp(`^governed_worker_memory_bytes\\{kind="${k}"\\} (\\S+)$`, 'm'));
+  const spaces: Record<string, number> = {};
+  for (const m of text.matchAll(/^governed_worker_heap_space_bytes\{space="(\w+)"\} (\S+)$/gm)) spaces[m[1]!] = Number(m[2]);
   return {
+    spaces,
     rss: kind('rss'),
     heapUsed: kind('heapUsed'),
     heapTotal: kind('heapTotal'),
@@ -62,6 +76,37 @@ export async function sample(metricsPort: number): Promise<Sample> {
 const mb = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MB`;
 const describeSample = (s: Sample) =>
   `rss ${mb(s.rss)}, heap used ${mb(s.heapUsed)} of ${mb(s.heapTotal)}, external ${mb(s.external)} (array buffers ${mb(s.arrayBuffers)}), ${s.cached} cached workflows`;
+const describeSpaces = (s: Sample) =>
+  Object.entries(s.spaces)
+    .filter(([, bytes]) => bytes >= 1024 * 1024)
+    .map(([space, bytes]) => `${space.replace(/_space$/, '')} ${mb(bytes)}`)
+    .join(', ');
+
+/**
+ * One worker configuration the memory part measures: its runner (`js`, the compiled worker `npm start`
+ * runs, or `tsx`), its environment and node's flags. Written `runner=js;cache=200;threads=2;arenas=2;flags=--max-semi-space-size=1`.
+ */
+interface MemorySetting {
+  label: string;
+  runner: 'js' | 'tsx';
+  env: Record<string, string>;
+  nodeFlags: string[];
+}
+
+function parseSetting(text: string): MemorySetting {
+  const setting: MemorySetting = { label: text, runner: 'js', env: {}, nodeFlags: [...WORKER_NODE_FLAGS] };
+  for (const part of text.split(';').filter(Boolean)) {
+    const at = part.indexOf('=');
+    const [key, value] = [part.slice(0, at), part.slice(at + 1)];
+    if (key === 'runner' && (value === 'js' || value === 'tsx')) setting.runner = value;
+    else if (key === 'cache') setting.env.WORKER_MAX_CACHED_WORKFLOWS = String(value === 'sdk' ? sdkDefaultCacheSize() : Number(value));
+    else if (key === 'threads') setting.env.WORKER_WORKFLOW_THREADS = value;
+    else if (key === 'arenas') setting.env.MALLOC_ARENA_MAX = value;
+    else if (key === 'flags') setting.nodeFlags = value.split(' ').filter(Boolean);
+    else throw new Error(`--setting ${text}: unknown part ${part} (runner=js|tsx, cache=N|sdk, threads=N, arenas=N (glibc's MALLOC_ARENA_MAX), flags=...)`);
+  }
+  return setting;
+}
 
 /** A request to the stack's API with a key of the caller's choosing. */
 async function api(stack: DrillStack, method: string, path: string, apiKey: string, body?: unknown): Promise<{ status: number; body: any; ms: number }> {
@@ -178,14 +223,17 @@ export async function benchPushes(argv: string[]): Promise<void> {
       'submit-concurrency': { type: 'string', default: '16' },
       'skip-memory': { type: 'boolean', default: false },
       'skip-pushes': { type: 'boolean', default: false },
+      setting: { type: 'string', multiple: true },
     },
   });
   const runCount = Number(values.runs);
   const memoryRuns = Number(values['memory-runs']);
   const submitConcurrency = Number(values['submit-concurrency']);
-  const caches = values.cache.split(',').map((c) => (c === 'sdk' ? sdkDefaultCacheSize() : Number(c)));
+  const settings = (values.setting ?? values.cache.split(',').map((c) => `cache=${c}`)).map(parseSetting);
   const config = loadConfig();
   const print = (line: string) => console.log(line);
+  // The worker as npm start runs it, compiled (built here when missing or older than its sources).
+  execFileSync(process.execPath, [path.join(__dirname, '..', 'scripts', 'build-cli.mjs'), '--worker', '--if-stale'], { stdio: 'inherit' });
   const [metricsPort, sdkMetricsPort] = [await freePort(), await freePort()];
   const workerEnv = { WORKER_METRICS_PORT: String(metricsPort), WORKER_SDK_METRICS_PORT: String(sdkMetricsPort) };
 
@@ -199,31 +247,33 @@ export async function benchPushes(argv: string[]): Promise<void> {
   process.once('SIGINT', interrupted);
   try {
     if (!values['skip-memory']) {
-      print(`\nworker memory with ${memoryRuns} paused runs, by workflow-cache bound (WORKER_MAX_CACHED_WORKFLOWS)`);
-      for (const cache of caches) {
+      print(`\nworker memory with ${memoryRuns} paused runs, by setting`);
+      for (const setting of settings) {
         await stack.worker?.kill();
-        await stack.startWorker({ WORKER_MAX_CACHED_WORKFLOWS: String(cache) });
+        await stack.startWorker(setting.env, { entry: setting.runner === 'js' ? COMPILED_WORKER : undefined, nodeFlags: setting.nodeFlags });
+        // Each sample printed as it is taken: on a loaded machine a setting may take many minutes.
+        const report = (when: string, s: Sample) => {
+          print(`    ${when.padEnd(25)}${describeSample(s)}`);
+          print(`    ${''.padEnd(25)}main heap by space: ${describeSpaces(s)}`);
+        };
+        print(`  ${setting.label}${setting.env.WORKER_MAX_CACHED_WORKFLOWS === String(sdkDefaultCacheSize()) ? ' (cache: the SDK default on this heap)' : ''}:`);
         await sleep(5000);
-        const idle = await sample(metricsPort);
-        const tenant = await heldTenant(stack, `memory-${cache}`);
+        report('idle', await sample(metricsPort));
+        const tenant = await heldTenant(stack, `memory-${settings.indexOf(setting)}`);
         const heldIn = await holdRuns(stack, tenant.apiKey, tenant.tenantId, memoryRuns, submitConcurrency, print);
         await sleep(5000);
-        const paused = await sample(metricsPort);
+        report(`${memoryRuns} runs paused (${heldIn.toFixed(0)} s)`, await sample(metricsPort));
         const suspended = await api(stack, 'POST', '/api/v1/tenant/suspend', tenant.apiKey);
         if (suspended.status !== 200) throw new Error(`suspend answered ${suspended.status}`);
         await waitForRuns(stack, tenant.tenantId, (phase) => isTerminalPhase(phase), memoryRuns);
         await sleep(5000);
-        const stopped = await sample(metricsPort);
-        print(`  cache ${cache}${cache === sdkDefaultCacheSize() ? ' (the SDK default on this heap)' : ''}:`);
-        print(`    idle                     ${describeSample(idle)}`);
-        print(`    ${String(memoryRuns).padEnd(4)} runs paused (${heldIn.toFixed(0)} s) ${describeSample(paused)}`);
-        print(`    after stopping them      ${describeSample(stopped)}`);
+        report('after stopping them', await sample(metricsPort));
       }
     }
 
     if (!values['skip-pushes']) {
       await stack.worker?.kill();
-      await stack.startWorker();
+      await stack.startWorker({}, { entry: COMPILED_WORKER, nodeFlags: WORKER_NODE_FLAGS });
       const tenant = await heldTenant(stack, 'pushes');
       print(`\ntenant-wide pause and resume over ${runCount} live runs (each held by an approval pause)`);
       const heldIn = await holdRuns(stack, tenant.apiKey, tenant.tenantId, runCount, submitConcurrency, print);

@@ -124,7 +124,7 @@ async function main(): Promise<void> {
   const profileDir = values['cpu-prof'] ? path.resolve(values['cpu-prof']) : null;
   // A directory per process: node writes a profile per thread (the worker's workflow threads, tsx's
   // loader thread), each named by its pid and thread id.
-  const nodeArgs = (name: string) => (profileDir ? ['--cpu-prof', '--cpu-prof-dir', path.join(profileDir, name)] : []);
+  const nodeFlags = (name: string) => (profileDir ? ['--cpu-prof', '--cpu-prof-dir', path.join(profileDir, name)] : []);
   const productEnv = {
     DATABASE_URL: url.toString(),
     REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
@@ -148,7 +148,7 @@ async function main(): Promise<void> {
         DATABASE_POOL_MAX: '20',
         EVENTS_IN_WORKER: 'false',
       },
-      { startTimeoutMs: START_TIMEOUT_MS, nodeArgs: nodeArgs('worker') },
+      { startTimeoutMs: START_TIMEOUT_MS, nodeFlags: nodeFlags('worker') },
     ),
   );
   const apiPort = await freePort();
@@ -157,7 +157,7 @@ async function main(): Promise<void> {
       path.join('api', 'main.ts'),
       'api listening',
       { ...productEnv, LOG_LEVEL: 'info', API_PORT: String(apiPort), API_HOST: '127.0.0.1', OBSERVABILITY_MODE: 'DEGRADED', API_RATE_LIMIT_PER_MINUTE: '1000000' },
-      { startTimeoutMs: START_TIMEOUT_MS, nodeArgs: nodeArgs('api') },
+      { startTimeoutMs: START_TIMEOUT_MS, nodeFlags: nodeFlags('api') },
     ),
   );
   const bareWorker = await started(

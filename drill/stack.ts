@@ -130,7 +130,7 @@ export interface DrillStack {
   /** Every worker process started, in order, dead ones included. */
   readonly workers: readonly WorkerProcess[];
   /** Starts a worker (again after a kill, or to change its tuning: `env` goes over `workerEnv`). */
-  startWorker(env?: Record<string, string>): Promise<WorkerProcess>;
+  startWorker(env?: Record<string, string>, runner?: WorkerRunner): Promise<WorkerProcess>;
   /** The in-process API, or the first API process. */
   readonly baseUrl: string;
   /** The drill's tenant and its admin key. */
@@ -139,6 +139,12 @@ export interface DrillStack {
   createKey(role: ApiRole): Promise<string>;
   submitRun(body: unknown, idempotencyKey: string): Promise<SubmittedRun>;
   close(options?: { keepWorkDir?: boolean }): Promise<void>;
+}
+
+/** How the worker process is run: its entry (worker/main.ts under tsx unless told) and node's flags. */
+export interface WorkerRunner {
+  entry?: string;
+  nodeFlags?: string[];
 }
 
 const TASK_QUEUE = 'drill';
@@ -257,7 +263,7 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
     const workers: WorkerProcess[] = [];
     const currentWorker = () => workers.find(alive) ?? workers.at(-1) ?? null;
     cleanups.push(() => Promise.all(workers.map((w) => w.kill())));
-    const startWorker = async (env: Record<string, string> = {}) => {
+    const startWorker = async (env: Record<string, string> = {}, runner: WorkerRunner = {}) => {
       if (closing) throw new Error('the drill stack is closed');
       workerLog.write(`--- worker starting at ${new Date().toISOString()}\n`);
       const worker = await startWorkerProcess(
@@ -276,7 +282,7 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
         },
         // Its last words may come after the log is closed. Loading the worker through tsx took over
         // 30 s on a loaded 2-core machine running a Temporal cluster beside it.
-        { onOutput: (chunk) => workerLog.writableEnded || workerLog.write(chunk), startTimeoutMs: 90_000 },
+        { onOutput: (chunk) => workerLog.writableEnded || workerLog.write(chunk), startTimeoutMs: 90_000, ...runner },
       );
       workers.push(worker);
       children.add(() => (alive(worker) ? worker.pid : null));

@@ -109,10 +109,11 @@ const envSchema = z.object({
     .refine((n) => n !== 1, '0 (no cache) or at least 2')
     .default(WORKER_MAX_CACHED_WORKFLOWS_DEFAULT),
   /**
-   * Threads that run workflow code (`workflowThreadPoolSize`; the SDK's default is 2). Each holds
-   * its own V8 isolate with the workflow bundle and its share of the cache (README, Benchmarks).
+   * Threads that run workflow code (`workflowThreadPoolSize`; the SDK's default is 1 with its
+   * default reused V8 context). Each holds its own V8 isolate with the workflow bundle and its share
+   * of the cache: a second one cost ~110 MB with 500 runs paused (README, Benchmarks: pushes).
    */
-  WORKER_WORKFLOW_THREADS: z.coerce.number().int().min(1).max(64).default(2),
+  WORKER_WORKFLOW_THREADS: z.coerce.number().int().min(1).max(64).default(1),
   /** Workflow tasks the worker runs at once (`maxConcurrentWorkflowTaskExecutions`); at most WORKER_MAX_CACHED_WORKFLOWS. */
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: z.coerce.number().int().min(2).max(10_000).default(40),
   /** Activities the worker runs at once (`maxConcurrentActivityTaskExecutions`). */

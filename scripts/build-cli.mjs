@@ -1,12 +1,14 @@
-// Compiles the `governed` CLI to plain JS in dist/governed/ (tsconfig.cli.json) and stamps the build
-// with the time it started, so bin/governed.js runs it, not cli/main.ts under tsx, until a source
-// changes. Type-checking is not its job (`npm run typecheck`, `npm test` do that): tsc runs with
-// --noCheck, which only transpiles, as tsx would.
+// Compiles the `governed` CLI to plain JS in dist/governed/ (tsconfig.cli.json), or with --worker the
+// worker in dist/worker/ (tsconfig.worker.json), and stamps the build with the time it started, so
+// bin/governed.js (the CLI) and `npm run worker`/`npm start` (the worker) run it, not the TypeScript
+// under tsx, until a source changes. Type-checking is not its job (`npm run typecheck`, `npm test`
+// do that): tsc runs with --noCheck, which only transpiles, as tsx would.
 //
-//   node scripts/build-cli.mjs              build
-//   node scripts/build-cli.mjs --if-stale   build only when bin/governed.js would not run the last build
-//   node scripts/build-cli.mjs --soft       a failed build is a warning, exit 0 (npm's prepare: an
-//                                           install must not fail over it; the CLI runs under tsx)
+//   node scripts/build-cli.mjs [--worker]              build
+//   node scripts/build-cli.mjs [--worker] --if-stale   build only when the last build would not run
+//   node scripts/build-cli.mjs [--worker] --soft       a failed build is a warning, exit 0 (npm's
+//                                                      prepare: an install must not fail over it;
+//                                                      the TypeScript runs under tsx)
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -15,17 +17,21 @@ import { fileURLToPath } from 'node:url';
 
 const require = createRequire(import.meta.url);
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { compiledCli, OUT_DIR, STAMP } = require('../bin/compiled-cli.js');
+const { compiledBuild, TARGETS, STAMP } = require('../bin/compiled-cli.js');
+const name = process.argv.includes('--worker') ? 'worker' : 'cli';
+const target = TARGETS[name];
+const what = name === 'cli' ? 'the CLI' : 'the worker';
+const source = name === 'cli' ? 'bin/governed.js runs cli/main.ts' : 'the worker runs worker/main.ts';
 
 if (process.argv.includes('--if-stale')) {
-  const state = compiledCli(root);
+  const state = compiledBuild(root, name);
   if (state.fresh) process.exit(0);
-  console.error(`build-cli: building the CLI (${state.reason})`);
+  console.error(`build-cli: building ${what} (${state.reason})`);
 }
 
 const soft = process.argv.includes('--soft');
 function fail(message) {
-  console.error(`build-cli: ${message}; bin/governed.js runs cli/main.ts with tsx meanwhile`);
+  console.error(`build-cli: ${message}; ${source} with tsx meanwhile`);
   process.exit(soft ? 0 : 1);
 }
 
@@ -37,9 +43,9 @@ try {
 }
 
 const started = new Date();
-const stamp = path.join(root, OUT_DIR, STAMP);
+const stamp = path.join(root, target.outDir, STAMP);
 fs.rmSync(stamp, { force: true });
-const tsc = spawnSync(process.execPath, [tscBin, '-p', path.join(root, 'tsconfig.cli.json'), '--noCheck'], {
+const tsc = spawnSync(process.execPath, [tscBin, '-p', path.join(root, target.tsconfig), '--noCheck'], {
   cwd: root,
   stdio: 'inherit',
 });

@@ -98,6 +98,8 @@ if [ "${UP_SKIP_SETUP:-}" != 1 ]; then
   [ -d node_modules ] || npm ci --no-audit --no-fund
   # The compiled `governed` CLI (npm ci's prepare builds it too); a build older than its sources is redone.
   node scripts/build-cli.mjs --if-stale --soft
+  # The worker compiled likewise (dist/worker/): it then runs without tsx's loader, ~30-45 MB less.
+  node scripts/build-cli.mjs --worker --if-stale --soft
   ./temporal-dev.sh start
   export TEMPORAL_ADDRESS=${TEMPORAL_ADDRESS:-${TEMPORAL_IP:-127.0.0.1}:${TEMPORAL_PORT:-7233}}
   npm run --silent db:migrate
@@ -111,7 +113,8 @@ grace=${STOP_GRACE_SECONDS:-15}
 declare -A names=() # pid -> worker | auditor | api
 
 # `node --import tsx`, not `npx tsx`: tsx runs the program in a second node process, which a
-# SIGKILL of tsx leaves orphaned on its ports. Here the pid we hold is the program itself.
+# SIGKILL of tsx leaves orphaned on its ports. Here the pid we hold is the program itself. The
+# worker runs compiled when its build is fresh (bin/compiled-cli.js), under tsx otherwise.
 #
 # Each in a session of its own (a process group of its own where there is no setsid), so that a
 # terminal's Ctrl-C, which signals its whole foreground process group, reaches this script alone
@@ -120,14 +123,16 @@ declare -A names=() # pid -> worker | auditor | api
 # worker and the auditor in the middle of draining. setsid execs in place (a job of this script is
 # no process group leader), so $! is the program.
 run() {
+  local name=$1
+  shift
   if command -v setsid >/dev/null 2>&1; then
-    setsid node --import tsx "$2" &
+    setsid node "$@" &
   else
     set -m
-    node --import tsx "$2" &
+    node "$@" &
     set +m
   fi
-  names[$!]=$1
+  names[$!]=$name
 }
 
 # SIGTERM to each process still running, SIGKILL to any still up after the grace period; reaps all.
@@ -166,9 +171,10 @@ trap 'on_signal HUP' HUP
 # Whatever else ends the script (a failed command under `set -e`) leaves nothing running either.
 trap 'stop_all; release_pid_file' EXIT
 
-run worker worker/main.ts
-run auditor auditor/main.ts
-run api api/main.ts
+# shellcheck disable=SC2046 # the arguments, relative, split on purpose
+run worker $(node bin/compiled-cli.js worker)
+run auditor --import tsx auditor/main.ts
+run api --import tsx api/main.ts
 
 all_running() {
   local pid

@@ -115,7 +115,7 @@ async function running(up: Launched, timeoutMs = 120_000): Promise<{ worker: Pro
     throw new Error(`${err instanceof Error ? err.message : String(err)}; its output:\n${up.output()}`);
   });
   const tree = descendants(up.child.pid!);
-  const [worker, auditor, api] = ['worker/main.ts', 'auditor/main.ts', 'api/main.ts'].map((entry) => tree.find((p) => p.command.includes(entry)));
+  const [worker, auditor, api] = ['worker/main.', 'auditor/main.ts', 'api/main.ts'].map((entry) => tree.find((p) => p.command.includes(entry)));
   expect(worker, up.output()).toBeDefined();
   expect(auditor, up.output()).toBeDefined();
   expect(api, up.output()).toBeDefined();

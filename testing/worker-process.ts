@@ -5,6 +5,13 @@ const root = path.join(__dirname, '..');
 /** Enough of a process's output to say why it failed to start. */
 const KEPT_OUTPUT_CHARS = 20_000;
 
+export interface ProcessOptions {
+  startTimeoutMs?: number;
+  onOutput?: (chunk: string) => void;
+  /** Node's own flags (V8's among them), before the entry. */
+  nodeFlags?: readonly string[];
+}
+
 export interface WorkerProcess {
   readonly process: ChildProcess;
   readonly pid: number;
@@ -27,10 +34,12 @@ export async function startProductProcess(
   entry: string,
   startedLine: string,
   env: NodeJS.ProcessEnv,
-  options: { startTimeoutMs?: number; onOutput?: (chunk: string) => void; nodeArgs?: readonly string[] } = {},
+  options: ProcessOptions = {},
 ): Promise<WorkerProcess> {
   const name = path.basename(path.dirname(entry));
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', path.join(root, entry)], {
+  // Compiled JavaScript runs with node alone; TypeScript through tsx's loader.
+  const loader = entry.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const child = spawn(process.execPath, [...(options.nodeFlags ?? []), ...loader, path.isAbsolute(entry) ? entry : path.join(root, entry)], {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -85,6 +94,6 @@ export async function startProductProcess(
 }
 
 /** The production worker (`worker/main.ts`), once it logged "worker started". */
-export function startWorkerProcess(env: NodeJS.ProcessEnv, options: { startTimeoutMs?: number; onOutput?: (chunk: string) => void; nodeArgs?: readonly string[] } = {}): Promise<WorkerProcess> {
-  return startProductProcess(path.join('worker', 'main.ts'), 'worker started', env, options);
+export function startWorkerProcess(env: NodeJS.ProcessEnv, options: ProcessOptions & { entry?: string } = {}): Promise<WorkerProcess> {
+  return startProductProcess(options.entry ?? path.join('worker', 'main.ts'), 'worker started', env, options);
 }

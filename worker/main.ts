@@ -1,5 +1,6 @@
 import { surviveDriverWriteAfterClose } from '../db/driver-races';
 import { existsSync } from 'node:fs';
+import v8 from 'node:v8';
 import { Client } from '@temporalio/client';
 import { Runtime, makeTelemetryFilterString, type Worker } from '@temporalio/worker';
 import { Gauge, type Registry } from 'prom-client';
@@ -131,6 +132,15 @@ function observeWorkerMemory(registry: Registry, worker: Worker): void {
     registers: [registry],
     collect() {
       for (const [kind, bytes] of Object.entries(process.memoryUsage())) this.set({ kind }, bytes);
+    },
+  });
+  new Gauge({
+    name: 'governed_worker_heap_space_bytes',
+    help: "What the main thread's V8 heap holds, by space (v8.getHeapSpaceStatistics(), used bytes); the workflow threads' heaps are not in it",
+    labelNames: ['space'] as const,
+    registers: [registry],
+    collect() {
+      for (const space of v8.getHeapSpaceStatistics()) this.set({ space: space.space_name }, space.space_used_size);
     },
   });
 }
