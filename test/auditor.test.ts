@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,11 +11,9 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createApp } from '../api/app';
 import { RUN_EXPECTATIONS } from '../core/audit';
 import { actionKey } from '../core/audit-reconciliation';
-import { RUN_SEARCH_ATTRIBUTES } from '../core/search-attributes';
 import { connectDatabase, type Database } from '../db/client';
 import { auditExpectations, auditFindings, auditReconciliations, incidents } from '../db/schema';
 import { createTenant } from '../db/tenancy';
-import { devServerTuningArgs } from '../testing/dev-server';
 import { freePort } from '../lib/listen';
 import { createLogger } from '../lib/logger';
 import { createApiMetrics } from '../lib/metrics';
@@ -24,6 +22,7 @@ import { AUDIT_SCHEDULE_ID, STALE_REPORT_WORKFLOW_ID, applyAuditSchedules, audit
 import { staleRunReportWorkflow } from '../workflows/audit';
 import { startAuditorProcess, type AuditorProcess } from './helpers/auditor-process';
 import { freshDatabase } from './helpers/fresh-database';
+import { startOwnDevServer, type OwnDevServer } from './helpers/own-dev-server';
 import { waitFor } from './helpers/wait';
 
 /**
@@ -42,7 +41,7 @@ const DEADLINE_SECONDS = 8;
 const RECONCILE_INTERVAL_SECONDS = 2;
 const ALL = RUN_EXPECTATIONS.map(actionKey).sort();
 
-let devServer: ChildProcess;
+let devServer: OwnDevServer;
 let address: string;
 let fresh: Awaited<ReturnType<typeof freshDatabase>>;
 let database: Database;
@@ -55,19 +54,6 @@ let apiKey: string;
 const runQueue = `runs-${randomUUID()}`;
 const auditQueue = `audit-${randomUUID()}`;
 const started: { kill(): Promise<void> }[] = [];
-
-async function healthy(at: string): Promise<boolean> {
-  let probe: Connection | undefined;
-  try {
-    probe = await Connection.connect({ address: at, connectTimeout: 1000 });
-    await probe.workflowService.describeNamespace({ namespace: 'default' });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await probe?.close().catch(() => {});
-  }
-}
 
 /** The environment of every process of this deployment. */
 function deploymentEnv(extra: Record<string, string> = {}): Record<string, string> {
@@ -121,19 +107,8 @@ function sample(exposition: string, series: string): number | undefined {
 }
 
 beforeAll(async () => {
-  const [port, httpPort, metricsPort, uiPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  address = `127.0.0.1:${port}`;
-  devServer = spawn(
-    inject('temporalCliPath'),
-    [
-      'server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(port), '--http-port', String(httpPort),
-      '--metrics-port', String(metricsPort), '--ui-port', String(uiPort), '--log-level', 'error',
-      ...devServerTuningArgs(),
-      ...RUN_SEARCH_ATTRIBUTES.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
-    ],
-    { stdio: 'ignore' },
-  );
-  await waitFor('the dev server of the auditor test', () => healthy(address), 60_000);
+  devServer = await startOwnDevServer();
+  address = devServer.address;
   fresh = await freshDatabase('auditor');
   database = connectDatabase(fresh.url, { max: 5 });
   connection = await Connection.connect({ address });
@@ -167,7 +142,7 @@ afterAll(async () => {
   redis?.disconnect();
   await connection?.close();
   await database?.close();
-  devServer?.kill('SIGTERM');
+  devServer?.stop();
   await fresh?.drop();
 });
 

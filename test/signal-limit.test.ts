@@ -1,14 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { Connection } from '@temporalio/client';
 import { eq } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { RUN_SEARCH_ATTRIBUTES } from '../core/search-attributes';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { controlPushes } from '../db/schema';
 import { enqueuePush, tenantStatusPush } from '../dispatch/control-pusher';
-import { devServerTuningArgs } from '../testing/dev-server';
-import { freePort } from '../lib/listen';
 import { policyChangedSignal } from '../workflows/messages';
 import { freshDatabase } from './helpers/fresh-database';
+import { startOwnDevServer, type OwnDevServer } from './helpers/own-dev-server';
 import { storedRun, waitForPause } from './helpers/runs';
 import { simPlan, startStack, type Stack, type TestTenant } from './helpers/stack';
 import { waitFor } from './helpers/wait';
@@ -24,44 +20,18 @@ import { waitFor } from './helpers/wait';
 
 const SIGNAL_LIMIT = 5;
 
-let server: ChildProcess;
+let server: OwnDevServer;
 let stack: Stack;
 let fresh: Awaited<ReturnType<typeof freshDatabase>>;
 
-async function healthy(address: string): Promise<boolean> {
-  let connection: Connection | undefined;
-  try {
-    connection = await Connection.connect({ address, connectTimeout: 1000 });
-    await connection.workflowService.describeNamespace({ namespace: 'default' });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await connection?.close().catch(() => {});
-  }
-}
-
 beforeAll(async () => {
-  const [port, httpPort, metricsPort, uiPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const address = `127.0.0.1:${port}`;
-  server = spawn(
-    inject('temporalCliPath'),
-    [
-      'server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(port), '--http-port', String(httpPort),
-      '--metrics-port', String(metricsPort), '--ui-port', String(uiPort), '--log-level', 'error',
-      ...devServerTuningArgs(),
-      '--dynamic-config-value', `history.maximumSignalsPerExecution=${SIGNAL_LIMIT}`,
-      ...RUN_SEARCH_ATTRIBUTES.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
-    ],
-    { stdio: 'ignore' },
-  );
-  await waitFor('the dev server with a signal limit', () => healthy(address), 60_000);
+  server = await startOwnDevServer({ dynamicConfig: { 'history.maximumSignalsPerExecution': SIGNAL_LIMIT } });
   fresh = await freshDatabase('signal_limit');
-  stack = await startStack({ temporalAddress: address, databaseUrl: fresh.url });
+  stack = await startStack({ temporalAddress: server.address, databaseUrl: fresh.url });
 });
 afterAll(async () => {
   await stack?.close();
-  server?.kill('SIGTERM');
+  server?.stop();
   await fresh?.drop();
 });
 

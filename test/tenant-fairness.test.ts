@@ -1,17 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { Connection } from '@temporalio/client';
 import { and, eq, inArray } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { createApp } from '../api/app';
-import { RUN_SEARCH_ATTRIBUTES } from '../core/search-attributes';
 import { runs } from '../db/schema';
-import { freePort } from '../lib/listen';
-import { devServerTuningArgs } from '../testing/dev-server';
 import { startWorkerProcess, type WorkerProcess } from '../testing/worker-process';
 import { freshDatabase } from './helpers/fresh-database';
+import { startOwnDevServer, type OwnDevServer } from './helpers/own-dev-server';
 import { simPlan, startStack, type Stack } from './helpers/stack';
 import { waitFor } from './helpers/wait';
 
@@ -27,45 +23,21 @@ import { waitFor } from './helpers/wait';
 const BURST = 40;
 const FEW = 3;
 
-let server: ChildProcess;
+let server: OwnDevServer;
 let stack: Stack;
 let fresh: Awaited<ReturnType<typeof freshDatabase>>;
 let address: string;
 
-async function healthy(target: string): Promise<boolean> {
-  let connection: Connection | undefined;
-  try {
-    connection = await Connection.connect({ address: target, connectTimeout: 1000 });
-    await connection.workflowService.describeNamespace({ namespace: 'default' });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await connection?.close().catch(() => {});
-  }
-}
-
 beforeAll(async () => {
   // A server of this file's own: its task queues hold only this file's backlog.
-  const [port, httpPort, metricsPort, uiPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  address = `127.0.0.1:${port}`;
-  server = spawn(
-    inject('temporalCliPath'),
-    [
-      'server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(port), '--http-port', String(httpPort),
-      '--metrics-port', String(metricsPort), '--ui-port', String(uiPort), '--log-level', 'error',
-      ...devServerTuningArgs(),
-      ...RUN_SEARCH_ATTRIBUTES.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
-    ],
-    { stdio: 'ignore' },
-  );
-  await waitFor('the dev server', () => healthy(address), 60_000);
+  server = await startOwnDevServer();
+  address = server.address;
   fresh = await freshDatabase('fairness');
   stack = await startStack({ temporalAddress: address, databaseUrl: fresh.url });
 }, 120_000);
 afterAll(async () => {
   await stack?.close();
-  server?.kill('SIGTERM');
+  server?.stop();
   await fresh?.drop();
 });
 
@@ -81,7 +53,9 @@ it(`runs a tenant's ${FEW} runs among the first, not after another tenant's burs
     const res = await fetch(`${base}/api/v1/runs`, {
       method: 'POST',
       headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ plan: simPlan(2, { latencyMs: 50, prompt }) }),
+      // Steps long against a run's governance writes (local activities, in its workflow tasks), so
+      // that the activity queue, where fairness acts, is what the runs wait on.
+      body: JSON.stringify({ plan: simPlan(2, { latencyMs: 400, prompt }) }),
     });
     expect(res.status).toBe(202);
     return ((await res.json()) as { runId: string }).runId;

@@ -1,13 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Connection } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { RUN_SEARCH_ATTRIBUTES } from '../core/search-attributes';
-import { devServerTuningArgs } from '../testing/dev-server';
-import { freePort } from '../lib/listen';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromiumPath, launchChromium, type Browser } from './helpers/chromium';
 import { freshDatabase } from './helpers/fresh-database';
+import { startOwnDevServer, type OwnDevServer } from './helpers/own-dev-server';
 import { waitForPause } from './helpers/runs';
 import { simPlan, startStack, type Stack } from './helpers/stack';
 import { waitFor } from './helpers/wait';
@@ -26,21 +22,8 @@ import { waitFor } from './helpers/wait';
 const chromium = chromiumPath();
 if (chromium === null && !process.env.CI) console.warn('web-ui-literal-text: skipped, chromium is not installed (apt-get install -y chromium, or set CHROMIUM_PATH)');
 
-async function healthy(address: string): Promise<boolean> {
-  let connection: Connection | undefined;
-  try {
-    connection = await Connection.connect({ address, connectTimeout: 1000 });
-    await connection.workflowService.describeNamespace({ namespace: 'default' });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await connection?.close().catch(() => {});
-  }
-}
-
 describe.skipIf(chromium === null && !process.env.CI)('in the Temporal Web UI, text a tenant wrote', () => {
-  let server: ChildProcess;
+  let server: OwnDevServer;
   let uiUrl: string;
   let stack: Stack;
   let fresh: Awaited<ReturnType<typeof freshDatabase>>;
@@ -51,34 +34,21 @@ describe.skipIf(chromium === null && !process.env.CI)('in the Temporal Web UI, t
 
   beforeAll(async () => {
     if (chromium === null) throw new Error('chromium is not installed: apt-get install -y chromium (CI installs it in .ci/run)');
-    const [port, httpPort, metricsPort, uiPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-    const address = `127.0.0.1:${port}`;
-    server = spawn(
-      inject('temporalCliPath'),
-      [
-        'server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--http-port', String(httpPort),
-        '--metrics-port', String(metricsPort), '--ui-port', String(uiPort), '--log-level', 'error',
-        ...devServerTuningArgs(),
-        ...RUN_SEARCH_ATTRIBUTES.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
-      ],
-      { stdio: 'ignore' },
-    );
-    uiUrl = `http://127.0.0.1:${uiPort}`;
-    await waitFor('the dev server with its Web UI', () => healthy(address), 60_000);
-    await waitFor('the Web UI', () => fetch(uiUrl).then((r) => r.ok, () => false), 60_000);
+    server = await startOwnDevServer({ ui: true });
+    uiUrl = server.uiUrl!;
     imageServer = createServer((req, res) => {
       imageHits.push(req.url ?? '');
       res.writeHead(404).end();
     });
     await new Promise<void>((resolve) => imageServer.listen(0, '127.0.0.1', resolve));
     fresh = await freshDatabase('web_ui_text');
-    stack = await startStack({ temporalAddress: address, databaseUrl: fresh.url });
+    stack = await startStack({ temporalAddress: server.address, databaseUrl: fresh.url });
     browser = await launchChromium(chromium);
   });
   afterAll(async () => {
     await browser?.close();
     await stack?.close();
-    server?.kill('SIGTERM');
+    server?.stop();
     await fresh?.drop();
     await new Promise((resolve) => imageServer?.close(resolve));
   });
