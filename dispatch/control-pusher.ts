@@ -196,7 +196,7 @@ export async function deliverPush(deps: PusherDeps, pushId: number, options: Del
   const started = Date.now();
   const signal = SIGNALS[push.signal as keyof typeof SIGNALS] as typeof pauseSignal;
   const payload = { ...push.payload, requestId: `push:${push.id}` } as PauseRequest;
-  let stop: 'budget' | 'aborted' | 'failed' | 'lost' | null = null;
+  let stop: 'budget' | 'aborted' | 'failed' | 'lost' | 'unrecorded' | null = null;
   let failure: string | null = null;
   let successes = 0;
   const failures: DeliveryRecord[] = [];
@@ -242,6 +242,11 @@ export async function deliverPush(deps: PusherDeps, pushId: number, options: Del
       const now = await readPush(deps.db, push!.id);
       if (now) options.onProgress?.(progressOf(now));
     });
+    // What is signalled but not recorded is signalled again by the next attempt: once a write fails,
+    // no lane takes another run (the others would go on signalling the whole queue otherwise).
+    writing.catch(() => {
+      stop ??= 'unrecorded';
+    });
     return writing;
   }
 
@@ -270,13 +275,17 @@ export async function deliverPush(deps: PusherDeps, pushId: number, options: Del
     }
   }
 
+  const lanes = Array.from({ length: deps.concurrency ?? PUSH_CONCURRENCY_DEFAULT }, () => lane());
   try {
-    await Promise.all(Array.from({ length: deps.concurrency ?? PUSH_CONCURRENCY_DEFAULT }, () => lane()));
+    await Promise.all(lanes);
     // A failure is charged to its run only when other runs took the signal meanwhile: then it is the run's, not Temporal's.
     if (successes > 0) unwritten.push(...failures);
     await write();
   } catch (err) {
     // The database failed us mid-way: what was recorded stays; the rest is for a later attempt.
+    // The lanes still in a signal finish it and take no other run.
+    stop ??= 'unrecorded';
+    await Promise.allSettled(lanes);
     await writing.catch(() => {});
     return release(deps, push, claimer, { again: 'backoff', madeProgress: successes > 0, error: `recording the push's progress: ${messageOf(err)}` });
   }
