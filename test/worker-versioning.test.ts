@@ -40,8 +40,10 @@ async function makeCurrent(client: Client, buildId: string): Promise<void> {
       await client.workflowService.setWorkerDeploymentCurrentVersion({ namespace: 'default', deploymentName, buildId, identity: 'worker-versioning test' });
       return true;
     } catch (err) {
-      // NotFound until the version's first poll has registered it.
+      // NotFound until the version's first poll has registered it; FailedPrecondition until its
+      // workers have polled every task queue (workflow and activity) the current version has.
       if (/not found|NOT_FOUND|5 NOT_FOUND/i.test(String(err))) return false;
+      if (/missing active task queues/i.test(String(err))) return false;
       throw err;
     }
   });
