@@ -17,6 +17,7 @@ export interface DevServer {
 }
 
 const HEALTHY_WITHIN_MS = 60_000;
+const FIRST_START_ATTEMPTS = 3;
 
 /**
  * A Temporal dev server of the drill's own, run by the temporal CLI as a child process so that it
@@ -26,19 +27,23 @@ const HEALTHY_WITHIN_MS = 60_000;
  */
 export async function startDevServer(options: { dbFile?: string; logFile: string }): Promise<DevServer> {
   const cli = temporalCliPath();
-  const [port, httpPort, metricsPort, uiPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const address = `127.0.0.1:${port}`;
-  const args = [
-    'server', 'start-dev', '--headless',
-    '--ip', '127.0.0.1', '--port', String(port), '--http-port', String(httpPort),
-    '--metrics-port', String(metricsPort), '--ui-port', String(uiPort),
-    '--namespace', 'default', '--log-level', 'warn',
-    ...(options.dbFile
-      ? ['--db-filename', options.dbFile, '--sqlite-pragma', 'journal_mode=wal', '--sqlite-pragma', 'synchronous=normal']
-      : []),
-    ...devServerTuningArgs(),
-    ...RUN_SEARCH_ATTRIBUTES.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
-  ];
+  let address = '';
+  let args: string[] = [];
+  async function choosePorts(): Promise<void> {
+    const [port, httpPort, metricsPort, uiPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    address = `127.0.0.1:${port}`;
+    args = [
+      'server', 'start-dev', '--headless',
+      '--ip', '127.0.0.1', '--port', String(port), '--http-port', String(httpPort),
+      '--metrics-port', String(metricsPort), '--ui-port', String(uiPort),
+      '--namespace', 'default', '--log-level', 'warn',
+      ...(options.dbFile
+        ? ['--db-filename', options.dbFile, '--sqlite-pragma', 'journal_mode=wal', '--sqlite-pragma', 'synchronous=normal']
+        : []),
+      ...devServerTuningArgs(),
+      ...RUN_SEARCH_ATTRIBUTES.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
+    ];
+  }
   const log = createWriteStream(options.logFile, { flags: 'a' });
   let child: ChildProcess | null = null;
   let exited: Promise<void> = Promise.resolve();
@@ -69,7 +74,19 @@ export async function startDevServer(options: { dbFile?: string; logFile: string
     child = null;
   }
 
-  await start();
+  // The CLI picks its inner services' ports itself at start; another process may take one in the
+  // same instant ("bind: address already in use", seen in CI). A first start that exits is tried
+  // again on fresh ports; once up, the ports stay pinned for restarts.
+  for (let attempt = 1; ; attempt += 1) {
+    await choosePorts();
+    try {
+      await start();
+      break;
+    } catch (err) {
+      if (attempt >= FIRST_START_ATTEMPTS || !/exited at start/.test(String(err))) throw err;
+      log.write(`\n[drill] the dev server exited at start (attempt ${attempt} of ${FIRST_START_ATTEMPTS}); trying again on other ports\n`);
+    }
+  }
   return {
     address,
     get pid() {
