@@ -1,4 +1,6 @@
+import { Context } from '@temporalio/activity';
 import { eq, inArray, sql } from 'drizzle-orm';
+import { AUDIT_PAGE_HEARTBEAT_INTERVAL_MS } from '../core/audit-page-heartbeat';
 import {
   EMPTY_TOTALS,
   cleanRunReport,
@@ -128,6 +130,16 @@ export function createReconcilerActivities({ db, metrics, temporal, logger }: Ac
    * that was not read.
    */
   async function reconcileDueRuns(input: ReconcilePageInput): Promise<ReconcilePageResult> {
+    const ctx = Context.current();
+    const heartbeat = setInterval(() => ctx.heartbeat(), AUDIT_PAGE_HEARTBEAT_INTERVAL_MS);
+    try {
+      return await reconcilePage(input);
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  async function reconcilePage(input: ReconcilePageInput): Promise<ReconcilePageResult> {
     // A pass's first page (no horizon yet) looks for wedged runs first, so they are due within it.
     if (input.dueBefore === null) await markWedgeCandidatesDue();
     const { result, effects } = await db.transaction(async (tx) => {

@@ -3,12 +3,18 @@
  * two passes started together over the same due runs, small pages in two lanes each, so that up to
  * four pages lock runs at the same moment. Each run must be read by one page of one pass: reconciled
  * once, each finding's incident and event written once (README, "Past one machine": reconciler pages).
+ * Then the auditor holding a page is killed mid-page: the page is rolled back with its session and
+ * retried on the other auditor once its heartbeat lapses, and still each run is reconciled once.
  */
 import { randomUUID } from 'node:crypto';
-import { and, eq, inArray } from 'drizzle-orm';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { and, eq, inArray, sql as drizzleSql } from 'drizzle-orm';
+import postgres from 'postgres';
+import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { AUDIT_PAGE_HEARTBEAT_TIMEOUT_MS } from '../core/audit-page-heartbeat';
 import { auditReconciliations, incidents, outbox, runLogs } from '../db/schema';
 import { reconcileAuditWorkflow } from '../workflows/audit';
+import { startAuditorProcess } from './helpers/auditor-process';
+import { waitFor } from './helpers/wait';
 import { freshDatabase } from './helpers/fresh-database';
 import { simPlan, startStack, type Stack } from './helpers/stack';
 import { startWorkerProcess } from './helpers/worker-process';
@@ -66,5 +72,91 @@ it('two passes on two worker processes at once reconcile each run once, and repo
     }
   } finally {
     await secondAuditor.kill();
+  }
+});
+
+it('the auditor holding a page, SIGKILLed mid-page: the page is rolled back, retried on the other auditor after its heartbeat lapses, each run reconciled once', { timeout: 240_000 }, async () => {
+  const tenant = await stack.createTenant();
+  const runIds = await Promise.all(Array.from({ length: RUNS }, () => stack.submitRun(tenant.apiKey, { plan: simPlan(1) })));
+  for (const runId of runIds) await stack.waitForPhase(runId, ['COMPLETED']);
+  const tampered = runIds.slice(0, TAMPERED);
+  await stack.db.delete(runLogs).where(inArray(runLogs.runId, tampered));
+
+  // Two auditors on a queue of their own, so the page is served by one of them and never by this process.
+  const taskQueue = `auditors-${randomUUID()}`;
+  const auditors = await Promise.all(
+    [0, 1].map(() =>
+      startAuditorProcess({
+        DATABASE_URL: database.url,
+        TEMPORAL_ADDRESS: inject('temporalAddress'),
+        TEMPORAL_TASK_QUEUE: stack.taskQueue,
+        TEMPORAL_AUDIT_TASK_QUEUE: taskQueue,
+        WORKFLOW_BUNDLE_PATH: inject('workflowBundlePath'),
+        AUDITOR_METRICS_PORT: '0',
+        LOG_LEVEL: 'info',
+      }),
+    ),
+  );
+  // The page is held mid-transaction: the tampered runs' incidents wait on this lock until its auditor is killed.
+  // A connection of its own holds the lock; the probes go through the stack's pool.
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  let releaseLock!: () => void;
+  const lockReleased = new Promise<void>((resolve) => (releaseLock = resolve));
+  let lockHeld!: () => void;
+  const lockTaken = new Promise<void>((resolve) => (lockHeld = resolve));
+  const lock = sql.begin(async (tx) => {
+    await tx`lock table incidents in share row exclusive mode`;
+    lockHeld();
+    await lockReleased;
+  });
+  try {
+    await lockTaken;
+    const workflowId = `audit-pass-${randomUUID()}`;
+    // One page holds every due run, so one auditor holds all of them.
+    const handle = await stack.client.workflow.start(reconcileAuditWorkflow, { taskQueue, workflowId, args: [{ pageSize: 100 }] });
+    await waitFor('a page waiting on the incidents lock', async () => {
+      const waiting = await stack.db.execute<{ n: number }>(
+        drizzleSql`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query ilike '%incidents%'`,
+      );
+      return waiting[0]!.n > 0;
+    }, 60_000);
+    const pending = (await handle.describe()).raw.pendingActivities ?? [];
+    expect(pending).toHaveLength(1);
+    const holderPid = Number(String(pending[0]!.lastWorkerIdentity).split('@')[0]);
+    const holder = auditors.find((a) => a.pid === holderPid);
+    expect(holder, `the page's auditor (${pending[0]!.lastWorkerIdentity}) is one of the two`).toBeDefined();
+    const killedAt = Date.now();
+    await holder!.kill();
+    releaseLock();
+    await lock;
+
+    const totals = await handle.result();
+    const recoveredInMs = Date.now() - killedAt;
+    console.log(`auditor-kill: the pass completed ${recoveredInMs} ms after the page's auditor was killed (heartbeat timeout ${AUDIT_PAGE_HEARTBEAT_TIMEOUT_MS} ms)`);
+    // Retried once the heartbeat lapsed, well before the page's two-minute start-to-close would have.
+    expect(recoveredInMs).toBeLessThan(AUDIT_PAGE_HEARTBEAT_TIMEOUT_MS + 30_000);
+    const history = await handle.fetchHistory();
+    const retried = (history.events ?? []).find((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 0) > 1);
+    expect(retried?.activityTaskStartedEventAttributes?.lastFailure?.timeoutFailureInfo?.timeoutType, 'the page retried after its heartbeat timed out').toBe(
+      // TimeoutType.TIMEOUT_TYPE_HEARTBEAT
+      4,
+    );
+
+    // Nothing of the killed attempt stayed: the pass counts each run once, each run reconciled once.
+    expect(totals.runs).toBe(RUNS);
+    const rows = await stack.db.select().from(auditReconciliations).where(inArray(auditReconciliations.runId, runIds));
+    for (const row of rows) {
+      expect(row.passes, `run ${row.runId} reconciled once`).toBe(1);
+      expect(row.verdict).toBe(tampered.includes(row.runId) ? 'INCOMPLETE' : 'COMPLETE');
+    }
+    for (const runId of tampered) {
+      const raised = await stack.db.select({ id: incidents.id }).from(incidents).where(and(eq(incidents.runId, runId), eq(incidents.kind, 'audit')));
+      expect(raised).toHaveLength(2);
+    }
+  } finally {
+    releaseLock();
+    await lock.catch(() => {});
+    await sql.end();
+    await Promise.all(auditors.map((a) => a.kill()));
   }
 });

@@ -1,5 +1,6 @@
-import { continueAsNew, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { continueAsNew, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { AUDIT_PAGE_HEARTBEAT_TIMEOUT_MS } from '../core/audit-page-heartbeat';
 import { EMPTY_TOTALS, addTotals, type PassTotals } from '../core/audit-reconciliation';
 import { workflowNow } from './time';
 
@@ -11,6 +12,16 @@ const audit = proxyActivities<Pick<Activities, 'reconcileDueRuns' | 'recordAudit
   startToCloseTimeout: '2 minutes',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 });
+
+/** Pages that beat: a page whose auditor died is retried on another after the heartbeat timeout. */
+const beatingPages = proxyActivities<Pick<Activities, 'reconcileDueRuns'>>({
+  startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: AUDIT_PAGE_HEARTBEAT_TIMEOUT_MS,
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+});
+
+/** Passes started before pages beat schedule them without a heartbeat timeout. */
+export const AUDIT_PAGE_HEARTBEAT_PATCH = 'audit-page-heartbeat';
 
 /** Due runs reconciled per activity, and pages per execution before the pass continues as new. */
 export const RECONCILE_PAGE_SIZE = 500;
@@ -38,17 +49,18 @@ export async function reconcileAuditWorkflow(input: ReconcileAuditInput = {}): P
   const startedAt = input.pass?.startedAt ?? new Date(workflowNow()).toISOString();
   let dueBefore = input.pass?.dueBefore ?? null;
   let totals = input.pass?.totals ?? EMPTY_TOTALS;
+  const pages = patched(AUDIT_PAGE_HEARTBEAT_PATCH) ? beatingPages : audit;
 
-  for (let pages = 0; ; ) {
+  for (let pagesRead = 0; ; ) {
     // The first page fixes the pass's horizon (the database's now); later ones run side by side.
     const lanes = dueBefore === null ? 1 : RECONCILE_LANES;
     const horizon: string | null = dueBefore;
-    const results = await Promise.all(Array.from({ length: lanes }, () => audit.reconcileDueRuns({ dueBefore: horizon, limit: pageSize })));
+    const results = await Promise.all(Array.from({ length: lanes }, () => pages.reconcileDueRuns({ dueBefore: horizon, limit: pageSize })));
     dueBefore = results[0]!.dueBefore;
     for (const result of results) totals = addTotals(totals, result);
-    pages += lanes;
+    pagesRead += lanes;
     if (results.some((r) => r.runs < pageSize)) break;
-    if (pages >= RECONCILE_PAGES_PER_EXECUTION || workflowInfo().continueAsNewSuggested) {
+    if (pagesRead >= RECONCILE_PAGES_PER_EXECUTION || workflowInfo().continueAsNewSuggested) {
       return continueAsNew<typeof reconcileAuditWorkflow>({ pageSize, pass: { passId, startedAt, dueBefore, totals } });
     }
   }
