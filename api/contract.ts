@@ -208,6 +208,9 @@ const controlRateLimited: ResponseContract = {
 const CONTROL_IDEMPOTENCY =
   'names this control so a retry is safe: the run acts on it once (1-200 visible ASCII characters; without one the API picks one and answers it)';
 
+/** What an Idempotency-Key must be, as everywhere a client names a request: 1-200 visible ASCII characters. */
+export const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
+
 export type Auth = 'none' | readonly ApiRole[];
 const ANY_ROLE = ['admin', 'member', 'viewer'] as const satisfies Auth;
 const OPERATORS = ['admin', 'member'] as const satisfies Auth;
