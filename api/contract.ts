@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { oas31 } from 'zod-openapi';
 import { SUBMITTING_ROLES, submitRefusal, type ApiRole } from '../core/authorization';
 import { alertSettingsSchema } from '../core/alerts';
 import { submitRunBody } from '../core/plan';
@@ -196,7 +197,7 @@ const AUTH_LIMITS = ['requests_per_key', 'failed_auth_per_address', 'failed_auth
 /** The control limits, and those: what a control's 429 may name. */
 const CONTROL_LIMITS = ['per_key', 'per_run', ...AUTH_LIMITS] as const;
 
-const retryAfter = { 'Retry-After': { description: 'seconds until the request may succeed', schema: { type: 'integer', minimum: 1 } } };
+const retryAfter: Record<string, HeaderContract> = { 'Retry-After': { description: 'seconds until the request may succeed', schema: { type: 'integer', minimum: 1 } } };
 
 /** A control's 429: its per-key limit (and, for a run's controls, its per-run limit) or the failed-key limits. */
 const controlRateLimited: ResponseContract = {
@@ -207,6 +208,9 @@ const controlRateLimited: ResponseContract = {
 
 const CONTROL_IDEMPOTENCY =
   'names this control so a retry is safe: the run acts on it once (1-200 visible ASCII characters; without one the API picks one and answers it)';
+
+/** What an Idempotency-Key must be, as everywhere a client names a request: 1-200 visible ASCII characters. */
+export const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 
 export type Auth = 'none' | readonly ApiRole[];
 const ANY_ROLE = ['admin', 'member', 'viewer'] as const satisfies Auth;
@@ -248,7 +252,8 @@ export interface RouteContract {
   roleRefusal?: (role: ApiRole) => string | null;
   /** Every `:param` of `path`. */
   params?: Record<string, PathParam>;
-  query?: z.ZodType;
+  /** Read from the query string: an object of parameters, each one documented as such. */
+  query?: z.ZodType<unknown, Record<string, unknown>>;
   body?: z.ZodType;
   /**
    * Set when the body is a whole document (a run, a policy, settings) rather than options: it must
@@ -273,10 +278,11 @@ export interface RouteContract {
   responses: Record<number, ResponseContract>;
 }
 
-export interface HeaderContract {
+/** A header an answer carries, as OpenAPI states it. */
+export interface HeaderContract extends oas31.HeaderObject {
   description: string;
   /** JSON Schema of the value. */
-  schema: Record<string, unknown>;
+  schema: oas31.SchemaObject;
 }
 
 export interface ResponseContract {
@@ -336,10 +342,8 @@ export function problemCodesOf(route: RouteContract): ProblemCode[] {
 export interface ErrorResponse {
   description: string;
   codes: ProblemCode[];
-  /** The problem schema with `code` narrowed to `codes`, and the status's own fields. */
+  /** The problem (`problemSchema`) and what this status says beyond it: `code` narrowed to `codes`, and its own fields. */
   schema: z.ZodType;
-  /** The fields beside the standard ones, for the OpenAPI document. */
-  extra: z.ZodType | null;
   headers?: Record<string, HeaderContract>;
 }
 
@@ -353,13 +357,12 @@ export function errorResponsesOf(route: RouteContract): Map<number, ErrorRespons
   const answers = new Map<number, ErrorResponse>();
   for (const [status, codes] of [...byStatus].sort(([a], [b]) => a - b)) {
     const declared = route.responses[status];
-    const extra = (declared?.schema as z.ZodObject | undefined) ?? (EXTRA_FIELDS[status] as z.ZodObject | undefined) ?? null;
-    const narrowed = problemSchema.extend({ code: z.enum(codes as [ProblemCode, ...ProblemCode[]]) });
+    const extra = (declared?.schema as z.ZodObject | undefined) ?? (EXTRA_FIELDS[status] as z.ZodObject | undefined);
     answers.set(status, {
       description: declared?.description ?? codes.map((code) => `${code}: ${PROBLEMS[code].title}`).join('; '),
       codes,
-      schema: extra ? narrowed.extend(extra.shape) : narrowed,
-      extra,
+      // An intersection rather than one extended object: the document shows it as the shared `Problem` and this route's part.
+      schema: z.intersection(problemSchema, z.looseObject({ code: z.enum(codes as [ProblemCode, ...ProblemCode[]]), ...extra?.shape })),
       headers: status === 429 || status === 503 ? retryAfter : undefined,
     });
   }

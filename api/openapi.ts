@@ -1,87 +1,68 @@
 import { z } from 'zod';
-import { API_ROUTES, errorResponsesOf, problemSchema, type HeaderContract, type RouteContract } from './contract';
+import { createDocument, type ZodOpenApiOperationObject, type ZodOpenApiPathsObject, type ZodOpenApiResponseObject } from 'zod-openapi';
+import { API_ROUTES, errorResponsesOf, IDEMPOTENCY_KEY, problemSchema, type PathParam, type RouteContract } from './contract';
 import { PROBLEM_CONTENT_TYPE } from './problems';
 
-type JsonSchema = Record<string, unknown>;
-
-/** Request schemas as a client sends them (before coercion and defaults). */
-function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
-  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as JsonSchema;
-  return rest;
-}
-
-function parameters(route: RouteContract): JsonSchema[] {
-  const path = [...route.path.matchAll(/:(\w+)/g)].map(([, name]) => ({
-    name,
-    in: 'path',
-    required: true,
-    schema: route.params?.[name!]?.type === 'integer' ? { type: 'integer', minimum: 0 } : { type: 'string', format: 'uuid' },
-  }));
-  const query = route.query ? jsonSchema(route.query, 'input') : null;
-  const properties = (query?.properties ?? {}) as Record<string, JsonSchema>;
-  const required = new Set((query?.required as string[] | undefined) ?? []);
-  const headers = route.idempotencyKey
-    ? [{ name: 'Idempotency-Key', in: 'header', required: false, description: route.idempotencyKey, schema: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[\\x21-\\x7e]+$' } }]
-    : [];
-  return [...path, ...Object.entries(properties).map(([name, schema]) => ({ name, in: 'query', required: required.has(name), schema })), ...headers];
-}
-
-function headersOf(headers: Record<string, HeaderContract> | undefined): JsonSchema {
-  return headers ? { headers: Object.fromEntries(Object.entries(headers).map(([name, { description, schema }]) => [name, { description, schema }])) } : {};
-}
-
-function operation(route: RouteContract): JsonSchema {
-  const responses: Record<string, JsonSchema> = {};
-  const errors = errorResponsesOf(route);
-  for (const [status, response] of Object.entries(route.responses)) {
-    if (errors.has(Number(status))) continue;
-    responses[status] = {
-      description: response.description,
-      ...headersOf(response.headers),
-      ...(response.schema
-        ? { content: { [response.contentType ?? 'application/json']: { schema: jsonSchema(response.schema, 'output') } } }
-        : response.contentType
-          ? { content: { [response.contentType]: { schema: { type: 'string' } } } }
-          : {}),
-    };
-  }
-  // Each error status with the codes this route may answer with it: the problem, `code` narrowed to them.
-  for (const [status, error] of errors) {
-    const own = error.extra ? jsonSchema(error.extra, 'output') : null;
-    responses[String(status)] = {
-      description: error.description,
-      ...headersOf(error.headers),
-      content: {
-        [PROBLEM_CONTENT_TYPE]: {
-          schema: {
-            allOf: [
-              { $ref: '#/components/schemas/Problem' },
-              { type: 'object', properties: { code: { enum: error.codes }, ...(own?.properties as JsonSchema | undefined) }, ...(own?.required ? { required: own.required } : {}) },
-            ],
-          },
-        },
+/**
+ * A path parameter as a client writes it. The contract's own schema reads the segment's text
+ * (`z.coerce`), which the document would show as any number.
+ */
+const PATH_PARAM_SCHEMAS: Record<PathParam['type'], z.ZodType> = {
+  uuid: z.uuid(),
+  // Without the safe-integer bound zod writes into every integer: each route's refusal says its own range.
+  integer: z
+    .int()
+    .min(0)
+    .meta({
+      override: ({ jsonSchema }) => {
+        delete jsonSchema.maximum;
       },
-    };
+    }),
+};
+
+function requestParams(route: RouteContract): ZodOpenApiOperationObject['requestParams'] {
+  const path = Object.fromEntries([...route.path.matchAll(/:(\w+)/g)].map(([, name]) => [name!, PATH_PARAM_SCHEMAS[route.params![name!]!.type]]));
+  // `required: false` said outright: without a key the API picks one (and answers it).
+  const idempotencyKey = z.string().regex(IDEMPOTENCY_KEY).optional().meta({ param: { description: route.idempotencyKey, required: false } });
+  return {
+    path: z.object(path),
+    ...(route.query ? { query: route.query } : {}),
+    ...(route.idempotencyKey ? { header: z.object({ 'Idempotency-Key': idempotencyKey }) } : {}),
+  };
+}
+
+function responses(route: RouteContract): Record<string, ZodOpenApiResponseObject> {
+  const answers: Record<string, ZodOpenApiResponseObject> = {};
+  const errors = errorResponsesOf(route);
+  for (const [status, { description, headers, schema, contentType }] of Object.entries(route.responses)) {
+    if (errors.has(Number(status))) continue;
+    const body = schema ?? (contentType ? z.string() : undefined);
+    answers[status] = { description, headers, ...(body ? { content: { [contentType ?? 'application/json']: { schema: body } } } : {}) };
   }
+  // Each error status with the codes this route may answer with it: `Problem` and, beside it, `code` narrowed to them.
+  for (const [status, { description, headers, schema }] of errors) {
+    answers[String(status)] = { description, headers, content: { [PROBLEM_CONTENT_TYPE]: { schema } } };
+  }
+  return answers;
+}
+
+function operation(route: RouteContract): ZodOpenApiOperationObject {
   return {
     summary: route.summary,
     operationId: `${route.method}${route.path.replace(/\/:?(\w)/g, (_m, c: string) => c.toUpperCase()).replace(/[^A-Za-z0-9]/g, '')}`,
     security: route.auth === 'none' ? [] : [{ apiKey: [] }],
     ...(route.auth === 'none' ? {} : { 'x-roles': route.auth }),
-    parameters: parameters(route),
-    ...(route.body ? { requestBody: { required: false, content: { 'application/json': { schema: jsonSchema(route.body, 'input') } } } } : {}),
-    responses,
+    requestParams: requestParams(route),
+    ...(route.body ? { requestBody: { required: false, content: { 'application/json': { schema: route.body } } } } : {}),
+    responses: responses(route),
   };
 }
 
-/** The OpenAPI 3.1 document of the HTTP API, rendered from `API_ROUTES`. */
-export function openApiDocument(): JsonSchema {
-  const paths: Record<string, Record<string, JsonSchema>> = {};
-  for (const route of API_ROUTES) {
-    const path = route.path.replace(/:(\w+)/g, '{$1}');
-    (paths[path] ??= {})[route.method] = operation(route);
-  }
-  return {
+/** The OpenAPI 3.1 document of the HTTP API, rendered from `API_ROUTES` (request schemas as a client sends them, responses as the API answers). */
+export function openApiDocument() {
+  const paths: ZodOpenApiPathsObject = {};
+  for (const route of API_ROUTES) (paths[route.path.replace(/:(\w+)/g, '{$1}')] ??= {})[route.method] = operation(route);
+  return createDocument({
     openapi: '3.1.0',
     info: {
       title: 'Governed LLM runs',
@@ -95,8 +76,9 @@ export function openApiDocument(): JsonSchema {
     servers: [{ url: '/' }],
     components: {
       securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'Authorization: Bearer <api key>' } },
-      schemas: { Problem: jsonSchema(problemSchema, 'output') },
+      // Registered by its schema: every problem refers to it.
+      schemas: { Problem: problemSchema },
     },
     paths,
-  };
+  });
 }

@@ -2,7 +2,7 @@ import { Router, type Request, type RequestHandler, type Response } from 'expres
 import type { z } from 'zod';
 import { describeZodError } from '../core/plan';
 import { callerOf, type Caller } from './auth';
-import { ROUTES, type PathParam, type RouteContract, type RouteName } from './contract';
+import { IDEMPOTENCY_KEY, ROUTES, type PathParam, type RouteContract, type RouteName } from './contract';
 import { HttpError } from './errors';
 
 /** What a handler is given: its route's input, read and checked against the contract before it runs. */
@@ -23,9 +23,6 @@ export type HandlersOf<Routes> = { [K in keyof Routes]: RouteHandler<Routes[K]> 
 
 /** A handler for every route of the contract, and nothing else. */
 export type RouteHandlers = HandlersOf<typeof ROUTES>;
-
-/** The same rule as everywhere a client names a request: 1-200 visible ASCII characters. */
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 
 function pathParamsOf(route: RouteContract): string[] {
   return [...route.path.matchAll(/:(\w+)/g)].map(([, name]) => name!);

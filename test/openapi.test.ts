@@ -62,7 +62,10 @@ describe('the OpenAPI document', () => {
       expect(op.summary).toBeTruthy();
       if (path.startsWith('/api/v1/') && path !== '/api/v1/openapi.json') {
         expect(op.security).toEqual([{ apiKey: [] }]);
-        expect(op.responses['401'].content['application/problem+json'].schema.allOf[1].properties.code.enum).toEqual(['API_KEY_MISSING', 'API_KEY_INVALID']);
+        const unauthorized = op.responses['401'].content['application/problem+json'].schema;
+        expect(unauthorized.allOf[0]).toEqual({ $ref: '#/components/schemas/Problem' });
+        expect(unauthorized.allOf[1].properties.code.enum).toEqual(['API_KEY_MISSING', 'API_KEY_INVALID']);
+        expect(unauthorized.allOf[1].required).toContain('code');
         for (const status of ['429', '503']) expect(op.responses[status].headers['Retry-After'].schema.type).toBe('integer');
       }
     }
