@@ -6,7 +6,11 @@
  * and the CPU each process spent on the batch (workers, this process, each Temporal service,
  * Postgres): on a machine with few cores the rate stops growing where one of them is saturated.
  *
- *   npm run bench -- cluster [--workers 1,2,3] [--sequential 10] [--batch 60] [--steps 3] [--dev-server]
+ *   npm run bench -- cluster [--workers 1,2,3] [--sequential 10] [--batch 60] [--steps 3] [--dev-server] [--governed-only]
+ *
+ * With each worker count the bare baseline (bench/bare: the same plan's activities, nothing else) runs
+ * on as many bare worker processes of its own, after the governed runs, for governed/bare ratios on
+ * the same cluster.
  *
  * `--dev-server` runs the same on a tuned dev server of the bench's own (file-backed, as
  * `temporal-dev.sh` runs it) instead, for the comparison.
@@ -28,7 +32,8 @@ import { createTenant } from '../db/tenancy';
 import { startDevServer, type DevServer } from '../drill/temporal-server';
 import { createLogger } from '../lib/logger';
 import { mapLimit } from '../lib/map-limit';
-import { startWorkerProcess, type WorkerProcess } from '../testing/worker-process';
+import { startProductProcess, startWorkerProcess, type WorkerProcess } from '../testing/worker-process';
+import { bareRunWorkflow } from './bare/workflows';
 import { buildWorkflowBundle } from '../worker/build-bundle';
 import { cpuBetween, sampleCpu, thisProcess, type CpuSource } from './cpu';
 
@@ -109,6 +114,7 @@ export async function benchCluster(args: string[]): Promise<void> {
       batch: { type: 'string', default: '60' },
       steps: { type: 'string', default: '3' },
       'dev-server': { type: 'boolean', default: false },
+      'governed-only': { type: 'boolean', default: false },
     },
   });
   const workerCounts = values.workers.split(',').map(Number);
@@ -143,80 +149,120 @@ export async function benchCluster(args: string[]): Promise<void> {
   const client = new Client({ connection });
   const bundle = await buildWorkflowBundle(path.join(work, 'bundle.js'));
   const { apiKey } = await createTenant(database.db, { name: `bench-cluster-${Date.now()}`, policy: { maxSteps: 1000 } });
-  const plan = Array.from({ length: steps }, (_, i) => ({ skill: 'sim.llm', input: { prompt: `bench step ${i}` } }));
+  const plan = Array.from({ length: steps }, (_, i) => ({ skill: 'sim.llm' as const, input: { prompt: `bench step ${i}` } }));
   const rows: string[] = [];
+
+  const sequentialP50 = (latencies: number[]) => percentile([...latencies].sort((a, b) => a - b), 50);
+
+  /** Sequential latency, then a batch's rate and each process's CPU, for one flavour on its own worker processes. */
+  async function measure(flavour: {
+    label: string;
+    workers: WorkerProcess[];
+    submit(): Promise<string>;
+  }): Promise<{ p50: number; p95: number; rate: number; cpuMsPerRun: number; row: string }> {
+    const finished = (runId: string) => client.workflow.getHandle(runId).result();
+    // One to warm every worker's cache of the bundle and the connections, not counted.
+    await finished(await flavour.submit());
+    const latencies: number[] = [];
+    const splits: TimeSplit[] = [];
+    for (let i = 0; i < sequential; i += 1) {
+      const started = performance.now();
+      const runId = await flavour.submit();
+      await finished(runId);
+      const totalMs = performance.now() - started;
+      latencies.push(totalMs);
+      splits.push(splitHistory((await client.workflow.getHandle(runId).fetchHistory()).events ?? [], totalMs));
+    }
+    latencies.sort((a, b) => a - b);
+    console.log(`      ${flavour.label}: sequential runs, ${medianSplit(splits)}`);
+
+    const sources: CpuSource[] = [
+      ...flavour.workers.map((w, i) => ({ name: `worker ${i + 1}`, pids: async () => [w.pid] })),
+      { ...thisProcess, name: 'bench process (API)' },
+      ...(devServer ? [{ name: 'temporal dev server', pids: async () => (devServer!.pid ? [devServer!.pid] : []) }] : clusterSources()),
+      postgresSource,
+    ];
+    const before = await sampleCpu(sources);
+    const batchStarted = performance.now();
+    const ids = await mapLimit(Array.from({ length: batch }), 20, () => flavour.submit());
+    await mapLimit(ids, 50, finished);
+    const batchSeconds = (performance.now() - batchStarted) / 1000;
+    const cpu = cpuBetween(before, await sampleCpu(sources));
+    const cpuLine = [...cpu].map(([name, ms]) => `${name} ${((ms / 1000 / batchSeconds) * 100).toFixed(0)}%`).join(', ');
+    const cpuMsPerRun = [...cpu.values()].reduce((a, b) => a + b, 0) / batch;
+    const result = { p50: sequentialP50(latencies), p95: percentile(latencies, 95), rate: batch / batchSeconds, cpuMsPerRun };
+    const row = `sequential p50 ${(result.p50 / 1000).toFixed(2)}s p95 ${(result.p95 / 1000).toFixed(2)}s  batch of ${batch}: ${result.rate.toFixed(1)} runs/s, ${cpuMsPerRun.toFixed(0)} CPU-ms a run (all processes)`;
+    console.log(`      ${flavour.label}: CPU during the batch (share of one core): ${cpuLine}`);
+    return { ...result, row };
+  }
+
+  async function stopAll(workers: WorkerProcess[]): Promise<void> {
+    await Promise.all(
+      workers.map(async (w) => {
+        w.process.kill('SIGTERM');
+        await Promise.race([w.exited, new Promise((r) => setTimeout(r, 15_000))]);
+        await w.kill();
+      }),
+    );
+  }
 
   try {
     for (const count of workerCounts) {
       const taskQueue = `bench-cluster-${count}-${randomUUID().slice(0, 8)}`;
-      const workers: WorkerProcess[] = [];
-      for (let i = 0; i < count; i += 1) {
-        workers.push(
-          await startWorkerProcess({
-            DATABASE_URL: url.toString(),
-            TEMPORAL_ADDRESS: address,
-            TEMPORAL_TASK_QUEUE: taskQueue,
-            WORKFLOW_BUNDLE_PATH: bundle,
-            WORKER_METRICS_PORT: '0',
-            WORKER_SDK_METRICS_PORT: '0',
-            EVENTS_IN_WORKER: 'false',
-            // Info: the start is seen by its "worker started" line.
-            LOG_LEVEL: 'info',
-          }),
-        );
-      }
-      const { server, base } = await startBenchApi({ db: database.db, temporal: client, redis, logger, taskQueue });
-      const submit = async () => {
-        const res = await fetch(`${base}/api/v1/runs`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ plan }),
-        });
-        const body = (await res.json()) as { runId: string; workflow: string };
-        if (res.status !== 202 || body.workflow !== 'started') throw new Error(`submit answered ${res.status} (${body.workflow})`);
-        return body.runId;
+      const workerEnv = {
+        DATABASE_URL: url.toString(),
+        TEMPORAL_ADDRESS: address,
+        TEMPORAL_TASK_QUEUE: taskQueue,
+        WORKER_METRICS_PORT: '0',
+        WORKER_SDK_METRICS_PORT: '0',
+        EVENTS_IN_WORKER: 'false',
+        // Info: the start is seen by its "worker started" line.
+        LOG_LEVEL: 'info',
       };
-      const finished = (runId: string) => client.workflow.getHandle(runId).result();
-
-      // One to warm every worker's cache of the bundle and the connections, not counted.
-      await finished(await submit());
-      const latencies: number[] = [];
-      const splits: TimeSplit[] = [];
-      for (let i = 0; i < sequential; i += 1) {
-        const started = performance.now();
-        const runId = await submit();
-        await finished(runId);
-        const totalMs = performance.now() - started;
-        latencies.push(totalMs);
-        splits.push(splitHistory((await client.workflow.getHandle(runId).fetchHistory()).events ?? [], totalMs));
-      }
-      latencies.sort((a, b) => a - b);
-      console.log(`      sequential runs, ${medianSplit(splits)}`);
-
-      const sources: CpuSource[] = [
-        ...workers.map((w, i) => ({ name: `worker ${i + 1}`, pids: async () => [w.pid] })),
-        { ...thisProcess, name: 'bench process (API)' },
-        ...(devServer ? [{ name: 'temporal dev server', pids: async () => (devServer!.pid ? [devServer!.pid] : []) }] : clusterSources()),
-        postgresSource,
-      ];
-      const before = await sampleCpu(sources);
-      const batchStarted = performance.now();
-      const ids = await mapLimit(Array.from({ length: batch }), 20, () => submit());
-      await mapLimit(ids, 50, finished);
-      const batchSeconds = (performance.now() - batchStarted) / 1000;
-      const cpu = cpuBetween(before, await sampleCpu(sources));
-      const cpuLine = [...cpu].map(([name, ms]) => `${name} ${((ms / 1000 / batchSeconds) * 100).toFixed(0)}%`).join(', ');
-      const row = `  ${count} worker${count > 1 ? 's' : ' '}  sequential p50 ${(percentile(latencies, 50) / 1000).toFixed(2)}s p95 ${(percentile(latencies, 95) / 1000).toFixed(2)}s  batch of ${batch}: ${(batch / batchSeconds).toFixed(1)} runs/s`;
+      const workers: WorkerProcess[] = [];
+      for (let i = 0; i < count; i += 1) workers.push(await startWorkerProcess({ ...workerEnv, WORKFLOW_BUNDLE_PATH: bundle }));
+      const { server, base } = await startBenchApi({ db: database.db, temporal: client, redis, logger, taskQueue });
+      const governed = await measure({
+        label: 'governed',
+        workers,
+        async submit() {
+          const res = await fetch(`${base}/api/v1/runs`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ plan }),
+          });
+          const body = (await res.json()) as { runId: string; workflow: string };
+          if (res.status !== 202 || body.workflow !== 'started') throw new Error(`submit answered ${res.status} (${body.workflow})`);
+          return body.runId;
+        },
+      });
+      const row = `  ${count} worker${count > 1 ? 's' : ' '}  governed ${governed.row}`;
       console.log(row);
-      console.log(`      CPU during the batch (share of one core): ${cpuLine}`);
       rows.push(row);
-
       await new Promise((r) => server.close(r));
-      await Promise.all(workers.map(async (w) => {
-        w.process.kill('SIGTERM');
-        await Promise.race([w.exited, new Promise((r) => setTimeout(r, 15_000))]);
-        await w.kill();
-      }));
+      await stopAll(workers);
+
+      if (values['governed-only']) continue;
+      // The bare baseline on as many worker processes of its own (bench/bare: the same steps' activities, nothing else).
+      const bareQueue = `${taskQueue}-bare`;
+      const bareWorkers: WorkerProcess[] = [];
+      for (let i = 0; i < count; i += 1) {
+        bareWorkers.push(await startProductProcess(path.join('bench', 'bare', 'worker.ts'), 'bare worker started', { ...workerEnv, TEMPORAL_TASK_QUEUE: bareQueue }));
+      }
+      const bare = await measure({
+        label: 'bare',
+        workers: bareWorkers,
+        async submit() {
+          const runId = randomUUID();
+          await client.workflow.start(bareRunWorkflow, { workflowId: runId, taskQueue: bareQueue, args: [{ runId, plan }] });
+          return runId;
+        },
+      });
+      await stopAll(bareWorkers);
+      const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+      const bareRow = `  ${count} worker${count > 1 ? 's' : ' '}  bare     ${bare.row}\n              governed/bare: latency p50 ${ratio(governed.p50, bare.p50)}, throughput ${ratio(governed.rate, bare.rate)}, CPU a run ${ratio(governed.cpuMsPerRun, bare.cpuMsPerRun)}`;
+      console.log(bareRow);
+      rows.push(bareRow);
     }
     console.log(`\nsummary (${os.cpus().length} cores)\n${rows.join('\n')}`);
   } finally {
