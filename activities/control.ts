@@ -1,5 +1,6 @@
 import type { EventTopic } from '../core/events';
 import type { PauseReason } from '../core/policy-check';
+import type { PendingApproval } from '../core/tool-calls';
 import type { PauseTimeoutBehavior } from '../core/policy';
 import { decideApproval, insertPendingApproval } from '../db/approvals';
 import { extendRunDeadlines } from '../db/audit';
@@ -50,15 +51,6 @@ async function insertControlEvent(tx: DbOrTx, input: ControlEventInput, topic?: 
   return inserted.length > 0;
 }
 
-/** A TOOL_APPROVAL pause's call, as the workflow shows it. */
-interface PendingApprovalInput {
-  stepIndex: number;
-  turn: number;
-  callIndex: number;
-  tool: string;
-  argsSha256: string;
-  argsPreview: string;
-}
 
 /** The pause's number from the keys the workflow gives its control events (`pause:3`, `pause-timeout:3:1`). */
 function pauseNumberOf(dedupeKey: string): number {
@@ -98,7 +90,7 @@ export function createControlActivities({ db, metrics }: ActivityDeps) {
     });
   }
 
-  async function recordPause(input: ControlEventInput & { reason: PauseReason; holdsUpToSeconds?: number; approval?: PendingApprovalInput }): Promise<void> {
+  async function recordPause(input: ControlEventInput & { reason: PauseReason; holdsUpToSeconds?: number; approval?: PendingApproval }): Promise<void> {
     const inserted = await db.transaction(async (tx) => {
       const exists = await setPaused(tx, input.runId, input.reason);
       const recorded = await insertControlEvent(tx, input, 'run.paused', input.approval ? { approval: input.approval } : {});

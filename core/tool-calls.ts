@@ -46,3 +46,13 @@ export function governanceMessage(resolution: Extract<ToolCallResolution, 'unkno
   }[resolution];
   return `The call to ${tool} ${what}${why ? ` (${why})` : ''}.`;
 }
+
+/** A tool call waiting for a person's approval (a TOOL_APPROVAL pause), as the run shows it and its pause record keeps it. */
+export interface PendingApproval {
+  stepIndex: number;
+  turn: number;
+  callIndex: number;
+  tool: string;
+  argsSha256: string;
+  argsPreview: string;
+}

@@ -6,6 +6,7 @@ import { ALWAYS_MAY_RESUME, RESUME_AUTHORITIES, type PauseReason, type PolicyDec
 import type { RunPhase, RunStatus } from '../core/phases';
 import type { PlanStep } from '../core/plan';
 import type { PriceTable } from '../core/pricing';
+import type { PendingApproval } from '../core/tool-calls';
 import type { SagaPhase } from '../core/saga';
 import { toSafeText } from '../core/text-safety';
 import { isUndecodable } from './payload-converter';
@@ -133,14 +134,7 @@ export interface PauseState {
   approval?: PendingApproval;
 }
 
-export interface PendingApproval {
-  stepIndex: number;
-  turn: number;
-  callIndex: number;
-  tool: string;
-  argsSha256: string;
-  argsPreview: string;
-}
+export type { PendingApproval } from '../core/tool-calls';
 
 /** What the live view shows of an agent step in progress. */
 export interface AgentView {
