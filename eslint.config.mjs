@@ -22,7 +22,7 @@ export default tseslint.config(
   },
   {
     // One owner per table: only db/ reads and writes a run's record (db/runs.ts).
-    files: ['activities/**/*.ts', 'api/**/*.ts', 'dispatch/**/*.ts', 'events/**/*.ts', 'worker/**/*.ts', 'auditor/**/*.ts', 'lib/**/*.ts', 'cli/**/*.ts', 'workflows/**/*.ts', 'core/**/*.ts'],
+    files: ['activities/**/*.ts', 'api/**/*.ts', 'compose/**/*.ts', 'dispatch/**/*.ts', 'events/**/*.ts', 'worker/**/*.ts', 'auditor/**/*.ts', 'lib/**/*.ts', 'cli/**/*.ts', 'workflows/**/*.ts', 'core/**/*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',

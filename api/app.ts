@@ -3,14 +3,13 @@ import type { Client } from '@temporalio/client';
 import type Redis from 'ioredis';
 import type { ObservabilityMode } from '../core/policy';
 import type { Db } from '../db/client';
-import { loadConfig } from '../lib/config';
 import type { Logger } from '../lib/logger';
 import type { ApiMetrics } from '../lib/metrics';
 import { alertHandlers } from './alerts';
 import { approvalHandlers } from './approvals';
 import { auditHandlers } from './audit';
 import { authenticate } from './auth';
-import { authLimitsOf, createAuthThrottle, type AuthLimits } from './auth-throttle';
+import { createAuthThrottle, type AuthLimits } from './auth-throttle';
 import { boundTemporalCalls } from './deadline';
 import { drainUnreadBodies } from './drain-body';
 import { errorHandler, HttpError } from './errors';
@@ -22,7 +21,7 @@ import { lessonHandlers } from './lessons';
 import { openApiDocument } from './openapi';
 import { outputHandlers } from './outputs';
 import { policyHandlers } from './policies';
-import { controlLimitsOf, createControlGuards, limitControlsPerKey, type ControlLimits } from './rate-limit';
+import { createControlGuards, limitControlsPerKey, type ControlLimits } from './rate-limit';
 import { SharedControlState } from './shared-counters';
 import { rejectUnsafeInput } from './request-guard';
 import { limitRequestsPerKey } from './request-limit';
@@ -54,20 +53,14 @@ export interface ApiDeps {
   auditIntervalSeconds: number;
   /** Where reactors beat, for `/healthz`; absent when this deployment runs none. */
   reactors?: { stream: string; heartbeatIntervalMs: number; missThreshold: number };
-  /** Rate limits and coalescing of control requests (`api/rate-limit.ts`); absent: the CONTROL_* variables of the environment. */
-  controlLimits?: ControlLimits;
-  /** Requests per API key per minute, unless its tenant has its own (`api/request-limit.ts`); absent: API_RATE_LIMIT_PER_MINUTE. */
-  requestsPerMinute?: number;
-  /** Limits on failed API key lookups (`api/auth-throttle.ts`); absent: the AUTH_FAILURE* variables of the environment. */
-  authLimits?: AuthLimits;
+  /** Rate limits and coalescing of control requests (`api/rate-limit.ts`; CONTROL_*). */
+  controlLimits: ControlLimits;
+  /** Requests per API key per minute, unless its tenant has its own (`api/request-limit.ts`; API_RATE_LIMIT_PER_MINUTE). */
+  requestsPerMinute: number;
+  /** Limits on failed API key lookups (`api/auth-throttle.ts`; AUTH_FAILURE*). */
+  authLimits: AuthLimits;
   /** Express's `trust proxy` (API_TRUST_PROXY): whether the client's address is read from X-Forwarded-For. Default false. */
   trustProxy?: boolean | number | string;
-}
-
-/** API_TRUST_PROXY as express takes it: `true`/`false`, a hop count, or the proxies' addresses. */
-export function trustProxyOf(value: string): boolean | number | string {
-  if (value === 'true' || value === 'false') return value === 'true';
-  return /^\d+$/.test(value) ? Number(value) : value;
 }
 
 export function createApp(deps: ApiDeps): Express {
@@ -86,7 +79,7 @@ export function createApp(deps: ApiDeps): Express {
 
   // Counters in Redis shared by every copy of the API, for the request, failed-key and control limits alike.
   const limitState = new SharedControlState(deps.redis, deps.logger, Date.now, { what: 'the request, control and failed API key limits and the coalescing of controls' });
-  const controls = createControlGuards({ redis: deps.redis, logger: deps.logger, limits: deps.controlLimits ?? controlLimitsOf(loadConfig()), state: limitState });
+  const controls = createControlGuards({ redis: deps.redis, logger: deps.logger, limits: deps.controlLimits, state: limitState });
   const health = healthCheck(deps);
   const openApi = openApiDocument();
   // Every route of the contract has its handler here, and nothing else does: the compiler holds them to it.
@@ -122,10 +115,10 @@ export function createApp(deps: ApiDeps): Express {
     res.set('Cache-Control', 'no-store');
     next();
   });
-  const authThrottle = createAuthThrottle({ state: limitState, limits: deps.authLimits ?? authLimitsOf(loadConfig()) });
+  const authThrottle = createAuthThrottle({ state: limitState, limits: deps.authLimits });
   // Who is asking first: authentication reads only the Authorization header, and nobody without
   // a key gets the body parser (decompression, a body up to the limit) to work for them.
-  const requestLimit = limitRequestsPerKey(limitState, deps.requestsPerMinute ?? loadConfig().API_RATE_LIMIT_PER_MINUTE);
+  const requestLimit = limitRequestsPerKey(limitState, deps.requestsPerMinute);
   app.use('/api/v1', authenticate(deps.db, authThrottle), requestLimit, express.json({ limit: deps.bodyLimit, strict: true }));
   app.use('/api/v1', (req, _res, next) => {
     // req.is() is null when there is no body, false when the body is of another type.

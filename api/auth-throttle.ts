@@ -1,5 +1,4 @@
 import net from 'node:net';
-import type { Config } from '../lib/config';
 import { tooManyRequests, type SharedControlState } from './shared-counters';
 
 /**
@@ -18,10 +17,6 @@ export interface AuthLimits {
   perKey: number;
   /** What the counters' names start with, in Redis and in the per-process fallback (tests give each API its own). */
   namespace?: string;
-}
-
-export function authLimitsOf(config: Pick<Config, 'AUTH_FAILURE_WINDOW_SECONDS' | 'AUTH_FAILURES_PER_ADDRESS' | 'AUTH_FAILURES_PER_KEY'>): AuthLimits {
-  return { windowSeconds: config.AUTH_FAILURE_WINDOW_SECONDS, perAddress: config.AUTH_FAILURES_PER_ADDRESS, perKey: config.AUTH_FAILURES_PER_KEY };
 }
 
 /** The limits a 429 names. */

@@ -1,6 +1,5 @@
 import type { RequestHandler, Response } from 'express';
 import type Redis from 'ioredis';
-import type { Config } from '../lib/config';
 import type { Logger } from '../lib/logger';
 import { callerOf } from './auth';
 import { rateLimitHeaders, SharedControlState, tooManyRequests } from './shared-counters';
@@ -19,17 +18,6 @@ export interface ControlLimits {
   perRun: number;
   /** How long a pause or stop the API sent answers a repeat of it without another signal. */
   coalesceSeconds: number;
-}
-
-export function controlLimitsOf(
-  config: Pick<Config, 'CONTROL_RATE_LIMIT_WINDOW_SECONDS' | 'CONTROL_RATE_LIMIT_PER_KEY' | 'CONTROL_RATE_LIMIT_PER_RUN' | 'CONTROL_COALESCE_SECONDS'>,
-): ControlLimits {
-  return {
-    windowSeconds: config.CONTROL_RATE_LIMIT_WINDOW_SECONDS,
-    perKey: config.CONTROL_RATE_LIMIT_PER_KEY,
-    perRun: config.CONTROL_RATE_LIMIT_PER_RUN,
-    coalesceSeconds: config.CONTROL_COALESCE_SECONDS,
-  };
 }
 
 export type ControlLimitName = 'per_key' | 'per_run';

@@ -1,6 +1,5 @@
 import http, { type RequestListener } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Config } from '../lib/config';
 import type { Logger } from '../lib/logger';
 import { PROBLEM_CONTENT_TYPE, problemBody } from './problems';
 
@@ -12,14 +11,6 @@ export interface ServerLimits {
   headersTimeoutMs: number;
   /** Connections held at once (`server.maxConnections`); one more is closed as soon as it is accepted. */
   maxConnections: number;
-}
-
-export function serverLimitsOf(config: Pick<Config, 'API_REQUEST_TIMEOUT_MS' | 'API_HEADERS_TIMEOUT_MS' | 'API_MAX_CONNECTIONS'>): ServerLimits {
-  return {
-    requestTimeoutMs: config.API_REQUEST_TIMEOUT_MS,
-    headersTimeoutMs: Math.min(config.API_HEADERS_TIMEOUT_MS, config.API_REQUEST_TIMEOUT_MS),
-    maxConnections: config.API_MAX_CONNECTIONS,
-  };
 }
 
 /**

@@ -1,15 +1,13 @@
 import { surviveDriverWriteAfterClose } from '../db/driver-races';
-import { existsSync } from 'node:fs';
 import { Client } from '@temporalio/client';
 import { Runtime, makeTelemetryFilterString } from '@temporalio/worker';
 import { ToolServers } from '../activities/tools/servers';
-import { connectDatabase } from '../db/client';
+import { databaseOf } from '../compose/database';
+import { activityDepsOf, auditWorkerOf } from '../compose/worker';
 import { loadConfig } from '../lib/config';
-import { runExportOf } from '../activities/retention';
 import { createLogger } from '../lib/logger';
 import { createWorkerMetrics } from '../lib/metrics';
 import { connectWorkerConnection, startupFailure, temporalConnectionSettings } from '../lib/temporal';
-import { auditTaskQueue } from '../worker/audit-schedules';
 import { createWorker } from '../worker/create-worker';
 import { serveAuditorMetrics } from './metrics';
 
@@ -27,43 +25,22 @@ export async function runAuditor(): Promise<void> {
   const config = loadConfig();
   const temporalSettings = temporalConnectionSettings(config);
   const logger = createLogger('auditor', config.LOG_LEVEL);
-  const taskQueue = auditTaskQueue(config);
+  const auditWorker = auditWorkerOf(config);
+  const { taskQueue } = auditWorker;
   // No SDK metrics port: the audit loop's health is watched from outside it (the API's
   // governed_audit_last_pass_age_seconds), which is what still answers when this process is down.
   Runtime.install({ telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }), forward: {} } } });
-  if (config.WORKFLOW_BUNDLE_PATH && !existsSync(config.WORKFLOW_BUNDLE_PATH)) {
-    throw new Error(`WORKFLOW_BUNDLE_PATH ${config.WORKFLOW_BUNDLE_PATH} does not exist; run 'npm run build:workflow'`);
-  }
 
   surviveDriverWriteAfterClose((message) => logger.warn(message));
 
-  const database = connectDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX });
+  const database = databaseOf(config, 'auditor');
   const metrics = createWorkerMetrics();
   const metricsServer = await serveAuditorMetrics(metrics, database.db, config.AUDITOR_METRICS_PORT);
   // The reconciler calls no skill and no tool: an auditor starts no tool server.
   const tools = await ToolServers.connect({}, { logger });
   const connection = await connectWorkerConnection(temporalSettings);
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
-  const worker = await createWorker({
-    connection,
-    namespace: config.TEMPORAL_NAMESPACE,
-    taskQueue,
-    workflowBundlePath: config.WORKFLOW_BUNDLE_PATH,
-    maxDomainAttempts: config.DOMAIN_MAX_ATTEMPTS,
-    activities: 'audit',
-    // A pass at a time (two pages in flight) and a report every few minutes: a small cache will do.
-    tuning: { maxCachedWorkflows: 50 },
-    deps: {
-      db: database.db,
-      metrics,
-      logger,
-      llm: { baseUrl: config.LLM_BASE_URL, apiKey: config.LLM_API_KEY, model: config.LLM_MODEL, timeoutMs: config.LLM_TIMEOUT_MS },
-      temporal,
-      tools,
-      limits: { maxStepOutputBytes: config.MAX_STEP_OUTPUT_BYTES },
-      runExport: runExportOf(config.RETENTION_EXPORT_TO),
-    },
-  });
+  const worker = await createWorker({ ...auditWorker, connection, deps: activityDepsOf(config, { db: database.db, metrics, logger, temporal, tools }) });
   logger.info(
     {
       taskQueue,

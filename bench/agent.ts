@@ -36,7 +36,6 @@ import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/wo
 import { eq } from 'drizzle-orm';
 import Redis from 'ioredis';
 import postgres from 'postgres';
-import type { ActivityDeps } from '../activities';
 import type { ToolServersConfig } from '../activities/tools/config';
 import { ToolServers } from '../activities/tools/servers';
 import { startBenchApi } from './api';
@@ -48,6 +47,8 @@ import { connectDatabase } from '../db/client';
 import { runMigrations } from '../db/migrate';
 import { runs } from '../db/schema';
 import { createTenant } from '../db/tenancy';
+import { activityDepsOf, runWorkerOf } from '../compose/worker';
+import { loadConfig, type Config } from '../lib/config';
 import { devServerTuningArgs, temporalCliPath } from '../testing/dev-server';
 import { freePort } from '../lib/listen';
 import { createLogger } from '../lib/logger';
@@ -337,23 +338,22 @@ export async function benchAgent(argv: string[]): Promise<void> {
     const tools = await ToolServers.connect(choice.config, { logger });
     cleanups.unshift(() => tools.close());
     const client = new Client({ connection: await Connection.connect({ address: env.address }) });
-    const deps: ActivityDeps = {
-      db: database.db,
-      metrics: createWorkerMetrics(),
-      logger,
-      // A model the price table knows: its turns are priced as a real provider's would be.
-      llm: { baseUrl: stub.baseUrl, model: 'gpt-4o-mini', timeoutMs: 30_000 },
-      temporal: client,
-      tools,
-      limits: { maxStepOutputBytes: DEFAULT_MAX_STEP_OUTPUT_BYTES },
+    // The product's worker against the stub: a model the price table knows, so its turns are priced
+    // as a real provider's would be.
+    const config: Config = {
+      ...loadConfig(),
+      LLM_BASE_URL: stub.baseUrl,
+      LLM_API_KEY: undefined,
+      LLM_MODEL: 'gpt-4o-mini',
+      LLM_TIMEOUT_MS: 30_000,
+      MAX_STEP_OUTPUT_BYTES: DEFAULT_MAX_STEP_OUTPUT_BYTES,
+      RETENTION_EXPORT_TO: undefined,
+      TEMPORAL_NAMESPACE: 'default',
+      TEMPORAL_TASK_QUEUE: TASK_QUEUE,
+      WORKFLOW_BUNDLE_PATH: await buildWorkflowBundle(path.join(work, 'bundle.js')),
     };
-    const worker = await createWorker({
-      connection: await NativeConnection.connect({ address: env.address }),
-      namespace: 'default',
-      taskQueue: TASK_QUEUE,
-      workflowBundlePath: await buildWorkflowBundle(path.join(work, 'bundle.js')),
-      deps,
-    });
+    const deps = activityDepsOf(config, { db: database.db, metrics: createWorkerMetrics(), logger, temporal: client, tools });
+    const worker = await createWorker({ ...runWorkerOf(config), connection: await NativeConnection.connect({ address: env.address }), deps });
     const bareWorker = await Worker.create({
       connection: await NativeConnection.connect({ address: env.address }),
       namespace: 'default',

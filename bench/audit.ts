@@ -40,13 +40,13 @@ import { connectDatabase, type Database } from '../db/client';
 import { runMigrations } from '../db/migrate';
 import * as schema from '../db/schema';
 import { devServerTuningArgs, temporalCliPath } from '../testing/dev-server';
+import { activityDepsOf, auditWorkerOf } from '../compose/worker';
+import { loadConfig, type Config } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { createWorkerMetrics } from '../lib/metrics';
 import { buildWorkflowBundle } from '../worker/build-bundle';
 import { createWorker } from '../worker/create-worker';
 import { RECONCILE_PAGE_SIZE, reconcileAuditWorkflow } from '../workflows/audit';
-
-const LLM = { baseUrl: 'http://127.0.0.1:9/v1', model: 'x', timeoutMs: 1000 };
 
 /**
  * Ids are md5-based and derived from the run's (`md5('run' || i)`), so an ack names its row without
@@ -439,15 +439,19 @@ async function benchSize(bench: Bench, runs: number): Promise<SizeResult> {
 
     database = connectDatabase(url.toString(), { max: 10 });
     const logger = createLogger('bench-audit', 'silent');
-    const deps = {
-      db: database.db,
-      metrics: createWorkerMetrics(),
-      logger,
-      llm: LLM,
-      temporal: bench.client,
-      tools: await ToolServers.connect({}, { logger }),
-      limits: { maxStepOutputBytes: DEFAULT_MAX_STEP_OUTPUT_BYTES },
+    // The auditor's configuration; the reconciler calls no model, so none is reachable.
+    const config: Config = {
+      ...loadConfig(),
+      LLM_BASE_URL: 'http://127.0.0.1:9/v1',
+      LLM_API_KEY: undefined,
+      LLM_MODEL: 'x',
+      LLM_TIMEOUT_MS: 1000,
+      MAX_STEP_OUTPUT_BYTES: DEFAULT_MAX_STEP_OUTPUT_BYTES,
+      RETENTION_EXPORT_TO: undefined,
+      TEMPORAL_NAMESPACE: 'default',
+      WORKFLOW_BUNDLE_PATH: bench.bundlePath,
     };
+    const deps = activityDepsOf(config, { db: database.db, metrics: createWorkerMetrics(), logger, temporal: bench.client, tools: await ToolServers.connect({}, { logger }) });
     const { reconcileDueRuns } = createReconcilerActivities(deps);
     await databaseNow(database.db); // opens a pooled connection outside the timing
 
@@ -471,13 +475,8 @@ async function benchSize(bench: Bench, runs: number): Promise<SizeResult> {
     // (b) End to end: the workflow on a worker, through the dev server.
     const taskQueue = `bench-audit-${runs}`;
     const connection = await NativeConnection.connect({ address: bench.env.address });
-    const worker = await createWorker({
-      connection,
-      namespace: 'default',
-      taskQueue,
-      workflowBundlePath: bench.bundlePath,
-      deps,
-    });
+    // The auditor's worker (the audit loop's activities alone), on the bench's queue.
+    const worker = await createWorker({ ...auditWorkerOf({ ...config, TEMPORAL_AUDIT_TASK_QUEUE: taskQueue }), connection, deps });
     let lastPassId = '';
     const pass = (label: string) => {
       lastPassId = `bench-audit-${runs}-${label}-${Date.now()}`;

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import type { ApiRole } from '../core/authorization';
-import { parseName, parseRole } from '../api/cli/tenant-args';
+import { parseName, parseRole } from './operator/tenant-args';
 import type { Db } from '../db/client';
 import { contextOf } from './context';
 import { CliError, EXIT } from './exit-codes';
@@ -10,7 +10,7 @@ import { CliError, EXIT } from './exit-codes';
  * tenant's first key cannot come from an API that needs a key. `suspend` and `activate` go through
  * the API with an admin key of the tenant, or, given `--name`, straight to the database as an
  * operator; either way the change is pushed to its live runs. `npm run tenant` is a deprecated
- * alias of these commands (api/cli/tenant.ts).
+ * alias of these commands (cli/operator/tenant.ts).
  */
 const DATABASE_HELP = `
 Operator action: it writes to the database at DATABASE_URL (default postgres://postgres@127.0.0.1:5432/governed_runs),
@@ -27,7 +27,7 @@ export function registerTenantCommands(program: Command): void {
     .addHelpText('after', DATABASE_HELP)
     .action(async (options: { name: string; role: ApiRole }, command: Command) => {
       // Loaded here only: the database driver is not worth its start-up time to every other command.
-      const { createNamedTenant, createdTenantText } = await import('../api/cli/tenant-admin');
+      const { createNamedTenant, createdTenantText } = await import('./operator/tenant-admin');
       const created = await onDatabase((db) => createNamedTenant(db, options.name, options.role));
       contextOf(command).print(created, () => createdTenantText(options.name, options.role, created));
     });
@@ -38,7 +38,7 @@ export function registerTenantCommands(program: Command): void {
       .option('--role <role>', 'role of the key: admin, member or viewer', parseRole, 'member')
       .addHelpText('after', DATABASE_HELP)
       .action(async (options: { name: string; role: ApiRole }, command: Command) => {
-        const { issueKey, issuedKeyText } = await import('../api/cli/tenant-admin');
+        const { issueKey, issuedKeyText } = await import('./operator/tenant-admin');
         const apiKey = await onDatabase((db) => issueKey(db, options.name, options.role));
         contextOf(command).print({ apiKey }, () => issuedKeyText(options.role, apiKey));
       });
@@ -54,7 +54,7 @@ export function registerTenantCommands(program: Command): void {
     .requiredOption('--requests-per-minute <n|default>', "a whole number from 1, or 'default' for the deployment's API_RATE_LIMIT_PER_MINUTE", parseRequestsPerMinute)
     .addHelpText('after', DATABASE_HELP)
     .action(async (options: { name: string; requestsPerMinute: number | 'default' }, command: Command) => {
-      const { setRequestLimitByName } = await import('../api/cli/tenant-admin');
+      const { setRequestLimitByName } = await import('./operator/tenant-admin');
       const perMinute = options.requestsPerMinute === 'default' ? null : options.requestsPerMinute;
       const changed = await onDatabase((db) => setRequestLimitByName(db, options.name, perMinute));
       contextOf(command).print({ tenantId: changed.tenantId, requestsPerMinute: changed.requestsPerMinute }, () => changed.text);
@@ -107,7 +107,7 @@ export function registerTenantCommands(program: Command): void {
       .action(async (options: { name?: string }, command: Command) => {
         const ctx = contextOf(command);
         if (options.name) {
-          const { setStatusByName } = await import('../api/cli/tenant-admin');
+          const { setStatusByName } = await import('./operator/tenant-admin');
           const changed = await onDatabase((db) => setStatusByName(db, options.name!, status));
           ctx.print({ tenantId: changed.tenantId, status: changed.status }, () => changed.text);
           return;
@@ -184,7 +184,7 @@ const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ET
 
 /** One connection to DATABASE_URL; a database that cannot be reached is said to be one, naming the variable (exit 3). */
 async function onDatabase<T>(fn: (db: Db) => Promise<T>): Promise<T> {
-  const { withDb } = await import('../api/cli/with-db');
+  const { withDb } = await import('./operator/with-db');
   try {
     return await withDb(fn);
   } catch (err) {

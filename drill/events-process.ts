@@ -7,7 +7,7 @@
 import Redis from 'ioredis';
 import { Registry } from 'prom-client';
 import { surviveDriverWriteAfterClose } from '../db/driver-races';
-import { connectDatabase } from '../db/client';
+import { databaseOf } from '../compose/database';
 import { startEventServices } from '../events/service';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger('events', config.LOG_LEVEL);
   surviveDriverWriteAfterClose((message) => logger.warn(message));
-  const database = connectDatabase(config.DATABASE_URL, { max: 4 });
+  const database = databaseOf(config, 'events');
   const temporal = await connectClient(config);
   const recorder = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 2 });
   recorder.on('error', () => {});

@@ -9,6 +9,7 @@ import pino from 'pino';
 import postgres from 'postgres';
 import { Registry } from 'prom-client';
 import { createApp } from '../api/app';
+import { apiSettingsOf } from '../compose/api';
 import { loadConfig } from '../lib/config';
 import { connectDatabase, type Database } from '../db/client';
 import { runMigrations } from '../db/migrate';
@@ -407,22 +408,10 @@ export async function startDrillStack(options: StackOptions): Promise<DrillStack
       const apiRedis = new Redis(productRedisUrl, { maxRetriesPerRequest: 1 });
       apiRedis.on('error', () => {});
       cleanups.push(() => apiRedis.disconnect());
-      const apiDefaults = loadConfig();
-      const app = createApp({
-        db: productDatabase.db,
-        temporal: client,
-        redis: apiRedis,
-        metrics: createApiMetrics(),
-        logger,
-        taskQueue,
-        bodyLimit: '256kb',
-        defaultObservabilityMode: 'DEGRADED',
-        runDeadlineSeconds: 3600,
-        auditIntervalSeconds: 60,
-        // The product's own Temporal bounds (lib/config.ts defaults, or the environment's).
-        temporalDeadlineMs: apiDefaults.API_TEMPORAL_DEADLINE_MS,
-        temporalCallTimeoutMs: apiDefaults.TEMPORAL_CALL_TIMEOUT_MS,
-      });
+      // Configured as the API processes above are: the product's configuration (lib/config.ts
+      // defaults, or the environment's) on the drill's queue; its reactors' beats are not its to watch.
+      const settings = apiSettingsOf({ ...loadConfig(), TEMPORAL_TASK_QUEUE: taskQueue, OBSERVABILITY_MODE: 'DEGRADED' }, { watchReactors: false });
+      const app = createApp({ db: productDatabase.db, temporal: client, redis: apiRedis, metrics: createApiMetrics(), logger, ...settings });
       const server = http.createServer(app);
       await listen(server, 0, '127.0.0.1', { name: 'drill API port', variable: '-' });
       cleanups.push(() => new Promise((r) => server.close(r)));

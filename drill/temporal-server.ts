@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { Connection } from '@temporalio/client';
 import { RUN_SEARCH_ATTRIBUTES } from '../core/search-attributes';
-import { devServerTuningArgs, temporalCliPath } from '../testing/dev-server';
+import { devServerHealthy, devServerTuningArgs, temporalCliPath } from '../testing/dev-server';
 import { freePort } from '../lib/listen';
 
 export interface DevServer {
@@ -58,7 +57,7 @@ export async function startDevServer(options: { dbFile?: string; logFile: string
     const deadline = Date.now() + HEALTHY_WITHIN_MS;
     for (;;) {
       if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`the Temporal dev server exited at start; see ${options.logFile}`);
-      if (await healthy(address)) return;
+      if (await devServerHealthy(address)) return;
       if (Date.now() > deadline) throw new Error(`the Temporal dev server was not healthy in ${HEALTHY_WITHIN_MS / 1000}s; see ${options.logFile}`);
       await new Promise((r) => setTimeout(r, 200));
     }
@@ -99,19 +98,4 @@ export async function startDevServer(options: { dbFile?: string; logFile: string
       log.end();
     },
   };
-}
-
-async function healthy(address: string): Promise<boolean> {
-  let connection: Connection | undefined;
-  try {
-    connection = await Connection.connect({ address, connectTimeout: 1000 });
-    await connection.workflowService.getSystemInfo({});
-    // start-dev registers the namespace after the frontend answers.
-    await connection.workflowService.describeNamespace({ namespace: 'default' });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await connection?.close().catch(() => {});
-  }
 }

@@ -1,6 +1,6 @@
 import { surviveDriverWriteAfterClose } from '../db/driver-races';
 import { Registry } from 'prom-client';
-import { connectDatabase } from '../db/client';
+import { databaseOf } from '../compose/database';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { createEventMetrics } from '../lib/metrics';
@@ -14,7 +14,7 @@ async function main(): Promise<void> {
   const temporalSettings = temporalConnectionSettings(config);
   const logger = createLogger('events', config.LOG_LEVEL);
   surviveDriverWriteAfterClose((message) => logger.warn(message));
-  const database = connectDatabase(config.DATABASE_URL, { max: 4 });
+  const database = databaseOf(config, 'events');
   const temporal = await connectClient(temporalSettings);
   const registry = new Registry();
   const metricsServer = await serveMetrics(registry, config.EVENTS_METRICS_PORT, { name: 'events metrics port', variable: 'EVENTS_METRICS_PORT' });

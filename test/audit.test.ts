@@ -564,7 +564,7 @@ describe('the operator commands', () => {
     await waitPastDeadline(runId);
     const written = await stack.client.workflow.execute(staleRunReportWorkflow, { taskQueue: stack.taskQueue, workflowId: `stale-report-${randomUUID()}` });
     const tsx = path.join(__dirname, '..', 'node_modules', '.bin', 'tsx');
-    const script = path.join(__dirname, '..', 'api', 'cli', 'report-stale.ts');
+    const script = path.join(__dirname, '..', 'cli', 'operator', 'report-stale.ts');
     const env = { ...process.env, DATABASE_URL: database.url };
     const json = JSON.parse((await run(tsx, [script, '--json'], { env })).stdout);
     expect(json).toMatchObject({ id: written.reportId, staleCount: written.staleRuns });

@@ -9,16 +9,19 @@ import { and, eq } from 'drizzle-orm';
 import Redis from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createApp } from '../api/app';
+import { apiSettingsOf } from '../compose/api';
+import { auditTaskQueue } from '../compose/worker';
 import { RUN_EXPECTATIONS } from '../core/audit';
 import { actionKey } from '../core/audit-reconciliation';
 import { connectDatabase, type Database } from '../db/client';
 import { auditExpectations, auditFindings, auditReconciliations, incidents } from '../db/schema';
 import { createTenant } from '../db/tenancy';
+import { loadConfig } from '../lib/config';
 import { freePort } from '../lib/listen';
 import { createLogger } from '../lib/logger';
 import { createApiMetrics } from '../lib/metrics';
 import { startWorkerProcess, type WorkerProcess } from '../testing/worker-process';
-import { AUDIT_SCHEDULE_ID, STALE_REPORT_WORKFLOW_ID, applyAuditSchedules, auditTaskQueue, runningCron } from '../worker/audit-schedules';
+import { AUDIT_SCHEDULE_ID, STALE_REPORT_WORKFLOW_ID, applyAuditSchedules, runningCron } from '../worker/audit-schedules';
 import { staleRunReportWorkflow } from '../workflows/audit';
 import { startAuditorProcess, type AuditorProcess } from './helpers/auditor-process';
 import { freshDatabase } from './helpers/fresh-database';
@@ -115,20 +118,21 @@ beforeAll(async () => {
   client = new Client({ connection });
   redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: 2 });
   // The API, which is no worker: it submits runs to the runs' queue with a short audit deadline.
-  const app = createApp({
-    db: database.db,
-    temporal: client,
-    redis,
-    metrics: createApiMetrics(),
-    logger: createLogger('test', 'silent'),
-    taskQueue: runQueue,
-    bodyLimit: '64kb',
-    temporalDeadlineMs: 30_000,
-    defaultObservabilityMode: 'DEGRADED',
-    runDeadlineSeconds: DEADLINE_SECONDS,
-    auditIntervalSeconds: RECONCILE_INTERVAL_SECONDS,
-    temporalCallTimeoutMs: 5000,
-  });
+  const settings = apiSettingsOf(
+    {
+      ...loadConfig(),
+      TEMPORAL_TASK_QUEUE: runQueue,
+      API_BODY_LIMIT: '64kb',
+      API_TEMPORAL_DEADLINE_MS: 30_000,
+      OBSERVABILITY_MODE: 'DEGRADED',
+      RUN_TIMEOUT_SECONDS: DEADLINE_SECONDS,
+      RUN_DEADLINE_GRACE_SECONDS: 0,
+      AUDIT_RECONCILE_INTERVAL: RECONCILE_INTERVAL_SECONDS,
+      TEMPORAL_CALL_TIMEOUT_MS: 5000,
+    },
+    { watchReactors: false },
+  );
+  const app = createApp({ db: database.db, temporal: client, redis, metrics: createApiMetrics(), logger: createLogger('test', 'silent'), ...settings });
   api = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });

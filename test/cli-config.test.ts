@@ -170,7 +170,7 @@ describe('governed reports stale', SLOW, () => {
 describe('npm run tenant', SLOW, () => {
   it('says it is deprecated in one line and runs governed tenants, the same code', async () => {
     const tsx = require.resolve('tsx/cli', { paths: [path.join(__dirname, '..')] });
-    const script = path.join(__dirname, '..', 'api', 'cli', 'tenant.ts');
+    const script = path.join(__dirname, '..', 'cli', 'operator', 'tenant.ts');
     const result = await new Promise<CliResult>((resolve) => {
       execFile(process.execPath, [tsx, script, 'key', '--name', 'acme'], { env: { ...process.env, DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' }, timeout: 60_000 }, (err, stdout, stderr) =>
         resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),

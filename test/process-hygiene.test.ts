@@ -6,7 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { sql } from 'drizzle-orm';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { createNamedTenant } from '../api/cli/tenant-admin';
+import { createNamedTenant } from '../cli/operator/tenant-admin';
 import { connectDatabase } from '../db/client';
 import { freePort } from '../lib/listen';
 import { freshDatabase } from './helpers/fresh-database';

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { serverLimitsOf } from '../api/server';
+import { serverLimitsOf } from '../compose/api';
 import { connectDatabase, type Database } from '../db/client';
 import { createTenant } from '../db/tenancy';
 import { loadConfig } from '../lib/config';

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { pipeSockets } from './pipe';
 
 export type CutMode = 'reset' | 'close';
 
@@ -39,11 +40,6 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   let refused = 0;
   let open = 0;
 
-  const track = (socket: net.Socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  };
-
   const server = net.createServer((client) => {
     if (isCut) {
       refused += 1;
@@ -55,19 +51,7 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     client.once('close', () => {
       open -= 1;
     });
-    const upstream = net.connect({ host: target.host, port: target.port });
-    track(client);
-    track(upstream);
-    const teardown = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', teardown);
-    upstream.on('error', teardown);
-    client.on('close', teardown);
-    upstream.on('close', teardown);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    pipeSockets(client, net.connect({ host: target.host, port: target.port }), sockets);
   });
 
   await new Promise<void>((resolve, reject) => {

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import tls from 'node:tls';
+import { pipeSockets } from './pipe';
 
 export interface TlsTerminator {
   /** The loopback port it accepts TLS on. */
@@ -30,21 +31,7 @@ export async function startTlsTerminator(options: {
     { key: options.key, cert: options.cert, ca: options.ca, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'] },
     (client) => {
       forwarded += 1;
-      const upstream = net.connect(options.target);
-      for (const socket of [client, upstream]) {
-        sockets.add(socket);
-        socket.once('close', () => sockets.delete(socket));
-      }
-      const teardown = () => {
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on('error', teardown);
-      upstream.on('error', teardown);
-      client.on('close', teardown);
-      upstream.on('close', teardown);
-      client.pipe(upstream);
-      upstream.pipe(client);
+      pipeSockets(client, net.connect(options.target), sockets);
     },
   );
   server.on('tlsClientError', (err) => refusals.push(err.message));

@@ -7,7 +7,8 @@ import {
   type ScheduleExecutionActionResult,
   type ScheduleOptionsStartWorkflowAction,
 } from '@temporalio/client';
-import { loadConfig, type Config } from '../lib/config';
+import { auditTaskQueue } from '../compose/worker';
+import { loadConfig } from '../lib/config';
 import { connectClient, startupFailure } from '../lib/temporal';
 import { reconcileAuditWorkflow, staleRunReportWorkflow } from '../workflows/audit';
 import { RETENTION_SCHEDULE_ID, applyRetentionSchedule } from './retention-schedule';
@@ -118,20 +119,6 @@ export async function runningCron(client: Client): Promise<{ cronSchedule: strin
   const history = await client.workflow.getHandle(STALE_REPORT_WORKFLOW_ID).fetchHistory();
   const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
   return { cronSchedule: started?.cronSchedule ?? '', taskQueue: started?.taskQueue?.name ?? '' };
-}
-
-/**
- * The auditor's queue from the configuration. It must not be the runs' queue: the run workers would
- * then serve the audit loop, and it would die with them.
- */
-export function auditTaskQueue(config: Pick<Config, 'TEMPORAL_AUDIT_TASK_QUEUE' | 'TEMPORAL_TASK_QUEUE'>): string {
-  if (config.TEMPORAL_AUDIT_TASK_QUEUE === config.TEMPORAL_TASK_QUEUE) {
-    throw new Error(
-      `TEMPORAL_AUDIT_TASK_QUEUE must not be the runs' task queue (TEMPORAL_TASK_QUEUE=${config.TEMPORAL_TASK_QUEUE}): ` +
-        'the audit loop must outlive the run workers it watches',
-    );
-  }
-  return config.TEMPORAL_AUDIT_TASK_QUEUE;
 }
 
 if (require.main === module) {

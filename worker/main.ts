@@ -1,15 +1,13 @@
 import { surviveDriverWriteAfterClose } from '../db/driver-races';
-import { existsSync } from 'node:fs';
 import v8 from 'node:v8';
 import { Client } from '@temporalio/client';
 import { Runtime, makeTelemetryFilterString, type Worker } from '@temporalio/worker';
 import { Gauge, type Registry } from 'prom-client';
-import { connectDatabase } from '../db/client';
+import { databaseOf } from '../compose/database';
+import { activityDepsOf, dispatcherOf, runWorkerOf } from '../compose/worker';
 import { loadConfig } from '../lib/config';
-import { runExportOf } from '../activities/retention';
 import { createLogger } from '../lib/logger';
 import { createEventMetrics, createWorkerMetrics } from '../lib/metrics';
-import { committerGraceMs } from '../dispatch/control-pusher';
 import { startDispatcher } from '../dispatch/service';
 import { startEventServices } from '../events/service';
 import { PortInUseError } from '../lib/listen';
@@ -17,22 +15,20 @@ import { serveMetrics } from '../lib/metrics-server';
 import { connectWorkerConnection, startupFailure, temporalConnectionSettings } from '../lib/temporal';
 import { loadToolServersConfig } from '../activities/tools/config';
 import { ToolServers } from '../activities/tools/servers';
-import { createWorker, workerTuning, workerVersioning } from './create-worker';
+import { createWorker } from './create-worker';
 
 async function main(): Promise<void> {
   const config = loadConfig();
   // Checked before anything starts: a bad certificate setting stops the worker here, named.
   const temporalSettings = temporalConnectionSettings(config);
-  const deployment = workerVersioning(config);
+  const runWorker = runWorkerOf(config);
+  const { deployment } = runWorker;
   const logger = createLogger('worker', config.LOG_LEVEL);
   installRuntime(config.WORKER_SDK_METRICS_PORT);
-  if (config.WORKFLOW_BUNDLE_PATH && !existsSync(config.WORKFLOW_BUNDLE_PATH)) {
-    throw new Error(`WORKFLOW_BUNDLE_PATH ${config.WORKFLOW_BUNDLE_PATH} does not exist; run 'npm run build:workflow'`);
-  }
 
   surviveDriverWriteAfterClose((message) => logger.warn(message));
 
-  const database = connectDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX });
+  const database = databaseOf(config, 'worker');
   const metrics = createWorkerMetrics();
   const metricsServer = await serveMetrics(metrics.registry, config.WORKER_METRICS_PORT, { name: 'worker metrics port', variable: 'WORKER_METRICS_PORT' });
   // The operator's tool servers: started (stdio) or reached (HTTP) by this worker, never by a tenant.
@@ -43,25 +39,7 @@ async function main(): Promise<void> {
   // (`npm run auditor`), so that it outlives this worker. The bundle still holds its workflows and
   // the reconciler's activities are still registered, so a pass started on this queue before the
   // loop moved (`npm run audit:schedules` moves it) can finish here.
-  const worker = await createWorker({
-    connection,
-    namespace: config.TEMPORAL_NAMESPACE,
-    taskQueue: config.TEMPORAL_TASK_QUEUE,
-    workflowBundlePath: config.WORKFLOW_BUNDLE_PATH,
-    maxDomainAttempts: config.DOMAIN_MAX_ATTEMPTS,
-    tuning: workerTuning(config),
-    deployment,
-    deps: {
-      db: database.db,
-      metrics,
-      logger,
-      llm: { baseUrl: config.LLM_BASE_URL, apiKey: config.LLM_API_KEY, model: config.LLM_MODEL, timeoutMs: config.LLM_TIMEOUT_MS },
-      temporal,
-      tools,
-      limits: { maxStepOutputBytes: config.MAX_STEP_OUTPUT_BYTES },
-      runExport: runExportOf(config.RETENTION_EXPORT_TO),
-    },
-  });
+  const worker = await createWorker({ ...runWorker, connection, deps: activityDepsOf(config, { db: database.db, metrics, logger, temporal, tools }) });
   observeWorkerMemory(metrics.registry, worker);
   logger.info(
     {
@@ -87,17 +65,7 @@ async function main(): Promise<void> {
       : null;
   const dispatcher =
     config.DISPATCHER_IN_WORKER === 'true'
-      ? startDispatcher({
-          db: database.db,
-          temporal,
-          taskQueue: config.TEMPORAL_TASK_QUEUE,
-          logger,
-          intervalMs: config.DISPATCH_INTERVAL_MS,
-          temporalTimeoutMs: config.TEMPORAL_CALL_TIMEOUT_MS,
-          startGraceMs: committerGraceMs(config.TEMPORAL_CALL_TIMEOUT_MS),
-          pushConcurrency: config.PUSH_CONCURRENCY,
-          pushSliceMs: config.PUSH_SLICE_MS,
-        })
+      ? startDispatcher(dispatcherOf(config, { db: database.db, temporal, logger }))
       : null;
   // Worker.run resolves after SIGINT/SIGTERM once in-flight tasks have drained.
   await worker.run();

@@ -1,9 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { Connection } from '@temporalio/client';
 import { inject } from 'vitest';
 import { RUN_SEARCH_ATTRIBUTES } from '../../core/search-attributes';
 import { freePort } from '../../lib/listen';
-import { devServerTuningArgs } from '../../testing/dev-server';
+import { devServerHealthy, devServerTuningArgs } from '../../testing/dev-server';
 import { waitFor } from './wait';
 
 export interface OwnDevServer {
@@ -12,20 +11,6 @@ export interface OwnDevServer {
   /** Its Web UI, when started with `ui`. */
   uiUrl: string | null;
   stop(): void;
-}
-
-/** Whether the namespace answers: start-dev registers it after the frontend is up. */
-async function healthy(address: string): Promise<boolean> {
-  let connection: Connection | undefined;
-  try {
-    connection = await Connection.connect({ address, connectTimeout: 1000 });
-    await connection.workflowService.describeNamespace({ namespace: 'default' });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await connection?.close().catch(() => {});
-  }
 }
 
 /**
@@ -51,7 +36,7 @@ export async function startOwnDevServer(options: { dynamicConfig?: Record<string
     server.kill('SIGTERM');
   };
   try {
-    await waitFor(`a dev server of the test's own on ${address}`, () => healthy(address), 60_000);
+    await waitFor(`a dev server of the test's own on ${address}`, () => devServerHealthy(address), 60_000);
     const uiUrl = options.ui ? `http://127.0.0.1:${uiPort}` : null;
     if (uiUrl) await waitFor('its Web UI', () => fetch(uiUrl).then((r) => r.ok, () => false), 60_000);
     return { address, uiUrl, stop };

@@ -8,13 +8,17 @@ import Redis from 'ioredis';
 import { inject } from 'vitest';
 import type { ActivityDeps } from '../../activities';
 import { createApp, type ApiDeps } from '../../api/app';
+import { apiRedisOf, apiSettingsOf } from '../../compose/api';
+import { databaseOf } from '../../compose/database';
+import { activityDepsOf, dispatcherOf, runWorkerOf } from '../../compose/worker';
 import { expectContractResponse } from './contract';
 import type { ApiRole } from '../../core/authorization';
 import { isTerminalPhase, type RunPhase } from '../../core/phases';
 import type { PolicyRules } from '../../core/policy';
-import { connectDatabase, type Database } from '../../db/client';
+import type { Database } from '../../db/client';
 import { runs } from '../../db/schema';
 import { createApiKey, createTenant } from '../../db/tenancy';
+import { loadConfig, type Config } from '../../lib/config';
 import { createLogger } from '../../lib/logger';
 import { createApiMetrics, createEventMetrics, createWorkerMetrics, type EventMetrics } from '../../lib/metrics';
 import { startDispatcher, type Dispatcher } from '../../dispatch/service';
@@ -24,7 +28,6 @@ import { FaultInjector } from '../../worker/faults';
 import type { ToolServersConfig } from '../../activities/tools/config';
 import { ToolServers } from '../../activities/tools/servers';
 import { DEFAULT_MAX_STEP_OUTPUT_BYTES } from '../../core/outputs';
-import { runExportOf } from '../../activities/retention';
 
 /** The relay's and reactor's configuration in tests: a stream of its own, the test's Redis, no webhook. */
 export function testEventsConfig(consumer: string, overrides: Partial<EventsConfig> = {}): EventsConfig {
@@ -86,6 +89,8 @@ export interface TestTenant {
 }
 
 export interface Stack {
+  /** The configuration every part of the stack was made from (`compose/`), for a test that makes one more. */
+  config: Config;
   baseUrl: string;
   database: Database;
   db: Database['db'];
@@ -118,43 +123,63 @@ export interface Stack {
  */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   installQuietRuntime(options.sdkMetricsPort);
-  const databaseUrl = options.databaseUrl ?? inject('databaseUrl');
-  const address = options.temporalAddress ?? inject('temporalAddress');
   const logger = createLogger('test', process.env.TEST_LOG_LEVEL ?? 'silent');
   const taskQueue = `test-${randomUUID()}`;
+  const eventsConfig: EventsConfig | null = options.events ? testEventsConfig('stack', options.events) : null;
+  // The product's configuration over the tests' services, on a task queue of the stack's own, with
+  // the short timeouts and intervals a test can wait out. Every part below is made from it as the
+  // product's processes make theirs (compose/).
+  const config: Config = {
+    ...loadConfig(),
+    DATABASE_URL: options.databaseUrl ?? inject('databaseUrl'),
+    DATABASE_POOL_MAX: 5,
+    REDIS_URL: inject('redisUrl'),
+    TEMPORAL_ADDRESS: options.temporalAddress ?? inject('temporalAddress'),
+    TEMPORAL_NAMESPACE: 'default',
+    TEMPORAL_TASK_QUEUE: taskQueue,
+    WORKFLOW_BUNDLE_PATH: inject('workflowBundlePath'),
+    DOMAIN_MAX_ATTEMPTS: options.maxDomainAttempts ?? 3,
+    LLM_BASE_URL: options.llmBaseUrl ?? 'http://127.0.0.1:9/v1',
+    LLM_API_KEY: options.llmApiKey ?? 'test-key',
+    LLM_MODEL: 'gpt-4o-mini',
+    LLM_TIMEOUT_MS: 10_000,
+    MAX_STEP_OUTPUT_BYTES: options.maxStepOutputBytes ?? DEFAULT_MAX_STEP_OUTPUT_BYTES,
+    RETENTION_EXPORT_TO: options.runExportDir,
+    API_BODY_LIMIT: '64kb',
+    // Generous: a test machine running several files at once can take seconds to start a
+    // workflow; test/api-outage.test.ts checks the deadline itself with its own.
+    API_TEMPORAL_DEADLINE_MS: 30_000,
+    OBSERVABILITY_MODE: 'DEGRADED',
+    RUN_TIMEOUT_SECONDS: options.runDeadlineSeconds ?? 120,
+    RUN_DEADLINE_GRACE_SECONDS: 0,
+    AUDIT_RECONCILE_INTERVAL: options.auditIntervalSeconds ?? 60,
+    TEMPORAL_CALL_TIMEOUT_MS: 2000,
+    DISPATCH_INTERVAL_MS: 300,
+    ...(options.requestsPerMinute ? { API_RATE_LIMIT_PER_MINUTE: options.requestsPerMinute } : {}),
+    ...eventsConfig,
+  };
 
-  const database = connectDatabase(databaseUrl, { max: 5 });
-  const workerDatabase = options.workerDatabaseUrl ? connectDatabase(options.workerDatabaseUrl, { max: 5 }) : database;
-  const redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: 2 });
-  const nativeConnection = await NativeConnection.connect({ address });
-  const connection = await Connection.connect({ address });
+  // One pool for the API and the test's own reads, with the workers' connect timeout: a loaded
+  // test machine may take longer than the API's to open a connection.
+  const database = databaseOf(config, 'worker');
+  const workerDatabase = options.workerDatabaseUrl ? databaseOf({ ...config, DATABASE_URL: options.workerDatabaseUrl }, 'worker') : database;
+  const redis = apiRedisOf(config, logger);
+  const nativeConnection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const client = new Client({ connection });
   const faults = new FaultInjector();
   const workerMetrics = createWorkerMetrics();
   const tools = await ToolServers.connect(options.toolServers ?? {}, { logger });
 
-  const activityDeps: ActivityDeps = {
-    db: workerDatabase.db,
-    metrics: workerMetrics,
-    logger,
-    llm: { baseUrl: options.llmBaseUrl ?? 'http://127.0.0.1:9/v1', apiKey: options.llmApiKey ?? 'test-key', model: 'gpt-4o-mini', timeoutMs: 10_000 },
-    temporal: client,
-    tools,
-    limits: { maxStepOutputBytes: options.maxStepOutputBytes ?? DEFAULT_MAX_STEP_OUTPUT_BYTES },
-    runExport: runExportOf(options.runExportDir),
-  };
+  const activityDeps = activityDepsOf(config, { db: workerDatabase.db, metrics: workerMetrics, logger, temporal: client, tools });
   const worker = await createWorker({
+    ...runWorkerOf(config),
     connection: nativeConnection,
-    namespace: 'default',
-    taskQueue,
-    workflowBundlePath: inject('workflowBundlePath'),
-    maxDomainAttempts: options.maxDomainAttempts ?? 3,
-    faults,
     deps: activityDeps,
+    faults,
     deployment: options.deployment,
   });
   const workerRun = worker.run();
-  const eventsConfig: EventsConfig | null = options.events ? testEventsConfig('stack', options.events) : null;
   const eventMetrics = createEventMetrics(workerMetrics.registry);
   const events = eventsConfig
     ? await startEventServices({
@@ -168,15 +193,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       })
     : null;
 
-  const dispatcher = startDispatcher({
-    db: workerDatabase.db,
-    temporal: client,
-    taskQueue,
-    logger,
-    intervalMs: 300,
-    temporalTimeoutMs: 2000,
-    startGraceMs: 1000,
-  });
+  // Takes over the API's attempts after a second, not the product's two call timeouts: tests wait for it.
+  const dispatcher = startDispatcher({ ...dispatcherOf(config, { db: workerDatabase.db, temporal: client, logger }), startGraceMs: 1000 });
 
   const apiDeps: ApiDeps = {
     db: database.db,
@@ -184,25 +202,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     redis,
     metrics: createApiMetrics(),
     logger,
-    taskQueue,
-    bodyLimit: '64kb',
-    // Generous: a test machine running several files at once can take seconds to start a
-    // workflow; test/api-outage.test.ts checks the deadline itself with its own.
-    temporalDeadlineMs: 30_000,
-    defaultObservabilityMode: 'DEGRADED',
-    runDeadlineSeconds: options.runDeadlineSeconds ?? 120,
-    ...(options.requestsPerMinute ? { requestsPerMinute: options.requestsPerMinute } : {}),
-    auditIntervalSeconds: options.auditIntervalSeconds ?? 60,
-    temporalCallTimeoutMs: 2000,
-    ...(eventsConfig
-      ? {
-          reactors: {
-            stream: eventsConfig.EVENT_STREAM,
-            heartbeatIntervalMs: eventsConfig.REACTOR_HEARTBEAT_INTERVAL_SECONDS * 1000,
-            missThreshold: eventsConfig.REACTOR_HEARTBEAT_MISS_THRESHOLD,
-          },
-        }
-      : {}),
+    // The API watches the reactors' heartbeats only where the stack runs them.
+    ...apiSettingsOf(config, { watchReactors: eventsConfig !== null }),
   };
   const app = createApp(apiDeps);
   const server: Server = await new Promise((resolve) => {
@@ -211,6 +212,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   const stack: Stack = {
+    config,
     baseUrl,
     database,
     db: database.db,

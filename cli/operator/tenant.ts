@@ -8,4 +8,4 @@ const [sub, ...rest] = process.argv.slice(2);
 const args = sub === undefined ? ['tenants', '--help'] : sub === 'key' ? ['tenants', 'keys', 'create', ...rest] : ['tenants', sub, ...rest];
 console.error(`npm run tenant is deprecated; running: governed ${args.join(' ')}`);
 process.argv = [process.argv[0]!, process.argv[1]!, ...args];
-require('../../cli/main');
+require('../main');
