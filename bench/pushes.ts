@@ -19,9 +19,7 @@
  *   npm run bench -- pushes [--runs 10000] [--memory-runs 500] [--cache sdk,200] [--submit-concurrency 16] [--skip-memory] [--skip-pushes]
  *                           [--setting 'runner=js|tsx;cache=200;threads=2;arenas=2;flags=--max-semi-space-size=1' ...]
  */
-import { execFileSync } from 'node:child_process';
 import os from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
 import { and, count, eq, isNotNull, sql } from 'drizzle-orm';
@@ -32,10 +30,8 @@ import { WORKER_MAX_CACHED_WORKFLOWS_DEFAULT, loadConfig } from '../lib/config';
 import { freePort } from '../lib/listen';
 import { mapLimit } from '../lib/map-limit';
 import { startDrillStack, type DrillStack } from '../drill/stack';
+import { buildCompiledWorker, COMPILED_WORKER, WORKER_NODE_FLAGS } from './compiled-worker';
 
-const { TARGETS, WORKER_NODE_FLAGS } = require('../bin/compiled-cli') as { TARGETS: Record<'worker', { outDir: string; main: string }>; WORKER_NODE_FLAGS: string[] };
-/** The worker as `npm start` runs it: compiled by `npm run build:worker`. */
-const COMPILED_WORKER = path.join(__dirname, '..', TARGETS.worker.outDir, TARGETS.worker.main);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -233,7 +229,7 @@ export async function benchPushes(argv: string[]): Promise<void> {
   const config = loadConfig();
   const print = (line: string) => console.log(line);
   // The worker as npm start runs it, compiled (built here when missing or older than its sources).
-  execFileSync(process.execPath, [path.join(__dirname, '..', 'scripts', 'build-cli.mjs'), '--worker', '--if-stale'], { stdio: 'inherit' });
+  buildCompiledWorker();
   const [metricsPort, sdkMetricsPort] = [await freePort(), await freePort()];
   const workerEnv = { WORKER_METRICS_PORT: String(metricsPort), WORKER_SDK_METRICS_PORT: String(sdkMetricsPort) };
 

@@ -43,6 +43,7 @@ import { executionsOf } from '../lib/temporal';
 import { buildWorkflowBundle } from '../worker/build-bundle';
 import { bareRunWorkflow } from './bare/workflows';
 import { childrenOfThisProcess, cpuBetween, oneProcess, rssMiB, sampleCpu, thisProcess, type CpuSource } from './cpu';
+import { buildCompiledWorker, COMPILED_WORKER, WORKER_NODE_FLAGS } from './compiled-worker';
 
 /** `audit`, `events`, `agent`, `pushes`, `cli`, `retention` and `cluster` run the benchmarks of bench/<name>.ts, which parse their own options. */
 const SUITES = ['audit', 'events', 'agent', 'pushes', 'cli', 'retention', 'cluster'] as const;
@@ -125,6 +126,8 @@ async function main(): Promise<void> {
   // A directory per process: node writes a profile per thread (the worker's workflow threads, tsx's
   // loader thread), each named by its pid and thread id.
   const nodeFlags = (name: string) => (profileDir ? ['--cpu-prof', '--cpu-prof-dir', path.join(profileDir, name)] : []);
+  // The worker as `npm start` runs it: compiled (`npm run build:worker`, rebuilt when a source is newer), with its V8 flags.
+  buildCompiledWorker();
   const productEnv = {
     DATABASE_URL: url.toString(),
     REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
@@ -148,7 +151,7 @@ async function main(): Promise<void> {
         DATABASE_POOL_MAX: '20',
         EVENTS_IN_WORKER: 'false',
       },
-      { startTimeoutMs: START_TIMEOUT_MS, nodeFlags: nodeFlags('worker') },
+      { startTimeoutMs: START_TIMEOUT_MS, entry: COMPILED_WORKER, nodeFlags: [...WORKER_NODE_FLAGS, ...nodeFlags('worker')] },
     ),
   );
   const apiPort = await freePort();
