@@ -16,10 +16,13 @@ const TARGETS = {
 const OUT_DIR = TARGETS.cli.outDir;
 /**
  * V8's flags for the worker, compiled or not. Each of its isolates (the main thread's and one per
- * workflow thread) grows its young generation up to 2 x 16 MiB by default and keeps it; with 1 MiB
- * semi-spaces the worker held 300 MB with 500 runs paused instead of 346 (README, Benchmarks: pushes).
+ * workflow thread) grows its young generation up to 2 x 16 MiB by default and keeps it: 1 MiB
+ * semi-spaces bound that. What small semi-spaces promote, V8 lets pile up in the old space as
+ * garbage while the heap's limit is far (a quiet machine running 500 submissions in 17 s: 371-400 MB
+ * held with them paused); `--optimize-for-size` makes it collect and shrink sooner (248 MB).
+ * README, Benchmarks: pushes.
  */
-const WORKER_NODE_FLAGS = ['--max-semi-space-size=1'];
+const WORKER_NODE_FLAGS = ['--max-semi-space-size=1', '--optimize-for-size'];
 const STAMP = '.built';
 
 function mtimeOf(file) {

@@ -83,8 +83,8 @@ describe('the compiled worker (npm run worker, npm start) or tsx', () => {
       fs.copyFileSync(script, path.join(root, 'bin', 'compiled-cli.js'));
       return execFileSync(process.execPath, [path.join(root, 'bin', 'compiled-cli.js'), 'worker'], { encoding: 'utf8' });
     };
-    expect(argsIn(workerRepo(t, t - 60))).toBe(`--max-semi-space-size=1 ${path.join('dist', 'worker', 'worker', 'main.js')}`);
-    expect(argsIn(workerRepo(t, t + 60))).toBe(`--max-semi-space-size=1 --import tsx ${path.join('worker', 'main.ts')}`);
+    expect(argsIn(workerRepo(t, t - 60))).toBe(`--max-semi-space-size=1 --optimize-for-size ${path.join('dist', 'worker', 'worker', 'main.js')}`);
+    expect(argsIn(workerRepo(t, t + 60))).toBe(`--max-semi-space-size=1 --optimize-for-size --import tsx ${path.join('worker', 'main.ts')}`);
   });
 });
 
