@@ -1,21 +1,11 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { COST_GROUPS, costColumns, toCsv, type CostGroup } from '../core/costs';
+import type { CostRow as StoredCostRow } from '../db/costs';
 import { contextOf } from './context';
 import { money, table, when } from './format';
 
-interface CostRow {
-  period?: string;
-  keyId?: string | null;
-  keyPrefix?: string | null;
-  keyLabel?: string | null;
-  model?: string;
-  skill?: string;
-  tool?: string;
-  costUsd: number;
-  tokensIn: number;
-  tokensOut: number;
-  calls: number;
-}
+/** A row of the report as the API sends it: the stored sums, the dollars as a JSON number. */
+type CostRow = Omit<StoredCostRow, 'costUsd'> & { costUsd: number };
 
 interface CostReport {
   from: string;

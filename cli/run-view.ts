@@ -1,4 +1,5 @@
 import type { ForTenant } from '../core/authority-words';
+import type { RunControl } from '../db/control-events';
 import { isTerminalPhase, type RunPhase } from '../core/phases';
 import type { AgentView, PendingApproval, RunState } from '../workflows/messages';
 import { duration, fields, money, when } from './format';
@@ -33,16 +34,8 @@ export interface StoredRun {
   finishedAt: string | null;
 }
 
-/** A control of the run as `GET /runs/:id` shows it. */
-export interface RunControlView {
-  id: string;
-  kind: string;
-  accepted: boolean;
-  actor: string | null;
-  authority: string | null;
-  detail: string | null;
-  createdAt: string;
-}
+/** A control of the run as `GET /runs/:id` shows it: the stored control, its time as JSON writes it. */
+export type RunControlView = Omit<RunControl, 'createdAt'> & { createdAt: string };
 
 /** `GET /runs/:id`: the stored record, the workflow's live state while it runs, and the domains' rows. */
 export interface RunDetail {
