@@ -39,6 +39,8 @@ import { cpuBetween, sampleCpu, thisProcess, type CpuSource } from './cpu';
 
 const root = path.join(__dirname, '..');
 
+const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
@@ -152,8 +154,6 @@ export async function benchCluster(args: string[]): Promise<void> {
   const plan = Array.from({ length: steps }, (_, i) => ({ skill: 'sim.llm' as const, input: { prompt: `bench step ${i}` } }));
   const rows: string[] = [];
 
-  const sequentialP50 = (latencies: number[]) => percentile([...latencies].sort((a, b) => a - b), 50);
-
   /** Sequential latency, then a batch's rate and each process's CPU, for one flavour on its own worker processes. */
   async function measure(flavour: {
     label: string;
@@ -190,7 +190,7 @@ export async function benchCluster(args: string[]): Promise<void> {
     const cpu = cpuBetween(before, await sampleCpu(sources));
     const cpuLine = [...cpu].map(([name, ms]) => `${name} ${((ms / 1000 / batchSeconds) * 100).toFixed(0)}%`).join(', ');
     const cpuMsPerRun = [...cpu.values()].reduce((a, b) => a + b, 0) / batch;
-    const result = { p50: sequentialP50(latencies), p95: percentile(latencies, 95), rate: batch / batchSeconds, cpuMsPerRun };
+    const result = { p50: percentile(latencies, 50), p95: percentile(latencies, 95), rate: batch / batchSeconds, cpuMsPerRun };
     const row = `sequential p50 ${(result.p50 / 1000).toFixed(2)}s p95 ${(result.p95 / 1000).toFixed(2)}s  batch of ${batch}: ${result.rate.toFixed(1)} runs/s, ${cpuMsPerRun.toFixed(0)} CPU-ms a run (all processes)`;
     console.log(`      ${flavour.label}: CPU during the batch (share of one core): ${cpuLine}`);
     return { ...result, row };
@@ -259,7 +259,6 @@ export async function benchCluster(args: string[]): Promise<void> {
         },
       });
       await stopAll(bareWorkers);
-      const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
       const bareRow = `  ${count} worker${count > 1 ? 's' : ' '}  bare     ${bare.row}\n              governed/bare: latency p50 ${ratio(governed.p50, bare.p50)}, throughput ${ratio(governed.rate, bare.rate)}, CPU a run ${ratio(governed.cpuMsPerRun, bare.cpuMsPerRun)}`;
       console.log(bareRow);
       rows.push(bareRow);
